@@ -1,0 +1,439 @@
+"""Reading folders of images into tensors, robustly.
+
+The rules every entry point shares:
+
+* a folder is searched recursively for the extensions in :data:`IMAGE_EXTENSIONS`;
+* a file that cannot be decoded is skipped and reported (path and reason), never fatal;
+* the folder is only read, never written to;
+* every image is converted to what a model expects (:class:`Preprocessing`): its channel count, a square
+  of its input size (aspect ratio kept, padded with the image's own border colour) and, at model-input
+  time, its inversion and normalisation.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from .errors import InputError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+ROOT_LABEL = "."  # the class name given to images that sit directly in a labelled folder's root
+
+# A truncated file must fail loudly here rather than decode into a half-grey image.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Refuse decompression bombs instead of only warning about them.
+warnings.simplefilter("error", Image.DecompressionBombWarning)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw pixels become model input; stored inside every model file.
+
+    Attributes
+    ----------
+    size : int
+        Side of the square input, in pixels.
+    channels : int
+        1 (grayscale) or 3 (RGB).
+    invert : bool
+        Whether intensities are flipped (x -> 1 - x) so that a light background becomes 0. Dark strokes on
+        white paper then look like signal on an empty canvas, which is what zero padding and the affine
+        augmentation assume.
+    mean, std : tuple of float
+        Per-channel normalisation applied after inversion.
+    """
+
+    size: int = 32
+    channels: int = 1
+    invert: bool = False
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocessing:
+        return cls(
+            size=int(d["size"]),
+            channels=int(d["channels"]),
+            invert=bool(d["invert"]),
+            mean=tuple(float(v) for v in d["mean"]),
+            std=tuple(float(v) for v in d["std"]),
+        )
+
+
+@dataclass
+class ImageSet:
+    """Decoded images of one folder (or of in-memory arrays), at a model's input size.
+
+    Attributes
+    ----------
+    pixels : torch.Tensor of shape (n_images, channels, size, size), dtype uint8
+        Raw intensities, neither inverted nor normalised.
+    paths : list of str
+        Each image's path relative to ``root`` (POSIX separators), or a generated name for arrays.
+    root : Path or None
+        The folder the images came from.
+    labels : list of str or None
+        Class names taken from the folder structure (see :func:`load_image_folder`), when requested.
+    skipped : list of (str, str)
+        Files that could not be used, with the reason.
+    """
+
+    pixels: torch.Tensor
+    paths: list[str]
+    root: Path | None = None
+    labels: list[str] | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Sorted distinct labels (empty without labels)."""
+        return sorted(set(self.labels)) if self.labels is not None else []
+
+    def label_ids(self) -> np.ndarray:
+        """Integer labels, shape (n_images,), indexing :attr:`class_names`."""
+        if self.labels is None:
+            raise InputError("These images carry no labels (the folder was read without class folders).")
+        index = {name: i for i, name in enumerate(self.class_names)}
+        return np.array([index[name] for name in self.labels], dtype=np.int64)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> ImageSet:
+        idx = np.asarray(indices, dtype=np.int64)
+        return ImageSet(
+            pixels=self.pixels[torch.from_numpy(idx)],
+            paths=[self.paths[i] for i in idx],
+            root=self.root,
+            labels=None if self.labels is None else [self.labels[i] for i in idx],
+            skipped=list(self.skipped),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# folders
+
+
+def check_folder(folder: str | os.PathLike) -> Path:
+    """Return ``folder`` as a resolved Path, or raise :class:`InputError` saying what is wrong with it."""
+    if folder is None or str(folder).strip() == "":
+        raise InputError("No folder given.")
+    path = Path(folder).expanduser()
+    if not path.exists():
+        raise InputError(f"Folder not found: {path}")
+    if not path.is_dir():
+        raise InputError(f"Not a folder: {path} (give the folder that contains the images).")
+    return path.resolve()
+
+
+def find_images(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[str, str]]]:
+    """List the image files under ``folder``, recursively and in a stable order.
+
+    Returns
+    -------
+    images : list of Path
+        Files with an image extension, sorted by relative path. Hidden files and folders are ignored.
+    ignored : list of (str, str)
+        Other regular files, with the reason they were not read.
+    """
+    root = check_folder(folder)
+    images: list[Path] = []
+    ignored: list[tuple[str, str]] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            if path.suffix.lower() in IMAGE_EXTENSIONS:
+                images.append(path)
+            else:
+                ignored.append((path.relative_to(root).as_posix(), "not an image file (unknown extension)"))
+    images.sort(key=lambda p: p.relative_to(root).as_posix())
+    return images, ignored
+
+
+def class_of(relative_path: str, depth: int = 1) -> str:
+    """The class name of an image from its path relative to a labelled root: its first ``depth`` folders."""
+    parts = relative_path.split("/")[:-1]
+    if not parts:
+        return ROOT_LABEL
+    return "/".join(parts[:depth])
+
+
+# ---------------------------------------------------------------------------------------------------
+# single images
+
+
+class ImageReadError(Exception):
+    """One file that could not be turned into an image; the message is the reason shown to users."""
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Bring 16-bit, 32-bit integer and float images to 8 bits per channel, scaling by their range."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        if img.mode.startswith("I;16"):
+            arr = arr / 65535.0
+        else:
+            lo, hi = float(arr.min()), float(arr.max())
+            arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    return img
+
+
+def _flatten_alpha(img: Image.Image) -> Image.Image:
+    """Composite transparent images over white paper; resolve palettes."""
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        canvas.alpha_composite(rgba)
+        return canvas.convert("RGB")
+    return img
+
+
+def fit_square(arr: np.ndarray, size: int) -> np.ndarray:
+    """Resize an (H, W, C) uint8 array into a ``size`` x ``size`` square, keeping the aspect ratio.
+
+    The margin is filled with the median colour of the image's border, so a white page stays white.
+    """
+    h, w, c = arr.shape
+    scale = size / max(h, w)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    mode = "L" if c == 1 else "RGB"
+    img = Image.fromarray(arr[..., 0] if c == 1 else arr, mode=mode)
+    if (new_w, new_h) != (w, h):
+        shrinking = new_w < w or new_h < h
+        resample = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
+        img = img.resize((new_w, new_h), resample=resample)
+    out = np.asarray(img, dtype=np.uint8).reshape(new_h, new_w, c)
+    if (new_w, new_h) == (size, size):
+        return out
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]], axis=0)
+    fill = np.median(border, axis=0).astype(np.uint8)
+    canvas = np.empty((size, size, c), dtype=np.uint8)
+    canvas[...] = fill
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    canvas[top : top + new_h, left : left + new_w] = out
+    return canvas
+
+
+def read_image(path: str | os.PathLike, *, size: int, channels: int) -> np.ndarray:
+    """Decode one image file into an array of shape (channels, size, size), dtype uint8.
+
+    Raises
+    ------
+    ImageReadError
+        With a short reason when the file is not a readable image.
+    """
+    try:
+        with Image.open(path) as img:
+            img.seek(0)  # first frame of animations and multi-page TIFFs
+            img.load()
+            img = _flatten_alpha(_to_8bit(img))
+            img = img.convert("L" if channels == 1 else "RGB")
+            arr = np.asarray(img, dtype=np.uint8)
+    except UnidentifiedImageError:
+        raise ImageReadError("not an image, or a format Pillow cannot read") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated, corrupt or unsupported data
+        raise ImageReadError(f"unreadable image ({_short(exc)})") from None
+    except Image.DecompressionBombWarning:
+        raise ImageReadError("image too large (possible decompression bomb)") from None
+    except Image.DecompressionBombError:
+        raise ImageReadError("image too large (possible decompression bomb)") from None
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageReadError("empty image (zero width or height)")
+    return fit_square(arr, size).transpose(2, 0, 1).copy()
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:120]
+
+
+# ---------------------------------------------------------------------------------------------------
+# whole folders
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def load_image_folder(
+    folder: str | os.PathLike,
+    *,
+    size: int,
+    channels: int,
+    labelled: bool = False,
+    class_depth: int = 1,
+    progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    workers: int | None = None,
+) -> ImageSet:
+    """Read every image under ``folder`` at the given size.
+
+    Parameters
+    ----------
+    folder : path
+        The folder to search (recursively). It is never written to.
+    size, channels : int
+        Output square size and channel count (1 or 3).
+    labelled : bool
+        Also record each image's class: the first ``class_depth`` folder levels under ``folder``.
+    progress : callable(done, total), optional
+        Called as files are decoded.
+    should_stop : callable() -> bool, optional
+        Polled between files; when it returns True the images read so far are returned.
+
+    Raises
+    ------
+    InputError
+        When the folder does not exist, is not a folder, or holds no readable image.
+    """
+    if channels not in (1, 3):
+        raise InputError(f"channels must be 1 or 3, not {channels}.")
+    root = check_folder(folder)
+    files, skipped = find_images(root)
+    if not files:
+        raise InputError(
+            f"No images found in {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}, in all subfolders)."
+        )
+    total = len(files)
+    arrays: list[np.ndarray | None] = [None] * total
+    reasons: dict[int, str] = {}
+
+    def work(i: int) -> None:
+        if should_stop is not None and should_stop():
+            reasons[i] = "not read: stopped"
+            return
+        try:
+            arrays[i] = read_image(files[i], size=size, channels=channels)
+        except ImageReadError as exc:
+            reasons[i] = str(exc)
+
+    n_workers = workers or min(8, (os.cpu_count() or 2) * 2)
+    done = 0
+    with ThreadPoolExecutor(max_workers=n_workers) as pool:
+        for _ in pool.map(work, range(total)):
+            done += 1
+            if progress is not None and (done % 64 == 0 or done == total):
+                progress(done, total)
+
+    rel = [f.relative_to(root).as_posix() for f in files]
+    keep = [i for i in range(total) if arrays[i] is not None]
+    skipped = skipped + [(rel[i], reasons[i]) for i in range(total) if i in reasons and reasons[i] != "not read: stopped"]
+    if not keep:
+        raise InputError(f"None of the {total} image files in {root} could be read; see the skipped list.")
+    pixels = torch.from_numpy(np.stack([arrays[i] for i in keep]))
+    paths = [rel[i] for i in keep]
+    labels = [class_of(p, class_depth) for p in paths] if labelled else None
+    return ImageSet(pixels=pixels, paths=paths, root=root, labels=labels, skipped=sorted(skipped))
+
+
+def images_from_arrays(
+    images: np.ndarray | torch.Tensor | Sequence[np.ndarray],
+    *,
+    size: int,
+    channels: int,
+    labels: Sequence | None = None,
+    names: Sequence[str] | None = None,
+) -> ImageSet:
+    """Build an :class:`ImageSet` from in-memory images (uint8 0-255 or float 0-1).
+
+    ``images`` is an array of shape (n, H, W), (n, H, W, C) or (n, C, H, W), or a list of such single images.
+    """
+    items = list(images) if not isinstance(images, (np.ndarray, torch.Tensor)) else list(np.asarray(images))
+    out = []
+    for item in items:
+        arr = np.asarray(item)
+        if arr.dtype != np.uint8:
+            arr = np.clip(arr.astype(np.float64) * (255.0 if arr.max() <= 1.0 else 1.0) + 0.5, 0, 255).astype(np.uint8)
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        elif arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+            arr = arr.transpose(1, 2, 0)
+        if arr.ndim != 3:
+            raise InputError(f"Each image must be 2-D or 3-D, got shape {arr.shape}.")
+        if arr.shape[-1] == 4:
+            arr = arr[..., :3]
+        if channels == 1 and arr.shape[-1] == 3:
+            arr = np.asarray(Image.fromarray(arr, "RGB").convert("L"))[..., None]
+        elif channels == 3 and arr.shape[-1] == 1:
+            arr = np.repeat(arr, 3, axis=-1)
+        out.append(fit_square(arr, size).transpose(2, 0, 1))
+    if not out:
+        raise InputError("No images given.")
+    n = len(out)
+    paths = list(names) if names is not None else [f"image_{i:06d}" for i in range(n)]
+    if len(paths) != n or (labels is not None and len(labels) != n):
+        raise InputError("images, labels and names must have the same length.")
+    return ImageSet(
+        pixels=torch.from_numpy(np.stack(out)),
+        paths=paths,
+        labels=None if labels is None else [str(v) for v in labels],
+    )
+
+
+def as_image_set(images, *, size: int, channels: int, labelled: bool = False, **folder_kwargs) -> ImageSet:
+    """Accept a folder path, an :class:`ImageSet` or in-memory arrays, and return an :class:`ImageSet`."""
+    if isinstance(images, ImageSet):
+        if images.pixels.shape[1:] != (channels, size, size):
+            raise InputError(
+                f"These images are {tuple(images.pixels.shape[1:])} but the model expects ({channels}, {size}, {size})."
+            )
+        return images
+    if isinstance(images, (str, os.PathLike)):
+        return load_image_folder(images, size=size, channels=channels, labelled=labelled, **folder_kwargs)
+    return images_from_arrays(images, size=size, channels=channels)
+
+
+# ---------------------------------------------------------------------------------------------------
+# model input
+
+
+def light_background(pixels: torch.Tensor) -> bool:
+    """Whether images of shape (n, C, H, W), uint8, mostly have a light border (dark ink on light paper)."""
+    border = torch.cat(
+        [pixels[..., 0, :], pixels[..., -1, :], pixels[..., :, 0], pixels[..., :, -1]], dim=-1
+    ).float()
+    return bool(border.median() > 127.5)
+
+
+def to_unit(pixels: torch.Tensor, invert: bool) -> torch.Tensor:
+    """uint8 pixels -> float in [0, 1], inverted when asked."""
+    x = pixels.float().div_(255.0)
+    return 1.0 - x if invert else x
+
+
+def normalise(x: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
+    """Apply the per-channel mean/std of ``prep`` to unit-range images of shape (n, C, H, W)."""
+    mean = torch.tensor(prep.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(prep.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of unit-range images, shape (n, C, H, W)."""
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std)
+
+
+def model_input(pixels: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
+    """uint8 pixels of shape (n, C, size, size) -> the normalised float tensor a model takes."""
+    return normalise(to_unit(pixels, prep.invert), prep)

@@ -1,0 +1,21 @@
+"""Exceptions with messages meant for people, not stack traces.
+
+Everything the command line and the app report to a user derives from :class:`L2CError`; the CLI turns
+these into a one-line message and exit code 2.
+"""
+
+
+class L2CError(Exception):
+    """Base class for errors caused by the user's input, with a message a person can act on."""
+
+
+class InputError(L2CError):
+    """A folder, an image set or an option that cannot be used as given."""
+
+
+class ModelFileError(L2CError):
+    """A model file that is missing, foreign, truncated or tampered with."""
+
+
+class StoppedError(L2CError):
+    """A job was asked to stop before it produced anything usable."""

@@ -1,0 +1,146 @@
+"""Network building blocks: small composable modules with keyword-only constructors.
+
+Shapes: ``b`` batch, ``c`` channels, ``s`` input side, ``d`` embedding size, ``k`` clusters.
+
+The similarity network (the SPN) is siamese: one encoder embeds every image once, and the pair head
+scores all ``b x b`` pairs with one matrix product. That is the same kind of pairwise classifier as the
+authors' concatenation MLP, but its cost grows with ``b`` for the network and ``b^2`` only for a dot
+product, instead of ``b^2`` rows through a 2048 x 4096 layer.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# ---------------------------------------------------------------------------------------------------
+# encoders
+
+
+class ConvBlock(nn.Module):
+    """conv 3x3 -> batch norm -> ReLU -> 2x2 max pool: halves the side."""
+
+    def __init__(self, *, dim_in: int, dim_out: int):
+        super().__init__()
+        self.conv = nn.Conv2d(dim_in, dim_out, kernel_size=3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(dim_out)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, c, s, s) -> (b, c', s/2, s/2)
+        return self.pool(F.relu(self.norm(self.conv(x)), inplace=True))
+
+
+class ConvEncoder(nn.Module):
+    """A VGG-style stack of :class:`ConvBlock` followed by a linear projection to ``embedding_dim``."""
+
+    def __init__(self, *, in_channels: int, widths: tuple[int, ...], embedding_dim: int, input_size: int):
+        super().__init__()
+        assert input_size % (2 ** len(widths)) == 0, "input_size must be divisible by 2 ** len(widths)"
+        dims = (in_channels, *widths)
+        self.blocks = nn.Sequential(*[ConvBlock(dim_in=a, dim_out=b) for a, b in zip(dims[:-1], dims[1:])])
+        side = input_size // (2 ** len(widths))
+        self.feature_dim = widths[-1] * side * side
+        self.project = nn.Linear(self.feature_dim, embedding_dim)
+        self.embedding_dim = embedding_dim
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # (b, c, s, s) -> (b, feature_dim)
+        return self.blocks(x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, c, s, s) -> (b, d)
+        return self.project(self.features(x))
+
+
+# ---------------------------------------------------------------------------------------------------
+# pair heads
+
+
+class CosinePairHead(nn.Module):
+    """P(same class) = sigmoid(scale * cos(e_i, e_j) + bias) for every pair, via one matrix product."""
+
+    def __init__(self, *, init_scale: float = 10.0, init_bias: float = -5.0):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(float(init_scale)))
+        self.bias = nn.Parameter(torch.tensor(float(init_bias)))
+
+    def forward(self, unit_a: torch.Tensor, unit_b: torch.Tensor | None = None) -> torch.Tensor:
+        """Unit embeddings (n, d) and (m, d) -> pair logits (n, m)."""
+        unit_b = unit_a if unit_b is None else unit_b
+        return self.scale * (unit_a @ unit_b.T) + self.bias
+
+
+class SimilarityNet(nn.Module):
+    """Siamese pairwise classifier: an encoder, L2 normalisation and a :class:`CosinePairHead`."""
+
+    def __init__(self, *, encoder: ConvEncoder, head: CosinePairHead):
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:  # (b, c, s, s) -> (b, d), unit norm
+        return F.normalize(self.encoder(x), dim=1)
+
+    def pair_logits(self, x: torch.Tensor) -> torch.Tensor:  # (b, c, s, s) -> (b, b)
+        return self.head(self.embed(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pair_logits(x)
+
+
+def build_similarity_net(arch: dict) -> SimilarityNet:
+    """Rebuild a :class:`SimilarityNet` from the hyper-parameters stored in a model file."""
+    kind = arch.get("type")
+    if kind != "conv-cosine":
+        raise ValueError(f"unknown similarity architecture {kind!r}")
+    encoder = ConvEncoder(
+        in_channels=int(arch["in_channels"]),
+        widths=tuple(int(w) for w in arch["widths"]),
+        embedding_dim=int(arch["embedding_dim"]),
+        input_size=int(arch["input_size"]),
+    )
+    return SimilarityNet(encoder=encoder, head=CosinePairHead())
+
+
+# ---------------------------------------------------------------------------------------------------
+# clustering head
+
+
+class CosineClusterHead(nn.Module):
+    """Cluster logits from unit features: ``temperature * cos(feature, centre_k)`` for ``k`` learnt centres."""
+
+    def __init__(self, *, dim: int, n_clusters: int, temperature: float = 10.0):
+        super().__init__()
+        self.centres = nn.Parameter(torch.randn(n_clusters, dim) * 0.01)
+        self.temperature = temperature
+
+    def forward(self, unit_features: torch.Tensor) -> torch.Tensor:  # (b, d) -> (b, k)
+        return self.temperature * unit_features @ F.normalize(self.centres, dim=1).T
+
+
+# ---------------------------------------------------------------------------------------------------
+# the authors' formulation, kept as the reference the speed benchmark compares against
+
+
+class ConcatPairMLP(nn.Module):
+    """The L2C paper's pair head: concatenate the two feature vectors of every ordered pair and classify.
+
+    (b, f) features -> (b * b, 2) logits, pair row ``i * b + j`` = (x_j, x_i) as in the authors' code.
+    """
+
+    def __init__(self, *, feature_dim: int = 1024, hidden: int = 4096):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(2 * feature_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 2)
+        )
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        b = feats.shape[0]
+        left = feats.repeat(b, 1)  # row i*b + j -> x_j
+        right = feats.repeat_interleave(b, dim=0)  # row i*b + j -> x_i
+        return self.net(torch.cat([left, right], dim=1))
+
+
+def vggs_encoder(*, in_channels: int = 1) -> nn.Module:
+    """The authors' VGGS backbone: four blocks of 64-128-256-256 channels, 32x32 -> 1024 features."""
+    dims = (in_channels, 64, 128, 256, 256)
+    return nn.Sequential(*[ConvBlock(dim_in=a, dim_out=b) for a, b in zip(dims[:-1], dims[1:])], nn.Flatten())

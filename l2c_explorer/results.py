@@ -1,0 +1,143 @@
+"""Writing results to disk: ``assignments.csv``, ``summary.json`` and per-cluster folders.
+
+Nothing here ever writes inside the folder that was analysed, unless the user explicitly exports into it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    try:
+        child.resolve().relative_to(parent.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def check_output_folder(out: str | os.PathLike, analysed: str | os.PathLike | None = None) -> Path:
+    """Create the output folder, refusing one that lies inside the analysed folder (it is only ever read)."""
+    out = Path(out).expanduser()
+    if analysed is not None and Path(analysed).expanduser().is_dir() and _inside(out, Path(analysed).expanduser()):
+        raise InputError(
+            f"The output folder {out} is inside the folder being analysed; choose a folder outside it "
+            "(the analysed folder is never written to)."
+        )
+    if out.exists() and not out.is_dir():
+        raise InputError(f"The output path {out} exists and is not a folder.")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write_csv(path: Path, header: list[str], rows) -> Path:
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def write_json(path: Path, data: dict) -> Path:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_discovery_results(clusterer, out: Path, *, score: bool = False, save_model: bool = False) -> dict:
+    """Write ``assignments.csv`` (path, cluster, confidence) and ``summary.json`` for a fitted clusterer."""
+    out = Path(out)
+    rows = zip(clusterer.paths_, clusterer.labels_.tolist(), np.round(clusterer.confidence_, 4).tolist())
+    write_csv(out / "assignments.csv", ["path", "cluster", "confidence"], rows)
+    summary = clusterer.summary(score=score)
+    if save_model:
+        summary["clustering_model"] = str(clusterer.save(out / "clustering_model"))
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def write_adaptation_results(adapter, out: Path, *, score: bool = False) -> dict:
+    """Write ``assignments.csv`` (path, predicted_class, confidence) and ``summary.json`` for an adapter."""
+    out = Path(out)
+    names = adapter.classes_
+    rows = zip(adapter.paths_, [names[i] for i in adapter.labels_], np.round(adapter.confidence_, 4).tolist())
+    write_csv(out / "assignments.csv", ["path", "predicted_class", "confidence"], rows)
+    summary = adapter.summary(score=score)
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def export_cluster_folders(
+    root: Path,
+    paths: list[str],
+    labels: np.ndarray,
+    out: str | os.PathLike,
+    *,
+    names: dict | None = None,
+    mode: str = "copy",
+) -> dict:
+    """Copy (or link) each image into ``out/<cluster name>/``, keeping file names unique.
+
+    Parameters
+    ----------
+    root : Path
+        The analysed folder the relative ``paths`` are under (only read).
+    names : dict of cluster id -> folder name, optional
+        Defaults to ``cluster_000``, ``cluster_001``, ...
+    mode : {"copy", "symlink"}
+
+    Returns
+    -------
+    dict of folder name -> number of files written.
+    """
+    if mode not in ("copy", "symlink"):
+        raise InputError(f"mode must be 'copy' or 'symlink', not {mode!r}")
+    out = Path(out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    for rel, label in zip(paths, np.asarray(labels).tolist()):
+        folder = safe_folder_name(names.get(label) if names else None) or f"cluster_{int(label):03d}"
+        dest_dir = out / folder
+        dest_dir.mkdir(exist_ok=True)
+        flat = rel.replace("/", "__")
+        dest = dest_dir / flat
+        src = Path(root) / rel
+        if mode == "copy":
+            shutil.copy2(src, dest)
+        else:
+            if dest.exists() or dest.is_symlink():
+                dest.unlink()
+            dest.symlink_to(src.resolve())
+        counts[folder] = counts.get(folder, 0) + 1
+    return counts
+
+
+def safe_folder_name(name: str | None) -> str | None:
+    """A name usable as one folder level: no separators, no leading dots, at most 100 characters."""
+    if not name:
+        return None
+    cleaned = "".join(c if (c.isalnum() or c in " -_.()") else "_" for c in str(name)).strip().lstrip(".")
+    return cleaned[:100] or None

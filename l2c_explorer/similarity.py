@@ -1,0 +1,633 @@
+"""The similarity model (SPN): P(two images show the same category), learnt from a labelled folder.
+
+* :class:`SimilarityModel` is a trained model: network + preprocessing + model card. It embeds images and
+  scores all pairs of a set with one matrix product. Load one with :func:`load_similarity_model` (a path
+  or the name of a shipped model).
+* :class:`SimilarityLearner` trains one, scikit-learn style: ``SimilarityLearner(epochs=20).fit(folder)``
+  then ``.model_``, ``.history_``, ``.holdout_metrics_``.
+
+Training uses class-balanced mini-batches (``classes_per_batch`` classes x ``images_per_class`` images) and
+a binary cross-entropy over *every* pair in the batch (dense pair enumeration). Because the pair head is
+``sigmoid(scale * cos + bias)`` of two embeddings, the whole pair matrix costs one ``b x d`` by ``d x b``
+product on top of embedding each image once.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import __version__
+from .augment import NO_JITTER, AffineJitter, augment_batch
+from .data import (
+    ImageSet,
+    Preprocessing,
+    as_image_set,
+    channel_stats,
+    light_background,
+    normalise,
+    to_unit,
+)
+from .device import resolve_device
+from .errors import InputError, ModelFileError
+from .losses import pair_bce_loss
+from .metrics import pair_scores
+from .model_io import MODEL_SUFFIX, read_model_file, save_model_file
+from .nets import SimilarityNet, build_similarity_net
+from .progress import Callback, Reporter
+
+# ---------------------------------------------------------------------------------------------------
+# the trained model
+
+
+class SimilarityModel:
+    """A trained pairwise similarity model and everything needed to use it.
+
+    Parameters
+    ----------
+    net : SimilarityNet
+    preprocessing : Preprocessing
+    card : dict
+        The model card: architecture, training data summary, hold-out pair metrics, version, ...
+    """
+
+    def __init__(self, net: SimilarityNet, preprocessing: Preprocessing, card: dict):
+        self.net = net.eval()
+        self.preprocessing = preprocessing
+        self.card = card
+        self.digest: str | None = None
+        self.source: str | None = None  # where it was loaded from
+
+    # -- identity ---------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.card.get("name") or (Path(self.source).stem if self.source else "unsaved model")
+
+    def __repr__(self) -> str:
+        p = self.preprocessing
+        return f"SimilarityModel({self.name!r}, input={p.channels}x{p.size}x{p.size})"
+
+    # -- images -> embeddings -> pair probabilities ------------------------------------------------
+
+    def prepare(self, images, **folder_kwargs) -> ImageSet:
+        """Read a folder (or arrays) at this model's input size and channel count."""
+        p = self.preprocessing
+        return as_image_set(images, size=p.size, channels=p.channels, **folder_kwargs)
+
+    def inputs(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels (n, C, S, S) -> normalised float input."""
+        return normalise(to_unit(pixels, self.preprocessing.invert), self.preprocessing)
+
+    @torch.no_grad()
+    def embed(
+        self,
+        pixels: torch.Tensor,
+        *,
+        device: str | torch.device = "auto",
+        adapt_norm: bool = True,
+        batch_size: int = 512,
+    ) -> torch.Tensor:
+        """Unit embeddings of shape (n, d) for uint8 images of shape (n, C, S, S).
+
+        With ``adapt_norm`` the batch-norm statistics are re-estimated on these very images first (in a
+        copy of the network), so a new set of categories is normalised by its own statistics: the
+        authors' "SPN in train mode" trick, done once for the whole set instead of per mini-batch.
+        """
+        dev = resolve_device(device)
+        net = adapted_copy(self.net, self.inputs(pixels), dev, batch_size) if adapt_norm else self.net.to(dev)
+        net.eval()
+        out = [net.embed(self.inputs(pixels[i : i + batch_size]).to(dev)).cpu() for i in range(0, len(pixels), batch_size)]
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def pair_probabilities(self, emb_a: torch.Tensor, emb_b: torch.Tensor | None = None) -> torch.Tensor:
+        """P(same category) for every pair: unit embeddings (n, d), (m, d) -> (n, m)."""
+        head = self.net.head
+        return torch.sigmoid(head(emb_a, emb_b if emb_b is not None else emb_a).float().cpu())
+
+    # -- files ------------------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the model (weights, architecture, preprocessing, card) to one ``.safetensors`` file."""
+        path = Path(path)
+        if path.suffix != MODEL_SUFFIX:
+            path = path.with_name(path.name + MODEL_SUFFIX)
+        config = {
+            "architecture": self.card["architecture"],
+            "preprocessing": self.preprocessing.to_dict(),
+            "card": self.card,
+        }
+        saved = save_model_file(path, self.net.state_dict(), kind="similarity", config=config)
+        self.source = str(saved)
+        return saved
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SimilarityModel:
+        """Read a model file written by :meth:`save`; foreign or altered files are refused."""
+        tensors, config, digest = read_model_file(path, kind="similarity")
+        try:
+            net = build_similarity_net(config["architecture"])
+            net.load_state_dict(tensors, strict=True)
+            prep = Preprocessing.from_dict(config["preprocessing"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise ModelFileError(f"{Path(path).name}: the stored model does not match its description ({exc}).") from None
+        model = cls(net, prep, dict(config.get("card", {})))
+        model.digest = digest
+        model.source = str(path)
+        return model
+
+
+def adapted_copy(net: nn.Module, inputs: torch.Tensor, device: torch.device, batch_size: int = 512) -> nn.Module:
+    """A copy of ``net`` whose batch-norm statistics are the average over ``inputs`` (n, C, S, S)."""
+    net = copy.deepcopy(net).to(device)
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    net.train()
+    with torch.no_grad():
+        for i in range(0, len(inputs), batch_size):
+            chunk = inputs[i : i + batch_size]
+            if len(chunk) > 1:
+                net.embed(chunk.to(device)) if hasattr(net, "embed") else net(chunk.to(device))
+    return net.eval()
+
+
+# ---------------------------------------------------------------------------------------------------
+# finding models by name
+
+
+def default_models_dirs() -> list[Path]:
+    """Where shipped and user models are looked up by name, in order.
+
+    ``$L2C_MODELS_DIR`` (a ``os.pathsep``-separated list), then the ``models/`` folder of the source checkout,
+    then models bundled inside the installed package.
+    """
+    dirs: list[Path] = []
+    env = os.environ.get("L2C_MODELS_DIR")
+    if env:
+        dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    here = Path(__file__).resolve().parent
+    dirs += [here.parent / "models", here / "_models"]
+    return [d for d in dirs if d.is_dir()]
+
+
+def list_models(dirs: list[Path] | None = None) -> dict[str, Path]:
+    """Model name -> file, for every similarity model file found in ``dirs`` (first one wins)."""
+    found: dict[str, Path] = {}
+    for d in dirs if dirs is not None else default_models_dirs():
+        for f in sorted(Path(d).glob(f"*{MODEL_SUFFIX}")):
+            found.setdefault(f.name[: -len(MODEL_SUFFIX)], f)
+    return found
+
+
+def resolve_model_path(name_or_path: str | os.PathLike, dirs: list[Path] | None = None) -> Path:
+    """A file path as given, or the file of a model found by name (see :func:`default_models_dirs`)."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    if path.suffix == "" and os.sep not in text and "/" not in text:
+        models = list_models(dirs)
+        if text in models:
+            return models[text]
+        known = ", ".join(sorted(models)) or "none"
+        raise ModelFileError(f"No model named {text!r} (models available: {known}); give a file path or a model name.")
+    raise ModelFileError(f"Model file not found: {path}")
+
+
+def load_similarity_model(name_or_path: str | os.PathLike | SimilarityModel = "omniglot") -> SimilarityModel:
+    """Load a similarity model from a file path or by name (e.g. ``"omniglot"``)."""
+    if isinstance(name_or_path, SimilarityModel):
+        return name_or_path
+    return SimilarityModel.load(resolve_model_path(name_or_path))
+
+
+# ---------------------------------------------------------------------------------------------------
+# training
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    loss: float
+    seconds: float
+    holdout: dict = field(default_factory=dict)
+
+
+class ClassBalancedSampler:
+    """Batches of ``classes_per_batch`` classes x ``images_per_class`` images, drawn without replacement.
+
+    Classes with fewer images than ``images_per_class`` contribute all they have. With ``groups`` (a group
+    id per class, e.g. the alphabet of a character), a share ``same_group`` of the batches is drawn inside a
+    single group: hard negatives that look like the target task (telling apart the letters of one script).
+    """
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        *,
+        classes_per_batch: int,
+        images_per_class: int,
+        groups: np.ndarray | None = None,
+        same_group: float = 0.0,
+        generator: torch.Generator,
+    ):
+        self.by_class = [torch.from_numpy(np.flatnonzero(labels == c)) for c in range(int(labels.max()) + 1)]
+        self.by_class = [ix for ix in self.by_class if len(ix)]
+        self.n_classes = len(self.by_class)
+        self.classes_per_batch = min(classes_per_batch, self.n_classes)
+        self.images_per_class = images_per_class
+        self.g = generator
+        self.same_group = same_group if groups is not None else 0.0
+        if groups is not None:
+            groups = np.asarray(groups)
+            self.group_classes = [
+                torch.from_numpy(np.flatnonzero(groups == gid)) for gid in np.unique(groups)
+            ]
+            self.group_classes = [gc for gc in self.group_classes if len(gc) >= 2]
+            if not self.group_classes:
+                self.same_group = 0.0
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices of one batch and the batch-local class id of each."""
+        if self.same_group and torch.rand(1, generator=self.g).item() < self.same_group:
+            pool = self.group_classes[int(torch.randint(len(self.group_classes), (1,), generator=self.g))]
+            classes = pool[torch.randperm(len(pool), generator=self.g)[: self.classes_per_batch]]
+        else:
+            classes = torch.randperm(self.n_classes, generator=self.g)[: self.classes_per_batch]
+        idx, cls = [], []
+        for local, c in enumerate(classes.tolist()):
+            members = self.by_class[c]
+            pick = members[torch.randperm(len(members), generator=self.g)[: self.images_per_class]]
+            idx.append(pick)
+            cls.append(torch.full((len(pick),), local, dtype=torch.long))
+        return torch.cat(idx), torch.cat(cls)
+
+
+def train_one_step(
+    net: SimilarityNet,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    proto_weight: float = 0.0,
+) -> float:
+    """One optimisation step on a batch ``x`` (b, C, S, S) with batch-local classes ``y`` (b,)."""
+    emb = net.embed(x)  # (b, d), unit norm
+    logits = net.head(emb)  # (b, b)
+    same = y[:, None] == y[None, :]
+    loss = pair_bce_loss(logits, same)
+    if proto_weight:
+        loss = loss + proto_weight * prototype_loss(emb, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def prototype_loss(emb: torch.Tensor, y: torch.Tensor, temperature: float = 10.0) -> torch.Tensor:
+    """Leave-one-out prototype classification inside a batch (a dense-pair loss: sums of pair cosines).
+
+    Each image is classified among the batch's classes by cosine to each class mean, its own embedding
+    left out of its own class mean. emb (b, d) unit, y (b,) batch-local ids -> scalar.
+    """
+    onehot = F.one_hot(y).to(emb.dtype)  # (b, c)
+    counts = onehot.sum(0)  # (c,)
+    sums = onehot.T @ emb  # (c, d)
+    sims = emb @ sums.T  # (b, c): sum over class members of cos(i, member)
+    own = onehot.bool()
+    sims = torch.where(own, sims - 1.0, sims)  # remove cos(i, i) = 1 from its own class
+    denom = torch.where(own, counts - 1.0, counts).clamp_min(1.0)
+    # cosine to the (unnormalised) leave-one-out mean, scaled by the mean's length
+    norms = torch.sqrt(((sums[None, :, :] - own[..., None] * emb[:, None, :]) ** 2).sum(-1)).clamp_min(1e-6)
+    cos = sims / norms
+    del denom
+    return F.cross_entropy(temperature * cos, y)
+
+
+class SimilarityLearner:
+    """Learn a :class:`SimilarityModel` from a labelled folder (class = first-level subfolder).
+
+    Parameters
+    ----------
+    epochs : float
+        Passes over the training images (one epoch = n_images / batch size batches).
+    image_size : int
+        Side of the square model input.
+    channels : {1, 3}
+    invert : {"auto", True, False}
+        Flip intensities so the background is 0; "auto" does so when images have light borders.
+    widths : tuple of int
+        Channels of the convolutional blocks (each halves the side).
+    embedding_dim : int
+    classes_per_batch, images_per_class : int
+        Class-balanced batch layout (C x M images, C*M*(C*M - 1) ordered pairs per batch).
+    same_group : float
+        Share of batches drawn inside one group of classes (only with ``class_depth`` > 1: e.g. the
+        characters of one alphabet).
+    quarter_turns : bool
+        Also learn from copies rotated by 90, 180 and 270 degrees, each treated as a new class. Only
+        sensible for images whose orientation is arbitrary (symbols), so off by default.
+    jitter : AffineJitter
+        Random affine augmentation.
+    proto_weight : float
+        Weight of the in-batch prototype loss added to the pair loss.
+    lr : float
+        Peak Adam learning rate (cosine decay to 0).
+    holdout : float
+        Share of classes kept out of training to measure pair precision/recall/F1/ROC-AUC.
+    class_depth : int
+        How many folder levels name a class (2 for ``alphabet/character/``).
+    device : {"auto", "cpu", "cuda"}
+    random_state : int
+    name : str, optional
+        Name stored in the model card.
+
+    Attributes
+    ----------
+    model_ : SimilarityModel
+    history_ : list of EpochRecord
+    holdout_metrics_ : dict
+    n_classes_ : int
+    """
+
+    def __init__(
+        self,
+        *,
+        epochs: float = 20,
+        image_size: int = 32,
+        channels: int = 1,
+        invert="auto",
+        widths: tuple[int, ...] = (32, 64, 128, 128),
+        embedding_dim: int = 128,
+        classes_per_batch: int = 20,
+        images_per_class: int = 5,
+        same_group: float = 0.5,
+        quarter_turns: bool = False,
+        jitter: AffineJitter = AffineJitter(),
+        proto_weight: float = 0.0,
+        lr: float = 1e-3,
+        holdout: float = 0.1,
+        class_depth: int = 1,
+        device: str = "auto",
+        random_state: int = 0,
+        name: str | None = None,
+    ):
+        self.epochs = epochs
+        self.image_size = image_size
+        self.channels = channels
+        self.invert = invert
+        self.widths = widths
+        self.embedding_dim = embedding_dim
+        self.classes_per_batch = classes_per_batch
+        self.images_per_class = images_per_class
+        self.same_group = same_group
+        self.quarter_turns = quarter_turns
+        self.jitter = jitter
+        self.proto_weight = proto_weight
+        self.lr = lr
+        self.holdout = holdout
+        self.class_depth = class_depth
+        self.device = device
+        self.random_state = random_state
+        self.name = name
+
+    # -- validation ---------------------------------------------------------------------------------
+
+    def _validate(self) -> None:
+        if not self.epochs > 0:
+            raise InputError(f"epochs must be positive, not {self.epochs}.")
+        if self.channels not in (1, 3):
+            raise InputError(f"channels must be 1 or 3, not {self.channels}.")
+        blocks = len(self.widths)
+        if self.image_size < 2**blocks or self.image_size % (2**blocks):
+            raise InputError(
+                f"image size must be a multiple of {2 ** blocks} (the network halves it {blocks} times), not "
+                f"{self.image_size}."
+            )
+        if self.classes_per_batch < 2 or self.images_per_class < 2:
+            raise InputError("A batch needs at least 2 classes and 2 images per class to form similar pairs.")
+        if not 0 <= self.holdout < 0.9:
+            raise InputError(f"holdout must be in [0, 0.9), not {self.holdout}.")
+        if self.invert not in ("auto", True, False):
+            raise InputError(f"invert must be 'auto', True or False, not {self.invert!r}.")
+
+    # -- fit ------------------------------------------------------------------------------------------
+
+    def fit(self, images, *, callback: Callback | None = None, stop: threading.Event | None = None):
+        """Train on a labelled folder (or a labelled :class:`ImageSet`) and return ``self``."""
+        self._validate()
+        report = Reporter(callback, stop)
+        device = resolve_device(self.device)
+        g = torch.Generator().manual_seed(self.random_state)
+        torch.manual_seed(self.random_state)
+
+        data = as_image_set(
+            images,
+            size=self.image_size,
+            channels=self.channels,
+            labelled=True,
+            class_depth=self.class_depth,
+            progress=lambda done, total: report("reading", done, total, message=f"Reading images {done}/{total}"),
+        )
+        if data.labels is None:
+            raise InputError("Training a similarity model needs labelled images (one subfolder per class).")
+        labels = data.label_ids()
+        names = data.class_names
+        counts = np.bincount(labels, minlength=len(names))
+        usable = np.flatnonzero(counts >= 2)
+        if len(usable) < 2:
+            raise InputError(
+                "A similarity model needs at least 2 classes with 2 or more images each "
+                f"(found {len(names)} class folder(s) with {int(counts.max())} image(s) at most)."
+            )
+
+        train_classes, holdout_classes = split_classes(usable, self.holdout, g)
+        invert = light_background(data.pixels) if self.invert == "auto" else bool(self.invert)
+        unit = to_unit(data.pixels, invert)
+        mean, std = channel_stats(unit[torch.from_numpy(np.isin(labels, train_classes))])
+        prep = Preprocessing(size=self.image_size, channels=self.channels, invert=invert, mean=mean, std=std)
+
+        train_idx = np.flatnonzero(np.isin(labels, train_classes))
+        remap = {c: i for i, c in enumerate(train_classes)}
+        train_labels = np.array([remap[c] for c in labels[train_idx]])
+        groups = None
+        if self.class_depth > 1:
+            group_of = {i: names[c].split("/")[0] for c, i in remap.items()}
+            gnames = sorted(set(group_of.values()))
+            groups = np.array([gnames.index(group_of[i]) for i in range(len(train_classes))])
+        sampler = ClassBalancedSampler(
+            train_labels,
+            classes_per_batch=self.classes_per_batch,
+            images_per_class=self.images_per_class,
+            groups=groups,
+            same_group=self.same_group,
+            generator=g,
+        )
+        train_unit = unit[torch.from_numpy(train_idx)]
+
+        arch = {
+            "type": "conv-cosine",
+            "in_channels": self.channels,
+            "widths": list(self.widths),
+            "embedding_dim": self.embedding_dim,
+            "input_size": self.image_size,
+        }
+        net = build_similarity_net(arch).to(device)
+        head_params = list(net.head.parameters())
+        body_params = [p for p in net.parameters() if all(p is not h for h in head_params)]
+        # The two head scalars would barely move at the encoder's learning rate.
+        optimizer = torch.optim.Adam([{"params": body_params}, {"params": head_params, "lr": self.lr * 20}], lr=self.lr)
+        base_lrs = [group["lr"] for group in optimizer.param_groups]
+
+        batch = sampler.classes_per_batch * self.images_per_class
+        steps_per_epoch = max(1, len(train_idx) // batch)
+        total_steps = max(1, int(round(self.epochs * steps_per_epoch)))
+        jitter = self.jitter
+        padding_zero = invert  # after inversion the background is 0, so warping pads with background
+        self.history_: list[EpochRecord] = []
+        holdout_unit = unit[torch.from_numpy(np.isin(labels, holdout_classes))] if len(holdout_classes) else None
+        holdout_labels = labels[np.isin(labels, holdout_classes)] if len(holdout_classes) else None
+
+        started = time.perf_counter()
+        epoch_losses: list[float] = []
+        stopped = False
+        for step in range(total_steps):
+            if report.should_stop():
+                stopped = True
+                break
+            progress = step / total_steps
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base * 0.5 * (1.0 + math.cos(math.pi * progress))
+            idx, y = sampler.sample()
+            turns = None
+            if self.quarter_turns:
+                n_cls = int(y.max()) + 1
+                cls_turn = torch.randint(4, (n_cls,), generator=g)
+                turns = cls_turn[y]
+                y = y * 4 + turns
+            x = train_unit[idx]
+            x = augment_batch(x, jitter if padding_zero else jitter, quarter_turns=turns, generator=g)
+            x = normalise(x, prep).to(device)
+            net.train()
+            loss = train_one_step(net, optimizer, x, y.to(device), proto_weight=self.proto_weight)
+            epoch_losses.append(loss)
+            epoch = (step + 1) / steps_per_epoch
+            if (step + 1) % 10 == 0 or step + 1 == total_steps:
+                report("training", step + 1, total_steps, epoch=epoch, loss=float(np.mean(epoch_losses[-50:])),
+                       message=f"Epoch {epoch:.1f}/{self.epochs}")
+            if (step + 1) % steps_per_epoch == 0 or step + 1 == total_steps:
+                self.history_.append(
+                    EpochRecord(epoch=len(self.history_) + 1, loss=float(np.mean(epoch_losses)),
+                                seconds=time.perf_counter() - started)
+                )
+                epoch_losses = []
+        if stopped and not self.history_ and step == 0:
+            from .errors import StoppedError
+
+            raise StoppedError("Training was stopped before the first step.")
+
+        net.eval()
+        metrics = {}
+        if holdout_unit is not None and len(holdout_unit) > 1:
+            report("finishing", message="Measuring pair metrics on held-out classes")
+            metrics = holdout_pair_metrics(net, normalise(holdout_unit, prep), holdout_labels, device=device, seed=self.random_state)
+        seconds = time.perf_counter() - started
+        card = {
+            "name": self.name or (Path(data.root).name if data.root else "similarity model"),
+            "architecture": arch,
+            "trained_on": {
+                "folder": str(data.root) if data.root else None,
+                "n_images": int(len(train_idx)),
+                "n_classes": int(len(train_classes)),
+                "n_holdout_classes": int(len(holdout_classes)),
+                "n_skipped": len(data.skipped),
+                "class_depth": self.class_depth,
+            },
+            "training": {
+                "epochs": self.epochs if not stopped else round(step / steps_per_epoch, 2),
+                "steps": step + 1 if not stopped else step,
+                "stopped_early": stopped,
+                "seconds": round(seconds, 1),
+                "device": str(device),
+                "seed": self.random_state,
+                "classes_per_batch": sampler.classes_per_batch,
+                "images_per_class": self.images_per_class,
+                "same_group": self.same_group,
+                "quarter_turns": self.quarter_turns,
+                "jitter": jitter.to_dict(),
+                "proto_weight": self.proto_weight,
+                "lr": self.lr,
+                "loss_history": [round(h.loss, 5) for h in self.history_],
+            },
+            "holdout_pair_metrics": metrics,
+            "package_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        self.model_ = SimilarityModel(net.cpu(), prep, card)
+        self.holdout_metrics_ = metrics
+        self.n_classes_ = int(len(train_classes))
+        self.skipped_ = data.skipped
+        return self
+
+
+def split_classes(classes: np.ndarray, holdout: float, g: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Split class ids into (train, held-out); at least 2 classes stay on each side when holding out."""
+    classes = np.asarray(classes)
+    n_hold = int(round(holdout * len(classes)))
+    if holdout > 0 and len(classes) >= 4:
+        n_hold = min(max(n_hold, 2), len(classes) - 2)
+    else:
+        n_hold = 0
+    order = torch.randperm(len(classes), generator=g).numpy()
+    return np.sort(classes[order[n_hold:]]), np.sort(classes[order[:n_hold]])
+
+
+@torch.no_grad()
+def holdout_pair_metrics(
+    net: SimilarityNet,
+    inputs: torch.Tensor,
+    labels: np.ndarray,
+    *,
+    device: torch.device,
+    classes_per_batch: int = 20,
+    images_per_class: int = 5,
+    n_batches: int = 50,
+    seed: int = 0,
+) -> dict:
+    """Pair precision/recall/F1/ROC-AUC/PR-AUC on classes never trained on.
+
+    Protocol: batch-norm statistics re-estimated on the held-out images (as when clustering a new set),
+    then class-balanced batches of ``classes_per_batch`` x ``images_per_class`` images as in the authors'
+    evaluation; every unordered pair of distinct images in a batch is scored (self-pairs excluded).
+    """
+    net = adapted_copy(net, inputs, device)
+    emb = torch.cat([net.embed(inputs[i : i + 512].to(device)).cpu() for i in range(0, len(inputs), 512)])
+    g = torch.Generator().manual_seed(seed)
+    labels = np.unique(labels, return_inverse=True)[1]
+    sampler = ClassBalancedSampler(labels, classes_per_batch=classes_per_batch, images_per_class=images_per_class, generator=g)
+    probs, same = [], []
+    for _ in range(n_batches):
+        idx, y = sampler.sample()
+        p = torch.sigmoid(net.head(emb[idx].to(device), emb[idx].to(device))).cpu().numpy()
+        iu = np.triu_indices(len(idx), k=1)
+        probs.append(p[iu])
+        same.append((y[:, None] == y[None, :]).numpy()[iu])
+    scores = pair_scores(np.concatenate(probs), np.concatenate(same))
+    scores["protocol"] = (
+        f"{n_batches} batches of {sampler.classes_per_batch} held-out classes x {images_per_class} images, "
+        "unordered pairs without self-pairs, threshold 0.5, batch-norm adapted to the held-out images"
+    )
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}
