@@ -100,13 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     ts = sub.add_parser("train-similarity", help="learn a similarity model from a labelled folder")
     ts.add_argument("source", metavar="SOURCE_DIR", help="folder with one subfolder of images per class")
     ts.add_argument("--out", required=True, help="model file to write (.safetensors is added if missing)")
-    ts.add_argument("--epochs", type=_positive_float, default=20.0, help="passes over the images (default 20)")
+    ts.add_argument("--epochs", type=_positive_float, default=None,
+                    help="passes over the images (default: the recipe's, 20 for 'default')")
     ts.add_argument("--image-size", type=_positive_int, default=32, help="square input size in pixels (default 32)")
     ts.add_argument("--channels", type=int, choices=(1, 3), default=1, help="1 = grayscale, 3 = colour (default 1)")
     ts.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
                     help="flip intensities so the background is dark (auto: when images have light borders)")
-    ts.add_argument("--class-depth", type=_positive_int, default=1,
-                    help="folder levels that name a class, e.g. 2 for ALPHABET/CHARACTER/ (default 1)")
+    ts.add_argument("--class-depth", type=_positive_int, default=None,
+                    help="folder levels that name a class, e.g. 2 for ALPHABET/CHARACTER/ (default: the recipe's, 1)")
     ts.add_argument("--holdout", type=float, default=0.1,
                     help="share of classes held out to measure pair precision/recall/F1/ROC-AUC (default 0.1)")
     ts.add_argument("--quarter-turns", action="store_true",
@@ -173,12 +174,14 @@ def cmd_train_similarity(args) -> int:
     from .similarity import SimilarityLearner
 
     options = similarity_recipe(args.recipe)
+    if args.epochs is not None:
+        options["epochs"] = args.epochs
+    if args.class_depth is not None:
+        options["class_depth"] = args.class_depth
     options.update(
-        epochs=args.epochs if args.epochs != 20.0 or args.recipe == "default" else options.get("epochs", args.epochs),
         image_size=args.image_size,
         channels=args.channels,
         invert={"auto": "auto", "yes": True, "no": False}[args.invert],
-        class_depth=args.class_depth if args.class_depth != 1 or args.recipe == "default" else options.get("class_depth", 1),
         holdout=args.holdout,
         device=args.device,
         random_state=args.seed,

@@ -92,6 +92,85 @@ def train_cluster_head(
     return head, probs
 
 
+def cluster_centres(features: torch.Tensor, labels: np.ndarray, ids) -> torch.Tensor:
+    """Unit mean feature of each cluster in ``ids``: (n, d) features, (n,) labels -> (len(ids), d)."""
+    lab = torch.as_tensor(labels, device=features.device)
+    return F.normalize(torch.stack([features[lab == int(k)].mean(0) for k in ids]), dim=1)
+
+
+def finetune_ccn(
+    model: SimilarityModel,
+    pixels: torch.Tensor,
+    targets: torch.Tensor,
+    centres: torch.Tensor,
+    *,
+    loss: str = "mcl",
+    steps: int = 200,
+    batch_size: int = 128,
+    lr_encoder: float = 1e-4,
+    lr_head: float = 1e-2,
+    jitter=None,
+    temperature: float = 10.0,
+    seed: int = 0,
+    device: torch.device,
+    report=None,
+    history: list | None = None,
+    stop: threading.Event | None = None,
+    k_rule: dict | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train the whole clustering network (encoder + cluster head) on augmented target images.
+
+    The encoder starts from the similarity model's (batch norm adapted to the target) and the head from
+    ``centres`` (k, d); each step clusters a random batch of augmented images against the pair targets of
+    those images (rows/columns of ``targets``), so the network learns clusters that survive the jitter.
+
+    Returns the final unit features (n, d) and cluster probabilities (n, k), computed without jitter.
+    """
+    from .augment import AffineJitter, augment_batch
+    from .data import normalise, to_unit
+    from .similarity import adapted_copy
+
+    prep = model.preprocessing
+    unit = to_unit(pixels, prep.invert)
+    net = adapted_copy(model.net, normalise(unit, prep), device)
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = 0.1
+    head = CosineClusterHead(dim=centres.shape[1], n_clusters=centres.shape[0], temperature=temperature).to(device)
+    with torch.no_grad():
+        head.centres.copy_(centres)
+    encoder_params = [p for n, p in net.named_parameters() if not n.startswith("head.")]
+    optimizer = torch.optim.Adam(
+        [{"params": encoder_params, "lr": lr_encoder}, {"params": head.parameters(), "lr": lr_head}]
+    )
+    loss_fn = CLUSTERING_LOSSES[loss]
+    jitter = jitter or AffineJitter(rotation=5.0, scale=0.1, shift=0.05, shear=0.1)
+    g = torch.Generator().manual_seed(seed)
+    n = len(pixels)
+    batch_size = min(batch_size, n)
+    report_every = max(1, steps // 50)
+    for step in range(steps):
+        if stop is not None and stop.is_set():
+            break
+        idx = torch.randperm(n, generator=g)[:batch_size]
+        x = normalise(augment_batch(unit[idx], jitter, generator=g), prep).to(device)
+        net.train()
+        probs = torch.softmax(head(net.embed(x)), dim=1)
+        value = loss_fn(probs, targets[idx][:, idx])
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        optimizer.step()
+        if history is not None and ((step + 1) % report_every == 0 or step + 1 == steps):
+            history.append({"step": step + 1, "stage": "finetune", "loss": float(value.detach())})
+            if report is not None:
+                report("training", step + 1, steps, loss=float(value.detach()))
+    net.eval()
+    with torch.no_grad():
+        feats = torch.cat([net.embed(normalise(unit[i : i + 512], prep).to(device)) for i in range(0, n, 512)])
+        probs = torch.softmax(head(feats), dim=1)
+    return feats, probs
+
+
 # ---------------------------------------------------------------------------------------------------
 # estimator
 

@@ -58,7 +58,7 @@ def dominant_clusters(
     else:
         keep = (sizes > ratio * sizes.max()) & (sizes >= min_size)
     if not keep.any():  # degenerate: everything tiny; keep the largest cluster
-        keep = sizes == sizes.max()
+        keep = np.arange(len(sizes)) == np.argmax(sizes)
     order = np.argsort(-sizes[keep], kind="stable")
     return ids[keep][order]
 

@@ -27,8 +27,12 @@ def _valid_pairs(targets: torch.Tensor, include_self: bool) -> torch.Tensor:
 
 
 def _masked_mean(values: torch.Tensor, valid: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    w = valid.to(values.dtype) if weights is None else valid.to(values.dtype) * weights
-    return (values * w).sum() / w.sum().clamp_min(1.0)
+    if weights is None:
+        if bool(valid.all()):
+            return values.mean()
+        return values[valid].mean() if bool(valid.any()) else values.sum() * 0.0
+    w = valid.to(values.dtype) * weights
+    return (values * w).sum() / w.sum().clamp_min(1e-12)
 
 
 def mcl_loss(
@@ -62,9 +66,8 @@ def mcl_loss(
     """
     other = probs if probs_other is None else probs_other
     same = probs @ other.T  # (n, m): P(i and j in the same cluster)
-    similar = (targets > 0).to(probs.dtype)
-    dissimilar = (targets < 0).to(probs.dtype)
-    per_pair = -(similar * torch.log(same + eps) + dissimilar * torch.log(1.0 - same + eps))
+    agree = torch.where(targets > 0, same, 1.0 - same)  # probability of the target outcome
+    per_pair = -torch.log(agree + eps)
     return _masked_mean(per_pair, _valid_pairs(targets, include_self or probs_other is not None), weights)
 
 

@@ -102,3 +102,26 @@ def dense_pair_scores(prob_matrix: np.ndarray, labels: np.ndarray, *, include_se
         return pair_scores(prob_matrix.ravel(), same.ravel())
     iu = np.triu_indices(len(labels), k=1)
     return pair_scores(prob_matrix[iu], same[iu])
+
+
+def classification_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """Accuracy, per-class accuracy (the recall of each true class) and their mean, for labels of any type.
+
+    Returns
+    -------
+    dict with ``accuracy``, ``per_class_accuracy`` {str(class): accuracy}, ``mean_class_accuracy`` and
+    ``n_images``.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ValueError("y_true and y_pred must be 1-D arrays of the same length")
+    if len(y_true) == 0:
+        raise ValueError("no samples")
+    correct = y_true == y_pred
+    per_class = {str(c): float(correct[y_true == c].mean()) for c in np.unique(y_true)}
+    return {
+        "accuracy": float(correct.mean()),
+        "per_class_accuracy": per_class,
+        "mean_class_accuracy": float(np.mean(list(per_class.values()))),
+        "n_images": int(len(y_true)),
+    }

@@ -61,6 +61,9 @@ def save_model_file(path: str | os.PathLike, tensors: dict[str, torch.Tensor], *
     }
     tmp = path.with_name(path.name + ".partial")
     save_file(tensors, str(tmp), metadata=metadata)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # an ordinary, shareable file like any other output
     os.replace(tmp, path)
     return path
 

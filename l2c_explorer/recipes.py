@@ -10,8 +10,9 @@ SIMILARITY_RECIPES: dict[str, dict] = {
     "default": {},
     # The shipped `omniglot` model: handwritten symbols, alphabet/character folders.
     "omniglot": {
-        "epochs": 20,
+        "epochs": 30,
         "class_depth": 2,
+        "proto_weight": 1.0,
         "same_group": 0.5,
         "quarter_turns": True,
         "jitter": AffineJitter(rotation=10.0, scale=0.15, shift=0.1, shear=0.15),

@@ -298,22 +298,21 @@ def train_one_step(
 
 
 def prototype_loss(emb: torch.Tensor, y: torch.Tensor, temperature: float = 10.0) -> torch.Tensor:
-    """Leave-one-out prototype classification inside a batch (a dense-pair loss: sums of pair cosines).
+    """Leave-one-out prototype classification inside a batch.
 
-    Each image is classified among the batch's classes by cosine to each class mean, its own embedding
-    left out of its own class mean. emb (b, d) unit, y (b,) batch-local ids -> scalar.
+    Each image is classified among the batch's classes by its cosine to each class's summed embedding, its
+    own embedding left out of its own class. Everything reduces to sums of pair cosines: ``emb @ sums.T``
+    and the squared norms of the sums, so no (b, c, d) tensor is formed.
+
+    emb (b, d) unit, y (b,) batch-local class ids -> scalar.
     """
     onehot = F.one_hot(y).to(emb.dtype)  # (b, c)
-    counts = onehot.sum(0)  # (c,)
     sums = onehot.T @ emb  # (c, d)
-    sims = emb @ sums.T  # (b, c): sum over class members of cos(i, member)
-    own = onehot.bool()
-    sims = torch.where(own, sims - 1.0, sims)  # remove cos(i, i) = 1 from its own class
-    denom = torch.where(own, counts - 1.0, counts).clamp_min(1.0)
-    # cosine to the (unnormalised) leave-one-out mean, scaled by the mean's length
-    norms = torch.sqrt(((sums[None, :, :] - own[..., None] * emb[:, None, :]) ** 2).sum(-1)).clamp_min(1e-6)
-    cos = sims / norms
-    del denom
+    dots = emb @ sums.T  # (b, c): sum over the class's members of cos(i, member)
+    own = onehot  # 1 where the class is the image's own
+    dots_loo = dots - own  # cos(i, i) = 1 removed from its own class
+    sq_norm = (sums * sums).sum(1)[None, :] - 2.0 * own * dots + own  # |sum_c - [c = y_i] e_i|^2
+    cos = dots_loo / sq_norm.clamp_min(1e-6).sqrt()
     return F.cross_entropy(temperature * cos, y)
 
 

@@ -1,0 +1,281 @@
+"""Words and small HTML/JSON pieces the page shows, from plain Python objects (no gradio here).
+
+Everything a person reads is written for someone who has never trained a model: what a number means,
+not just its name.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+
+from ..jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, STOPPING, JobSnapshot
+
+STAGE_WORDS = {
+    "reading": "Reading your images",
+    "features": "Looking at each image with the similarity model",
+    "training": "Learning to group the images",
+    "finishing": "Tidying up and writing the results",
+    "map": "Drawing the map",
+}
+# Where a stage means something else for another kind of run.
+STAGE_WORDS_BY_KIND = {
+    "similarity": {"training": "Learning which images show the same category",
+                   "finishing": "Testing the model on categories it did not learn from"},
+    "adapt": {"similarity": "Learning from pairs of source images",
+              "training": "Learning from both folders",
+              "finishing": "Naming each target image with a source category"},
+}
+
+# What the live charts show, per kind of run: (metric key, chart title, colour).
+DISCOVER_SERIES = [
+    {"key": "loss", "title": "Training loss (lower is better)", "color": "#1f77b4"},
+    {"key": "k_estimated", "title": "Estimated number of categories", "color": "#d62728"},
+]
+SIMILARITY_SERIES = [{"key": "loss", "title": "Training loss (lower is better)", "color": "#1f77b4"}]
+ADAPT_SERIES = [
+    {"id": "similarity", "key": "loss", "stage": "similarity", "color": "#9467bd",
+     "title": "Learning pairs on the source (loss; ccn+ and ccn++ only)"},
+    {"id": "training", "key": "loss", "stage": "training", "title": "Training loss (lower is better)",
+     "color": "#1f77b4"},
+]
+
+
+def esc(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def duration(seconds: float | None) -> str:
+    """``"42 s"``, ``"3 min 05 s"``, ``"1 h 02 min"``."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+# ---------------------------------------------------------------------------------------------------
+# models and devices
+
+
+def model_card_markdown(name: str, card: dict) -> str:
+    """A similarity model's card in plain words: what it learnt from and how well it tells pairs apart."""
+    trained = card.get("trained_on", {}) or {}
+    training = card.get("training", {}) or {}
+    arch = card.get("architecture", {}) or {}
+    m = card.get("holdout_pair_metrics", {}) or {}
+    folder = trained.get("folder")
+    src = f" (folder `{folder.rsplit('/', 1)[-1]}`)" if folder else ""
+    lines = [f"**{esc(name)}** learnt what makes two images \"the same kind\" from "
+             f"{trained.get('n_images', '?'):,} labelled images of {trained.get('n_classes', '?')} categories{src}."
+             if isinstance(trained.get("n_images"), int) else f"**{esc(name)}**"]
+    if m:
+        held = trained.get("n_holdout_classes")
+        lines.append(
+            f"Tested on {held or 'some'} categories it never saw: when it says two images show the same category "
+            f"it is right **{m.get('precision', 0):.0%}** of the time, and it finds **{m.get('recall', 0):.0%}** "
+            f"of the pairs that really are the same. Its ranking score (ROC-AUC) is **{m.get('roc_auc', 0):.3f}** "
+            "(1 = perfect, 0.5 = guessing)."
+        )
+    else:
+        lines.append("It was not tested on held-out categories, so how well it transfers is unknown.")
+    details = []
+    if arch.get("input_size"):
+        colour = "grayscale" if arch.get("in_channels", 1) == 1 else "colour"
+        details.append(f"looks at images as {arch['input_size']}×{arch['input_size']} {colour}")
+    if training.get("epochs") is not None:
+        details.append(f"trained for {training['epochs']} epochs"
+                       + (f" in {duration(training.get('seconds'))}" if training.get("seconds") else "")
+                       + (" (stopped early)" if training.get("stopped_early") else ""))
+    if details:
+        lines.append("It " + ", ".join(details) + ".")
+    lines.append("It works best on images that look like the ones it learnt from.")
+    return "\n\n".join(lines)
+
+
+def device_badge_html(label: str) -> str:
+    kind = "gpu" if label.upper().startswith("GPU") else "cpu"
+    hint = "" if kind == "gpu" else " — fine for the demo; large folders are much faster on a GPU"
+    return (f'<span class="l2c-badge {kind}" title="Where the training runs">Computing on: {esc(label)}</span>'
+            f"{esc(hint)}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# folders
+
+
+def folder_markdown(report) -> str:
+    """What a folder check found, for the page."""
+    n = report.n_images
+    if n == 0:
+        return f"**No images found** in `{esc(report.folder)}` (looked in every sub-folder)."
+    parts = [f"Found **{n:,} image{'s' if n != 1 else ''}** in `{esc(report.folder)}`"]
+    if report.subfolders:
+        parts[0] += f", in {len(report.subfolders)} sub-folder{'s' if len(report.subfolders) != 1 else ''}"
+    parts[0] += "."
+    if report.skipped:
+        parts.append(f"{len(report.skipped)} file{'s' if len(report.skipped) != 1 else ''} will be skipped "
+                     "(listed below with the reason).")
+    else:
+        parts.append("No file is skipped so far (files that cannot be decoded are listed after reading).")
+    if report.looks_labelled:
+        parts.append("The images are sorted into sub-folders. If their names are the true categories, tick the box "
+                     "below to score the result against them (they are never used to find the categories).")
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------------
+# jobs
+
+
+def progress_html(snap: JobSnapshot | None, *, what: str = "run") -> str:
+    """A progress bar and one sentence: stage, position, time spent and time left."""
+    if snap is None:
+        return ""
+    status = snap.status
+    frac = snap.fraction
+    css = ""
+    if status == QUEUED:
+        text = "Waiting for another run to finish (one run computes at a time)…"
+        frac = 0.0
+    elif status in (RUNNING, STOPPING):
+        words = {**STAGE_WORDS, **STAGE_WORDS_BY_KIND.get(snap.kind, {})}
+        stage = words.get(snap.stage or "", snap.stage or "Starting")
+        text = f"{stage}"
+        if snap.total:
+            text += f" · step {snap.step:,} of {snap.total:,} ({frac:.0%})"
+        m = snap.metrics
+        if "k_estimated" in m and snap.stage == "training":
+            text += f" · {m['k_estimated']} categories so far"
+        text += f" · {duration(snap.elapsed)} spent"
+        if snap.eta is not None and status == RUNNING:
+            text += f" · about {duration(snap.eta)} left"
+        if status == STOPPING:
+            text = "Stopping… keeping what was learnt so far. " + text
+            css = " stopped"
+    elif status == DONE:
+        text = f"Finished in {duration(snap.elapsed)}."
+        frac = 1.0
+    elif status == STOPPED:
+        text = (f"Stopped after {duration(snap.elapsed)}. " +
+                (snap.error or "The results below use what was learnt until then."))
+        css = " stopped"
+    elif status == FAILED:
+        text = f"The {what} failed: {snap.error}"
+        css = " failed"
+        frac = 1.0
+    else:
+        text = status
+    return (f'<div class="l2c-progress{css}" data-status="{esc(status)}" data-job="{esc(snap.id)}">'
+            f'<div class="track"><div class="bar" style="width:{100 * frac:.1f}%"></div></div>'
+            f'<div class="text">{esc(text)}</div></div>')
+
+
+def curves_json(points: list[dict], series: list[dict], *, x: str = "step", x_title: str = "training step",
+                references: dict | None = None) -> str:
+    """The JSON the live-curves component draws (see ``assets/curves.js``).
+
+    A series ``{"key", "title", "color"}`` draws metric ``key`` against ``x``; with ``"stage"`` only the
+    points of that stage (e.g. "similarity" or "training"), and ``"id"`` names its chart when two series
+    draw the same metric.
+    """
+    keys = {s["key"] for s in series}
+    staged = any("stage" in s for s in series)
+    slim = [{x: p.get(x), **({"stage": p.get("stage")} if staged else {}), **{k: _round(p[k]) for k in keys if k in p}}
+            for p in points if p.get(x) is not None]
+    out_series = []
+    for s in series:
+        s = dict(s)
+        if references and s["key"] in references and references[s["key"]] is not None:
+            s["reference"], s["reference_title"] = references[s["key"]]
+        out_series.append(s)
+    return json.dumps({"series": out_series, "x": x, "x_title": x_title, "points": slim}, separators=(",", ":"))
+
+
+def _round(v):
+    return round(v, 5) if isinstance(v, float) else v
+
+
+# ---------------------------------------------------------------------------------------------------
+# results
+
+
+def results_markdown(result) -> str:
+    """The headline of a finished run, with metrics explained when the folder names are ground truth."""
+    s = result.summary
+    n = len(result.paths)
+    if result.kind == "discover":
+        k = result.n_clusters
+        given = s.get("k_given")
+        head = f"**{k} categories** found in **{n:,} images**" + (" (the number was given)" if given else
+                                                                    " (the number was estimated)")
+    else:
+        head = f"**{n:,} images** sorted into the {len(result.names)} source categories with `{s.get('method', '?')}`"
+    head += f" in {duration(s.get('seconds'))} on {s.get('device', '?')}."
+    if result.stopped:
+        head += " The run was stopped early: these results use what was learnt until then."
+    lines = [head]
+    if result.skipped:
+        lines.append(f"{len(result.skipped)} file(s) were skipped (see the list below).")
+    m = s.get("metrics")
+    if m and result.kind == "discover":
+        k_err = abs(int(s.get("k_estimated", k)) - int(m.get("k_true", k)))
+        lines.append(
+            "Compared with the folder names (the true categories):\n\n"
+            "| measure | value | what it means |\n|---|---|---|\n"
+            f"| ACC | {m['acc']:.3f} | share of images in the right group, after matching each group to a category |\n"
+            f"| NMI | {m['nmi']:.3f} | how much the groups tell about the true categories (1 = everything) |\n"
+            f"| ARI | {m['ari']:.3f} | agreement on which pairs belong together (0 = chance, 1 = perfect) |\n"
+            f"| K error | {k_err} | groups found ({s.get('k_estimated')}) minus true categories ({m['k_true']}), "
+            "in absolute value |"
+        )
+    elif m:
+        acc = m.get("accuracy")
+        if acc is not None:
+            lines.append(f"Compared with the folder names: **{acc:.1%}** of the target images get the right class.")
+    return "\n\n".join(lines)
+
+
+def cluster_rows(summaries, names: list[str]) -> list[list]:
+    """Rows of the clusters table: name, size, mean confidence (and main true label, purity)."""
+    rows = []
+    for s in summaries:
+        row = [names[s.cluster], s.size, round(s.mean_confidence, 3)]
+        if s.top_label is not None:
+            row += [s.top_label, round(s.purity, 3)]
+        rows.append(row)
+    return rows
+
+
+def cluster_choices(summaries, names: list[str]) -> list[tuple[str, int]]:
+    """Dropdown choices: ("cluster 3 · 24 images", 3), largest first, plus "all"."""
+    out = [("All clusters (show everything)", -1)]
+    for s in summaries:
+        label = f"{names[s.cluster]} · {s.size} image{'s' if s.size != 1 else ''}"
+        if s.top_label is not None:
+            label += f" · {s.purity:.0%} {s.top_label}"
+        out.append((label, s.cluster))
+    return out
+
+
+def cluster_markdown(summary, names: list[str]) -> str:
+    text = (f"**{esc(names[summary.cluster])}**: {summary.size} images, average confidence "
+            f"{summary.mean_confidence:.2f}. First its most typical images (closest to the group's centre), then "
+            "the ones the model is least sure about (check these first).")
+    if summary.top_label is not None:
+        text += f" Its most common true category is `{esc(summary.top_label)}` ({summary.purity:.0%} of it)."
+    return text
+
+
+def selection_markdown(selection: dict, limit: int) -> str:
+    n = len(selection["indices"])
+    if n == 0:
+        return "Select images on the map with the lasso or box tool (in the map's toolbar) to see them here."
+    counts = ", ".join(f"{k} from {esc(name)}" for name, k in selection["counts"][:8])
+    more = "" if len(selection["counts"]) <= 8 else ", …"
+    shown = f" (showing the first {limit})" if n > limit else ""
+    return f"**{n} image{'s' if n != 1 else ''} selected**{shown}: {counts}{more}."

@@ -1,0 +1,726 @@
+"""What the app does, without the page: start and read jobs, check folders, build maps, export.
+
+:class:`Workbench` is shared by the Gradio page and the notebook API, and never imports gradio. It owns
+the app's working folder (:class:`Workspace`): thumbnails, maps, per-run outputs and user-trained models.
+Only sub-folders of that working folder are ever served to the browser.
+
+Heavy modules (torch, the core estimators, umap) are imported inside methods, never at import time, so
+the page can be served within seconds of the command.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, StoppedError
+from ..explore import ClusterSummary, cluster_summaries, map_2d, map_payload, selection_counts
+from ..jobs import Job, JobRegistry, new_job_id
+from ..progress import Progress
+from ..thumbnails import ThumbnailCache
+
+logger = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+DEMO_DIR = PACKAGE_DIR.parent / "demo_data"
+GALLERY_LIMIT = 60
+ADAPT_METHODS = ("source-only", "dann", "ccn+", "ccn++", "srdc")
+
+
+# ---------------------------------------------------------------------------------------------------
+# the app's own folders
+
+
+def default_work_dir() -> Path:
+    """``$L2C_WORK_DIR``, else ``$XDG_CACHE_HOME/l2c-explorer``, else ``~/.cache/l2c-explorer``."""
+    env = os.environ.get("L2C_WORK_DIR")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME")
+    base = Path(cache).expanduser() if cache else Path.home() / ".cache"
+    return base / "l2c-explorer"
+
+
+@dataclass
+class Workspace:
+    """The app's working folder and its parts. Everything the app writes, except user exports, goes here."""
+
+    root: Path
+
+    def __post_init__(self):
+        self.root = Path(self.root).expanduser().resolve()
+        for d in (self.thumbnails, self.maps, self.runs, self.static, self.models):
+            d.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def thumbnails(self) -> Path:
+        return self.root / "thumbnails"
+
+    @property
+    def maps(self) -> Path:
+        return self.root / "maps"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def static(self) -> Path:
+        return self.root / "static"
+
+    @property
+    def models(self) -> Path:
+        """Similarity models trained in the app."""
+        return self.root / "models"
+
+    def run_dir(self, job_id: str) -> Path:
+        d = self.runs / job_id
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def served_dirs(self) -> list[Path]:
+        """The only folders whose files the browser may fetch: thumbnails, page scripts and run outputs."""
+        return [self.thumbnails, self.static, self.runs]
+
+
+def open_workspace(work_dir: str | os.PathLike | None = None) -> Workspace:
+    """The working folder, falling back to a temporary one when the default cannot be written."""
+    try:
+        return Workspace(Path(work_dir) if work_dir else default_work_dir())
+    except OSError:
+        if work_dir:
+            raise InputError(f"Cannot write to the working folder {work_dir}; choose another with --work-dir.") \
+                from None
+        user = os.getuid() if hasattr(os, "getuid") else "user"
+        return Workspace(Path(tempfile.gettempdir()) / f"l2c-explorer-{user}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# results in one shape, whatever produced them
+
+
+@dataclass
+class RunResult:
+    """A finished discovery or adaptation, as the explorer sees it.
+
+    Attributes
+    ----------
+    kind : {"discover", "adapt"}
+    estimator : L2CClusterer or DomainAdapter
+        The fitted object (what notebooks get back).
+    run_dir : Path
+        Where ``assignments.csv`` and ``summary.json`` were written.
+    names : list of str
+        Name of each label value ("cluster 0", ... or the source class names).
+    truth : list of str or None
+        True labels when the folder names were declared ground truth.
+    """
+
+    kind: str
+    estimator: Any
+    run_dir: Path
+    summary: dict
+    labels: np.ndarray
+    confidence: np.ndarray
+    embedding: np.ndarray
+    paths: list[str]
+    root: Path
+    skipped: list
+    names: list[str]
+    truth: list[str] | None = None
+    stopped: bool = False
+
+    @property
+    def metrics(self) -> dict | None:
+        return self.summary.get("metrics")
+
+    @property
+    def n_clusters(self) -> int:
+        return int(len(np.unique(self.labels)))
+
+    def image_path(self, i: int) -> Path:
+        return Path(self.root) / self.paths[i]
+
+    def to_frame(self):
+        """One row per image: path, label (and its name), confidence, true label when known."""
+        import pandas as pd
+
+        frame = pd.DataFrame({
+            "path": self.paths,
+            "cluster" if self.kind == "discover" else "predicted": self.labels,
+            "name": [self.names[i] for i in self.labels],
+            "confidence": self.confidence,
+        })
+        if self.truth is not None:
+            frame["true_label"] = self.truth
+        return frame
+
+
+def _from_clusterer(clusterer, run_dir: Path, summary: dict, stopped: bool) -> RunResult:
+    return RunResult(
+        kind="discover",
+        estimator=clusterer,
+        run_dir=run_dir,
+        summary=summary,
+        labels=np.asarray(clusterer.labels_),
+        confidence=np.asarray(clusterer.confidence_),
+        embedding=np.asarray(clusterer.embedding_),
+        paths=list(clusterer.paths_),
+        root=Path(clusterer.root_),
+        skipped=list(clusterer.skipped_),
+        names=[f"cluster {i}" for i in range(int(np.max(clusterer.labels_)) + 1)],
+        truth=list(clusterer.true_labels_) if clusterer.true_labels_ is not None else None,
+        stopped=stopped,
+    )
+
+
+def _from_adapter(adapter, run_dir: Path, summary: dict, stopped: bool) -> RunResult:
+    truth = getattr(adapter, "true_labels_", None)
+    return RunResult(
+        kind="adapt",
+        estimator=adapter,
+        run_dir=run_dir,
+        summary=summary,
+        labels=np.asarray(adapter.labels_),
+        confidence=np.asarray(adapter.confidence_),
+        embedding=np.asarray(adapter.embedding_),
+        paths=list(adapter.paths_),
+        root=Path(adapter.root_),
+        skipped=list(adapter.skipped_),
+        names=[str(c) for c in adapter.classes_],
+        truth=list(truth) if truth is not None else None,
+        stopped=stopped,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# folders
+
+
+@dataclass
+class FolderReport:
+    """What a quick look at a folder found (no image is fully decoded except the sample)."""
+
+    folder: Path
+    n_images: int
+    skipped: list[tuple[str, str]]
+    sample: list[tuple[Path, str]]
+    subfolders: list[str] = field(default_factory=list)
+
+    @property
+    def looks_labelled(self) -> bool:
+        """Images sorted into two or more first-level subfolders (their names may be categories)."""
+        return len(self.subfolders) >= 2
+
+
+def check_image_folder(folder: str | os.PathLike, thumbs: ThumbnailCache, *, sample: int = 12) -> FolderReport:
+    """Count a folder's images, list the files that will be skipped and why, and thumbnail a sample."""
+    from ..data import check_folder, find_images
+
+    root = check_folder(folder)
+    files, ignored = find_images(root)
+    skipped = list(ignored)
+    picks = np.unique(np.linspace(0, len(files) - 1, num=min(sample, len(files))).round().astype(int)) if files else []
+    shown = []
+    for i in picks:
+        rel = files[i].relative_to(root).as_posix()
+        thumb = thumbs.get(files[i])
+        if thumb is None:
+            skipped.append((rel, "cannot be decoded as an image"))
+        else:
+            shown.append((thumb, rel))
+    subfolders = sorted({f.relative_to(root).parts[0] for f in files if len(f.relative_to(root).parts) > 1})
+    return FolderReport(folder=root, n_images=len(files), skipped=sorted(skipped), sample=shown, subfolders=subfolders)
+
+
+def count_classes(folder: Path) -> int:
+    """How many true categories a labelled folder has (its first-level sub-folders holding images)."""
+    from ..data import class_of, find_images
+
+    files, _ = find_images(folder)
+    return len({class_of(f.relative_to(folder).as_posix()) for f in files})
+
+
+def list_subfolders(folder: str | os.PathLike, limit: int = 500) -> list[str]:
+    """Names of the visible sub-folders of ``folder`` (sorted, at most ``limit``); [] when unreadable."""
+    try:
+        with os.scandir(folder) as it:
+            names = [e.name for e in it if not e.name.startswith(".") and e.is_dir(follow_symlinks=True)]
+    except OSError:
+        return []
+    return sorted(names, key=str.lower)[:limit]
+
+
+def demo_folders() -> dict[str, Path]:
+    """The sample folders shipped in ``demo_data/`` (empty when not running from a source checkout)."""
+    if not DEMO_DIR.is_dir():
+        return {}
+    return {d.name: d for d in sorted(DEMO_DIR.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+
+
+# ---------------------------------------------------------------------------------------------------
+# the workbench
+
+
+class Workbench:
+    """Everything the app can do, callable from a page, a notebook or a test.
+
+    Parameters
+    ----------
+    work_dir : path, optional
+        The app's working folder (default: :func:`default_work_dir`).
+    models_dirs : list of path, optional
+        Extra folders searched for similarity models, before the default ones.
+    max_running : int
+        Training jobs computing at the same time; later ones wait their turn.
+    thumbnail_size : int
+        Longest side of the thumbnails, in pixels.
+    """
+
+    def __init__(
+        self,
+        work_dir: str | os.PathLike | None = None,
+        *,
+        models_dirs: list[str | os.PathLike] | None = None,
+        max_running: int = 1,
+        thumbnail_size: int = 128,
+    ):
+        self.workspace = open_workspace(work_dir)
+        self.extra_models_dirs = [Path(d).expanduser() for d in (models_dirs or [])]
+        for d in self.extra_models_dirs:
+            if not d.is_dir():
+                raise InputError(f"Models folder not found: {d}")
+        self.registry = JobRegistry(max_running=max_running)
+        self.thumbs = ThumbnailCache(self.workspace.thumbnails, size=thumbnail_size)
+        self._card_cache: dict[tuple[str, int], dict] = {}
+
+    # -- models -----------------------------------------------------------------------------------------
+
+    def models_dirs(self) -> list[Path]:
+        from ..similarity import default_models_dirs
+
+        return [*self.extra_models_dirs, *default_models_dirs(), self.workspace.models]
+
+    def models(self) -> dict[str, Path]:
+        """Similarity model name -> file, from the user's folders, the shipped ``models/`` and the app's own."""
+        from ..similarity import list_models
+
+        return list_models(self.models_dirs())
+
+    def model_card(self, name: str) -> dict:
+        """The model card of a model found by name (or a file path)."""
+        from ..similarity import SimilarityModel
+
+        path = self.models().get(name) or Path(name).expanduser()
+        if not path.is_file():
+            raise InputError(f"No similarity model named {name!r}.")
+        key = (str(path), path.stat().st_mtime_ns)
+        if key not in self._card_cache:
+            self._card_cache[key] = SimilarityModel.load(path).card
+        return self._card_cache[key]
+
+    def resolve_model(self, name: str) -> Path:
+        models = self.models()
+        if name in models:
+            return models[name]
+        path = Path(str(name)).expanduser()
+        if path.is_file():
+            return path
+        known = ", ".join(sorted(models)) or "none yet"
+        raise InputError(f"No similarity model named {name!r} (available: {known}).")
+
+    def default_model(self) -> str | None:
+        models = self.models()
+        if "omniglot" in models:
+            return "omniglot"
+        return next(iter(models), None)
+
+    def warm_up(self) -> None:
+        """Pay the one-off costs of a first run in advance: imports, the default model, torch's kernels.
+
+        Runs a few steps of every stage on made-up data (nothing is written), so the first real run shows
+        its first point within seconds. Meant for a background thread.
+        """
+        import torch
+
+        from ..clustering import pair_targets, train_cluster_head
+        from ..similarity import load_similarity_model
+
+        name = self.default_model()
+        if name is not None:
+            model = load_similarity_model(self.models()[name])
+            p = model.preprocessing
+            pixels = torch.randint(0, 256, (32, p.channels, p.size, p.size), dtype=torch.uint8)
+            emb = model.embed(pixels, device="auto")
+            targets = pair_targets(model.pair_probabilities(emb))
+            train_cluster_head(emb, targets, n_clusters=16, steps=3)
+
+    @staticmethod
+    def device_label(device: str = "auto") -> str:
+        from ..device import describe_device, resolve_device
+
+        return describe_device(resolve_device(device))
+
+    # -- folders ----------------------------------------------------------------------------------------
+
+    def check_folder(self, folder: str | os.PathLike, *, sample: int = 12) -> FolderReport:
+        return check_image_folder(folder, self.thumbs, sample=sample)
+
+    # -- jobs: discovery ----------------------------------------------------------------------------------
+
+    def start_discovery(
+        self,
+        folder: str | os.PathLike,
+        *,
+        model: str = "omniglot",
+        n_clusters: int | None = None,
+        max_clusters: int = 100,
+        loss: str = "mcl",
+        epochs: int | None = None,
+        device: str = "auto",
+        labelled: bool = False,
+        random_state: int = 0,
+        owner: str | None = None,
+        make_map: bool = True,
+    ) -> Job:
+        """Start finding the categories of ``folder`` in the background; returns the job at once.
+
+        When it finishes (or is stopped after learning something), ``job.result`` is a :class:`RunResult`
+        and a follow-up job prepares the map (``job.extra("map")``) and the cluster summaries.
+        """
+        from ..data import check_folder
+
+        root = check_folder(folder)
+        model_path = self.resolve_model(model)
+        self.device_label(device)  # "cuda" without a GPU: say so now, not from inside the run
+        if loss not in ("mcl", "kcl"):
+            raise InputError(f"loss must be 'mcl' or 'kcl', not {loss!r}.")
+        params = dict(folder=str(root), model=str(model), n_clusters=n_clusters, max_clusters=int(max_clusters),
+                      loss=loss, epochs=epochs, device=device, labelled=bool(labelled), random_state=random_state)
+        if labelled:
+            params["k_true"] = count_classes(root)
+        job_id = new_job_id()
+
+        def target(callback, stop):
+            from ..clustering import L2CClusterer
+            from ..results import write_discovery_results
+
+            clusterer = L2CClusterer(
+                similarity=str(model_path),
+                n_clusters=n_clusters,
+                max_clusters=int(max_clusters),
+                loss=loss,
+                epochs=epochs,
+                device=device,
+                random_state=random_state,
+            )
+            clusterer.fit(root, callback=callback, stop=stop, labelled=labelled)
+            if stop.is_set() and not clusterer.history_:
+                raise StoppedError("Stopped before training began; nothing was learnt.")
+            callback(Progress("finishing", message="Writing the results"))
+            run_dir = self.workspace.run_dir(job_id)
+            summary = write_discovery_results(clusterer, run_dir, score=labelled)
+            summary["stopped_early"] = stop.is_set()
+            return _from_clusterer(clusterer, run_dir, summary, stop.is_set())
+
+        job = self.registry.submit("discover", target, owner=owner, params=params, job_id=job_id,
+                                   on_done=self._follow_up if make_map else None)
+        self._start_thumbnails(root, owner)
+        return job
+
+    # -- jobs: domain adaptation -------------------------------------------------------------------------
+
+    @staticmethod
+    def adaptation_available() -> bool:
+        """Whether the package offers ``DomainAdapter`` (the "same categories, new domain" mode)."""
+        try:
+            from ..adaptation import DomainAdapter  # noqa: F401
+        except Exception:
+            return False
+        return True
+
+    def start_adaptation(
+        self,
+        source: str | os.PathLike,
+        target_folder: str | os.PathLike,
+        *,
+        method: str = "ccn+",
+        epochs: int | None = None,
+        device: str = "auto",
+        labelled: bool = False,
+        random_state: int = 0,
+        owner: str | None = None,
+        make_map: bool = True,
+    ) -> Job:
+        """Start predicting the source folder's classes in the target folder; returns the job at once."""
+        from ..data import check_folder
+
+        src = check_folder(source)
+        tgt = check_folder(target_folder)
+        if src == tgt:
+            raise InputError("The labelled source folder and the target folder must be different folders.")
+        if method not in ADAPT_METHODS:
+            raise InputError(f"method must be one of {', '.join(ADAPT_METHODS)}, not {method!r}.")
+        if not self.adaptation_available():
+            raise InputError("This installation does not include domain adaptation (l2c_explorer.adaptation).")
+        self.device_label(device)
+        params = dict(source=str(src), folder=str(tgt), method=method, epochs=epochs, device=device,
+                      labelled=bool(labelled), random_state=random_state)
+        job_id = new_job_id()
+
+        def target(callback, stop):
+            from ..adaptation import DomainAdapter
+            from ..results import write_adaptation_results
+
+            options = dict(method=method, device=device, random_state=random_state)
+            if epochs is not None:
+                options["epochs"] = int(epochs)
+            adapter = DomainAdapter(**options)
+            adapter.fit(src, tgt, callback=callback, stop=stop, labelled_target=labelled)
+            if stop.is_set() and not getattr(adapter, "history_", None):
+                raise StoppedError("Stopped before training began; nothing was learnt.")
+            callback(Progress("finishing", message="Writing the results"))
+            run_dir = self.workspace.run_dir(job_id)
+            summary = write_adaptation_results(adapter, run_dir, score=labelled)
+            summary["stopped_early"] = stop.is_set()
+            return _from_adapter(adapter, run_dir, summary, stop.is_set())
+
+        job = self.registry.submit("adapt", target, owner=owner, params=params, job_id=job_id,
+                                   on_done=self._follow_up if make_map else None,
+                                   partial_stages=("similarity", "training"))
+        self._start_thumbnails(tgt, owner)
+        return job
+
+    # -- jobs: similarity model -----------------------------------------------------------------------------
+
+    def start_similarity_training(
+        self,
+        folder: str | os.PathLike,
+        *,
+        name: str = "my-model",
+        epochs: float = 5,
+        class_depth: int = 1,
+        image_size: int = 32,
+        channels: int = 1,
+        device: str = "auto",
+        random_state: int = 0,
+        owner: str | None = None,
+    ) -> Job:
+        """Start learning a similarity model from a labelled folder; it is saved in the app's models folder."""
+        from ..data import check_folder
+        from ..results import safe_folder_name
+
+        root = check_folder(folder)
+        clean = safe_folder_name(name)
+        if not clean:
+            raise InputError("Give the new model a name (letters, digits, '-' or '_').")
+        if not float(epochs) > 0:
+            raise InputError(f"epochs must be positive, not {epochs}.")
+        self.device_label(device)
+        params = dict(folder=str(root), name=clean, epochs=float(epochs), class_depth=int(class_depth),
+                      image_size=int(image_size), channels=int(channels), device=device)
+
+        def target(callback, stop):
+            from ..similarity import SimilarityLearner
+
+            learner = SimilarityLearner(epochs=float(epochs), image_size=int(image_size), channels=int(channels),
+                                        class_depth=int(class_depth), device=device, random_state=random_state,
+                                        name=clean)
+            learner.fit(root, callback=callback, stop=stop)
+            path = learner.model_.save(self.workspace.models / clean)
+            return {"name": clean, "path": path, "card": learner.model_.card, "learner": learner}
+
+        return self.registry.submit("similarity", target, owner=owner, params=params)
+
+    # -- results made elsewhere ------------------------------------------------------------------------------
+
+    def open_result(self, fitted, *, owner: str | None = None) -> Job:
+        """Explore a result made outside the app: a fitted clusterer or adapter, or a :class:`RunResult`.
+
+        Returns a finished job whose map and summaries are being prepared, like a run started here (the
+        page shows it at ``?job=<id>``).
+        """
+        job_id = new_job_id()
+        run_dir = self.workspace.run_dir(job_id)
+        if isinstance(fitted, RunResult):
+            result = fitted
+        elif hasattr(fitted, "classes_"):
+            result = _from_adapter(fitted, run_dir, fitted.summary(), False)
+        elif hasattr(fitted, "n_clusters_"):
+            from ..results import write_discovery_results
+
+            score = getattr(fitted, "true_labels_", None) is not None
+            result = _from_clusterer(fitted, run_dir, write_discovery_results(fitted, run_dir, score=score), False)
+        else:
+            raise InputError("Give a fitted L2CClusterer or DomainAdapter (call .fit first).")
+        kind = "adapt" if result.kind == "adapt" else "discover"
+        job = self.registry.submit(kind, lambda callback, stop: result, owner=owner, job_id=job_id, exclusive=False,
+                                   params={"folder": str(result.root)}, on_done=self._follow_up)
+        self._start_thumbnails(Path(result.root), owner)
+        return job
+
+    # -- follow-ups: thumbnails and the map -----------------------------------------------------------------
+
+    def _start_thumbnails(self, root: Path, owner: str | None) -> Job:
+        for job in self.registry.jobs(kind="thumbnails"):
+            if not job.finished and job.params.get("folder") == str(root):
+                return job  # already being made
+
+        def target(callback, stop):
+            from ..data import find_images
+
+            files, _ = find_images(root)
+            self.thumbs.get_many(files, workers=1, stop=stop,
+                                 progress=lambda d, t: callback(Progress("thumbnails", d, t)))
+            return len(files)
+
+        return self.registry.submit("thumbnails", target, owner=owner, params={"folder": str(root)},
+                                    exclusive=False, partial_stages=())
+
+    def _follow_up(self, job: Job) -> None:
+        """After a run with a result: cluster summaries at once, then a map job (PCA preview, then UMAP)."""
+        result: RunResult | None = job.result
+        if result is None:
+            return
+        try:
+            keys = self.thumbs.keys([result.image_path(i) for i in range(len(result.paths))])
+            summaries = cluster_summaries(result.embedding, result.labels, result.confidence, truth=result.truth)
+        except Exception as exc:  # the results stay usable (export, CSV) without the explorer
+            logger.exception("cannot prepare the explorer for job %s", job.id)
+            job.publish(map_status=f"The map could not be prepared ({exc}).", map_final=True)
+            return
+        job.publish(clusters=summaries, thumb_keys=keys, map_status="Preparing the map")
+
+        def target(callback, stop):
+            self._publish_map(job, map_2d(result.embedding, method="pca"), "pca", preview=True)
+            callback(Progress("map", message="Computing the UMAP map"))
+            coords = map_2d(result.embedding, method="umap", cache_dir=self.workspace.maps,
+                            random_state=int(job.params.get("random_state") or 0))
+            self._publish_map(job, coords, "umap", preview=False)
+            return coords
+
+        def done(map_job: Job) -> None:
+            if map_job.error:
+                job.publish(map_status=f"The UMAP map could not be computed ({map_job.error}); showing PCA.",
+                            map_final=True)
+
+        self.registry.submit("map", target, owner=job.owner, params={"of": job.id}, exclusive=False,
+                             partial_stages=(), on_done=done)
+
+    def _publish_map(self, job: Job, coords: np.ndarray, method: str, *, preview: bool) -> None:
+        result: RunResult = job.result
+        payload = map_payload(
+            coords, result.labels, result.confidence, paths=result.paths, thumbs=job.extra("thumb_keys"),
+            truth=result.truth, class_names=result.names, method=method, preview=preview,
+        )
+        status = "Quick preview (PCA); the UMAP map is being computed" if preview else "UMAP map ready"
+        job.publish(map=payload, coords=coords, map_status=status, map_final=not preview)
+
+    # -- reading results --------------------------------------------------------------------------------
+
+    def job(self, job_id: str | None, kind: str | None = None) -> Job:
+        job = self.registry.get(job_id)
+        if job is None or (kind is not None and job.kind != kind):
+            raise InputError("No such run (it may have been forgotten after a restart); start a new one.")
+        return job
+
+    def result(self, job_id: str | None = None, *, kind: str | None = None) -> RunResult:
+        """The :class:`RunResult` of a run (default: the most recent one with a result)."""
+        if job_id:
+            job = self.job(job_id)
+        else:
+            kinds = (kind,) if kind else ("discover", "adapt")
+            done = [j for j in self.registry.jobs() if j.kind in kinds and j.result is not None]
+            if not done:
+                raise InputError("No finished run yet.")
+            job = done[-1]
+        if not isinstance(job.result, RunResult):
+            raise InputError("This run has no result (yet): it is still running, was stopped early, or failed.")
+        return job.result
+
+    def clusters(self, job_id: str) -> list[ClusterSummary]:
+        self.result(job_id)
+        return self.job(job_id).extra("clusters") or []
+
+    def thumbnail(self, result: RunResult, i: int) -> Path | None:
+        return self.thumbs.get(result.image_path(i))
+
+    def gallery(self, result: RunResult, indices, *, limit: int = GALLERY_LIMIT) -> list[tuple[str, str]]:
+        """(thumbnail file, caption) for images by index, made now if needed; unreadable images left out."""
+        items = []
+        for i in list(indices)[:limit]:
+            thumb = self.thumbnail(result, int(i))
+            if thumb is not None:
+                # the group and confidence first: a gallery shortens long captions from the end
+                caption = f"{result.names[result.labels[i]]} · {result.confidence[i]:.2f} · {result.paths[i]}"
+                items.append((str(thumb), caption))
+        return items
+
+    def selection(self, job_id: str, indices) -> dict:
+        """A selection of images on the map: how many, from which clusters, and a gallery."""
+        result = self.result(job_id)
+        n = len(result.paths)
+        clean = sorted({int(i) for i in indices if 0 <= int(i) < n})
+        return {
+            "indices": clean,
+            "counts": [(result.names[c], k) for c, k in selection_counts(result.labels, clean)],
+            "gallery": self.gallery(result, clean),
+        }
+
+    def write_selection_csv(self, job_id: str, indices) -> Path:
+        """The selected images as a CSV file (in the run's folder), for download."""
+        result = self.result(job_id)
+        clean = sorted({int(i) for i in indices if 0 <= int(i) < len(result.paths)})
+        path = result.run_dir / "selection.csv"
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "label", "name", "confidence"])
+            for i in clean:
+                w.writerow([result.paths[i], int(result.labels[i]), result.names[result.labels[i]],
+                            round(float(result.confidence[i]), 4)])
+        return path
+
+    # -- writing results --------------------------------------------------------------------------------
+
+    def export(self, job_id: str, out: str | os.PathLike, *, mode: str = "copy") -> dict:
+        """Copy (or link) the images into ``out/<cluster>/`` and write the results files there.
+
+        The analysed folder is never written to; an output folder inside it is refused.
+        """
+        from ..results import check_output_folder, export_cluster_folders
+
+        result = self.result(job_id)
+        if out is None or not str(out).strip():
+            raise InputError("Choose an output folder for the export.")
+        out_dir = check_output_folder(out, result.root)
+        names = {i: name.replace(" ", "_") for i, name in enumerate(result.names)}
+        counts = export_cluster_folders(result.root, result.paths, result.labels, out_dir, names=names, mode=mode)
+        for f in ("assignments.csv", "summary.json"):
+            if (result.run_dir / f).exists():
+                shutil.copy2(result.run_dir / f, out_dir / f)
+        return {"folder": out_dir, "counts": counts, "n_files": int(sum(counts.values()))}
+
+    def save_model(self, job_id: str, out: str | os.PathLike | None = None) -> Path:
+        """Save the trained clustering model (in the run's folder, or in ``out`` when given)."""
+        result = self.result(job_id)
+        if not hasattr(result.estimator, "save"):
+            raise InputError("This kind of run cannot be saved as a model.")
+        if out is not None and str(out).strip():
+            from ..results import check_output_folder
+
+            folder = check_output_folder(out, result.root)
+        else:
+            folder = result.run_dir
+        return Path(result.estimator.save(folder / "clustering_model"))
+
+    def close(self, wait: float = 2.0) -> None:
+        """Stop every job (waiting up to ``wait`` seconds for them)."""
+        self.registry.stop_all(wait=wait)

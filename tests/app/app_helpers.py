@@ -1,0 +1,31 @@
+"""Helpers shared by the app's tests (imported by name: the tests folder is on sys.path)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "demo_data"
+MODELS = REPO / "models"
+ARTIFACTS = REPO / "tests" / "artifacts"
+
+
+def need_demo_and_model() -> None:
+    if not (DEMO / "omniglot_keble").is_dir():
+        pytest.skip("demo_data/omniglot_keble is missing")
+    if not (MODELS / "omniglot.safetensors").is_file():
+        pytest.skip("the shipped models/omniglot.safetensors is missing")
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

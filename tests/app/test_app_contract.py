@@ -1,0 +1,277 @@
+"""Contract tests through gradio_client: every event that starts or reads a job, as the page calls it."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from app_helpers import wait_until
+from app_helpers import DEMO
+from gradio_client.exceptions import AppError
+
+# Outputs of /poll_discovery and /poll_adaptation, in order (see App._wire_explore).
+POLL = ("progress", "curves", "timer", "map", "results", "skipped", "cluster", "clusters", "download")
+
+
+def unwrap(value):
+    """The value of an output, whether sent plainly or as a component update."""
+    if isinstance(value, dict) and value.get("__type__") == "update":
+        return value.get("value")
+    return value
+
+
+def file_name(value) -> str:
+    """The name of a file output (a path, or the client's description of a file)."""
+    value = unwrap(value)
+    if isinstance(value, dict):
+        return value.get("orig_name") or Path(value["path"]).name
+    return Path(value).name
+
+
+def start(client, folder, *, epochs=40, k=None, labelled=True, model="omniglot", previous=""):
+    out = client.predict(str(folder), model, "known" if k else "estimate", k or 10, 100, "mcl", epochs, "cpu",
+                         labelled, previous, api_name="/start_discovery")
+    job_id = out[0]
+    assert re.fullmatch(r"[0-9a-f]{16}", job_id)
+    return job_id
+
+
+class Tab:
+    """What a browser tab shows of one run: the page keeps an output until a poll sends a new value."""
+
+    def __init__(self, client, job_id, api="/poll_discovery", names=POLL):
+        self.client, self.job_id, self.api, self.names = client, job_id, api, names
+        self.shown: dict = {}
+
+    def poll(self) -> dict:
+        out = dict(zip(self.names, map(unwrap, self.client.predict(self.job_id, api_name=self.api))))
+        self.shown.update({k: v for k, v in out.items() if v is not None})
+        return dict(self.shown)
+
+    def wait(self, predicate, timeout, what, interval=0.25) -> dict:
+        return wait_until(lambda: (lambda p: p if predicate(p) else None)(self.poll()), timeout=timeout,
+                          interval=interval, what=what)
+
+
+def status(progress_html: str) -> str:
+    m = re.search(r'data-status="(\w+)"', progress_html or "")
+    return m.group(1) if m else ""
+
+
+def curve_points(curves_json) -> int:
+    return len(json.loads(curves_json)["points"]) if curves_json else 0
+
+
+def test_restore_fills_models_card_and_device(client):
+    out = client.predict(api_name="/restore")
+    model, card, badge = map(unwrap, out[:3])
+    assert model == "omniglot"
+    assert "never saw" in card
+    assert "Computing on:" in badge and ("CPU" in badge or "GPU" in badge)
+
+
+def test_model_card_and_model_list(client):
+    assert "ROC-AUC" in client.predict("omniglot", api_name="/model_card")
+    value, card = map(unwrap, client.predict("omniglot", api_name="/list_models"))
+    assert value == "omniglot" and "omniglot" in card
+
+
+def test_check_folder_counts_and_rejects_bad_paths(client, tmp_path):
+    md, sample, skipped, labelled, folder = map(unwrap, client.predict(str(DEMO / "omniglot_keble"),
+                                                                       api_name="/check_folder"))
+    assert "520 images" in md and len(sample) == 12 and labelled is True
+    assert Path(folder) == (DEMO / "omniglot_keble").resolve()
+    with pytest.raises(AppError, match="Folder not found"):
+        client.predict(str(tmp_path / "nowhere"), api_name="/check_folder")
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(AppError, match="Not a folder"):
+        client.predict(str(a_file), api_name="/check_folder")
+    with pytest.raises(AppError, match="Folder not found"):
+        start(client, tmp_path / "nowhere")
+
+
+def test_discovery_live_curves_map_explore_and_results(client, served_app, tmp_path):
+    started = time.monotonic()
+    job_id = start(client, DEMO / "omniglot_keble", epochs=60)
+    tab = Tab(client, job_id)
+    # live: the first curve point within 5 s of Start, and more points on later polls
+    first = tab.wait(lambda p: curve_points(p.get("curves")), timeout=5.0, what="the first curve point")
+    assert time.monotonic() - started < 5.0
+    n_first = curve_points(first["curves"])
+    series = {s["key"] for s in json.loads(first["curves"])["series"]}
+    assert series == {"loss", "k_estimated"}
+    assert status(first["progress"]) in ("running", "done")
+
+    final = tab.wait(lambda p: p.get("map") and json.loads(p["map"])["method"] == "umap", timeout=150,
+                     what="the UMAP map", interval=0.5)
+    assert curve_points(final["curves"]) == 60 > n_first
+    payload = json.loads(final["map"]) if final["map"] else None
+    result = served_app.workbench.result(job_id)
+    assert payload["n"] == 520 and payload["thumb_prefix"].startswith("gradio_api/file=")
+    assert "ACC" in final["results"] and "K error" in final["results"]
+    assert file_name(final["download"]) == "assignments.csv"
+
+    # selection on the map -> gallery of thumbnails
+    sel = client.predict(job_id, [0, 1, 2, 519], api_name="/select_points_discover")
+    assert sel["indices"] == [0, 1, 2, 519] and len(sel["gallery"]) == 4
+    assert all(Path(thumb).suffix == ".webp" for thumb, _ in sel["gallery"])
+
+    # one cluster: typical and least certain exemplars from that cluster only
+    biggest = int(result.labels[0])
+    md, typical, uncertain = client.predict(job_id, biggest, api_name="/show_cluster_discover")
+    assert "images" in md and 1 <= len(typical) <= 8 and 1 <= len(uncertain) <= 8
+    name = result.names[biggest]
+    assert all(item["caption"].startswith(f"{name} · ") for item in typical + uncertain)
+
+    # export into per-cluster folders, and save the clustering model
+    out = tmp_path / "export"
+    msg = client.predict(job_id, str(out), "copy", api_name="/export_discover")
+    assert "520 images" in msg
+    copied = [p for p in out.rglob("*.png")]
+    assert len(copied) == 520 and (out / "assignments.csv").is_file()
+    assert len({p.parent.name for p in copied}) == result.n_clusters
+    with pytest.raises(AppError, match="inside the folder"):
+        client.predict(job_id, str(DEMO / "omniglot_keble" / "out"), "copy", api_name="/export_discover")
+    model_file, msg = client.predict(job_id, "", api_name="/save_model_discover")
+    assert file_name(model_file) == "clustering_model.safetensors" and "Saved" in msg
+
+
+def test_stop_ends_the_run_within_two_seconds_and_keeps_results(client, served_app, keble6):
+    job_id = start(client, keble6, epochs=1000)
+    tab = Tab(client, job_id)
+    tab.wait(lambda p: curve_points(p.get("curves")) >= 2, timeout=60, what="training points")
+    asked = time.monotonic()
+    answer = client.predict(job_id, api_name="/stop_discovery")
+    assert status(answer) in ("stopping", "stopped")
+    stopped = tab.wait(lambda p: status(p["progress"]) == "stopped", timeout=10.0, interval=0.1,
+                       what="the page to show the run stopped")
+    job = served_app.workbench.job(job_id)
+    assert job.finished_at - job.stop_requested < 2.0, "Stop must end the run within 2 s"
+    assert time.monotonic() - asked < 10.0
+    assert "Stopped after" in stopped["progress"]
+    final = tab.wait(lambda p: p.get("results"), timeout=30, what="the results of the stopped run")
+    assert "stopped early" in final["results"]
+
+
+def test_a_new_run_in_a_tab_replaces_its_previous_run(client, served_app, keble6):
+    first = start(client, keble6, epochs=1000)
+    Tab(client, first).wait(lambda p: curve_points(p.get("curves")), timeout=60, what="the first run to train")
+    second = start(client, keble6, epochs=20, previous=first)
+    assert served_app.workbench.job(first).wait(3) and served_app.workbench.job(first).status == "stopped"
+    final = Tab(client, second).wait(lambda p: p.get("results"), timeout=60, what="the second run's results")
+    assert "stopped early" not in final["results"]
+
+
+def test_two_tabs_do_not_corrupt_each_others_runs(served_app, keble6):
+    from gradio_client import Client
+
+    a, b = Client(served_app.url, verbose=False), Client(served_app.url, verbose=False)
+    try:
+        job_a = start(a, keble6, epochs=1000, k=5)
+        job_b = start(b, keble6, epochs=30, k=3)
+        assert job_a != job_b
+        tab_a, tab_b = Tab(a, job_a), Tab(b, job_b)
+        tab_a.wait(lambda p: curve_points(p.get("curves")) >= 1, timeout=60, what="run A to train")
+        a.predict(job_a, api_name="/stop_discovery")  # stopping A must not touch B
+        res_b = tab_b.wait(lambda p: p.get("results"), timeout=120, what="run B's results")
+        res_a = tab_a.wait(lambda p: p.get("results"), timeout=30, what="run A's results")
+        assert "**3 categories**" in res_b["results"] and "stopped early" not in res_b["results"]
+        assert "**5 categories**" in res_a["results"] and "stopped early" in res_a["results"]
+        assert served_app.workbench.job(job_b).status == "done"
+        assert served_app.workbench.result(job_a).run_dir != served_app.workbench.result(job_b).run_dir
+    finally:
+        a.close()
+        b.close()
+
+
+def test_train_a_similarity_model_live_then_stop(client, served_app):
+    source = DEMO / "omniglot_source"
+    job_id, progress, curves, *_ = client.predict(str(source), "contract-test-model", 3, 1, "cpu",
+                                                  api_name="/start_similarity")
+    tab = Tab(client, job_id, "/poll_similarity", ("progress", "curves", "timer", "result", "model", "card"))
+    got = tab.wait(lambda p: curve_points(p.get("curves")) >= 1, timeout=90, what="a loss point")
+    assert {s["key"] for s in json.loads(got["curves"])["series"]} == {"loss"}
+    client.predict(job_id, api_name="/stop_similarity")
+    done = tab.wait(lambda p: p.get("result"), timeout=60, what="the saved model")
+    assert "contract-test-model" in done["result"] and done["model"] == "contract-test-model"
+    assert "contract-test-model" in served_app.workbench.models()
+    assert "stopped early" in done["card"]
+
+
+def test_only_the_apps_own_folders_are_served(served_app, client):
+    blocks = served_app.blocks
+    home = Path.home().resolve()
+    allowed = [Path(p).resolve() for p in blocks.allowed_paths]
+    assert allowed and all(served_app.workbench.workspace.root in p.parents for p in allowed)
+    assert all(p != home and p not in home.parents for p in allowed)
+    assert served_app.url.startswith("http://127.0.0.1:")
+
+    def fetch(path: Path) -> int:
+        try:
+            with urllib.request.urlopen(f"{served_app.url}gradio_api/file={path}") as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    image = next((DEMO / "omniglot_keble").rglob("*.png"))
+    assert fetch(image) == 403  # the user's images are never served
+    assert fetch(Path("/etc/passwd")) == 403
+    assert fetch(Path(__file__)) == 403
+    thumb = served_app.workbench.thumbs.get(image)
+    assert thumb is not None and fetch(thumb) == 200  # thumbnails are served, from the app's own cache
+
+
+def test_same_categories_new_domain_mode(client, served_app, tmp_path):
+    if not served_app.workbench.adaptation_available():
+        pytest.skip("l2c_explorer.adaptation.DomainAdapter is not available")
+    source, target = DEMO / "digits_mnist", DEMO / "digits_usps"
+    out = client.predict(str(source), str(target), "source-only", 1, "cpu", True, api_name="/start_adaptation")
+    job_id = out[0]
+    tab = Tab(client, job_id, "/poll_adaptation")
+    first = tab.wait(lambda p: curve_points(p.get("curves")), timeout=60, what="the first loss point")
+    assert {s["id"] for s in json.loads(first["curves"])["series"]} == {"similarity", "training"}
+    final = tab.wait(lambda p: p.get("map") and p.get("results"), timeout=180, what="the map of the target")
+    payload = json.loads(final["map"])
+    assert payload["n"] == 600 and payload["names"] == [str(d) for d in range(10)]
+    assert "right class" in final["results"]
+    result = served_app.workbench.result(job_id)
+    assert result.kind == "adapt" and result.truth is not None
+
+    some = [int(i) for i in range(0, 600, 97)]
+    sel = client.predict(job_id, some, api_name="/select_points_adapt")
+    assert sel["indices"] == some and len(sel["gallery"]) == len(some)
+    predicted = int(result.labels[0])
+    md, typical, uncertain = client.predict(job_id, predicted, api_name="/show_cluster_adapt")
+    assert typical[0]["caption"].startswith(f"{predicted} · ")
+    msg = client.predict(job_id, str(tmp_path / "by_class"), "copy", api_name="/export_adapt")
+    assert "600 images" in msg
+    folders = {p.name for p in (tmp_path / "by_class").iterdir() if p.is_dir()}
+    assert folders <= {str(d) for d in range(10)} and folders
+
+
+def test_browse_lists_subfolders_and_refuses_files(client, tmp_path):
+    for name in ("b", "a", ".hidden"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "file.png").write_bytes(b"x")
+    at, sub = map(unwrap, client.predict(str(tmp_path), api_name="/browse"))
+    raw = client.predict(str(tmp_path), api_name="/browse")[1]
+    assert Path(at) == tmp_path.resolve()
+    assert [c[1] if isinstance(c, (list, tuple)) else c for c in raw["choices"]] == ["a", "b"]
+    with pytest.raises(AppError, match="Not a folder"):
+        client.predict(str(tmp_path / "file.png"), api_name="/browse")
+
+
+def test_cuda_without_a_gpu_is_refused_at_start(client, keble6):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(AppError, match="no CUDA GPU"):
+        client.predict(str(keble6), "omniglot", "estimate", 10, 100, "mcl", 40, "cuda", False,
+                       api_name="/start_discovery")

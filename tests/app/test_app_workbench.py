@@ -1,0 +1,178 @@
+"""The app's engine without the page: runs, follow-ups (summaries, map), exports, words shown to users."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from app_helpers import wait_until
+
+from l2c_explorer.app import views
+from l2c_explorer.app.workbench import RunResult, Workbench, check_image_folder, list_subfolders
+from l2c_explorer.errors import InputError
+from l2c_explorer.jobs import DONE, STOPPED
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def bench(tmp_path):
+    b = Workbench(tmp_path / "work")
+    yield b
+    b.close()
+
+
+def test_importing_the_app_engine_pulls_in_neither_gradio_nor_torch():
+    code = ("import sys, l2c_explorer.app, l2c_explorer.app.workbench, l2c_explorer.app.views, "
+            "l2c_explorer.jobs, l2c_explorer.thumbnails, l2c_explorer.explore; "
+            "print(sorted(m for m in ('gradio', 'torch', 'umap') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_workspace_serves_only_its_own_folders(bench, tmp_path):
+    served = bench.workspace.served_dirs()
+    home = Path.home().resolve()
+    for d in served:
+        assert d.is_dir() and bench.workspace.root in d.parents
+        assert d != home and d not in home.parents  # never a home folder or one above it
+
+
+def test_check_folder_reports_counts_skips_and_sample(bench, keble6):
+    (keble6 / "notes.txt").write_text("not an image")
+    (keble6 / "character01" / "broken.png").write_bytes(b"\x89PNG broken")
+    before = snapshot(keble6)
+    report = check_image_folder(keble6, bench.thumbs, sample=200)
+    assert report.n_images == 121 and report.looks_labelled and len(report.subfolders) == 6
+    reasons = dict(report.skipped)
+    assert "notes.txt" in reasons and "not an image" in reasons["notes.txt"]
+    assert "character01/broken.png" in reasons and "decoded" in reasons["character01/broken.png"]
+    assert len(report.sample) == 120 and all(Path(p).parent == bench.workspace.thumbnails for p, _ in report.sample)
+    assert snapshot(keble6) == before
+    text = views.folder_markdown(report)
+    assert "121 images" in text and "2 files will be skipped" in text
+
+
+@pytest.mark.parametrize("bad, message", [("/definitely/not/here", "Folder not found"), (__file__, "Not a folder")])
+def test_bad_folders_are_rejected_clearly(bench, bad, message):
+    with pytest.raises(InputError, match=message):
+        bench.check_folder(bad)
+    with pytest.raises(InputError, match=message):
+        bench.start_discovery(bad, model="omniglot")
+
+
+def test_list_subfolders_hides_dot_folders(tmp_path):
+    for name in ("b", "A", ".hidden"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    assert list_subfolders(tmp_path) == ["A", "b"]
+    assert list_subfolders(tmp_path / "missing") == []
+
+
+def test_models_and_card_in_plain_words(bench):
+    assert "omniglot" in bench.models()
+    card = bench.model_card("omniglot")
+    text = views.model_card_markdown("omniglot", card)
+    assert "never saw" in text and "ROC-AUC" in text and "%" in text
+    with pytest.raises(InputError):
+        bench.resolve_model("no-such-model")
+
+
+def test_discovery_run_map_exports_and_model(bench, keble6, tmp_path):
+    before = snapshot(keble6)
+    job = bench.start_discovery(keble6, model="omniglot", epochs=30, labelled=True, device="cpu")
+    assert job.wait(120), "discovery did not finish"
+    assert job.status == DONE, job.error
+    result = bench.result(job.id)
+    assert isinstance(result, RunResult) and len(result.paths) == 120
+    assert result.truth is not None and result.metrics is not None
+    assert (result.run_dir / "assignments.csv").is_file()
+    points, _ = job.metrics.read()
+    assert len(points) >= 5 and {"loss", "k_estimated"} <= set(points[-1])
+
+    # the follow-up job publishes cluster summaries, a PCA preview, then the UMAP map
+    wait_until(lambda: job.extra("map_final"), timeout=180, what="the UMAP map")
+    payload = job.extra("map")
+    assert payload["method"] == "umap" and payload["n"] == 120 and not payload["preview"]
+    assert bench.registry.latest(kind="thumbnails").wait(60)
+    assert all(k and (bench.workspace.thumbnails / f"{k}.webp").is_file() for k in payload["thumb"])
+    clusters = bench.clusters(job.id)
+    assert sum(s.size for s in clusters) == 120
+
+    sel = bench.selection(job.id, [0, 5, 5, 119, 999])
+    assert sel["indices"] == [0, 5, 119] and sum(k for _, k in sel["counts"]) == 3 and len(sel["gallery"]) == 3
+    with open(bench.write_selection_csv(job.id, [1, 2])) as f:
+        assert len(list(csv.reader(f))) == 3
+
+    out = tmp_path / "export"
+    info = bench.export(job.id, out)
+    assert info["n_files"] == 120 and (out / "assignments.csv").is_file() and (out / "summary.json").is_file()
+    assert sum(len(list(d.iterdir())) for d in out.iterdir() if d.is_dir()) == 120
+    with pytest.raises(InputError, match="inside the folder"):
+        bench.export(job.id, keble6 / "out")
+    model_file = bench.save_model(job.id)
+    assert model_file.is_file() and model_file.parent == result.run_dir
+    assert snapshot(keble6) == before  # the analysed folder is never written to
+
+    text = views.results_markdown(result)
+    assert "ACC" in text and "K error" in text
+
+
+def test_stopping_a_discovery_keeps_a_result(bench, keble6):
+    job = bench.start_discovery(keble6, model="omniglot", epochs=5000, device="cpu")
+    wait_until(lambda: len(job.metrics) >= 2, timeout=60, what="training points")
+    job.stop(grace=1.5)
+    assert job.wait(2.0), "stop must end the run within 2 s"
+    assert job.status == STOPPED and job.result is not None
+    assert job.result.stopped and job.result.summary["stopped_early"]
+    assert len(job.result.labels) == 120
+
+
+def test_results_in_one_shape_as_a_dataframe(bench, keble6):
+    job = bench.start_discovery(keble6, model="omniglot", epochs=10, n_clusters=6, device="cpu", make_map=False)
+    assert job.wait(120) and job.status == DONE, job.error
+    frame = bench.result().to_frame()
+    assert list(frame.columns) == ["path", "cluster", "name", "confidence"]
+    assert len(frame) == 120 and frame["cluster"].nunique() <= 6
+    summary = json.loads((job.result.run_dir / "summary.json").read_text())
+    assert summary["k_given"] == 6
+
+
+def test_views_progress_and_curves():
+    from l2c_explorer.jobs import JobSnapshot
+
+    snap = JobSnapshot(id="j", kind="discover", status="running", stage="training", step=30, total=300,
+                       fraction=0.1, epoch=5.0, metrics={"loss": 0.3, "k_estimated": 12}, elapsed=12.0, eta=108.0,
+                       message="", error=None, n_points=5, version=5)
+    html = views.progress_html(snap)
+    assert "Learning to group" in html and "step 30 of 300" in html and "12 categories" in html
+    assert "about 1 min 48 s left" in html and 'width:10.0%' in html
+    data = json.loads(views.curves_json([{"step": 1, "loss": 0.5, "k_estimated": 9, "stage": "training"}],
+                                        views.DISCOVER_SERIES))
+    assert data["points"] == [{"step": 1, "loss": 0.5, "k_estimated": 9}]
+    assert [s["key"] for s in data["series"]] == ["loss", "k_estimated"]
+    assert views.duration(3725) == "1 h 02 min" and views.duration(None) == "?"
+    assert np.isclose(float(views.esc("1.5")), 1.5)
+
+
+def test_user_models_folders_are_listed(tmp_path):
+    import shutil as sh
+
+    from app_helpers import MODELS
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    sh.copy(MODELS / "omniglot.safetensors", mine / "my-symbols.safetensors")
+    b = Workbench(tmp_path / "work", models_dirs=[mine])
+    assert b.models()["my-symbols"] == mine / "my-symbols.safetensors"
+    assert "omniglot" in b.models()  # the shipped ones stay available
+    with pytest.raises(InputError, match="Models folder not found"):
+        Workbench(tmp_path / "work", models_dirs=[tmp_path / "nope"])

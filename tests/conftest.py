@@ -1,0 +1,63 @@
+"""Shared fixtures: paths to the real data sets and small real image folders built from them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("L2C_SHARED_DATA", REPO.parent / "shared" / "data"))
+DEMO_DATA = REPO / "demo_data"
+OMNIGLOT = SHARED_DATA / "omniglot"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"data not available: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def omniglot_background() -> Path:
+    return _need(OMNIGLOT / "images_background")
+
+
+@pytest.fixture(scope="session")
+def omniglot_evaluation() -> Path:
+    return _need(OMNIGLOT / "images_evaluation")
+
+
+@pytest.fixture(scope="session")
+def demo_keble() -> Path:
+    """The shipped demo target: 26 Keble characters x 20 drawings."""
+    return _need(DEMO_DATA / "omniglot_keble")
+
+
+@pytest.fixture(scope="session")
+def demo_source() -> Path:
+    return _need(DEMO_DATA / "omniglot_source")
+
+
+@pytest.fixture
+def keble_subset(tmp_path, demo_keble) -> Path:
+    """A copy of 6 Keble characters (120 real images), safe to modify."""
+    dest = tmp_path / "keble6"
+    for char_dir in sorted(demo_keble.iterdir())[:6]:
+        shutil.copytree(char_dir, dest / char_dir.name)
+    return dest
+
+
+def tree_snapshot(folder: Path) -> dict:
+    """{relative path: (size, mtime_ns)} of every file, to prove a folder was not modified."""
+    return {
+        p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

@@ -1,0 +1,139 @@
+"""The command line end to end, on real Omniglot folders, and its clear errors (exit code 2)."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import tree_snapshot
+from l2c_explorer.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd=None):
+    """Run the real console entry point in a fresh process (what a user types)."""
+    return subprocess.run(
+        [sys.executable, "-m", "l2c_explorer.cli", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd, timeout=600, stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="module")
+def tengwar10(tmp_path_factory, omniglot_evaluation):
+    """10 characters x 20 drawings of an evaluation alphabet the shipped model never saw."""
+    dest = tmp_path_factory.mktemp("data") / "tengwar10"
+    for char_dir in sorted((omniglot_evaluation / "Tengwar").iterdir())[:10]:
+        shutil.copytree(char_dir, dest / char_dir.name)
+    return dest
+
+
+def read_assignments(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_discover_known_k_scores_a_real_accuracy(tmp_path, tengwar10):
+    before = tree_snapshot(tengwar10)
+    out = tmp_path / "out"
+    result = run_cli("discover", tengwar10, "--model", "omniglot", "--k", 10, "--score", "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    rows = read_assignments(out / "assignments.csv")
+    assert len(rows) == summary["n_images"] == 200 and summary["n_skipped"] == 0
+    assert set(rows[0]) == {"path", "cluster", "confidence"}
+    assert all(0.0 <= float(r["confidence"]) <= 1.0 for r in rows)
+    assert {r["path"].split("/")[0] for r in rows} == {p.name for p in tengwar10.iterdir()}
+    for key in ("k_estimated", "k_max", "loss", "seconds", "device", "model", "skipped"):
+        assert key in summary
+    assert summary["metrics"]["k_true"] == 10
+    assert summary["metrics"]["acc"] >= 0.85, summary["metrics"]
+    assert "ACC" in result.stdout and result.stdout.count("\n") == 1  # one-line result
+    assert tree_snapshot(tengwar10) == before  # the target folder is only read
+
+
+def test_discover_estimates_k(tmp_path, tengwar10):
+    out = tmp_path / "out"
+    result = run_cli("discover", tengwar10, "--out", out, "--score", "--quiet", "--seed", 1)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["k_max"] == 100 and abs(summary["k_estimated"] - 10) <= 2, summary["k_estimated"]
+    assert summary["metrics"]["acc"] >= 0.8, summary["metrics"]
+    assert len(summary["history"]) >= 2 and {"loss", "k_estimated"} <= set(summary["history"][-1])
+
+
+def test_bad_files_are_skipped_and_listed(tmp_path, keble_subset):
+    (keble_subset / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (keble_subset / "readme.txt").write_text("hello")
+    out = tmp_path / "out"
+    assert main(["discover", str(keble_subset), "--out", str(out), "--k", "6", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_images"] == 120 and summary["n_skipped"] == 2
+    assert {s["file"] for s in summary["skipped"]} == {"broken.png", "readme.txt"}
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "Folder not found"),
+        ("empty", "No images found"),
+        ("one_image", "at least 2 images"),
+        ("too_many_k", "only 3 images"),
+        ("bad_model", "not a readable"),
+        ("unknown_model", "No model named"),
+        ("out_inside_target", "inside the folder being analysed"),
+    ],
+)
+def test_clear_errors_exit_with_code_2(tmp_path, demo_keble, case, message):
+    target = tmp_path / "target"
+    images = sorted((demo_keble / "character01").glob("*.png"))
+    args = ["discover", str(target), "--out", str(tmp_path / "out"), "--quiet"]
+    if case != "missing":
+        target.mkdir()
+    if case in ("one_image", "too_many_k", "bad_model", "unknown_model", "out_inside_target"):
+        for img in images[: 1 if case == "one_image" else 3]:
+            shutil.copy(img, target)
+    if case == "too_many_k":
+        args += ["--k", "5"]
+    if case == "bad_model":
+        bad = tmp_path / "bad.safetensors"
+        bad.write_bytes(b"definitely not a model")
+        args += ["--model", str(bad)]
+    if case == "unknown_model":
+        args += ["--model", "no-such-model"]
+    if case == "out_inside_target":
+        args[3] = str(target / "results")
+    result = run_cli(*args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_train_similarity_end_to_end(tmp_path, omniglot_background):
+    source = tmp_path / "source"
+    for alphabet in ("Latin", "Greek"):
+        for char_dir in sorted((omniglot_background / alphabet).iterdir())[:8]:
+            shutil.copytree(char_dir, source / f"{alphabet}_{char_dir.name}")
+    result = run_cli("train-similarity", source, "--out", tmp_path / "mine", "--epochs", 3, "--quiet", "--seed", 3)
+    assert result.returncode == 0, result.stderr
+    assert "F1" in result.stdout and "ROC-AUC" in result.stdout
+    from l2c_explorer.similarity import SimilarityModel
+
+    model = SimilarityModel.load(tmp_path / "mine.safetensors")
+    card = model.card
+    assert card["trained_on"]["n_classes"] + card["trained_on"]["n_holdout_classes"] == 16
+    assert card["holdout_pair_metrics"]["roc_auc"] > 0.6  # far better than chance after 3 short epochs
+    assert model.preprocessing.invert  # Omniglot is dark ink on light paper
+    out = tmp_path / "out"
+    # the new model is usable by discover
+    assert main(["discover", str(source), "--model", str(tmp_path / "mine.safetensors"), "--out", str(out),
+                 "--k", "16", "--quiet"]) == 0
+
+
+def test_models_lists_the_shipped_model(capsys):
+    assert main(["models"]) == 0
+    assert "omniglot" in capsys.readouterr().out

@@ -1,0 +1,132 @@
+"""Reading folders: every image kind, every kind of bad input, and the folder is never modified."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import tree_snapshot
+from l2c_explorer.data import (
+    class_of,
+    find_images,
+    fit_square,
+    images_from_arrays,
+    light_background,
+    load_image_folder,
+    model_input,
+    Preprocessing,
+    read_image,
+)
+from l2c_explorer.errors import InputError
+
+
+@pytest.fixture
+def zoo(tmp_path, demo_keble):
+    """One real Omniglot drawing saved in every supported format and mode, plus broken files."""
+    real = Image.open(next((demo_keble / "character01").glob("*.png"))).convert("L")
+    d = tmp_path / "zoo"
+    (d / "sub" / "deeper").mkdir(parents=True)
+    real.save(d / "gray.png")
+    real.convert("RGB").save(d / "rgb.jpg", quality=95)
+    real.convert("RGB").save(d / "sub" / "rgb.bmp")
+    rgba = real.convert("RGBA")
+    rgba.putalpha(Image.eval(real, lambda v: 255 - v))  # transparent paper, opaque ink
+    rgba.save(d / "sub" / "rgba.png")
+    real.convert("P").save(d / "palette.gif")
+    real.convert("RGB").save(d / "sub" / "deeper" / "photo.webp")
+    Image.fromarray((np.asarray(real, dtype=np.uint16) * 257)).save(d / "sixteen.tiff")
+    real.resize((300, 120)).save(d / "wide.png")  # not square, any size
+    # bad files
+    (d / "empty.png").write_bytes(b"")
+    (d / "notes.txt").write_text("not an image")
+    (d / "fake.jpg").write_text("this is text with an image extension")
+    good = (d / "gray.png").read_bytes()
+    (d / "truncated.png").write_bytes(good[: len(good) // 2])
+    (d / ".hidden.png").write_bytes(good)
+    return d
+
+
+def test_every_kind_of_image_is_read_and_bad_files_are_listed(zoo):
+    before = tree_snapshot(zoo)
+    images = load_image_folder(zoo, size=32, channels=1)
+    assert sorted(images.paths) == sorted(
+        ["gray.png", "rgb.jpg", "palette.gif", "sixteen.tiff", "wide.png", "sub/rgb.bmp", "sub/rgba.png",
+         "sub/deeper/photo.webp"]
+    )
+    assert images.pixels.shape == (8, 1, 32, 32) and images.pixels.dtype == torch.uint8
+    skipped = dict(images.skipped)
+    assert set(skipped) == {"empty.png", "notes.txt", "fake.jpg", "truncated.png"}
+    assert all(reason for reason in skipped.values())
+    assert "not an image" in skipped["fake.jpg"] or "cannot" in skipped["fake.jpg"]
+    assert tree_snapshot(zoo) == before  # only read
+
+
+def test_modes_agree_on_the_same_drawing(zoo):
+    images = load_image_folder(zoo, size=32, channels=1)
+    by_name = dict(zip(images.paths, images.pixels.float()))
+    reference = by_name["gray.png"]
+    for name in ["sub/rgb.bmp", "palette.gif", "sixteen.tiff", "sub/rgba.png"]:
+        assert (by_name[name] - reference).abs().mean() < 3.0, name
+
+
+def test_rgb_output_has_three_channels(zoo):
+    images = load_image_folder(zoo, size=16, channels=3)
+    assert images.pixels.shape[1:] == (3, 16, 16)
+
+
+@pytest.mark.parametrize("make", ["missing", "file", "empty", "only_bad"])
+def test_unusable_folders_raise_clear_errors(tmp_path, make):
+    target = tmp_path / "target"
+    if make == "file":
+        target.write_text("x")
+    elif make == "empty":
+        target.mkdir()
+    elif make == "only_bad":
+        target.mkdir()
+        (target / "a.png").write_bytes(b"garbage")
+    with pytest.raises(InputError) as err:
+        load_image_folder(target, size=32, channels=1)
+    assert str(target) in str(err.value)
+
+
+def test_labels_come_from_first_level_folders(keble_subset):
+    images = load_image_folder(keble_subset, size=32, channels=1, labelled=True)
+    assert len(images.class_names) == 6 and len(images) == 120
+    assert images.label_ids().tolist() == sorted(images.label_ids().tolist())
+    assert class_of("a/b/c.png", depth=2) == "a/b" and class_of("c.png") == "."
+
+
+def test_fit_square_keeps_aspect_and_pads_with_border_colour():
+    arr = np.full((10, 40, 1), 255, dtype=np.uint8)
+    arr[:, 10:30] = 0
+    out = fit_square(arr, 20)
+    assert out.shape == (20, 20, 1)
+    assert out[0, 0, 0] == 255 and out[10, 10, 0] == 0
+
+
+def test_light_background_detection_and_inversion(demo_keble):
+    images = load_image_folder(demo_keble / "character01", size=32, channels=1)
+    assert light_background(images.pixels)
+    x = model_input(images.pixels, Preprocessing(size=32, channels=1, invert=True, mean=(0.0,), std=(1.0,)))
+    assert x[:, :, 0, :].mean() < 0.05  # paper is ~0 after inversion
+
+
+def test_arrays_are_accepted():
+    batch = np.random.default_rng(0).random((5, 28, 28))
+    images = images_from_arrays(batch, size=32, channels=1, labels=[0, 1, 0, 1, 1])
+    assert images.pixels.shape == (5, 1, 32, 32) and images.labels == ["0", "1", "0", "1", "1"]
+
+
+def test_read_image_reports_reason(tmp_path):
+    bad = tmp_path / "x.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 20)
+    from l2c_explorer.data import ImageReadError
+
+    with pytest.raises(ImageReadError):
+        read_image(bad, size=32, channels=1)
+
+
+def test_find_images_ignores_hidden_and_lists_others(zoo):
+    files, ignored = find_images(zoo)
+    names = {f.name for f in files}
+    assert ".hidden.png" not in names and "notes.txt" in dict(ignored)

@@ -1,0 +1,102 @@
+"""Similarity training pieces: batch sampling, the prototype loss, hold-out splits and a short real fit."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from l2c_explorer.errors import InputError
+from l2c_explorer.similarity import ClassBalancedSampler, SimilarityLearner, prototype_loss, split_classes
+
+
+def test_sampler_draws_balanced_batches_without_repeats():
+    labels = np.repeat(np.arange(30), 7)
+    sampler = ClassBalancedSampler(labels, classes_per_batch=20, images_per_class=5,
+                                   generator=torch.Generator().manual_seed(0))
+    idx, y = sampler.sample()
+    assert len(idx) == 100 and len(set(idx.tolist())) == 100
+    assert np.bincount(y.numpy()).tolist() == [5] * 20
+    # batch-local ids agree with the true labels
+    true = labels[idx.numpy()]
+    assert all(len(set(true[y.numpy() == c])) == 1 for c in range(20))
+
+
+def test_sampler_same_group_batches_stay_in_one_group():
+    labels = np.repeat(np.arange(12), 4)
+    groups = np.repeat(np.arange(3), 4)  # 3 groups of 4 classes
+    sampler = ClassBalancedSampler(labels, classes_per_batch=4, images_per_class=2, groups=groups,
+                                   same_group=1.0, generator=torch.Generator().manual_seed(0))
+    for _ in range(10):
+        idx, _ = sampler.sample()
+        assert len(set(groups[labels[idx.numpy()]])) == 1
+
+
+def test_prototype_loss_matches_brute_force():
+    g = torch.Generator().manual_seed(0)
+    emb = F.normalize(torch.randn(12, 5, generator=g), dim=1)
+    y = torch.arange(4).repeat_interleave(3)
+    logits = torch.zeros(12, 4)
+    for i in range(12):
+        for c in range(4):
+            others = [j for j in range(12) if y[j] == c and j != i]
+            v = emb[others].sum(0)
+            logits[i, c] = 10 * (emb[i] @ v) / v.norm()
+    assert prototype_loss(emb, y).item() == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+
+
+def test_split_classes_is_disjoint_and_seeded():
+    classes = np.arange(50)
+    a_train, a_hold = split_classes(classes, 0.1, torch.Generator().manual_seed(1))
+    b_train, b_hold = split_classes(classes, 0.1, torch.Generator().manual_seed(1))
+    assert len(a_hold) == 5 and not set(a_train) & set(a_hold)
+    assert a_hold.tolist() == b_hold.tolist()
+    assert len(split_classes(np.arange(3), 0.5, torch.Generator())[1]) == 0  # too few classes to hold out
+
+
+@pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"image_size": 30}, {"channels": 2}, {"images_per_class": 1},
+                                    {"holdout": 0.95}, {"invert": "maybe"}])
+def test_bad_parameters_are_explained(kwargs, keble_subset):
+    with pytest.raises(InputError):
+        SimilarityLearner(**kwargs).fit(keble_subset)
+
+
+def test_short_fit_learns_something_and_is_deterministic(keble_subset):
+    def fit():
+        return SimilarityLearner(epochs=4, holdout=0.34, classes_per_batch=4, images_per_class=5, random_state=0,
+                                 device="cpu").fit(keble_subset)
+
+    a, b = fit(), fit()
+    assert a.n_classes_ == 4 and a.model_.card["trained_on"]["n_holdout_classes"] == 2
+    assert a.holdout_metrics_["roc_auc"] > 0.6
+    assert a.history_[-1].loss < a.history_[0].loss
+    for (_, ta), (_, tb) in zip(a.model_.net.state_dict().items(), b.model_.net.state_dict().items()):
+        assert torch.equal(ta, tb)
+
+
+def test_stop_flag_ends_training_early(keble_subset):
+    import threading
+
+    stop = threading.Event()
+    seen = []
+
+    def callback(progress):
+        seen.append(progress)
+        if progress.stage == "training" and progress.step >= 10:
+            stop.set()
+
+    learner = SimilarityLearner(epochs=50, holdout=0.0, classes_per_batch=4, images_per_class=5, device="cpu")
+    learner.fit(keble_subset, callback=callback, stop=stop)
+    assert learner.model_.card["training"]["stopped_early"]
+    assert learner.model_.card["training"]["steps"] <= 11
+    assert any(p.stage == "training" and "loss" in p.metrics for p in seen)
+
+
+def test_unlabelled_folder_is_refused(tmp_path, demo_keble):
+    import shutil
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for img in sorted((demo_keble / "character01").glob("*.png"))[:5]:
+        shutil.copy(img, flat)
+    with pytest.raises(InputError, match="at least 2 classes"):
+        SimilarityLearner(epochs=1).fit(flat)
