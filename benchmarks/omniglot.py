@@ -88,6 +88,7 @@ def run_one(folder: Path, model, *, k: int | None, loss: str, seed: int, max_k: 
         "k_error": abs(int(clusterer.n_clusters_) - scores["k_true"]),
         "seconds": seconds,
         "n_images": len(clusterer.paths_),
+        "timings": clusterer.timings_,
     }
 
 

@@ -47,6 +47,8 @@ class TqdmProgress:
                                 unit=_STAGE_UNITS.get(progress.stage, "it"), disable=self.disable,
                                 dynamic_ncols=True, leave=False)
         if self.bar is not None and progress.total:
+            if progress.total != self.bar.total or progress.step < self.bar.n:  # a new pass of the same stage
+                self.bar.reset(total=progress.total)
             self.bar.n = progress.step
             postfix = {k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in progress.metrics.items()}
             if postfix:
@@ -59,8 +61,9 @@ class TqdmProgress:
             self.bar = None
 
 
-_STAGE_NAMES = {"reading": "reading images", "features": "features", "training": "training", "finishing": "finishing"}
-_STAGE_UNITS = {"reading": "img", "features": "img", "training": "step"}
+_STAGE_NAMES = {"reading": "reading images", "features": "features", "similarity": "similarity model",
+                "training": "training", "finishing": "finishing"}
+_STAGE_UNITS = {"reading": "img", "features": "img", "similarity": "step", "training": "step"}
 
 
 def _fail(message: str) -> int:
@@ -244,7 +247,7 @@ def cmd_adapt(args) -> int:
     from .adaptation import DomainAdapter
     from .results import check_output_folder, write_adaptation_results
 
-    out = check_output_folder(args.out, args.target)
+    out = check_output_folder(args.out, [args.target, args.source])  # both folders are only read
     options = dict(method=args.method, device=args.device, random_state=args.seed)
     if args.epochs is not None:
         options["epochs"] = args.epochs

@@ -181,7 +181,7 @@ class ImageReadError(Exception):
     """One file that could not be turned into an image; the message is the reason shown to users."""
 
 
-def _to_8bit(img: Image.Image) -> Image.Image:
+def to_8bit(img: Image.Image) -> Image.Image:
     """Bring 16-bit, 32-bit integer and float images to 8 bits per channel, scaling by their range."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
@@ -194,7 +194,7 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return img
 
 
-def _flatten_alpha(img: Image.Image) -> Image.Image:
+def flatten_alpha(img: Image.Image) -> Image.Image:
     """Composite transparent images over white paper; resolve palettes."""
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
@@ -244,7 +244,7 @@ def read_image(path: str | os.PathLike, *, size: int, channels: int) -> np.ndarr
         with Image.open(path) as img:
             img.seek(0)  # first frame of animations and multi-page TIFFs
             img.load()
-            img = _flatten_alpha(_to_8bit(img))
+            img = flatten_alpha(to_8bit(img))
             img = img.convert("L" if channels == 1 else "RGB")
             arr = np.asarray(img, dtype=np.uint8)
     except UnidentifiedImageError:

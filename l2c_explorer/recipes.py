@@ -10,7 +10,7 @@ SIMILARITY_RECIPES: dict[str, dict] = {
     "default": {},
     # The shipped `omniglot` model: handwritten symbols, alphabet/character folders.
     "omniglot": {
-        "epochs": 30,
+        "epochs": 20,
         "class_depth": 2,
         "proto_weight": 1.0,
         "same_group": 0.5,

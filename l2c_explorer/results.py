@@ -24,14 +24,20 @@ def _inside(child: Path, parent: Path) -> bool:
         return False
 
 
-def check_output_folder(out: str | os.PathLike, analysed: str | os.PathLike | None = None) -> Path:
-    """Create the output folder, refusing one that lies inside the analysed folder (it is only ever read)."""
+def check_output_folder(out: str | os.PathLike, analysed=None) -> Path:
+    """Create the output folder, refusing one that lies inside the analysed folder (it is only ever read).
+
+    ``analysed`` is one folder or a list of folders (``adapt`` reads a source and a target folder).
+    """
     out = Path(out).expanduser()
-    if analysed is not None and Path(analysed).expanduser().is_dir() and _inside(out, Path(analysed).expanduser()):
-        raise InputError(
-            f"The output folder {out} is inside the folder being analysed; choose a folder outside it "
-            "(the analysed folder is never written to)."
-        )
+    folders = [analysed] if isinstance(analysed, (str, os.PathLike)) else list(analysed or [])
+    for folder in folders:
+        folder = Path(folder).expanduser()
+        if folder.is_dir() and _inside(out, folder):
+            raise InputError(
+                f"The output folder {out} is inside the folder being analysed; choose a folder outside it "
+                "(the analysed folder is never written to)."
+            )
     if out.exists() and not out.is_dir():
         raise InputError(f"The output path {out} exists and is not a folder.")
     out.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from sklearn.base import BaseEstimator
 
 from . import __version__
 from .augment import NO_JITTER, AffineJitter, augment_batch
@@ -39,7 +40,7 @@ from .data import (
     to_unit,
 )
 from .device import resolve_device
-from .errors import InputError, ModelFileError
+from .errors import InputError, ModelFileError, StoppedError
 from .losses import pair_bce_loss
 from .metrics import pair_scores
 from .model_io import MODEL_SUFFIX, read_model_file, save_model_file
@@ -97,17 +98,27 @@ class SimilarityModel:
         device: str | torch.device = "auto",
         adapt_norm: bool = True,
         batch_size: int = 512,
+        progress=None,
+        should_stop=None,
     ) -> torch.Tensor:
         """Unit embeddings of shape (n, d) for uint8 images of shape (n, C, S, S).
 
         With ``adapt_norm`` the batch-norm statistics are re-estimated on these very images first (in a
         copy of the network), so a new set of categories is normalised by its own statistics: the
         authors' "SPN in train mode" trick, done once for the whole set instead of per mini-batch.
+        ``progress(done, total)`` is called after each batch; when ``should_stop()`` becomes true,
+        :class:`~l2c_explorer.errors.StoppedError` is raised.
         """
         dev = resolve_device(device)
         net = adapted_copy(self.net, self.inputs(pixels), dev, batch_size) if adapt_norm else self.net.to(dev)
         net.eval()
-        out = [net.embed(self.inputs(pixels[i : i + batch_size]).to(dev)).cpu() for i in range(0, len(pixels), batch_size)]
+        out = []
+        for i in range(0, len(pixels), batch_size):
+            if should_stop is not None and should_stop():
+                raise StoppedError("Stopped while computing features; nothing was learnt.")
+            out.append(net.embed(self.inputs(pixels[i : i + batch_size]).to(dev)).cpu())
+            if progress is not None:
+                progress(min(i + batch_size, len(pixels)), len(pixels))
         return torch.cat(out)
 
     @torch.no_grad()
@@ -316,7 +327,7 @@ def prototype_loss(emb: torch.Tensor, y: torch.Tensor, temperature: float = 10.0
     return F.cross_entropy(temperature * cos, y)
 
 
-class SimilarityLearner:
+class SimilarityLearner(BaseEstimator):
     """Learn a :class:`SimilarityModel` from a labelled folder (class = first-level subfolder).
 
     Parameters

@@ -54,10 +54,3 @@ def keble_subset(tmp_path, demo_keble) -> Path:
     return dest
 
 
-def tree_snapshot(folder: Path) -> dict:
-    """{relative path: (size, mtime_ns)} of every file, to prove a folder was not modified."""
-    return {
-        p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }

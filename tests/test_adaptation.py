@@ -14,11 +14,20 @@ import torch
 
 from l2c_explorer.adaptation import METHODS, DomainAdapter
 from l2c_explorer.cli import main
-from l2c_explorer.data import load_image_folder
+from l2c_explorer.data import Preprocessing, load_image_folder, normalise, to_unit
 from l2c_explorer.errors import InputError, StoppedError
 
 DEMO = Path(__file__).resolve().parent.parent / "demo_data"
 USPS, MNIST = DEMO / "digits_usps", DEMO / "digits_mnist"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One PyTorch thread: these small networks gain nothing from more, and shared CPUs lose a lot to spinning."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def small_copy(src: Path, dest: Path, classes=("0", "1", "2"), per_class: int = 12) -> Path:
@@ -80,6 +89,7 @@ def test_cli_adapt_writes_assignments_and_scored_summary(tiny, tmp_path):
         ("foreign-class", "not source classes"),
         ("one-class", "at least 2 classes"),
         ("out-inside-target", "inside the folder being analysed"),
+        ("out-inside-source", "inside the folder being analysed"),
     ],
 )
 def test_cli_adapt_clear_errors(tiny, tmp_path, capsys, case, expected):
@@ -99,13 +109,15 @@ def test_cli_adapt_clear_errors(tiny, tmp_path, capsys, case, expected):
         args["src"] = small_copy(USPS, tmp_path / "s", classes=("4",), per_class=3)
     elif case == "out-inside-target":
         out = tgt / "results"
+    elif case == "out-inside-source":
+        out = src / "results"
     argv = ["adapt", str(args["src"]), str(args["tgt"]), "--method", args["method"], "--epochs", "1",
             "--out", str(out), "--quiet"] + (["--score"] if args["score"] else [])
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
-    assert not (tgt / "results").exists()
+    assert not (tgt / "results").exists() and not (src / "results").exists()
 
 
 # -- API --------------------------------------------------------------------------------------------------
@@ -143,6 +155,11 @@ def test_api_contract(tiny_sets):
     assert summary["skipped"] and all(s["domain"] == "target" for s in summary["skipped"])
     assert all(reason.startswith("target: ") for _, reason in adapter.skipped_)
     assert summary["device"].startswith(("CPU", "GPU"))
+    # the kept network predicts the target as the run did (its batch norms hold the statistics used)
+    prep = Preprocessing.from_dict(adapter.preprocessing_["target"])
+    with torch.no_grad():
+        _, _, logits = adapter.net_(normalise(to_unit(target.pixels, prep.invert), prep))
+    assert np.allclose(torch.softmax(logits, 1).numpy(), adapter.probabilities_, atol=1e-5)
 
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "source-only"])
@@ -167,7 +184,9 @@ def test_every_method_trains_its_loss_terms(tiny_sets, method):
 @pytest.mark.parametrize(
     "options",
     [
-        {"srdc_detach_q": False, "srdc_assignment": "softmax", "srdc_soft_select": False, "srdc_centre_init": "target"},
+        # the authors' code where it differs from the paper
+        {"srdc_detach_q": False, "srdc_assignment": "softmax", "srdc_soft_select": False, "srdc_column_sums": "batch"},
+        {"srdc_centre_init": "target"},
         {"srdc_kmeans_sample": 10, "srdc_kmeans_iterations": 1},
     ],
 )
@@ -205,6 +224,8 @@ def test_input_errors(tiny, tiny_sets, tmp_path):
         DomainAdapter(epochs=0).fit(src, tgt)
     with pytest.raises(InputError, match="srdc_assignment"):
         DomainAdapter("srdc", srdc_assignment="max").fit(src, tgt)
+    with pytest.raises(InputError, match="srdc_column_sums must be one of target, batch"):
+        DomainAdapter("srdc", srdc_column_sums="global").fit(src, tgt)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InputError, match="Target folder: No images found"):
@@ -225,7 +246,7 @@ def test_ccn_plus_beats_source_only_on_digits():
     """USPS -> MNIST on the demo digits (600 + 600 images), seeded: the clustering term must help clearly."""
     source = load_image_folder(USPS, size=32, channels=1, labelled=True)
     target = load_image_folder(MNIST, size=32, channels=1, labelled=True)
-    options = dict(epochs=4, min_steps_per_epoch=40, random_state=0)
+    options = dict(epochs=3, min_steps_per_epoch=30, similarity_steps=100, random_state=0)
     base = DomainAdapter("source-only", **options).fit(source, target, labelled_target=True).score()["accuracy"]
     ccn = DomainAdapter("ccn+", **options).fit(source, target, labelled_target=True).score()["accuracy"]
-    assert ccn >= base + 0.10, (base, ccn)
+    assert ccn >= base + 0.15 and ccn >= 0.8, (base, ccn)

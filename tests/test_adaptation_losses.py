@@ -15,6 +15,7 @@ from l2c_explorer.adaptation.functional import (
     dann_ramp,
     domain_adversarial_loss,
     grad_reverse,
+    hard_pair_targets,
     lloyd_kmeans,
     soft_cross_entropy,
     source_sample_weights,
@@ -74,6 +75,16 @@ def test_domain_adversarial_loss_values_and_direction():
     # each domain counts half, whatever the batch sizes
     big = domain_adversarial_loss(torch.full((100,), 3.0), torch.full((2,), -3.0))
     assert float(big) == pytest.approx(F.softplus(torch.tensor(-3.0)).item())
+
+
+# -- CCN+ --------------------------------------------------------------------------------------------------
+
+
+def test_hard_pair_targets_threshold_every_pair():
+    prob = torch.tensor([[0.9, 0.2, 0.5], [0.2, 0.8, 0.51], [0.5, 0.51, 1.0]])
+    expected = torch.tensor([[1.0, -1.0, -1.0], [-1.0, 1.0, 1.0], [-1.0, 1.0, 1.0]])
+    assert torch.equal(hard_pair_targets(prob), expected)
+    assert torch.equal(hard_pair_targets(prob, threshold=0.85), torch.tensor([[1.0, -1, -1], [-1, -1, -1], [-1, -1, 1]]))
 
 
 # -- SRDC ----------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from l2c_explorer.clustering import L2CClusterer, pair_targets
+from l2c_explorer.clustering import L2CClusterer, pair_targets, sample_batch, train_cluster_head
 from l2c_explorer.errors import InputError
 from l2c_explorer.model_io import read_model_file
 
@@ -94,7 +94,8 @@ def test_save_clustering_model(tmp_path, fitted):
     ({"loss": "xyz"}, "loss must be one of"),
     ({"n_clusters": 0}, "at least 1"),
     ({"max_clusters": 1}, "max_clusters"),
-    ({"threshold": 1.5}, "threshold"),
+    ({"n_neighbors": 0}, "n_neighbors"),
+    ({"diffusion_time": -1}, "diffusion_time"),
     ({"n_clusters": 500}, "only 120 images"),
 ])
 def test_bad_parameters_are_explained(keble_subset, kwargs, message):
@@ -102,8 +103,48 @@ def test_bad_parameters_are_explained(keble_subset, kwargs, message):
         L2CClusterer(**kwargs).fit(keble_subset)
 
 
-def test_pair_targets_threshold():
+def test_pair_targets_use_links_and_far_pairs_only():
+    import scipy.sparse as sp
     import torch
 
-    t = pair_targets(torch.tensor([[0.9, 0.2], [0.51, 0.5]]))
-    assert t.tolist() == [[1.0, -1.0], [1.0, -1.0]]
+    feats = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.7, 0.7]]), dim=1)
+    links = sp.csr_matrix(np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=float))
+    t = pair_targets(feats, links, negative_below=0.3)
+    assert t[0, 1] == 1 and t[1, 0] == 1  # linked: same
+    assert t[0, 2] == -1 and t[2, 1] == -1  # orthogonal features: different
+    assert t[0, 3] == 0 and t[2, 3] == 0  # in between: not used
+    sub = pair_targets(feats, links, torch.tensor([1, 0, 2]), negative_below=0.3)
+    assert sub.tolist() == [[0, 1, -1], [1, 0, -1], [-1, -1, 0]]
+
+
+def test_mini_batches_pair_anchors_with_linked_partners():
+    import scipy.sparse as sp
+    import torch
+
+    n = 1000
+    links = sp.csr_matrix((np.ones(n), (np.arange(n), (np.arange(n) + 1) % n)), shape=(n, n))
+    links = links.maximum(links.T).tocsr()
+    index = sample_batch(links, 64, torch.Generator().manual_seed(0)).numpy()
+    inside = set(index.tolist())
+    linked_pairs = sum(((i + 1) % n in inside) or ((i - 1) % n in inside) for i in index)
+    assert len(index) <= 64 and linked_pairs == len(index)  # every image has a linked partner in the batch
+
+
+def test_full_and_mini_batch_training_both_separate_two_groups():
+    import torch
+
+    from l2c_explorer.graph import knn_graph
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.nn.functional.normalize(torch.randn(2, 8, generator=g), dim=1)
+    feats = torch.nn.functional.normalize(centres.repeat_interleave(100, 0) + 0.05 * torch.randn(200, 8, generator=g), dim=1)
+    links = knn_graph(feats, k=5, mutual=True)
+    start = torch.nn.functional.normalize(torch.randn(2, 8, generator=g), dim=1)
+    truth = np.repeat([0, 1], 100)
+    for batch_size in (4096, 64):
+        history = []
+        _, probs = train_cluster_head(feats, links, start, steps=60, batch_size=batch_size, history=history)
+        labels = probs.argmax(1).numpy()
+        assert max((labels == truth).mean(), (labels != truth).mean()) == 1.0
+        assert history[0]["step"] == 1 and history[-1]["k_estimated"] == 2
+        assert history[-1]["loss"] < history[0]["loss"]

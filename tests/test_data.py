@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tree_snapshot
+from folder_snapshot import tree_snapshot
 from l2c_explorer.data import (
     class_of,
     find_images,

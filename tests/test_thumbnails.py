@@ -8,13 +8,8 @@ import threading
 import numpy as np
 from PIL import Image
 
+from folder_snapshot import tree_snapshot
 from l2c_explorer.thumbnails import THUMBNAIL_SUFFIX, ThumbnailCache, make_thumbnail
-
-
-def tree_snapshot(folder):
-    """{relative path: (size, mtime_ns)} of every file, to prove a folder was not modified."""
-    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def write_image(path, size=(300, 200), mode="RGB", value=128):

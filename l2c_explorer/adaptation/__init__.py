@@ -4,6 +4,6 @@
 images. The loss terms are pure functions in :mod:`l2c_explorer.adaptation.functional`.
 """
 
-from .adapter import CENTRE_INITS, DEFAULT_EPOCHS, METHODS, DomainAdapter
+from .adapter import CENTRE_INITS, COLUMN_SUMS, DEFAULT_EPOCHS, METHODS, DomainAdapter
 
-__all__ = ["DomainAdapter", "METHODS", "DEFAULT_EPOCHS", "CENTRE_INITS"]
+__all__ = ["DomainAdapter", "METHODS", "DEFAULT_EPOCHS", "CENTRE_INITS", "COLUMN_SUMS"]

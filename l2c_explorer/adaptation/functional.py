@@ -6,7 +6,8 @@ Shapes: ``n`` items in a batch, ``k`` classes, ``d`` feature size.
 * SRDC (Tang, Chen & Jia, CVPR 2020): :func:`srdc_auxiliary_distribution`, :func:`student_t_assignment`,
   :func:`soft_cross_entropy`, :func:`source_sample_weights` and :func:`lloyd_kmeans`.
 
-The CCN+ clustering term reuses :func:`l2c_explorer.losses.mcl_loss` / :func:`~l2c_explorer.losses.kcl_loss`.
+* CCN+ (Hsu, Lv & Kira, ICLR 2018): :func:`hard_pair_targets`; the clustering term itself is
+  :func:`l2c_explorer.losses.mcl_loss` / :func:`~l2c_explorer.losses.kcl_loss`.
 """
 
 from __future__ import annotations
@@ -64,6 +65,18 @@ def domain_adversarial_loss(source_logits: torch.Tensor, target_logits: torch.Te
     loss_s = F.binary_cross_entropy_with_logits(source_logits, torch.ones_like(source_logits))
     loss_t = F.binary_cross_entropy_with_logits(target_logits, torch.zeros_like(target_logits))
     return 0.5 * (loss_s + loss_t)
+
+
+# ---------------------------------------------------------------------------------------------------
+# CCN+
+
+
+def hard_pair_targets(prob_same: torch.Tensor, *, threshold: float = 0.5) -> torch.Tensor:
+    """CCN+ pair targets from the similarity model's P(same) (n, n): +1 above ``threshold``, -1 otherwise.
+
+    Every pair of the target batch gets a target (none is left out), as in L2C's ``prepare_task_target``.
+    """
+    return torch.where(prob_same > threshold, 1.0, -1.0).to(prob_same.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -62,23 +62,23 @@ def curves_component(elem_id: str, head: str) -> gr.HTML:
                    js_on_load=asset("curves.js"), head=head, elem_id=elem_id, padding=False)
 
 
-def map_component(elem_id: str, head: str) -> gr.HTML:
+def map_component(elem_id: str, head: str, group_word: str = "group") -> gr.HTML:
     template = """
 <div class="l2c-map" data-ready="0">
   <div class="l2c-map-toolbar">
     <span>Colour by:</span>
-    <button data-colour="cluster" class="selected">group</button>
+    <button data-colour="cluster" class="selected">{group}</button>
     <button data-colour="confidence">confidence</button>
     <button data-colour="truth" style="display:none">true category</button>
-    <button data-action="all">show all groups</button>
+    <button data-action="all">show all {groups}</button>
     <span class="l2c-help">Hover a point to see its image · lasso or box tool: select images ·
-      click a point or a legend entry: show only its group · scroll: zoom</span>
+      click a point or a legend entry: show only its {group} · scroll: zoom</span>
   </div>
   <div class="l2c-map-empty">The map appears here when a run has finished.</div>
   <div class="l2c-map-plot"></div>
   <div class="l2c-hover"><img alt="thumbnail"/><div class="l2c-hover-text"></div></div>
   <div class="l2c-map-info"></div>
-</div>"""
+</div>""".format(group=group_word, groups=group_word + "s" if group_word == "group" else "categories")
     return gr.HTML(value="", html_template=template, js_on_load=asset("map.js"), head=head, elem_id=elem_id,
                    padding=False)
 
@@ -138,7 +138,7 @@ def explore_panel(prefix: str, head: str, *, group_word: str, groups_word: str, 
     with gr.Column(elem_id=f"{prefix}-step-explore"):
         gr.Markdown(explore_title, elem_classes="l2c-step-title")
         gr.Markdown(explore_help, elem_classes="l2c-help")
-        emap = map_component(f"{prefix}-map", head)
+        emap = map_component(f"{prefix}-map", head, group_word)
         with gr.Row(equal_height=False):
             with gr.Column(elem_id=f"{prefix}-selection-box"):
                 selection_md = gr.Markdown(
@@ -311,8 +311,9 @@ class App:
             with gr.Row():
                 self.loss = gr.Radio([("MCL (recommended)", "mcl"), ("KCL", "kcl")], value="mcl", label="Training loss",
                                      info="Two ways of learning from pairs; MCL is usually better.")
-                self.epochs = gr.Slider(10, 1000, value=300, step=10, label="Training length (epochs)",
-                                        info="300 is a good default; fewer is faster but rougher.", elem_id="epochs")
+                self.epochs = gr.Slider(10, 1000, value=100, step=10, label="Training length (steps)",
+                                        info="100 is plenty for most folders; more refines the groups a little.",
+                                        elem_id="epochs")
                 self.device = gr.Dropdown([("Automatic (GPU if there is one)", "auto"), ("CPU", "cpu"),
                                            ("GPU (CUDA)", "cuda")], value="auto", label="Compute on")
             self.run = run_panel("discover", self.head, "Start")
@@ -646,7 +647,7 @@ class App:
         if job is None:
             return "<div class='l2c-progress'>Nothing is running.</div>"
         job.stop(grace=STOP_GRACE)
-        job.wait(STOP_GRACE + 0.3)  # usually done by then: the page shows "stopped" at once
+        job.wait(0.5)  # a training step ends within this: the answer usually already says "stopped"
         return views.progress_html(job.snapshot())
 
     def poll_similarity(self, job_id: str, seen: dict):
@@ -758,8 +759,8 @@ class App:
         s = summaries.get(int(cluster))
         if s is None:
             return "This group no longer exists.", None, None
-        return (views.cluster_markdown(s, result.names), self.bench.gallery(result, s.typical),
-                self.bench.gallery(result, s.uncertain))
+        return (views.cluster_markdown(s, result.names), self.bench.gallery(result, s.typical, with_group=False),
+                self.bench.gallery(result, s.uncertain, with_group=False))
 
     def selection_csv(self, job_id: str, indices: list[int]):
         if not indices:

@@ -15,6 +15,7 @@ from ..jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, STOPPING, JobSnapshot
 STAGE_WORDS = {
     "reading": "Reading your images",
     "features": "Looking at each image with the similarity model",
+    "graph": "Linking the images the model finds alike",
     "training": "Learning to group the images",
     "finishing": "Tidying up and writing the results",
     "map": "Drawing the map",
@@ -185,8 +186,17 @@ def curves_json(points: list[dict], series: list[dict], *, x: str = "step", x_ti
     """
     keys = {s["key"] for s in series}
     staged = any("stage" in s for s in series)
-    slim = [{x: p.get(x), **({"stage": p.get("stage")} if staged else {}), **{k: _round(p[k]) for k in keys if k in p}}
-            for p in points if p.get(x) is not None]
+    slim, offset, last = [], {}, {}
+    for p in points:
+        if p.get(x) is None:
+            continue
+        # a later phase of the same stage that counts its steps from 1 again continues the axis
+        stage = p.get("stage")
+        if p[x] <= last.get(stage, float("-inf")) - offset.get(stage, 0):
+            offset[stage] = last[stage]
+        value = p[x] + offset.get(stage, 0)
+        last[stage] = value
+        slim.append({x: value, **({"stage": stage} if staged else {}), **{k: _round(p[k]) for k in keys if k in p}})
     out_series = []
     for s in series:
         s = dict(s)

@@ -349,19 +349,17 @@ class Workbench:
         Runs a few steps of every stage on made-up data (nothing is written), so the first real run shows
         its first point within seconds. Meant for a background thread.
         """
-        import torch
+        import numpy as np
 
-        from ..clustering import pair_targets, train_cluster_head
+        from ..clustering import L2CClusterer
         from ..similarity import load_similarity_model
 
         name = self.default_model()
         if name is not None:
             model = load_similarity_model(self.models()[name])
-            p = model.preprocessing
-            pixels = torch.randint(0, 256, (32, p.channels, p.size, p.size), dtype=torch.uint8)
-            emb = model.embed(pixels, device="auto")
-            targets = pair_targets(model.pair_probabilities(emb))
-            train_cluster_head(emb, targets, n_clusters=16, steps=3)
+            rng = np.random.default_rng(0)
+            images = [rng.integers(0, 256, (model.preprocessing.size,) * 2, dtype=np.uint8) for _ in range(32)]
+            L2CClusterer(similarity=model, n_clusters=4, epochs=3).fit(images)
 
     @staticmethod
     def device_label(device: str = "auto") -> str:
@@ -653,14 +651,20 @@ class Workbench:
     def thumbnail(self, result: RunResult, i: int) -> Path | None:
         return self.thumbs.get(result.image_path(i))
 
-    def gallery(self, result: RunResult, indices, *, limit: int = GALLERY_LIMIT) -> list[tuple[str, str]]:
-        """(thumbnail file, caption) for images by index, made now if needed; unreadable images left out."""
+    def gallery(self, result: RunResult, indices, *, limit: int = GALLERY_LIMIT,
+                with_group: bool = True) -> list[tuple[str, str]]:
+        """(thumbnail file, caption) for images by index, made now if needed; unreadable images left out.
+
+        Captions read "group · confidence · path" (without the group for a one-group gallery): what matters
+        comes first, since a gallery shortens long captions from the end.
+        """
         items = []
         for i in list(indices)[:limit]:
             thumb = self.thumbnail(result, int(i))
             if thumb is not None:
-                # the group and confidence first: a gallery shortens long captions from the end
-                caption = f"{result.names[result.labels[i]]} · {result.confidence[i]:.2f} · {result.paths[i]}"
+                caption = f"{result.confidence[i]:.2f} · {result.paths[i]}"
+                if with_group:
+                    caption = f"{result.names[result.labels[i]]} · {caption}"
                 items.append((str(thumb), caption))
         return items
 

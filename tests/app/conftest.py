@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,10 @@ def page(browser, request):
     log = []
     pg.on("console", lambda m: log.append(f"{m.type}: {m.text}"))
     pg.on("pageerror", lambda e: log.append(f"pageerror: {e}"))
+    started = time.monotonic()
+    for event in ("request", "requestfinished", "requestfailed"):
+        pg.on(event, lambda r, e=event: log.append(f"{time.monotonic() - started:7.2f} {e} {r.method} {r.url}")
+              if "gradio_api" in r.url else None)
     pg.set_default_timeout(30_000)
     yield pg
     failed = any(getattr(getattr(request.node, f"rep_{w}", None), "failed", False) for w in ("setup", "call"))
@@ -92,5 +97,5 @@ def page(browser, request):
             pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
         except Exception:
             pass
-        (ARTIFACTS / f"{name}.console.txt").write_text("\n".join(log), encoding="utf-8")
+        (ARTIFACTS / f"{name}.log.txt").write_text("\n".join(log), encoding="utf-8")
     context.close()

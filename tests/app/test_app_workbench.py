@@ -176,3 +176,10 @@ def test_user_models_folders_are_listed(tmp_path):
     assert "omniglot" in b.models()  # the shipped ones stay available
     with pytest.raises(InputError, match="Models folder not found"):
         Workbench(tmp_path / "work", models_dirs=[tmp_path / "nope"])
+
+
+def test_curves_continue_when_a_later_phase_restarts_its_step_count():
+    points = [{"stage": "training", "step": s, "loss": 1.0} for s in (10, 20, 30)]
+    points += [{"stage": "training", "step": s, "loss": 0.5} for s in (5, 10)]
+    data = json.loads(views.curves_json(points, views.DISCOVER_SERIES))
+    assert [p["step"] for p in data["points"]] == [10, 20, 30, 35, 40]

@@ -1,0 +1,80 @@
+"""Wall-clock time of `l2c-explorer discover` on a 1,000-image folder with the shipped model.
+
+The folder is 50 Omniglot evaluation characters x 20 drawings (Kannada's 41 characters and the first 9 of
+Keble), copied to a temporary folder. The command is timed as a user runs it (a fresh process, imports
+included), with K unknown (at most 100 clusters) and with K known.
+
+    python benchmarks/discover_speed.py --data ../shared/data/omniglot/images_evaluation --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine_description, write_results  # noqa: E402
+
+
+def build_folder(data: Path, dest: Path) -> int:
+    chars = sorted((data / "Kannada").iterdir()) + sorted((data / "Keble").iterdir())[:9]
+    for c in chars:
+        shutil.copytree(c, dest / f"{c.parent.name}_{c.name}")
+    return sum(1 for _ in dest.rglob("*.png"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="../shared/data/omniglot/images_evaluation")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", default="omniglot")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "folder"
+        n_images = build_folder(Path(args.data), folder)
+        for setting, extra in (("K unknown (max 100)", []), ("K known (50)", ["--k", "50"])):
+            for r in range(args.repeats):
+                out = Path(tmp) / f"out_{len(rows)}"
+                started = time.perf_counter()
+                result = subprocess.run(
+                    [sys.executable, "-m", "l2c_explorer.cli", "discover", str(folder), "--model", args.model,
+                     "--out", str(out), "--score", "--quiet", "--seed", str(r), "--device", "cpu", *extra],
+                    capture_output=True, text=True,
+                )
+                seconds = time.perf_counter() - started
+                if result.returncode != 0:
+                    raise SystemExit(result.stderr)
+                summary = json.loads((out / "summary.json").read_text())
+                rows.append({"setting": setting, "seed": r, "wall_seconds": seconds, "fit_seconds": summary["seconds"],
+                             "k_estimated": summary["k_estimated"], "acc": summary["metrics"]["acc"]})
+                print(rows[-1], flush=True)
+    lines = [
+        f"Machine: {machine_description()}.",
+        f"Folder: {n_images} Omniglot drawings of 50 characters the model never saw. Time of the whole command "
+        "(process start, imports, reading, training, writing results).",
+        "",
+        "| setting | runs | wall-clock s (mean, max) | of which clustering s | K found | ACC % |",
+        "|---|---|---|---|---|---|",
+    ]
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        rs = [r for r in rows if r["setting"] == setting]
+        walls = [r["wall_seconds"] for r in rs]
+        lines.append(
+            f"| {setting} | {len(rs)} | {sum(walls) / len(walls):.1f}, {max(walls):.1f} | "
+            f"{sum(r['fit_seconds'] for r in rs) / len(rs):.1f} | {', '.join(str(r['k_estimated']) for r in rs)} | "
+            f"{100 * sum(r['acc'] for r in rs) / len(rs):.1f} |"
+        )
+    write_results("discover_speed", {"rows": rows, "n_images": n_images, "machine": machine_description()},
+                  "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The similarity graph of a target folder and its spectral (diffusion) features.
+
+The similarity model gives P(same category) for every pair. Taken alone, one pair probability is noisy;
+the graph of each image's most similar neighbours is much more reliable, because a category is a
+*group* of images that keep choosing each other. Three pure steps turn that into features where the
+categories are compact, and into an estimate of their number:
+
+1. :func:`knn_graph` keeps each image's ``k`` most probable "same" partners and symmetrises;
+2. :func:`diffusion_features` takes the top eigenvectors of the normalised adjacency, weighted by
+   their eigenvalues to the power ``t`` (a ``t``-step random walk, Coifman & Lafon's diffusion map);
+3. :func:`eigengap_k` counts the categories: a graph made of K loosely connected groups has K
+   eigenvalues close to 1 and then a drop.
+
+Everything is O(n k) memory for the graph; the eigenvectors use a dense solver for small folders and
+Lanczos (``scipy.sparse.linalg.eigsh``) for large ones, so 20,000 images never build an n x n matrix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+# above this many images the eigenvectors come from Lanczos on the sparse graph
+DENSE_EIGEN_LIMIT = 3000
+
+
+def knn_graph(
+    embedding: torch.Tensor, *, k: int = 10, mutual: bool = False, block_size: int = 2048
+) -> sp.csr_matrix:
+    """Symmetric k-nearest-neighbour graph of unit embeddings (n, d) -> sparse (n, n) 0/1 adjacency.
+
+    The similarity model's P(same) = sigmoid(scale * cos + bias) increases with the cosine, so each
+    image's k most probable "same" partners are its k nearest neighbours by cosine; rows are found in
+    blocks, so memory stays O(block_size * n). ``i ~ j`` when either is among the other's k (or, with
+    ``mutual``, when both are).
+    """
+    n = len(embedding)
+    k = int(min(k, n - 1))
+    if k < 1:
+        raise ValueError("A similarity graph needs at least 2 images.")
+    emb = embedding.float()
+    cols = []
+    for start in range(0, n, block_size):
+        block = emb[start : start + block_size] @ emb.T  # (b, n) cosines
+        rows = torch.arange(start, start + len(block))
+        block[torch.arange(len(block)), rows] = -float("inf")  # no self-loops
+        cols.append(torch.topk(block, k, dim=1).indices)
+    cols = torch.cat(cols).numpy().ravel()
+    rows = np.repeat(np.arange(n), k)
+    adjacency = sp.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)), shape=(n, n))
+    return (adjacency.minimum(adjacency.T) if mutual else adjacency.maximum(adjacency.T)).tocsr()
+
+
+def normalised_adjacency(adjacency: sp.spmatrix) -> sp.csr_matrix:
+    """D^-1/2 A D^-1/2 (eigenvalues in [-1, 1]; the top one is 1 for every connected component)."""
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    scale = sp.diags(1.0 / np.sqrt(np.maximum(degree, 1e-12)))
+    return (scale @ adjacency @ scale).tocsr()
+
+
+def top_eigenpairs(matrix: sp.spmatrix, n_components: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n_components`` largest eigenvalues (descending) and eigenvectors (n, m) of a symmetric matrix.
+
+    The graph is split into its connected components first: the matrix is block-diagonal over them, and
+    each component contributes an eigenvalue of exactly 1, a multiplicity that Lanczos cannot be trusted
+    to resolve. Small components are solved densely, large ones with Lanczos; the best ``m`` win.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    matrix = sp.csr_matrix(matrix)
+    n = matrix.shape[0]
+    m = int(min(n_components, n))
+    _, component = connected_components(matrix, directed=False)
+    values, vectors = [], []
+    for c in np.unique(component):
+        members = np.flatnonzero(component == c)
+        vals, vecs = _component_eigenpairs(matrix[members][:, members], m, seed)
+        full = np.zeros((n, len(vals)))
+        full[members] = vecs
+        values.append(vals)
+        vectors.append(full)
+    values, vectors = np.concatenate(values), np.concatenate(vectors, axis=1)
+    order = np.argsort(-values, kind="stable")[:m]
+    return values[order], vectors[:, order]
+
+
+def _component_eigenpairs(matrix: sp.csr_matrix, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    n = matrix.shape[0]
+    m = min(m, n)
+    if n <= DENSE_EIGEN_LIMIT or m >= n - 1:
+        values, vectors = np.linalg.eigh(matrix.toarray())
+        return values[::-1][:m].copy(), vectors[:, ::-1][:, :m].copy()
+    from scipy.sparse.linalg import eigsh
+
+    v0 = np.random.default_rng(seed).standard_normal(n)
+    values, vectors = eigsh(matrix, k=m, which="LA", v0=v0, tol=1e-6)
+    order = np.argsort(-values)
+    return values[order], vectors[:, order]
+
+
+def diffusion_features(
+    adjacency: sp.spmatrix, *, n_components: int = 100, diffusion_time: float = 3.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit diffusion-map features (n, m) of a graph and the eigenvalues (m,) they come from.
+
+    Feature j of image i is u_j(i) * max(lambda_j, 0) ** t: components of slowly mixing groups (lambda
+    near 1) survive t steps of the random walk, noise (small lambda) fades. Rows are L2-normalised, so
+    the cosine between two images says how much their walks end up in the same places.
+    """
+    values, vectors = top_eigenpairs(normalised_adjacency(adjacency), n_components, seed=seed)
+    features = vectors * np.clip(values, 0.0, None) ** diffusion_time
+    features /= np.linalg.norm(features, axis=1, keepdims=True) + 1e-12
+    return features.astype(np.float32), values
+
+
+def eigengap_k(eigenvalues: np.ndarray, *, max_k: int, min_k: int = 2) -> int:
+    """Number of groups = position of the largest drop between consecutive eigenvalues.
+
+    ``eigenvalues`` are sorted in decreasing order; the answer lies in [min_k, max_k] (the first gap,
+    between the top eigenvalue and the second, is skipped when ``min_k`` is 2: one single category is
+    not a useful answer for a folder someone wants to sort).
+    """
+    values = np.asarray(eigenvalues, dtype=np.float64)
+    max_k = int(min(max_k, len(values) - 1))
+    if max_k < min_k:
+        return max(1, max_k)
+    gaps = values[min_k - 1 : max_k] - values[min_k : max_k + 1]  # gaps[i] = lambda_(min_k+i) - next
+    return int(np.argmax(gaps)) + min_k
