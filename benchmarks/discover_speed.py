@@ -10,6 +10,7 @@ included), with K unknown (at most 100 clusters) and with K known.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import shutil
 import subprocess
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default="omniglot")
     args = parser.parse_args()
+    threads = int(os.environ["OMP_NUM_THREADS"]) if os.environ.get("OMP_NUM_THREADS") else None
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "folder"
@@ -56,7 +58,7 @@ def main() -> None:
                              "k_estimated": summary["k_estimated"], "acc": summary["metrics"]["acc"]})
                 print(rows[-1], flush=True)
     lines = [
-        f"Machine: {machine_description()}.",
+        f"Machine: {machine_description(threads)}.",
         f"Folder: {n_images} Omniglot drawings of 50 characters the model never saw. Time of the whole command "
         "(process start, imports, reading, training, writing results).",
         "",
@@ -71,7 +73,7 @@ def main() -> None:
             f"{sum(r['fit_seconds'] for r in rs) / len(rs):.1f} | {', '.join(str(r['k_estimated']) for r in rs)} | "
             f"{100 * sum(r['acc'] for r in rs) / len(rs):.1f} |"
         )
-    write_results("discover_speed", {"rows": rows, "n_images": n_images, "machine": machine_description()},
+    write_results("discover_speed", {"rows": rows, "n_images": n_images, "machine": machine_description(threads)},
                   "\n".join(lines))
     print("\n".join(lines))
 

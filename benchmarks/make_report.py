@@ -24,6 +24,8 @@ SECTIONS = [
         "`python benchmarks/omniglot.py --data ../shared/data/omniglot/images_evaluation --seeds 3 --k both "
         "--loss both`",
     ),
+    ("omniglot_k_rule", "Choosing the K-estimation rule on validation alphabets",
+     "`python benchmarks/omniglot_k_rule.py`"),
     ("train_omniglot_model", "Training the shipped `omniglot` similarity model",
      "`python benchmarks/train_omniglot_model.py`"),
     ("spn_speed", "Similarity training speed: the authors' formulation against ours", "`python benchmarks/spn_speed.py`"),

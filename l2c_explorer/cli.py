@@ -128,9 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--max-k", type=_positive_int, default=100,
                     help="upper bound on the number of categories when --k is not given (default 100)")
     di.add_argument("--loss", choices=("mcl", "kcl"), default="mcl", help="clustering loss (default mcl)")
-    di.add_argument("--epochs", type=_positive_int, default=None, help="clustering epochs (default: the recipe's)")
+    di.add_argument("--epochs", type=_positive_int, default=None, help="training steps of the clustering network (default 100; each step sees every pair "
+                         "of up to 4,096 images)")
     di.add_argument("--score", action="store_true",
                     help="evaluate against TARGET_DIR's first-level subfolder names (ground truth, for evaluation only)")
+    di.add_argument("--neighbors", type=_positive_int, default=10,
+                    help="links per image in the similarity graph (default 10)")
     di.add_argument("--save-model", action="store_true", help="also save the trained clustering model in --out")
     add_common_arguments(di)
 
@@ -222,6 +225,7 @@ def cmd_discover(args) -> int:
         max_clusters=args.max_k,
         loss=args.loss,
         epochs=args.epochs,
+        n_neighbors=args.neighbors,
         device=args.device,
         random_state=args.seed,
     )

@@ -23,6 +23,10 @@ import torch
 
 # above this many images the eigenvectors come from Lanczos on the sparse graph
 DENSE_EIGEN_LIMIT = 3000
+# a drop in the spectrum counts as a boundary between groups when it is at least this fraction of the
+# largest drop; chosen on 5 Omniglot background alphabets held out from a similarity model's training
+# (benchmarks/omniglot_k_rule.py), never on the evaluation alphabets
+SIGNIFICANT_GAP = 0.5
 
 
 def knn_graph(
@@ -114,16 +118,20 @@ def diffusion_features(
     return features.astype(np.float32), values
 
 
-def eigengap_k(eigenvalues: np.ndarray, *, max_k: int, min_k: int = 2) -> int:
-    """Number of groups = position of the largest drop between consecutive eigenvalues.
+def eigengap_k(eigenvalues: np.ndarray, *, max_k: int, min_k: int = 2, significance: float = SIGNIFICANT_GAP) -> int:
+    """Number of groups from the drops between consecutive eigenvalues.
 
-    ``eigenvalues`` are sorted in decreasing order; the answer lies in [min_k, max_k] (the first gap,
-    between the top eigenvalue and the second, is skipped when ``min_k`` is 2: one single category is
-    not a useful answer for a folder someone wants to sort).
+    ``eigenvalues`` are sorted in decreasing order. Every drop at least ``significance`` times the largest
+    one marks a plausible number of groups; the answer is the largest of them, in [min_k, max_k]. With
+    ``significance=1`` this is the classic "largest eigengap" rule, which tends to stop at the first few
+    well-separated groups when some categories look alike (a big gap after them, a slightly smaller one
+    at the true K). The first gap is skipped when ``min_k`` is 2: one single category is not a useful
+    answer for a folder someone wants to sort.
     """
     values = np.asarray(eigenvalues, dtype=np.float64)
     max_k = int(min(max_k, len(values) - 1))
     if max_k < min_k:
         return max(1, max_k)
     gaps = values[min_k - 1 : max_k] - values[min_k : max_k + 1]  # gaps[i] = lambda_(min_k+i) - next
-    return int(np.argmax(gaps)) + min_k
+    significant = np.flatnonzero(gaps >= significance * gaps.max())
+    return int(significant.max()) + min_k

@@ -71,6 +71,14 @@ def test_eigengap_finds_the_number_of_groups(k):
 
 def test_eigengap_respects_bounds():
     values = np.array([1.0, 0.99, 0.98, 0.5, 0.49, 0.1])
-    assert eigengap_k(values, max_k=5) == 3
+    assert eigengap_k(values, max_k=5, significance=1.0) == 3
     assert eigengap_k(values, max_k=2) == 2  # the drop after 3 is out of range
     assert eigengap_k(np.array([1.0, 0.2]), max_k=100) == 1
+
+
+def test_eigengap_significance_prefers_the_last_large_drop():
+    # a big drop after 3 well-separated groups, a slightly smaller one at the true 6
+    values = np.array([1.0, 0.99, 0.98, 0.60, 0.59, 0.58, 0.25, 0.24, 0.23])
+    assert eigengap_k(values, max_k=8, significance=1.0) == 3
+    assert eigengap_k(values, max_k=8, significance=0.8) == 6
+    assert eigengap_k(values, max_k=8, significance=0.9) == 3  # 0.33 < 0.9 * 0.38
