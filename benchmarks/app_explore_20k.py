@@ -168,9 +168,41 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"app_explore_{args.n}.json").write_text(json.dumps(report, indent=2))
+    write_summary(report)
     width = max(map(len, report))
     for key, value in report.items():
         print(f"{key:<{width}}  {value:.3f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+
+
+def write_summary(report: dict) -> None:
+    """benchmarks/results/app_explore_20k.{json,md} and the one-line headline of the README."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import RESULTS, machine_description, write_results
+
+    machine = machine_description()
+    rows = [
+        ("UMAP map of all images (umap-learn), computed once and cached", f"{report['map_umap_s']:.0f} s"),
+        ("quick PCA preview shown while UMAP runs", f"{report['map_preview_s']:.1f} s"),
+        ("thumbnail cache, all images", f"{report['thumbnails_s']:.0f} s ({report['thumbnails_per_s']:.0f}/s, "
+                                         f"{report['thumbnail_bytes_mean']:.0f} bytes each)"),
+        ("map data sent to the page", f"{report['payload_mb']:.1f} MB"),
+        ("page: map drawn", f"{report['page_map_ready_s']:.1f} s"),
+        ("hover a point until its thumbnail shows (median, max)",
+         f"{report['hover_thumbnail_ms_median']:.0f} ms, {report['hover_thumbnail_ms_max']:.0f} ms"),
+        (f"lasso {report['lasso_selected']:,} points until the gallery shows", f"{report['lasso_to_gallery_s']:.2f} s"),
+        ("recolour by confidence / by group", f"{report['recolour_confidence_s']:.2f} s / {report['recolour_group_s']:.2f} s"),
+        ("isolate a group", f"{report['isolate_group_s']:.2f} s"),
+    ]
+    md = [f"Machine: {machine}; Debian Chromium driven by Playwright. {report['n_images']:,} images in "
+          f"{report['n_groups']} groups.", "", "| what | time |", "|---|---|"]
+    md += [f"| {a} | {b} |" for a, b in rows]
+    write_results("app_explore_20k", {**report, "machine": machine}, "\n".join(md))
+    (RESULTS / "app_explore_20k.headline.md").write_text(
+        f"App explorer with {report['n_images']:,} images: hovering a point shows its thumbnail in "
+        f"{report['hover_thumbnail_ms_median']:.0f} ms (median); the UMAP map takes {report['map_umap_s']:.0f} s "
+        f"once (a PCA preview shows after {report['map_preview_s']:.0f} s).\n")
 
 
 if __name__ == "__main__":

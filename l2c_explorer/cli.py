@@ -61,7 +61,8 @@ class TqdmProgress:
             self.bar = None
 
 
-_STAGE_NAMES = {"reading": "reading images", "features": "features", "similarity": "similarity model",
+_STAGE_NAMES = {"reading": "reading images", "features": "features", "graph": "similarity graph",
+                "similarity": "similarity model",
                 "training": "training", "finishing": "finishing"}
 _STAGE_UNITS = {"reading": "img", "features": "img", "similarity": "step", "training": "step"}
 

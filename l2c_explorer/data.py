@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from .errors import InputError
+from .errors import InputError, check_folder
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 ROOT_LABEL = "."  # the class name given to images that sit directly in a labelled folder's root
@@ -126,16 +126,6 @@ class ImageSet:
 # folders
 
 
-def check_folder(folder: str | os.PathLike) -> Path:
-    """Return ``folder`` as a resolved Path, or raise :class:`InputError` saying what is wrong with it."""
-    if folder is None or str(folder).strip() == "":
-        raise InputError("No folder given.")
-    path = Path(folder).expanduser()
-    if not path.exists():
-        raise InputError(f"Folder not found: {path}")
-    if not path.is_dir():
-        raise InputError(f"Not a folder: {path} (give the folder that contains the images).")
-    return path.resolve()
 
 
 def find_images(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[str, str]]]:

@@ -19,3 +19,20 @@ class ModelFileError(L2CError):
 
 class StoppedError(L2CError):
     """A job was asked to stop before it produced anything usable."""
+
+
+def check_folder(folder) -> "Path":
+    """Return ``folder`` as a resolved Path, or raise :class:`InputError` saying what is wrong with it.
+
+    Lives here, with the errors, because it must stay importable without torch (the app's start-up path).
+    """
+    from pathlib import Path
+
+    if folder is None or str(folder).strip() == "":
+        raise InputError("No folder given.")
+    path = Path(folder).expanduser()
+    if not path.exists():
+        raise InputError(f"Folder not found: {path}")
+    if not path.is_dir():
+        raise InputError(f"Not a folder: {path} (give the folder that contains the images).")
+    return path.resolve()

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -332,6 +333,14 @@ class DomainAdapter(BaseEstimator):
             )
 
         size, ch = self.image_size, self.channels
+        # both folders exist before either is read (reading a large source first would only delay the error)
+        for name, given in (("Source", source), ("Target", target)):
+            if isinstance(given, (str, os.PathLike)):
+                path = Path(given).expanduser()
+                if not path.exists():
+                    raise InputError(f"{name} folder: Folder not found: {path}")
+                if not path.is_dir():
+                    raise InputError(f"{name} folder: Not a folder: {path} (give the folder that contains the images).")
         try:
             src = as_image_set(source, size=size, channels=ch, labelled=True, **reader("source"))
         except InputError as exc:

@@ -14,7 +14,7 @@ import sys
 import threading
 import warnings
 
-from ..errors import InputError
+from ..errors import InputError, check_folder
 
 logger = logging.getLogger(__name__)
 
@@ -42,18 +42,6 @@ def find_free_port(host: str = "127.0.0.1", start: int = DEFAULT_PORT, tries: in
                 continue
             return port
     raise InputError(f"No free port between {start} and {start + tries - 1}; choose one with --port.")
-
-
-def _existing_folder(folder) -> "os.PathLike":
-    """The folder, resolved, or a clear error (without importing the core, which pulls in torch)."""
-    from pathlib import Path
-
-    path = Path(folder).expanduser()
-    if not path.exists():
-        raise InputError(f"Folder not found: {path}")
-    if not path.is_dir():
-        raise InputError(f"Not a folder: {path} (give the folder that contains the images).")
-    return path.resolve()
 
 
 def warm_up(bench=None, include_map: bool = True) -> threading.Thread:
@@ -108,7 +96,7 @@ def start(
         print(message, file=sys.stderr)
         logger.warning(message)
     if folder is not None:
-        folder = str(_existing_folder(folder))
+        folder = str(check_folder(folder))
     from .ui import build_app, launch_options
     from .workbench import Workbench
 
