@@ -34,6 +34,25 @@ SECTIONS = [
     ("app_explore_20k", "The app's explorer with 20,000 images", "`python benchmarks/app_explore_20k.py`"),
 ]
 
+# Reading notes (no numbers here: those are in the tables above each note).
+NOTES = {
+    "omniglot": """
+**Reading the Omniglot results.** Every setting is well above the authors' code on the same alphabets,
+and discovery takes seconds per alphabet, but the accuracy and K-error targets are narrowly missed. The
+errors are concentrated in a few alphabets (Sylheti, Tengwar, Kannada) whose characters differ by small
+strokes: the similarity model's pair scores on these unseen alphabets are much weaker than on the
+held-out background characters of its card, and the similarity graph then links look-alike characters.
+With K unknown, the eigengap rule (its one setting chosen on held-out *background* alphabets, see the next
+section) over-estimates K on the two hardest alphabets and under-estimates it slightly on several others;
+the plain largest-gap rule would have done worse here. The seeds change little: k-means with 10 restarts
+on the diffusion features finds nearly the same solution every time. What we measured and dropped:
+the paper's CCN alone (over-provisioned outputs on dense P(same) > 0.5 targets: several points lower with K
+unknown), correlation-clustering refinement, fine-tuning the encoder with the clustering loss, test-time
+augmentation (none helped); the CCN stage on the diffusion features changes accuracy by a fraction of
+a point against k-means alone, and is kept for its calibrated cluster probabilities and live curves.
+""",
+}
+
 README_START = "<!-- results:start (written by benchmarks/make_report.py) -->"
 README_END = "<!-- results:end -->"
 
@@ -45,22 +64,33 @@ def load(name: str) -> dict | None:
 
 def omniglot_summary(res: dict) -> list[str]:
     """Means over alphabets and seeds per setting, next to the authors' numbers and our targets."""
-    published = {"mcl-unknown": 82.5, "kcl-unknown": 75.0, "mcl-known": 85.7, "kcl-known": 82.4}
-    targets = {"unknown": "ACC >= 90%, mean K error <= 1.5", "known": "ACC >= 92%"}
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from omniglot import COLUMN, PUBLISHED_BY_KEY, PUBLISHED_MEANS, normalise_name
+
     lines = [
-        f"**Omniglot, 10 unseen alphabets** ({res['machine']}; {res['args']['seeds']} seeds):",
+        f"**Omniglot, 10 unseen alphabets** ({res['machine']}; {res['args']['seeds']} seeds; clustering "
+        "accuracy with images in extra clusters counted as errors):",
         "",
-        "| setting | ACC % | NMI | mean abs K error | s per alphabet | authors' code (20 alphabets) | target |",
+        "| setting | ACC % | NMI | mean abs K error | s per alphabet | authors' code, same alphabets (their 20) | our target |",
         "|---|---|---|---|---|---|---|",
     ]
     for setting, runs in res["results"].items():
         loss, kmode = setting.split("-")
         rows = [r for rs in runs.values() for r in rs]
-        acc = np.mean([np.mean([r["acc"] for r in rs]) for rs in runs.values()])
+        acc = 100 * np.mean([np.mean([r["acc"] for r in rs]) for rs in runs.values()])
+        kerr = np.mean([r["k_error"] for r in rows])
+        pub = [PUBLISHED_BY_KEY[normalise_name(a)][COLUMN[setting]] for a in runs if normalise_name(a) in PUBLISHED_BY_KEY]
+        if kmode == "known":
+            target = f"ACC >= 92%: {'met' if acc >= 92 else 'not met'}"
+        else:
+            met = acc >= 90 and kerr <= 1.5
+            target = f"ACC >= 90%, K error <= 1.5: {'met' if met else 'not met'}"
         lines.append(
-            f"| {loss.upper()}, K {kmode} | **{100 * acc:.1f}** | {np.mean([r['nmi'] for r in rows]):.3f} | "
-            f"{np.mean([r['k_error'] for r in rows]):.2f} | {np.mean([r['seconds'] for r in rows]):.1f} | "
-            f"{published[setting]} | {targets[kmode]} |"
+            f"| {loss.upper()}, K {kmode} | **{acc:.1f}** | {np.mean([r['nmi'] for r in rows]):.3f} | "
+            f"{kerr:.2f} | {np.mean([r['seconds'] for r in rows]):.1f} | "
+            f"{np.mean(pub):.1f} ({PUBLISHED_MEANS[setting]}) | {target} |"
         )
     return lines
 
@@ -111,6 +141,8 @@ def main() -> None:
         md = RESULTS / f"{name}.md"
         parts += [f"## {title}", "", f"Command: {command}", ""]
         parts += [md.read_text().rstrip() if md.exists() else "_Not run yet._", ""]
+        if name in NOTES:
+            parts += [NOTES[name].strip(), ""]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(parts).rstrip() + "\n")
 
     readme = ROOT / "README.md"
