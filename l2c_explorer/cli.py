@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="upper bound on the number of categories when --k is not given (default 100)")
     di.add_argument("--loss", choices=("mcl", "kcl"), default="mcl", help="clustering loss (default mcl)")
     di.add_argument("--epochs", type=_positive_int, default=None, help="training steps of the clustering network (default 100; each step sees every pair "
-                         "of up to 4,096 images)")
+                         "of up to 2,048 images)")
     di.add_argument("--score", action="store_true",
                     help="evaluate against TARGET_DIR's first-level subfolder names (ground truth, for evaluation only)")
     di.add_argument("--neighbors", type=_positive_int, default=10,

@@ -101,7 +101,7 @@ def train_cluster_head(
     *,
     loss: str = "mcl",
     steps: int = 100,
-    batch_size: int = 4096,
+    batch_size: int = 2048,
     lr: float = 0.01,
     temperature: float = 10.0,
     negative_below: float = 0.3,
@@ -176,7 +176,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         contrastive loss).
     epochs : int, optional
         Training steps of the clustering network (default 100; one step sees every pair of a folder
-        of up to 4,096 images, or one mini-batch of a larger folder).
+        of up to 2,048 images, or one mini-batch of a larger folder).
     n_neighbors : int
         How many most-similar images each image is linked to in the similarity graph.
     diffusion_time : float
