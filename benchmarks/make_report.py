@@ -30,6 +30,8 @@ SECTIONS = [
      "`python benchmarks/train_omniglot_model.py`"),
     ("spn_speed", "Similarity training speed: the authors' formulation against ours", "`python benchmarks/spn_speed.py`"),
     ("discover_speed", "Discovery speed on a 1,000-image folder", "`python benchmarks/discover_speed.py`"),
+    ("discover_large", "Discovery on a large folder: 6,180 images, 309 characters",
+     "`python benchmarks/discover_large.py`"),
     ("digits_da", "Cross-domain digits: USPS <-> MNIST", "`python benchmarks/digits_da.py`"),
     ("app_explore_20k", "The app's explorer with 20,000 images", "`python benchmarks/app_explore_20k.py`"),
 ]
