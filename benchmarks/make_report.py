@@ -22,14 +22,17 @@ SECTIONS = [
         "omniglot",
         "Omniglot cross-task transfer (issue: discover unseen alphabets)",
         "`python benchmarks/omniglot.py --data ../shared/data/omniglot/images_evaluation --seeds 3 --k both "
-        "--loss both`",
+        "--loss both --threads 1`",
     ),
     ("omniglot_k_rule", "Choosing the K-estimation rule on validation alphabets",
-     "`python benchmarks/omniglot_k_rule.py`"),
+     "`python benchmarks/omniglot_k_rule.py` (run here with `--model` pointing to the 25-alphabet model "
+     "that the script otherwise trains itself with the shipped recipe)"),
     ("train_omniglot_model", "Training the shipped `omniglot` similarity model",
-     "`python benchmarks/train_omniglot_model.py`"),
-    ("spn_speed", "Similarity training speed: the authors' formulation against ours", "`python benchmarks/spn_speed.py`"),
-    ("discover_speed", "Discovery speed on a 1,000-image folder", "`python benchmarks/discover_speed.py`"),
+     "`OMP_NUM_THREADS=1 l2c-explorer train-similarity ../shared/data/omniglot/images_background --recipe "
+     "omniglot --out models/omniglot --name omniglot`, then `python benchmarks/train_omniglot_model.py --card-only "
+     "--threads 1` (or the script alone, which runs the same command)"),
+    ("spn_speed", "Similarity training speed: the authors' formulation against ours", "`python benchmarks/spn_speed.py --steps 60 --threads 1`"),
+    ("discover_speed", "Discovery speed on a 1,000-image folder", "`OMP_NUM_THREADS=1 python benchmarks/discover_speed.py`"),
     ("discover_large", "Discovery on a large folder: 6,180 images, 309 characters",
      "`python benchmarks/discover_large.py`"),
     ("digits_da", "Cross-domain digits: USPS <-> MNIST", "`python benchmarks/digits_da.py`"),
