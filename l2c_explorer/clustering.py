@@ -41,7 +41,7 @@ from .errors import InputError, StoppedError
 from .graph import diffusion_features, eigengap_k, knn_graph
 from .losses import CLUSTERING_LOSSES
 from .metrics import clustering_scores
-from .model_io import MODEL_SUFFIX, read_model_file, save_model_file
+from .model_io import model_file_path, read_model_file, save_model_file
 from .nets import CosineClusterHead
 from .progress import Callback, Reporter
 from .similarity import SimilarityModel, load_similarity_model
@@ -413,9 +413,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save the clustering head and the run settings (the similarity model is referenced by digest)."""
-        path = Path(path)
-        if path.suffix != MODEL_SUFFIX:
-            path = path.with_name(path.name + MODEL_SUFFIX)
+        path = model_file_path(path)
         config = {
             "similarity_model": self.similarity_model_.name,
             "similarity_sha256": self.similarity_model_.digest,

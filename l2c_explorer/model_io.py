@@ -33,6 +33,13 @@ FORMAT_VERSION = "1"
 MODEL_SUFFIX = ".safetensors"
 
 
+def model_file_path(path) -> Path:
+    """Where a model asked to be saved at ``path`` goes: ``.safetensors`` is added only when the name has no
+    suffix (``my_model`` -> ``my_model.safetensors``; ``my_model.pt`` stays as given, safetensors inside)."""
+    path = Path(path)
+    return path.with_name(path.name + MODEL_SUFFIX) if path.suffix == "" else path
+
+
 def content_digest(tensors: dict[str, torch.Tensor], config_json: str) -> str:
     """sha256 over the config text and each tensor (sorted by name): name, dtype, shape and bytes."""
     h = hashlib.sha256()

@@ -43,7 +43,7 @@ from .device import resolve_device
 from .errors import InputError, ModelFileError, StoppedError
 from .losses import pair_bce_loss
 from .metrics import pair_scores
-from .model_io import MODEL_SUFFIX, read_model_file, save_model_file
+from .model_io import MODEL_SUFFIX, model_file_path, read_model_file, save_model_file
 from .nets import SimilarityNet, build_similarity_net
 from .progress import Callback, Reporter
 
@@ -131,9 +131,7 @@ class SimilarityModel:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the model (weights, architecture, preprocessing, card) to one ``.safetensors`` file."""
-        path = Path(path)
-        if path.suffix != MODEL_SUFFIX:
-            path = path.with_name(path.name + MODEL_SUFFIX)
+        path = model_file_path(path)
         config = {
             "architecture": self.card["architecture"],
             "preprocessing": self.preprocessing.to_dict(),
@@ -209,6 +207,8 @@ def resolve_model_path(name_or_path: str | os.PathLike, dirs: list[Path] | None 
     path = Path(text).expanduser()
     if path.is_file():
         return path
+    if path.with_name(path.name + MODEL_SUFFIX).is_file():  # saved as "name" -> "name.safetensors"
+        return path.with_name(path.name + MODEL_SUFFIX)
     if path.suffix == "" and os.sep not in text and "/" not in text:
         models = list_models(dirs)
         if text in models:

@@ -119,19 +119,19 @@ def test_train_similarity_end_to_end(tmp_path, omniglot_background):
     for alphabet in ("Latin", "Greek"):
         for char_dir in sorted((omniglot_background / alphabet).iterdir())[:8]:
             shutil.copytree(char_dir, source / f"{alphabet}_{char_dir.name}")
-    result = run_cli("train-similarity", source, "--out", tmp_path / "mine", "--epochs", 3, "--quiet", "--seed", 3)
+    result = run_cli("train-similarity", source, "--out", tmp_path / "mine.pt", "--epochs", 3, "--quiet", "--seed", 3)
     assert result.returncode == 0, result.stderr
     assert "F1" in result.stdout and "ROC-AUC" in result.stdout
     from l2c_explorer.similarity import SimilarityModel
 
-    model = SimilarityModel.load(tmp_path / "mine.safetensors")
+    model = SimilarityModel.load(tmp_path / "mine.pt")  # the name asked for; safetensors inside
     card = model.card
     assert card["trained_on"]["n_classes"] + card["trained_on"]["n_holdout_classes"] == 16
     assert card["holdout_pair_metrics"]["roc_auc"] > 0.6  # far better than chance after 3 short epochs
     assert model.preprocessing.invert  # Omniglot is dark ink on light paper
     out = tmp_path / "out"
     # the new model is usable by discover
-    assert main(["discover", str(source), "--model", str(tmp_path / "mine.safetensors"), "--out", str(out),
+    assert main(["discover", str(source), "--model", str(tmp_path / "mine.pt"), "--out", str(out),
                  "--k", "16", "--quiet"]) == 0
 
 

@@ -112,3 +112,11 @@ def test_config_is_plain_json(tmp_path, small_model):
     path = small_model.save(tmp_path / "m")
     _, config, _ = read_model_file(path, kind="similarity")
     assert json.loads(json.dumps(config)) == config
+
+
+def test_model_file_path_adds_the_suffix_only_when_there_is_none(tmp_path):
+    from l2c_explorer.model_io import model_file_path
+
+    assert model_file_path(tmp_path / "m") == tmp_path / "m.safetensors"
+    assert model_file_path(tmp_path / "m.pt") == tmp_path / "m.pt"
+    assert model_file_path(tmp_path / "m.safetensors") == tmp_path / "m.safetensors"
