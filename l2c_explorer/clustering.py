@@ -22,7 +22,6 @@ are noisy and their errors chain clusters together, while neighbourhoods in the 
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -31,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from . import __version__
@@ -41,7 +39,7 @@ from .errors import InputError, StoppedError
 from .graph import diffusion_features, eigengap_k, knn_graph
 from .losses import CLUSTERING_LOSSES
 from .metrics import clustering_scores
-from .model_io import model_file_path, read_model_file, save_model_file
+from .model_io import model_file_path, save_model_file
 from .nets import CosineClusterHead
 from .progress import Callback, Reporter
 from .similarity import SimilarityModel, load_similarity_model
@@ -61,8 +59,11 @@ def pair_targets(
     feats = features if index is None else features[index]
     cos = feats @ feats.T
     targets = torch.where(cos < negative_below, -1.0, 0.0).to(feats.dtype)
-    rows = np.arange(positives.shape[0]) if index is None else index.cpu().numpy()
-    linked = positives[rows][:, rows].tocoo()
+    if index is None:
+        linked = positives.tocoo()
+    else:
+        rows = index.cpu().numpy()
+        linked = positives[rows][:, rows].tocoo()
     targets[torch.as_tensor(linked.row, device=feats.device), torch.as_tensor(linked.col, device=feats.device)] = 1.0
     return targets
 

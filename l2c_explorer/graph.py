@@ -76,17 +76,20 @@ def top_eigenpairs(matrix: sp.spmatrix, n_components: int, *, seed: int = 0) -> 
     n = matrix.shape[0]
     m = int(min(n_components, n))
     _, component = connected_components(matrix, directed=False)
-    values, vectors = [], []
+    pieces = []  # (members, eigenvalues, eigenvectors) of each component
     for c in np.unique(component):
         members = np.flatnonzero(component == c)
-        vals, vecs = _component_eigenpairs(matrix[members][:, members], m, seed)
-        full = np.zeros((n, len(vals)))
-        full[members] = vecs
-        values.append(vals)
-        vectors.append(full)
-    values, vectors = np.concatenate(values), np.concatenate(vectors, axis=1)
+        pieces.append((members, *_component_eigenpairs(matrix[members][:, members], m, seed)))
+    # keep the m largest eigenpairs over all components; only they are spread out to all n images
+    owner = np.concatenate([np.full(len(vals), i) for i, (_, vals, _) in enumerate(pieces)])
+    column = np.concatenate([np.arange(len(vals)) for _, vals, _ in pieces])
+    values = np.concatenate([vals for _, vals, _ in pieces])
     order = np.argsort(-values, kind="stable")[:m]
-    return values[order], vectors[:, order]
+    vectors = np.zeros((n, len(order)))
+    for j, k in enumerate(order):
+        members, _, vecs = pieces[owner[k]]
+        vectors[members, j] = vecs[:, column[k]]
+    return values[order], vectors
 
 
 def _component_eigenpairs(matrix: sp.csr_matrix, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -110,13 +110,14 @@ class SimilarityModel:
         :class:`~l2c_explorer.errors.StoppedError` is raised.
         """
         dev = resolve_device(device)
-        net = adapted_copy(self.net, self.inputs(pixels), dev, batch_size) if adapt_norm else self.net.to(dev)
+        inputs = self.inputs(pixels)
+        net = adapted_copy(self.net, inputs, dev, batch_size) if adapt_norm else self.net.to(dev)
         net.eval()
         out = []
         for i in range(0, len(pixels), batch_size):
             if should_stop is not None and should_stop():
                 raise StoppedError("Stopped while computing features; nothing was learnt.")
-            out.append(net.embed(self.inputs(pixels[i : i + batch_size]).to(dev)).cpu())
+            out.append(net.embed(inputs[i : i + batch_size].to(dev)).cpu())
             if progress is not None:
                 progress(min(i + batch_size, len(pixels)), len(pixels))
         return torch.cat(out)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, StoppedError
+from ..errors import InputError
 from ..explore import ClusterSummary, cluster_summaries, map_2d, map_payload, selection_counts
 from ..jobs import Job, JobRegistry, new_job_id
 from ..progress import Progress
@@ -420,9 +420,7 @@ class Workbench:
                 device=device,
                 random_state=random_state,
             )
-            clusterer.fit(root, callback=callback, stop=stop, labelled=labelled)
-            if stop.is_set() and not clusterer.history_:
-                raise StoppedError("Stopped before training began; nothing was learnt.")
+            clusterer.fit(root, callback=callback, stop=stop, labelled=labelled)  # StoppedError if nothing learnt
             callback(Progress("finishing", message="Writing the results"))
             run_dir = self.workspace.run_dir(job_id)
             summary = write_discovery_results(clusterer, run_dir, score=labelled)
@@ -482,9 +480,7 @@ class Workbench:
             if epochs is not None:
                 options["epochs"] = int(epochs)
             adapter = DomainAdapter(**options)
-            adapter.fit(src, tgt, callback=callback, stop=stop, labelled_target=labelled)
-            if stop.is_set() and not getattr(adapter, "history_", None):
-                raise StoppedError("Stopped before training began; nothing was learnt.")
+            adapter.fit(src, tgt, callback=callback, stop=stop, labelled_target=labelled)  # likewise
             callback(Progress("finishing", message="Writing the results"))
             run_dir = self.workspace.run_dir(job_id)
             summary = write_adaptation_results(adapter, run_dir, score=labelled)
