@@ -22,11 +22,16 @@ SECTIONS = [
         "omniglot",
         "Omniglot cross-task transfer (issue: discover unseen alphabets)",
         "`python benchmarks/omniglot.py --data ../shared/data/omniglot/images_evaluation --seeds 3 --k both "
-        "--loss both --threads 1`",
+        "--loss both --threads 2`",
     ),
+    ("omniglot_no_self_training", "Omniglot without self-training (ablation)",
+     "`python benchmarks/omniglot.py --data ../shared/data/omniglot/images_evaluation --seeds 3 --k both "
+     "--loss mcl --threads 2 --self-training-steps 0 --name omniglot_no_self_training`"),
     ("omniglot_k_rule", "Choosing the K-estimation rule on validation alphabets",
      "`python benchmarks/omniglot_k_rule.py` (run here with `--model` pointing to the 25-alphabet model "
      "that the script otherwise trains itself with the shipped recipe)"),
+    ("omniglot_self_training", "Choosing the self-training settings on validation alphabets",
+     "`python benchmarks/omniglot_self_training.py --model FILE` (the same 25-alphabet model)"),
     ("train_omniglot_model", "Training the shipped `omniglot` similarity model",
      "`OMP_NUM_THREADS=1 l2c-explorer train-similarity ../shared/data/omniglot/images_background --recipe "
      "omniglot --out models/omniglot --name omniglot`, then `python benchmarks/train_omniglot_model.py --card-only "
@@ -43,18 +48,26 @@ SECTIONS = [
 NOTES = {
     "omniglot": """
 **Reading the Omniglot results.** Every setting is well above the authors' code on the same alphabets,
-and discovery takes seconds per alphabet, but the accuracy and K-error targets are narrowly missed. The
-errors are concentrated in a few alphabets (Sylheti, Tengwar, Kannada) whose characters differ by small
-strokes: the similarity model's pair scores on these unseen alphabets are much weaker than on the
-held-out background characters of its card, and the similarity graph then links look-alike characters.
-With K unknown, the eigengap rule (its one setting chosen on held-out *background* alphabets, see the next
-section) over-estimates K on the two hardest alphabets and under-estimates it slightly on several others;
-the plain largest-gap rule would have done worse here. The seeds change little: k-means with 10 restarts
-on the diffusion features finds nearly the same solution every time. What we measured and dropped:
-the paper's CCN alone (over-provisioned outputs on dense P(same) > 0.5 targets: several points lower with K
-unknown), correlation-clustering refinement, fine-tuning the encoder with the clustering loss, test-time
-augmentation (none helped); the CCN stage on the diffusion features changes accuracy by a fraction of
-a point against k-means alone, and is kept for its calibrated cluster probabilities and live curves.
+and discovery takes seconds per alphabet. Self-training (fine-tuning a copy of the similarity model on the
+confident half of each first-pass cluster, then clustering again) is what lifts the accuracy past the
+targets: it was measured and its settings chosen on held-out background alphabets (the validation table
+below), where it adds about 1.5 points with K known and unknown; the same benchmark without it is the
+next section. With MCL, the default, the K-error target is still missed: the errors are concentrated in
+two alphabets (Tengwar, Sylheti) whose look-alike characters the first pass splits into more groups than
+there are characters; self-training then sharpens that split rather than undoing it, and no K rule
+chosen on the validation alphabets corrects it. With KCL the first-pass network leaves most of
+Tengwar's extra groups empty, so its pseudo-labels and second pass find the right number there: KCL
+meets the K-unknown targets (accuracy and K error), MCL the K-known one; no single loss meets all
+three. We did not switch the loss by K mode, because that choice would come from the evaluation
+alphabets (on the five validation alphabets KCL's K error was slightly lower and its accuracy slightly
+lower too: too little evidence either way). Several alphabets are under-estimated by one or two
+characters (two look-alike characters merged). Seeds change little except on Sylheti. What we measured
+and dropped: the paper's CCN alone (over-provisioned outputs on dense P(same) > 0.5 targets: several
+points lower with K unknown), correlation-clustering refinement, fine-tuning the encoder with the
+clustering loss, test-time augmentation, merging clusters whose mean P(same) exceeds one half (on the
+validation alphabets P(same) between groups does not separate same from different characters); the CCN
+stage on the diffusion features changes accuracy by a fraction of a point against k-means alone, and
+is kept for its calibrated cluster probabilities and live curves.
 """,
 }
 

@@ -62,9 +62,9 @@ class TqdmProgress:
 
 
 _STAGE_NAMES = {"reading": "reading images", "features": "features", "graph": "similarity graph",
-                "similarity": "similarity model",
+                "similarity": "similarity model", "self-training": "self-training",
                 "training": "training", "finishing": "finishing"}
-_STAGE_UNITS = {"reading": "img", "features": "img", "similarity": "step", "training": "step"}
+_STAGE_UNITS = {"reading": "img", "features": "img", "similarity": "step", "training": "step", "self-training": "step"}
 
 
 def _fail(message: str) -> int:
@@ -76,6 +76,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, not {text}")
     return value
 
 
@@ -135,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="evaluate against TARGET_DIR's first-level subfolder names (ground truth, for evaluation only)")
     di.add_argument("--neighbors", type=_positive_int, default=10,
                     help="links per image in the similarity graph (default 10)")
+    di.add_argument("--self-training-steps", type=_non_negative_int, default=100,
+                    help="fine-tune a copy of the similarity model on its confident first clusters for this many "
+                         "steps, then cluster again (default 100; 0: one pass, faster)")
     di.add_argument("--save-model", action="store_true", help="also save the trained clustering model in --out")
     add_common_arguments(di)
 
@@ -227,6 +237,7 @@ def cmd_discover(args) -> int:
         loss=args.loss,
         epochs=args.epochs,
         n_neighbors=args.neighbors,
+        self_training_steps=args.self_training_steps,
         device=args.device,
         random_state=args.seed,
     )

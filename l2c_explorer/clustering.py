@@ -7,12 +7,15 @@
 3. link every image to the images the similarity model finds most probably "same" (a sparse k-nearest-
    neighbour graph; P(same) grows with the embedding cosine) and compute the graph's diffusion features
    (:mod:`l2c_explorer.graph`): there each category is a tight group;
-4. K: given, or estimated from the eigengap of the graph (at most ``max_clusters``);
+4. K: given, or estimated from the eigengaps of the graph (at most ``max_clusters``; after self-training
+   from the largest gap of the sharpened graph);
 5. train the clustering network on the diffusion features with the MCL or KCL loss: its cluster
    distributions must agree on the pairs the graph links (mutual nearest neighbours: "same") and
    disagree on pairs whose diffusion features are far apart ("different"); pairs in between are not
    used. It starts from k-means centres of the features (the spectral solution) and reports the loss
-   and the number of clusters in use at every step.
+   and the number of clusters in use at every step;
+6. self-training (``self_training_steps``, :mod:`l2c_explorer.selftrain`): fine-tune a copy of the
+   similarity model on the most confident members of each cluster, then redo steps 2-5 with it.
 
 Why not the CCN of the paper alone (over-provisioned outputs, P(same) > 0.5 as dense targets)? On the
 Omniglot evaluation alphabets it reaches about 80% accuracy with K unknown; single pair probabilities
@@ -36,12 +39,13 @@ from . import __version__
 from .data import ImageSet
 from .device import describe_device, resolve_device
 from .errors import InputError, StoppedError
-from .graph import diffusion_features, eigengap_k, knn_graph
+from .graph import SHARPENED_SIGNIFICANT_GAP, SIGNIFICANT_GAP, diffusion_features, eigengap_k, knn_graph
 from .losses import CLUSTERING_LOSSES
 from .metrics import clustering_scores
 from .model_io import model_file_path, save_model_file
 from .nets import CosineClusterHead
 from .progress import Callback, Reporter
+from .selftrain import self_train
 from .similarity import SimilarityModel, load_similarity_model
 
 # ---------------------------------------------------------------------------------------------------
@@ -184,6 +188,12 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         Random-walk steps of the diffusion features (larger: smoother, fewer fine distinctions).
     adapt_norm : bool
         Re-estimate the similarity model's batch-norm statistics on the target images.
+    self_training_steps : int
+        After a first clustering, fine-tune a copy of the similarity model for this many steps on the most
+        confident members of each cluster (:mod:`l2c_explorer.selftrain`), then compute the features, the
+        graph, K and the clusters again. 0: a single pass.
+    self_training_keep : float
+        The share of each cluster's members, most confident first, used as examples for self-training.
     device : {"auto", "cpu", "cuda"}
     random_state : int
 
@@ -195,6 +205,9 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         Number of clusters found (the estimate of K when ``n_clusters`` is None).
     k_eigengap_ : int
         The eigengap estimate of K (computed in both modes, for reference).
+    eigenvalues_ : ndarray of shape (n_eigen,)
+        The largest eigenvalues of the normalised similarity graph, in decreasing order (the gaps
+        between them give ``k_eigengap_``).
     probabilities_ : ndarray of shape (n_images, n_clusters_)
         Each image's distribution over the final clusters.
     confidence_ : ndarray of shape (n_images,)
@@ -202,11 +215,13 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
     embedding_ : ndarray of shape (n_images, d)
         The similarity model's unit features of the images (for maps and exemplars).
     history_ : list of dict
-        ``step``, ``epoch``, ``loss`` and ``k_estimated`` (clusters in use) during training.
+        ``step``, ``epoch``, ``loss``, ``k_estimated`` (clusters in use) and ``pass`` (1, or 2 after
+        self-training) during training.
     stopped_ : bool
-        Whether training was ended early by the stop flag (the result is what was learnt so far).
+        Whether training was ended early by the stop flag (the result is what was learnt so far; a stop
+        during self-training or the second pass keeps the first clustering).
     timings_ : dict
-        Seconds spent reading, embedding, building the graph and training.
+        Seconds spent reading, embedding, building the graph, training and self-training (both passes).
     paths_, skipped_ : list
         Image paths (relative to the folder) and skipped files with reasons.
     """
@@ -222,6 +237,8 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         n_neighbors: int = 10,
         diffusion_time: float = 1.0,
         adapt_norm: bool = True,
+        self_training_steps: int = 100,
+        self_training_keep: float = 0.5,
         device: str = "auto",
         random_state: int = 0,
     ):
@@ -233,6 +250,8 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         self.n_neighbors = n_neighbors
         self.diffusion_time = diffusion_time
         self.adapt_norm = adapt_norm
+        self.self_training_steps = self_training_steps
+        self.self_training_keep = self_training_keep
         self.device = device
         self.random_state = random_state
 
@@ -249,6 +268,10 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             raise InputError(f"epochs must be at least 1, not {self.epochs}.")
         if self.n_neighbors < 1:
             raise InputError(f"n_neighbors must be at least 1, not {self.n_neighbors}.")
+        if self.self_training_steps < 0:
+            raise InputError(f"self_training_steps must be 0 or more, not {self.self_training_steps}.")
+        if not 0 < self.self_training_keep <= 1:
+            raise InputError(f"self_training_keep must be in (0, 1], not {self.self_training_keep}.")
         if not self.diffusion_time >= 0:
             raise InputError(f"diffusion_time must be 0 or more, not {self.diffusion_time}.")
         if n_images is not None:
@@ -298,35 +321,56 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         timings["reading"] = time.perf_counter() - started
 
         t0 = time.perf_counter()
-        emb = model.embed(
-            data.pixels,
-            device=device,
-            adapt_norm=self.adapt_norm,
-            progress=lambda done, total: report("features", done, total, message=f"Computing features {done}/{total}"),
-            should_stop=report.should_stop,
-        )
+        emb = self._embed(model, data.pixels, device, report)
         stopped_before_training()
         timings["features"] = time.perf_counter() - t0
 
+        self.history_: list[dict] = []
+        result = self._cluster(emb, device, report, stop, timings)
+        self.stopped_ = bool(stop is not None and stop.is_set())
+        if self.self_training_steps and not self.stopped_:
+            refined = self._refine(model, data.pixels, result, device, report, stop, timings)
+            if refined is None:  # stopped, or nothing to learn from: the first clustering stands
+                self.stopped_ = bool(stop is not None and stop.is_set())
+            else:
+                result = refined
+        self.timings_ = {key: round(v, 3) for key, v in timings.items()}
+        self._finish(data, *result, model, device, started)
+        return self
+
+    def _embed(self, model: SimilarityModel, pixels: torch.Tensor, device, report, what: str = "features"):
+        return model.embed(
+            pixels,
+            device=device,
+            adapt_norm=self.adapt_norm,
+            progress=lambda done, total: report("features", done, total, message=f"Computing {what} {done}/{total}"),
+            should_stop=report.should_stop,
+        )
+
+    def _cluster(self, emb: torch.Tensor, device, report, stop, timings: dict, pass_number: int = 1):
+        """Graph, K and clustering network from unit embeddings (n, d): (emb, features, probs, head)."""
         t0 = time.perf_counter()
-        n = len(data)
+        n = len(emb)
         report("graph", 0, 1, message="Linking similar images")
         graph = knn_graph(emb.to(device), k=self.n_neighbors)
         n_components = min(max(100, self.max_clusters, self.n_clusters or 0) + 1, n)
         features, eigenvalues = diffusion_features(
             graph, n_components=n_components, diffusion_time=self.diffusion_time, seed=self.random_state
         )
-        self.k_eigengap_ = eigengap_k(eigenvalues, max_k=min(self.max_clusters, n - 1))
+        self.eigenvalues_ = eigenvalues
+        significance = SIGNIFICANT_GAP if pass_number == 1 else SHARPENED_SIGNIFICANT_GAP
+        self.k_eigengap_ = eigengap_k(eigenvalues, max_k=min(self.max_clusters, n - 1), significance=significance)
         k = int(self.n_clusters or self.k_eigengap_)
         centres = kmeans_centres(features, k, seed=self.random_state)
         feats = torch.from_numpy(features).to(device)
         positives = knn_graph(feats, k=max(1, self.n_neighbors // 2), mutual=True)
         report("graph", 1, 1, message=f"Similarity graph ready: starting from {k} clusters")
-        stopped_before_training()
-        timings["graph"] = time.perf_counter() - t0
+        timings["graph"] = timings.get("graph", 0.0) + time.perf_counter() - t0
+        if stop is not None and stop.is_set():
+            raise StoppedError("Stopped before training began; nothing was learnt.")
 
         t0 = time.perf_counter()
-        self.history_: list[dict] = []
+        first_point = len(self.history_)
         head, probs = train_cluster_head(
             feats,
             positives,
@@ -338,13 +382,49 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             history=self.history_,
             stop=stop,
         )
-        self.stopped_ = bool(stop is not None and stop.is_set())
-        timings["training"] = time.perf_counter() - t0
-        self.timings_ = {key: round(v, 3) for key, v in timings.items()}
-        self._finish(data, emb.numpy(), features, probs.cpu().numpy(), model, device, started, head)
-        return self
+        timings["training"] = timings.get("training", 0.0) + time.perf_counter() - t0
+        for point in self.history_[first_point:]:
+            point["pass"] = pass_number
+        return emb.numpy(), features, probs.cpu().numpy(), head
 
-    def _finish(self, data: ImageSet, emb, features, probs, model, device, started, head) -> None:
+    def _refine(self, model: SimilarityModel, pixels: torch.Tensor, first, device, report, stop, timings: dict):
+        """Self-train the similarity model on the first clusters, then cluster again; None if stopped."""
+        probs = first[2]
+        t0 = time.perf_counter()
+        steps = self.self_training_steps
+        tuned = self_train(
+            model,
+            pixels,
+            probs.argmax(1),
+            probs.max(1),
+            steps=steps,
+            keep=self.self_training_keep,
+            device=device,
+            seed=self.random_state,
+            progress=lambda step, total: report(
+                "self-training", step, total, message=f"Sharpening the features on these images: step {step}/{total}"
+            ),
+            should_stop=report.should_stop,
+        )
+        timings["self_training"] = time.perf_counter() - t0
+        if tuned is None:
+            return None
+        history_before = len(self.history_)
+        spectrum_before = self.eigenvalues_, self.k_eigengap_
+        try:
+            t0 = time.perf_counter()
+            emb = self._embed(tuned, pixels, device, report, what="sharpened features")
+            timings["features"] += time.perf_counter() - t0
+            result = self._cluster(emb, device, report, stop, timings, pass_number=2)
+        except StoppedError:
+            result = None
+        if result is None or (stop is not None and stop.is_set()):
+            del self.history_[history_before:]
+            self.eigenvalues_, self.k_eigengap_ = spectrum_before
+            return None
+        return result
+
+    def _finish(self, data: ImageSet, emb, features, probs, head, model, device, started) -> None:
         raw = probs.argmax(1)
         ids, sizes = np.unique(raw, return_counts=True)
         order = ids[np.argsort(-sizes, kind="stable")]  # clusters in use, largest first
@@ -396,6 +476,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             "stopped_early": bool(self.stopped_),
             "timings": self.timings_,
             "loss": self.loss,
+            "self_training_steps": self.self_training_steps,
             "seconds": round(self.seconds_, 2),
             "device": describe_device(self.device_),
             "model": model.name,
@@ -422,6 +503,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             "input": "diffusion features of the similarity graph",
             "n_neighbors": self.n_neighbors,
             "diffusion_time": self.diffusion_time,
+            "self_training_steps": self.self_training_steps,
             "loss": self.loss,
             "seed": self.random_state,
             "version": __version__,

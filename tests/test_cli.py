@@ -65,15 +65,18 @@ def test_discover_estimates_k(tmp_path, tengwar10):
     # Tengwar is among the hardest alphabets: two pairs of look-alike characters merge here (K = 8, 79%)
     assert summary["metrics"]["acc"] >= 0.75, summary["metrics"]
     assert len(summary["history"]) >= 2 and {"loss", "k_estimated"} <= set(summary["history"][-1])
+    assert summary["timings"]["self_training"] > 0 and summary["history"][-1]["pass"] == 2
 
 
 def test_bad_files_are_skipped_and_listed(tmp_path, keble_subset):
     (keble_subset / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     (keble_subset / "readme.txt").write_text("hello")
     out = tmp_path / "out"
-    assert main(["discover", str(keble_subset), "--out", str(out), "--k", "6", "--quiet"]) == 0
+    assert main(["discover", str(keble_subset), "--out", str(out), "--k", "6", "--quiet",
+                 "--self-training-steps", "0"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_images"] == 120 and summary["n_skipped"] == 2
+    assert "self_training" not in summary["timings"] and {h["pass"] for h in summary["history"]} == {1}
     assert {s["file"] for s in summary["skipped"]} == {"broken.png", "readme.txt"}
 
 

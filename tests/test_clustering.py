@@ -73,6 +73,30 @@ def test_stop_keeps_what_was_learnt(keble_subset):
     assert c.stopped_
 
 
+def test_self_training_sharpens_then_clusters_again(fitted):
+    c, progress = fitted
+    tuning = [p for p in progress if p.stage == "self-training"]
+    assert tuning and tuning[-1].step == tuning[-1].total == 100
+    assert {p["pass"] for p in c.history_} == {1, 2}
+    assert [p["pass"] for p in c.history_] == sorted(p["pass"] for p in c.history_)
+    assert c.timings_["self_training"] > 0 and len(c.eigenvalues_) > c.n_clusters_
+    assert np.all(np.diff(c.eigenvalues_) <= 1e-6)  # decreasing
+
+
+def test_stop_during_self_training_keeps_the_first_clustering(keble_subset):
+    single = L2CClusterer(random_state=0, self_training_steps=0).fit(keble_subset)
+    stop = threading.Event()
+
+    def callback(p):
+        if p.stage == "self-training" and p.step >= 3:
+            stop.set()
+
+    c = L2CClusterer(random_state=0).fit(keble_subset, callback=callback, stop=stop)
+    assert c.stopped_ and {p["pass"] for p in c.history_} == {1}
+    assert np.array_equal(c.labels_, single.labels_) and c.k_eigengap_ == single.k_eigengap_
+    assert "self_training" not in single.timings_
+
+
 def test_in_memory_arrays(demo_keble):
     from PIL import Image
 
@@ -96,6 +120,8 @@ def test_save_clustering_model(tmp_path, fitted):
     ({"max_clusters": 1}, "max_clusters"),
     ({"n_neighbors": 0}, "n_neighbors"),
     ({"diffusion_time": -1}, "diffusion_time"),
+    ({"self_training_steps": -1}, "self_training_steps"),
+    ({"self_training_keep": 0}, "self_training_keep"),
     ({"n_clusters": 500}, "only 120 images"),
 ])
 def test_bad_parameters_are_explained(keble_subset, kwargs, message):

@@ -17,6 +17,7 @@ STAGE_WORDS = {
     "features": "Looking at each image with the similarity model",
     "graph": "Linking the images the model finds alike",
     "training": "Learning to group the images",
+    "self-training": "Sharpening the model on the clearest groups, then grouping again",
     "finishing": "Tidying up and writing the results",
     "map": "Drawing the map",
 }

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 DEMO_DIR = PACKAGE_DIR.parent / "demo_data"
+SELF_TRAINING_STEPS = 100  # L2CClusterer's default; 0 when the user turns sharpening off
 GALLERY_LIMIT = 60
 ADAPT_METHODS = ("source-only", "dann", "ccn+", "ccn++", "srdc")
 
@@ -359,7 +360,7 @@ class Workbench:
             model = load_similarity_model(self.models()[name])
             rng = np.random.default_rng(0)
             images = [rng.integers(0, 256, (model.preprocessing.size,) * 2, dtype=np.uint8) for _ in range(32)]
-            L2CClusterer(similarity=model, n_clusters=4, epochs=3).fit(images)
+            L2CClusterer(similarity=model, n_clusters=4, epochs=3, self_training_steps=2).fit(images)
 
     @staticmethod
     def device_label(device: str = "auto") -> str:
@@ -385,6 +386,7 @@ class Workbench:
         epochs: int | None = None,
         device: str = "auto",
         labelled: bool = False,
+        self_training_steps: int = SELF_TRAINING_STEPS,
         random_state: int = 0,
         owner: str | None = None,
         make_map: bool = True,
@@ -402,7 +404,8 @@ class Workbench:
         if loss not in ("mcl", "kcl"):
             raise InputError(f"loss must be 'mcl' or 'kcl', not {loss!r}.")
         params = dict(folder=str(root), model=str(model), n_clusters=n_clusters, max_clusters=int(max_clusters),
-                      loss=loss, epochs=epochs, device=device, labelled=bool(labelled), random_state=random_state)
+                      loss=loss, epochs=epochs, device=device, labelled=bool(labelled), random_state=random_state,
+                      self_training_steps=int(self_training_steps))
         if labelled:
             params["k_true"] = count_classes(root)
         job_id = new_job_id()
@@ -417,6 +420,7 @@ class Workbench:
                 max_clusters=int(max_clusters),
                 loss=loss,
                 epochs=epochs,
+                self_training_steps=int(self_training_steps),
                 device=device,
                 random_state=random_state,
             )

@@ -33,9 +33,9 @@ def file_name(value) -> str:
     return Path(value).name
 
 
-def start(client, folder, *, epochs=40, k=None, labelled=True, model="omniglot", previous=""):
+def start(client, folder, *, epochs=40, k=None, labelled=True, model="omniglot", sharpen=False, previous=""):
     out = client.predict(str(folder), model, "known" if k else "estimate", k or 10, 100, "mcl", epochs, "cpu",
-                         labelled, previous, api_name="/start_discovery")
+                         labelled, sharpen, previous, api_name="/start_discovery")
     job_id = out[0]
     assert re.fullmatch(r"[0-9a-f]{16}", job_id)
     return job_id
@@ -98,7 +98,7 @@ def test_check_folder_counts_and_rejects_bad_paths(client, tmp_path):
 
 def test_discovery_live_curves_map_explore_and_results(client, served_app, tmp_path):
     started = time.monotonic()
-    job_id = start(client, DEMO / "omniglot_keble", epochs=60)
+    job_id = start(client, DEMO / "omniglot_keble", epochs=60, sharpen=True)  # as the app starts by default
     tab = Tab(client, job_id)
     # live: the first curve point within 5 s of Start, and more points on later polls
     first = tab.wait(lambda p: curve_points(p.get("curves")), timeout=5.0, what="the first curve point")
@@ -110,7 +110,8 @@ def test_discovery_live_curves_map_explore_and_results(client, served_app, tmp_p
 
     final = tab.wait(lambda p: p.get("map") and json.loads(p["map"])["method"] == "umap", timeout=150,
                      what="the UMAP map", interval=0.5)
-    assert curve_points(final["curves"]) == 60 > n_first
+    assert curve_points(final["curves"]) == 2 * 60 > n_first  # clustering, self-training, clustering again
+    assert served_app.workbench.job(job_id).params["self_training_steps"] == 100
     payload = json.loads(final["map"]) if final["map"] else None
     result = served_app.workbench.result(job_id)
     assert payload["n"] == 520 and payload["thumb_prefix"].startswith("gradio_api/file=")

@@ -1,0 +1,99 @@
+"""Self-training: sharpen the similarity model on the target folder with its own confident clusters.
+
+A similarity model learnt on other categories tells most of the new ones apart, but confuses look-alikes
+it never had to separate. After a first clustering, the most confident members of each cluster are mostly
+right, so they serve as pseudo-labels. Fine-tuning a copy of the model on them for a few steps, with the
+same pair and prototype losses and the same augmentation it was trained with, pulls each category
+together on *this* folder; the graph and the clustering are then computed again from the new features.
+
+This is transductive: the fine-tuned copy serves this folder only and is never saved over the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .augment import NO_JITTER, AffineJitter, augment_batch
+from .data import normalise, to_unit
+from .similarity import ClassBalancedSampler, SimilarityModel, adapted_copy, train_one_step
+
+
+def confident_members(labels: np.ndarray, confidence: np.ndarray, keep: float) -> np.ndarray:
+    """Mask of the images kept as pseudo-labelled examples: labels, confidence (n,) -> bool (n,).
+
+    Per cluster, the share ``keep`` (0 < keep <= 1) of its members with the highest confidence, at least
+    two; a cluster with a single member is left out (it offers no pair to learn from).
+    """
+    labels = np.asarray(labels)
+    confidence = np.asarray(confidence)
+    mask = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        if len(members) < 2:
+            continue
+        n_keep = max(2, int(round(keep * len(members))))
+        best = members[np.argsort(-confidence[members], kind="stable")[:n_keep]]
+        mask[best] = True
+    return mask
+
+
+def model_jitter(model: SimilarityModel) -> AffineJitter:
+    """The augmentation the model was trained with (none when its card does not say)."""
+    recorded = model.card.get("training", {}).get("jitter")
+    return AffineJitter.from_dict(recorded) if recorded else NO_JITTER
+
+
+def self_train(
+    model: SimilarityModel,
+    pixels: torch.Tensor,
+    labels: np.ndarray,
+    confidence: np.ndarray,
+    *,
+    steps: int = 100,
+    keep: float = 0.5,
+    lr: float = 1e-4,
+    classes_per_batch: int = 20,
+    images_per_class: int = 5,
+    proto_weight: float = 1.0,
+    device: torch.device = torch.device("cpu"),
+    seed: int = 0,
+    progress=None,
+    should_stop=None,
+) -> SimilarityModel | None:
+    """A copy of ``model`` fine-tuned on the confident members of each cluster of these images.
+
+    pixels (n, C, S, S) uint8, labels and confidence (n,) from a first clustering. Returns None when fewer
+    than two clusters have two confident members, or when ``should_stop()`` became true (nothing is kept
+    from an interrupted fine-tuning). ``progress(step, steps)`` is called after every step.
+    """
+    keep_mask = confident_members(labels, confidence, keep)
+    kept = np.flatnonzero(keep_mask)
+    _, pseudo = np.unique(np.asarray(labels)[kept], return_inverse=True)
+    if len(kept) == 0 or pseudo.max() < 1:
+        return None
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    sampler = ClassBalancedSampler(
+        pseudo, classes_per_batch=classes_per_batch, images_per_class=images_per_class, generator=g
+    )
+    prep = model.preprocessing
+    unit = to_unit(pixels[torch.from_numpy(kept)], prep.invert)
+    jitter = model_jitter(model)
+    # Start from the model with batch-norm statistics of this folder, as the first clustering saw it.
+    net = adapted_copy(model.net, normalise(to_unit(pixels, prep.invert), prep), device)
+    head_params = list(net.head.parameters())
+    body_params = [p for p in net.parameters() if all(p is not h for h in head_params)]
+    optimizer = torch.optim.Adam(body_params, lr=lr)  # the pair head's calibration stays as learnt
+    for step in range(1, steps + 1):
+        if should_stop is not None and should_stop():
+            return None
+        idx, y = sampler.sample()
+        x = normalise(augment_batch(unit[idx], jitter, generator=g), prep).to(device)
+        net.train()
+        train_one_step(net, optimizer, x, y.to(device), proto_weight=proto_weight)
+        if progress is not None:
+            progress(step, steps)
+    tuned = SimilarityModel(net.eval().cpu(), prep, dict(model.card))
+    tuned.digest, tuned.source = model.digest, model.source
+    return tuned
