@@ -39,6 +39,20 @@ def split(background: Path, work: Path) -> tuple[Path, Path]:
     return train, valid
 
 
+def validation_setup(background: Path, work: Path, model: str | None) -> tuple[Path, str]:
+    """Copy the split into ``work``; return the validation folder and a model trained on the 25 others.
+
+    ``model``: a file already trained on the 25 training alphabets; None trains one with the shipped recipe.
+    """
+    train, valid = split(background, work)
+    if model is None:
+        stem = str(work / "train25")
+        subprocess.run(["l2c-explorer", "train-similarity", str(train), "--recipe", "omniglot", "--out",
+                        stem + "_model", "--name", "train25"], check=True)
+        model = stem + "_model.safetensors"
+    return valid, model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--background", default="../shared/data/omniglot/images_background")
@@ -49,13 +63,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
-        train, valid = split(Path(args.background), Path(tmp))
-        model_path = args.model
-        if model_path is None:
-            model_path = str(Path(tmp) / "train25")
-            subprocess.run(["l2c-explorer", "train-similarity", str(train), "--recipe", "omniglot", "--out",
-                            model_path + "_model", "--name", "train25"], check=True)
-            model_path += "_model.safetensors"
+        valid, model_path = validation_setup(Path(args.background), Path(tmp), args.model)
         model = load_similarity_model(model_path)
         spectra = {}
         for alphabet in sorted(valid.iterdir()):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_description, write_results  # noqa: E402
-from omniglot_k_rule import CANDIDATES, split  # noqa: E402
+from omniglot_k_rule import CANDIDATES, validation_setup  # noqa: E402
 
 from l2c_explorer.clustering import L2CClusterer  # noqa: E402
 from l2c_explorer.graph import SHARPENED_SIGNIFICANT_GAP, eigengap_k  # noqa: E402
@@ -54,13 +53,7 @@ def main() -> None:
 
     runs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        train, valid = split(Path(args.background), Path(tmp))
-        model_path = args.model
-        if model_path is None:
-            model_path = str(Path(tmp) / "train25")
-            subprocess.run(["l2c-explorer", "train-similarity", str(train), "--recipe", "omniglot", "--out",
-                            model_path + "_model", "--name", "train25"], check=True)
-            model_path += "_model.safetensors"
+        valid, model_path = validation_setup(Path(args.background), Path(tmp), args.model)
         model = load_similarity_model(model_path)
         sets = {a.name: model.prepare(str(a), labelled=True) for a in sorted(valid.iterdir())}
         for steps, keep in SETTINGS:

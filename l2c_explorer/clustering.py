@@ -327,13 +327,10 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
 
         self.history_: list[dict] = []
         result = self._cluster(emb, device, report, stop, timings)
-        self.stopped_ = bool(stop is not None and stop.is_set())
-        if self.self_training_steps and not self.stopped_:
-            refined = self._refine(model, data.pixels, result, device, report, stop, timings)
-            if refined is None:  # stopped, or nothing to learn from: the first clustering stands
-                self.stopped_ = bool(stop is not None and stop.is_set())
-            else:
-                result = refined
+        if self.self_training_steps and not report.should_stop():
+            # None when stopped, or with nothing to learn from: the first clustering stands
+            result = self._refine(model, data.pixels, result, device, report, stop, timings) or result
+        self.stopped_ = report.should_stop()
         self.timings_ = {key: round(v, 3) for key, v in timings.items()}
         self._finish(data, *result, model, device, started)
         return self
@@ -391,13 +388,12 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         """Self-train the similarity model on the first clusters, then cluster again; None if stopped."""
         probs = first[2]
         t0 = time.perf_counter()
-        steps = self.self_training_steps
         tuned = self_train(
             model,
             pixels,
             probs.argmax(1),
             probs.max(1),
-            steps=steps,
+            steps=self.self_training_steps,
             keep=self.self_training_keep,
             device=device,
             seed=self.random_state,

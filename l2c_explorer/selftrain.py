@@ -78,13 +78,12 @@ def self_train(
         pseudo, classes_per_batch=classes_per_batch, images_per_class=images_per_class, generator=g
     )
     prep = model.preprocessing
-    unit = to_unit(pixels[torch.from_numpy(kept)], prep.invert)
+    all_unit = to_unit(pixels, prep.invert)
+    unit = all_unit[torch.from_numpy(kept)]
     jitter = model_jitter(model)
     # Start from the model with batch-norm statistics of this folder, as the first clustering saw it.
-    net = adapted_copy(model.net, normalise(to_unit(pixels, prep.invert), prep), device)
-    head_params = list(net.head.parameters())
-    body_params = [p for p in net.parameters() if all(p is not h for h in head_params)]
-    optimizer = torch.optim.Adam(body_params, lr=lr)  # the pair head's calibration stays as learnt
+    net = adapted_copy(model.net, normalise(all_unit, prep), device)
+    optimizer = torch.optim.Adam(net.encoder.parameters(), lr=lr)  # the pair head's calibration stays as learnt
     for step in range(1, steps + 1):
         if should_stop is not None and should_stop():
             return None

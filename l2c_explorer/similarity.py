@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 
 from . import __version__
-from .augment import NO_JITTER, AffineJitter, augment_batch
+from .augment import AffineJitter, augment_batch
 from .data import (
     ImageSet,
     Preprocessing,
@@ -497,17 +497,16 @@ class SimilarityLearner(BaseEstimator):
             "input_size": self.image_size,
         }
         net = build_similarity_net(arch).to(device)
-        head_params = list(net.head.parameters())
-        body_params = [p for p in net.parameters() if all(p is not h for h in head_params)]
         # The two head scalars would barely move at the encoder's learning rate.
-        optimizer = torch.optim.Adam([{"params": body_params}, {"params": head_params, "lr": self.lr * 20}], lr=self.lr)
+        optimizer = torch.optim.Adam(
+            [{"params": net.encoder.parameters()}, {"params": net.head.parameters(), "lr": self.lr * 20}], lr=self.lr
+        )
         base_lrs = [group["lr"] for group in optimizer.param_groups]
 
         batch = sampler.classes_per_batch * self.images_per_class
         steps_per_epoch = max(1, len(train_idx) // batch)
         total_steps = max(1, int(round(self.epochs * steps_per_epoch)))
         jitter = self.jitter
-        padding_zero = invert  # after inversion the background is 0, so warping pads with background
         self.history_: list[EpochRecord] = []
         holdout_unit = unit[torch.from_numpy(np.isin(labels, holdout_classes))] if len(holdout_classes) else None
         holdout_labels = labels[np.isin(labels, holdout_classes)] if len(holdout_classes) else None
@@ -530,7 +529,7 @@ class SimilarityLearner(BaseEstimator):
                 turns = cls_turn[y]
                 y = y * 4 + turns
             x = train_unit[idx]
-            x = augment_batch(x, jitter if padding_zero else jitter, quarter_turns=turns, generator=g)
+            x = augment_batch(x, jitter, quarter_turns=turns, generator=g)
             x = normalise(x, prep).to(device)
             net.train()
             loss = train_one_step(net, optimizer, x, y.to(device), proto_weight=self.proto_weight)
