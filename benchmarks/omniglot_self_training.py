@@ -1,7 +1,7 @@
 """Choose the self-training settings on validation alphabets, never on the evaluation alphabets.
 
-The same split as `omniglot_k_rule.py`: every 6th Omniglot background alphabet (5 of 30) is held out and a
-similarity model is trained with the shipped recipe on the other 25. Discovery is run on the 5 held-out
+Fold 5 of `omniglot_k_rule.py`'s cross-validation: every 6th Omniglot background alphabet (5 of 30) is held
+out and a similarity model is trained with the shipped recipe on the other 25. Discovery is run on the 5 held-out
 alphabets with K known and unknown, for several numbers of self-training steps (0 = off) and shares of
 each cluster kept as pseudo-labelled examples. The eigengap rule's significance is also re-scored on the
 graph of the self-trained features. The chosen values are L2CClusterer's defaults and

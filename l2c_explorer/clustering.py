@@ -7,8 +7,8 @@
 3. link every image to the images the similarity model finds most probably "same" (a sparse k-nearest-
    neighbour graph; P(same) grows with the embedding cosine) and compute the graph's diffusion features
    (:mod:`l2c_explorer.graph`): there each category is a tight group;
-4. K: given, or estimated from the eigengaps of the graph (at most ``max_clusters``; after self-training
-   from the largest gap of the sharpened graph);
+4. K: given, or estimated from the eigengaps of a self-tuning graph of the same features (at most
+   ``max_clusters``; after self-training from the largest gap of the sharpened graph);
 5. train the clustering network on the diffusion features with the MCL or KCL loss: its cluster
    distributions must agree on the pairs the graph links (mutual nearest neighbours: "same") and
    disagree on pairs whose diffusion features are far apart ("different"); pairs in between are not
@@ -39,7 +39,18 @@ from . import __version__
 from .data import ImageSet
 from .device import describe_device, resolve_device
 from .errors import InputError, StoppedError
-from .graph import SHARPENED_SIGNIFICANT_GAP, SIGNIFICANT_GAP, diffusion_features, eigengap_k, knn_graph
+from .graph import (
+    K_GRAPH_NEIGHBOURS,
+    K_GRAPH_SCALE_NEIGHBOUR,
+    SHARPENED_SIGNIFICANT_GAP,
+    SIGNIFICANT_GAP,
+    diffusion_features,
+    eigengap_k,
+    knn_graph,
+    normalised_adjacency,
+    self_tuning_graph,
+    top_eigenpairs,
+)
 from .losses import CLUSTERING_LOSSES
 from .metrics import clustering_scores
 from .model_io import model_file_path, save_model_file
@@ -206,8 +217,9 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
     k_eigengap_ : int
         The eigengap estimate of K (computed in both modes, for reference).
     eigenvalues_ : ndarray of shape (n_eigen,)
-        The largest eigenvalues of the normalised similarity graph, in decreasing order (the gaps
-        between them give ``k_eigengap_``).
+        The spectrum ``k_eigengap_`` was read from, in decreasing order: the largest eigenvalues of the
+        normalised self-tuning graph (first pass) or of the sharpened similarity graph (after
+        self-training).
     probabilities_ : ndarray of shape (n_images, n_clusters_)
         Each image's distribution over the final clusters.
     confidence_ : ndarray of shape (n_images,)
@@ -354,9 +366,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         features, eigenvalues = diffusion_features(
             graph, n_components=n_components, diffusion_time=self.diffusion_time, seed=self.random_state
         )
-        self.eigenvalues_ = eigenvalues
-        significance = SIGNIFICANT_GAP if pass_number == 1 else SHARPENED_SIGNIFICANT_GAP
-        self.k_eigengap_ = eigengap_k(eigenvalues, max_k=min(self.max_clusters, n - 1), significance=significance)
+        self.k_eigengap_, self.eigenvalues_ = self._estimate_k(emb.to(device), eigenvalues, pass_number)
         k = int(self.n_clusters or self.k_eigengap_)
         centres = kmeans_centres(features, k, seed=self.random_state)
         feats = torch.from_numpy(features).to(device)
@@ -383,6 +393,20 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         for point in self.history_[first_point:]:
             point["pass"] = pass_number
         return emb.numpy(), features, probs.cpu().numpy(), head
+
+    def _estimate_k(self, emb: torch.Tensor, graph_eigenvalues: np.ndarray, pass_number: int):
+        """The eigengap estimate of K and the spectrum it was read from: (k, eigenvalues (m,)).
+
+        First pass: the spectrum of the self-tuning graph of the similarity model's features, where
+        categories drawn in two styles stay one group. After self-training the sharpened features'
+        own graph has one clear drop, and its largest gap is the answer.
+        """
+        max_k = min(self.max_clusters, len(emb) - 1)
+        if pass_number > 1:
+            return eigengap_k(graph_eigenvalues, max_k=max_k, significance=SHARPENED_SIGNIFICANT_GAP), graph_eigenvalues
+        weighted = self_tuning_graph(emb, k=K_GRAPH_NEIGHBOURS, scale_neighbour=K_GRAPH_SCALE_NEIGHBOUR)
+        values, _ = top_eigenpairs(normalised_adjacency(weighted), max_k + 1, seed=self.random_state)
+        return eigengap_k(values, max_k=max_k, significance=SIGNIFICANT_GAP), values
 
     def _refine(self, model: SimilarityModel, pixels: torch.Tensor, first, device, report, stop, timings: dict):
         """Self-train the similarity model on the first clusters, then cluster again; None if stopped."""

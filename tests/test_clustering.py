@@ -97,6 +97,28 @@ def test_stop_during_self_training_keeps_the_first_clustering(keble_subset):
     assert "self_training" not in single.timings_
 
 
+def test_first_k_estimate_reads_the_self_tuning_graph(keble_subset):
+    import torch
+
+    from l2c_explorer.graph import (
+        K_GRAPH_NEIGHBOURS,
+        K_GRAPH_SCALE_NEIGHBOUR,
+        SIGNIFICANT_GAP,
+        eigengap_k,
+        normalised_adjacency,
+        self_tuning_graph,
+        top_eigenpairs,
+    )
+
+    c = L2CClusterer(random_state=0, self_training_steps=0).fit(keble_subset)
+    emb = torch.from_numpy(c.embedding_)
+    graph = self_tuning_graph(emb, k=K_GRAPH_NEIGHBOURS, scale_neighbour=K_GRAPH_SCALE_NEIGHBOUR)
+    values, _ = top_eigenpairs(normalised_adjacency(graph), len(c.eigenvalues_))
+    assert np.allclose(c.eigenvalues_, values, atol=1e-6)
+    max_k = len(c.paths_) - 1
+    assert c.k_eigengap_ == eigengap_k(values, max_k=min(100, max_k), significance=SIGNIFICANT_GAP)
+
+
 def test_in_memory_arrays(demo_keble):
     from PIL import Image
 

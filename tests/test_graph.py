@@ -5,7 +5,15 @@ import pytest
 import torch
 
 from l2c_explorer import graph
-from l2c_explorer.graph import diffusion_features, eigengap_k, knn_graph, normalised_adjacency, top_eigenpairs
+from l2c_explorer.graph import (
+    diffusion_features,
+    eigengap_k,
+    knn_graph,
+    nearest_neighbours,
+    normalised_adjacency,
+    self_tuning_graph,
+    top_eigenpairs,
+)
 
 
 def blobs(k: int, per: int, dim: int = 16, noise: float = 0.15, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
@@ -31,6 +39,43 @@ def test_knn_graph_matches_brute_force_and_is_symmetric():
 def test_knn_graph_caps_k_for_tiny_sets():
     x, _ = blobs(1, 3)
     assert knn_graph(x, k=10).toarray().sum() == 6  # everyone linked to the two others
+
+
+def test_nearest_neighbours_come_nearest_first_in_any_block_size():
+    x, _ = blobs(3, 20)
+    idx, cos = nearest_neighbours(x, 5, block_size=7)
+    full_idx, full_cos = nearest_neighbours(x, 5)
+    assert torch.equal(idx, full_idx) and torch.allclose(cos, full_cos)
+    assert torch.all(cos[:, :-1] >= cos[:, 1:]) and not torch.any(idx == torch.arange(len(x))[:, None])
+
+
+def test_self_tuning_graph_matches_its_formula():
+    x, _ = blobs(3, 20)
+    w = self_tuning_graph(x, k=6, scale_neighbour=3, block_size=7).toarray()
+    cos = (x @ x.T).double().numpy()
+    np.fill_diagonal(cos, -np.inf)
+    order = np.argsort(-cos, axis=1)[:, :6]
+    sq_dist = 2.0 * (1.0 - np.take_along_axis(cos, order, 1))  # |x_i - x_j|^2 of unit vectors
+    scale = np.sqrt(sq_dist[:, 2])  # distance to the 3rd neighbour
+    brute = np.zeros_like(cos)
+    for i in range(len(x)):
+        brute[i, order[i]] = np.exp(-sq_dist[i] / (scale[i] * scale[order[i]]))
+    assert np.allclose(w, np.maximum(brute, brute.T), atol=1e-6)
+    assert np.array_equal(w > 0, knn_graph(x, k=6).toarray() > 0)  # same links as the 0/1 graph
+    assert w.max() <= 1.0 and w.diagonal().sum() == 0
+
+
+def test_self_tuning_weights_adapt_to_each_groups_spread():
+    # two groups, one ten times tighter than the other: a global scale would make one group's
+    # links all ~1 and the other's all ~0; local scales give both the same kind of weights
+    tight, _ = blobs(1, 30, noise=0.02, seed=1)
+    loose, _ = blobs(1, 30, noise=0.2, seed=2)
+    w = self_tuning_graph(torch.cat([tight, loose]), k=10).toarray()
+    inside_tight, inside_loose = w[:30, :30], w[30:, 30:]
+    mean_tight, mean_loose = inside_tight[inside_tight > 0].mean(), inside_loose[inside_loose > 0].mean()
+    assert 0.2 < mean_tight < 0.8 and 0.2 < mean_loose < 0.8
+    assert abs(mean_tight - mean_loose) < 0.15
+    assert w[:30, 30:].sum() == 0  # no links across the groups
 
 
 def test_disconnected_groups_have_eigenvalue_one_each():
