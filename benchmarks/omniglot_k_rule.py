@@ -44,6 +44,7 @@ from l2c_explorer.graph import (  # noqa: E402
     knn_graph,
     normalised_adjacency,
     self_tuning_graph,
+    self_tuning_spectrum,
     top_eigenpairs,
 )
 from l2c_explorer.similarity import load_similarity_model  # noqa: E402
@@ -101,8 +102,7 @@ class SelfTuningBothPasses(L2CClusterer):
         if pass_number == 1:
             return super()._estimate_k(emb, graph_eigenvalues, pass_number)
         max_k = min(self.max_clusters, len(emb) - 1)
-        weighted = self_tuning_graph(emb, k=K_GRAPH_NEIGHBOURS, scale_neighbour=K_GRAPH_SCALE_NEIGHBOUR)
-        values, _ = top_eigenpairs(normalised_adjacency(weighted), max_k + 1)
+        values = self_tuning_spectrum(emb, max_k + 1)
         return eigengap_k(values, max_k=max_k, significance=SIGNIFICANT_GAP), values
 
 

@@ -40,16 +40,12 @@ from .data import ImageSet
 from .device import describe_device, resolve_device
 from .errors import InputError, StoppedError
 from .graph import (
-    K_GRAPH_NEIGHBOURS,
-    K_GRAPH_SCALE_NEIGHBOUR,
     SHARPENED_SIGNIFICANT_GAP,
     SIGNIFICANT_GAP,
     diffusion_features,
     eigengap_k,
     knn_graph,
-    normalised_adjacency,
-    self_tuning_graph,
-    top_eigenpairs,
+    self_tuning_spectrum,
 )
 from .losses import CLUSTERING_LOSSES
 from .metrics import clustering_scores
@@ -404,8 +400,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         max_k = min(self.max_clusters, len(emb) - 1)
         if pass_number > 1:
             return eigengap_k(graph_eigenvalues, max_k=max_k, significance=SHARPENED_SIGNIFICANT_GAP), graph_eigenvalues
-        weighted = self_tuning_graph(emb, k=K_GRAPH_NEIGHBOURS, scale_neighbour=K_GRAPH_SCALE_NEIGHBOUR)
-        values, _ = top_eigenpairs(normalised_adjacency(weighted), max_k + 1, seed=self.random_state)
+        values = self_tuning_spectrum(emb, max_k + 1, seed=self.random_state)
         return eigengap_k(values, max_k=max_k, significance=SIGNIFICANT_GAP), values
 
     def _refine(self, model: SimilarityModel, pixels: torch.Tensor, first, device, report, stop, timings: dict):

@@ -101,6 +101,14 @@ def self_tuning_graph(
     return adjacency.maximum(adjacency.T).tocsr()
 
 
+def self_tuning_spectrum(embedding: torch.Tensor, n_values: int, *, seed: int = 0) -> np.ndarray:
+    """The ``n_values`` largest eigenvalues (descending) of the normalised self-tuning graph of unit
+    embeddings (n, d), with the neighbourhood the first K estimate uses (``K_GRAPH_*``)."""
+    graph = self_tuning_graph(embedding, k=K_GRAPH_NEIGHBOURS, scale_neighbour=K_GRAPH_SCALE_NEIGHBOUR)
+    values, _ = top_eigenpairs(normalised_adjacency(graph), n_values, seed=seed)
+    return values
+
+
 def _checked_k(k: int, n: int) -> int:
     k = int(min(k, n - 1))
     if k < 1:

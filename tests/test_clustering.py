@@ -100,20 +100,10 @@ def test_stop_during_self_training_keeps_the_first_clustering(keble_subset):
 def test_first_k_estimate_reads_the_self_tuning_graph(keble_subset):
     import torch
 
-    from l2c_explorer.graph import (
-        K_GRAPH_NEIGHBOURS,
-        K_GRAPH_SCALE_NEIGHBOUR,
-        SIGNIFICANT_GAP,
-        eigengap_k,
-        normalised_adjacency,
-        self_tuning_graph,
-        top_eigenpairs,
-    )
+    from l2c_explorer.graph import SIGNIFICANT_GAP, eigengap_k, self_tuning_spectrum
 
     c = L2CClusterer(random_state=0, self_training_steps=0).fit(keble_subset)
-    emb = torch.from_numpy(c.embedding_)
-    graph = self_tuning_graph(emb, k=K_GRAPH_NEIGHBOURS, scale_neighbour=K_GRAPH_SCALE_NEIGHBOUR)
-    values, _ = top_eigenpairs(normalised_adjacency(graph), len(c.eigenvalues_))
+    values = self_tuning_spectrum(torch.from_numpy(c.embedding_), len(c.eigenvalues_))
     assert np.allclose(c.eigenvalues_, values, atol=1e-6)
     max_k = len(c.paths_) - 1
     assert c.k_eigengap_ == eigengap_k(values, max_k=min(100, max_k), significance=SIGNIFICANT_GAP)
