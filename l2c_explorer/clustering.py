@@ -52,7 +52,7 @@ from .metrics import clustering_scores
 from .model_io import model_file_path, save_model_file
 from .nets import CosineClusterHead
 from .progress import Callback, Reporter
-from .selftrain import self_train
+from .selftrain import SELF_TRAINING_KEEP, SELF_TRAINING_STEPS, self_train
 from .similarity import SimilarityModel, load_similarity_model
 
 # ---------------------------------------------------------------------------------------------------
@@ -245,8 +245,8 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         n_neighbors: int = 10,
         diffusion_time: float = 1.0,
         adapt_norm: bool = True,
-        self_training_steps: int = 100,
-        self_training_keep: float = 0.5,
+        self_training_steps: int = SELF_TRAINING_STEPS,
+        self_training_keep: float = SELF_TRAINING_KEEP,
         device: str = "auto",
         random_state: int = 0,
     ):
@@ -357,12 +357,13 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         t0 = time.perf_counter()
         n = len(emb)
         report("graph", 0, 1, message="Linking similar images")
-        graph = knn_graph(emb.to(device), k=self.n_neighbors)
+        emb_on_device = emb.to(device)
+        graph = knn_graph(emb_on_device, k=self.n_neighbors)
         n_components = min(max(100, self.max_clusters, self.n_clusters or 0) + 1, n)
         features, eigenvalues = diffusion_features(
             graph, n_components=n_components, diffusion_time=self.diffusion_time, seed=self.random_state
         )
-        self.k_eigengap_, self.eigenvalues_ = self._estimate_k(emb.to(device), eigenvalues, pass_number)
+        self.k_eigengap_, self.eigenvalues_ = self._estimate_k(emb_on_device, eigenvalues, pass_number)
         k = int(self.n_clusters or self.k_eigengap_)
         centres = kmeans_centres(features, k, seed=self.random_state)
         feats = torch.from_numpy(features).to(device)

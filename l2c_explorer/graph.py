@@ -40,7 +40,9 @@ K_GRAPH_NEIGHBOURS = 20
 K_GRAPH_SCALE_NEIGHBOUR = 7
 
 
-def nearest_neighbours(embedding: torch.Tensor, k: int, *, block_size: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_neighbours(
+    embedding: torch.Tensor, k: int, *, block_size: int = 2048
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Each image's ``k`` nearest other images by cosine: unit embeddings (n, d) -> indices, cosines (n, k).
 
     Rows are found in blocks, so memory stays O(block_size * n); neighbours come nearest first.

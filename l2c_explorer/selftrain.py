@@ -18,6 +18,11 @@ from .augment import NO_JITTER, AffineJitter, augment_batch
 from .data import normalise, to_unit
 from .similarity import ClassBalancedSampler, SimilarityModel, adapted_copy, train_one_step
 
+# Fine-tuning steps and share of each cluster kept, chosen on held-out background alphabets
+# (benchmarks/omniglot_self_training.py); the defaults of the clusterer, the CLI and the app.
+SELF_TRAINING_STEPS = 100
+SELF_TRAINING_KEEP = 0.5
+
 
 def confident_members(labels: np.ndarray, confidence: np.ndarray, keep: float) -> np.ndarray:
     """Mask of the images kept as pseudo-labelled examples: labels, confidence (n,) -> bool (n,).
@@ -50,8 +55,8 @@ def self_train(
     labels: np.ndarray,
     confidence: np.ndarray,
     *,
-    steps: int = 100,
-    keep: float = 0.5,
+    steps: int = SELF_TRAINING_STEPS,
+    keep: float = SELF_TRAINING_KEEP,
     lr: float = 1e-4,
     classes_per_batch: int = 20,
     images_per_class: int = 5,

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 DEMO_DIR = PACKAGE_DIR.parent / "demo_data"
-SELF_TRAINING_STEPS = 100  # L2CClusterer's default; 0 when the user turns sharpening off
+SELF_TRAINING_STEPS = 100  # = l2c_explorer.selftrain.SELF_TRAINING_STEPS, kept literal: no torch at start-up
 GALLERY_LIMIT = 60
 ADAPT_METHODS = ("source-only", "dann", "ccn+", "ccn++", "srdc")
 
