@@ -8,12 +8,15 @@ The rules every entry point shares:
 * every image is converted to what a model expects (:class:`Preprocessing`): its channel count, a square
   of its input size (aspect ratio kept, padded with the image's own border colour) and, at model-input
   time, its inversion and normalisation.
+
+Importing this module changes no process-wide setting: a truncated file fails to decode under Pillow's
+own default (``ImageFile.LOAD_TRUNCATED_IMAGES`` is False), and images larger than Pillow's
+``Image.MAX_IMAGE_PIXELS`` are refused by :func:`read_image` itself, call by call.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -21,17 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .errors import InputError, check_folder
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 ROOT_LABEL = "."  # the class name given to images that sit directly in a labelled folder's root
-
-# A truncated file must fail loudly here rather than decode into a half-grey image.
-ImageFile.LOAD_TRUNCATED_IMAGES = False
-# Refuse decompression bombs instead of only warning about them.
-warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)
@@ -124,8 +122,6 @@ class ImageSet:
 
 # ---------------------------------------------------------------------------------------------------
 # folders
-
-
 
 
 def find_images(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -232,6 +228,10 @@ def read_image(path: str | os.PathLike, *, size: int, channels: int) -> np.ndarr
     """
     try:
         with Image.open(path) as img:
+            # Pillow only warns between its limit and twice that; a possible decompression bomb is refused
+            # here, before anything is decoded (no process-wide warnings filter needed)
+            if Image.MAX_IMAGE_PIXELS and img.width * img.height > Image.MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError(f"{img.width} x {img.height} pixels")
             img.seek(0)  # first frame of animations and multi-page TIFFs
             img.load()
             img = flatten_alpha(to_8bit(img))
@@ -241,9 +241,7 @@ def read_image(path: str | os.PathLike, *, size: int, channels: int) -> np.ndarr
         raise ImageReadError("not an image, or a format Pillow cannot read") from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated, corrupt or unsupported data
         raise ImageReadError(f"unreadable image ({_short(exc)})") from None
-    except Image.DecompressionBombWarning:
-        raise ImageReadError("image too large (possible decompression bomb)") from None
-    except Image.DecompressionBombError:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning: when a host made it an error
         raise ImageReadError("image too large (possible decompression bomb)") from None
     if arr.ndim == 2:
         arr = arr[..., None]

@@ -4,35 +4,42 @@ Everything the command line and the app report to a user derives from :class:`L2
 these into a one-line message and exit code 2.
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+
 
 class L2CError(Exception):
     """Base class for errors caused by the user's input, with a message a person can act on."""
 
 
-class InputError(L2CError):
-    """A folder, an image set or an option that cannot be used as given."""
+class InputError(L2CError, ValueError):
+    """A folder, an image set or an option that cannot be used as given.
+
+    A :class:`ValueError`, as scikit-learn raises for parameters it cannot use.
+    """
 
 
-class ModelFileError(L2CError):
-    """A model file that is missing, foreign, truncated or tampered with."""
+class ModelFileError(InputError):
+    """A model file (or model name) that is missing, foreign, truncated or tampered with."""
 
 
 class StoppedError(L2CError):
     """A job was asked to stop before it produced anything usable."""
 
 
-def check_folder(folder) -> "Path":
+def check_folder(folder, *, what: str = "") -> Path:
     """Return ``folder`` as a resolved Path, or raise :class:`InputError` saying what is wrong with it.
 
-    Lives here, with the errors, because it must stay importable without torch (the app's start-up path).
+    ``what`` (e.g. ``"Source folder"``) starts the message when one command reads several folders. Lives
+    here, with the errors, because it must stay importable without torch (the app's start-up path).
     """
-    from pathlib import Path
-
+    prefix = f"{what}: " if what else ""
     if folder is None or str(folder).strip() == "":
-        raise InputError("No folder given.")
+        raise InputError(f"{prefix}No folder given.")
     path = Path(folder).expanduser()
     if not path.exists():
-        raise InputError(f"Folder not found: {path}")
+        raise InputError(f"{prefix}Folder not found: {path}")
     if not path.is_dir():
-        raise InputError(f"Not a folder: {path} (give the folder that contains the images).")
+        raise InputError(f"{prefix}Not a folder: {path} (give the folder that contains the images).")
     return path.resolve()

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_path
+
 MAP_METHODS = ("umap", "pca")
 
 
@@ -106,10 +108,8 @@ def map_2d(
     else:
         coords = umap_2d(x, n_neighbors=n_neighbors, min_dist=min_dist, random_state=random_state)
     if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(cached.stem + f".{os.getpid()}.partial.npy")
-        np.save(tmp, coords)
-        os.replace(tmp, cached)
+        with atomic_path(cached) as tmp:
+            np.save(tmp, coords)
     return coords
 
 

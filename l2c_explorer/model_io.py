@@ -24,9 +24,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .errors import ModelFileError
+from .files import write_bytes
 
 FORMAT = "l2c-explorer"
 FORMAT_VERSION = "1"
@@ -56,7 +57,6 @@ def content_digest(tensors: dict[str, torch.Tensor], config_json: str) -> str:
 def save_model_file(path: str | os.PathLike, tensors: dict[str, torch.Tensor], *, kind: str, config: dict) -> Path:
     """Write ``tensors`` and ``config`` to ``path`` (atomically: a temporary file then a rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
     config_json = json.dumps(config, sort_keys=True)
     metadata = {
@@ -66,13 +66,7 @@ def save_model_file(path: str | os.PathLike, tensors: dict[str, torch.Tensor], *
         "config": config_json,
         "sha256": content_digest(tensors, config_json),
     }
-    tmp = path.with_name(path.name + ".partial")
-    save_file(tensors, str(tmp), metadata=metadata)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # an ordinary, shareable file like any other output
-    os.replace(tmp, path)
-    return path
+    return write_bytes(path, save(tensors, metadata=metadata))  # an ordinary file: mode 0o666 less the umask
 
 
 def read_model_file(path: str | os.PathLike, *, kind: str) -> tuple[dict[str, torch.Tensor], dict, str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .files import atomic_path, write_text
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -45,20 +46,17 @@ def check_output_folder(out: str | os.PathLike, analysed=None) -> Path:
 
 
 def write_csv(path: Path, header: list[str], rows) -> Path:
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    """A CSV file with a header row, written atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
 def write_json(path: Path, data: dict) -> Path:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """A JSON file (numpy numbers and paths converted), written atomically."""
+    return write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
 
 
 def _jsonable(value):

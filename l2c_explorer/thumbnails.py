@@ -16,6 +16,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from .files import atomic_path
+
 THUMBNAIL_SUFFIX = ".webp"
 
 
@@ -70,11 +72,8 @@ class ThumbnailCache:
             thumb = make_thumbnail(image, self.size)
         except Exception:  # any decoding problem: no thumbnail, the caller shows a placeholder
             return None
-        self.folder.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so a reader never sees half a file and two writers cannot clash.
-        tmp = out.with_name(f"{out.stem}.{os.getpid()}.{threading.get_ident()}.partial")
-        thumb.save(tmp, format="WEBP", quality=self.quality, method=4)
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:  # a reader never sees half a file, two writers never clash
+            thumb.save(tmp, format="WEBP", quality=self.quality, method=4)
         return out
 
     def get_many(

@@ -130,3 +130,18 @@ def test_find_images_ignores_hidden_and_lists_others(zoo):
     files, ignored = find_images(zoo)
     names = {f.name for f in files}
     assert ".hidden.png" not in names and "notes.txt" in dict(ignored)
+
+
+def test_images_too_large_to_be_safe_are_refused_call_by_call(tmp_path, monkeypatch):
+    import warnings
+
+    from l2c_explorer.data import ImageReadError
+
+    Image.new("L", (60, 50), 255).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 3,000 pixels: over the limit, under twice it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's own warning; the refusal must not depend on it
+        with pytest.raises(ImageReadError, match="too large"):
+            read_image(tmp_path / "big.png", size=32, channels=1)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    assert read_image(tmp_path / "big.png", size=32, channels=1).shape == (1, 32, 32)

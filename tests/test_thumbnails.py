@@ -76,7 +76,7 @@ def test_bad_files_give_none(tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:60])
     assert cache.get(bad) is None and cache.get(truncated) is None
     assert cache.get(tmp_path / "missing.png") is None
-    assert not list((tmp_path / "cache").glob("*.partial"))
+    assert not list((tmp_path / "cache").glob("*.partial*"))  # no temporary file left behind
 
 
 def test_get_many_in_order_with_failures_and_stop(tmp_path):

@@ -1,0 +1,50 @@
+"""Writing files so that a reader never sees half of one: a temporary file, then one atomic rename.
+
+Every file the package writes (model files, results, thumbnails, cached maps, the page's scripts) goes
+through :func:`atomic_path`. The temporary file has a unique name, so two writers of the same file never
+clash, and it is created with mode 0o666 for the kernel to apply the process's umask: the result is an
+ordinary file like any other output, and no process-wide setting is touched to get there.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PARTIAL = ".partial"  # marks the temporary files (``name.<random>.partial.ext``) until they are renamed
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path next to ``path`` to write to; when the block ends without error it becomes ``path``.
+
+    The temporary name keeps the suffix of ``path`` (writers such as ``numpy.save`` go by it). On an error
+    the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{secrets.token_hex(6)}{PARTIAL}{path.suffix}")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
