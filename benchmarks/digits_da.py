@@ -103,7 +103,7 @@ def machine(threads: int | None) -> dict:
 def run_one(method: str, seed: int, source: ImageSet, target: ImageSet, options: dict) -> dict:
     adapter = DomainAdapter(method, random_state=seed, **options)
     adapter.fit(source, target, labelled_target=True)
-    scores = adapter.score()
+    scores = adapter.scores()
     out = {
         "method": method,
         "seed": seed,

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_description, write_results  # noqa: E402
 
 from l2c_explorer.clustering import L2CClusterer  # noqa: E402
+from l2c_explorer.options import DISCOVER  # noqa: E402
 from l2c_explorer.similarity import load_similarity_model  # noqa: E402
 
 # Published per-alphabet clustering accuracy (%) of the authors' code with their reference SPN: the table in
@@ -80,7 +81,7 @@ def run_one(folder: Path, model, *, k: int | None, loss: str, seed: int, max_k: 
         self_training_steps=self_training_steps,
     ).fit(folder, labelled=True)
     seconds = time.perf_counter() - started
-    scores = clusterer.score()
+    scores = clusterer.scores()
     return {
         "acc": scores["acc"],
         "nmi": scores["nmi"],
@@ -146,10 +147,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--k", choices=("known", "unknown", "both"), default="both")
     parser.add_argument("--loss", choices=("mcl", "kcl", "both"), default="mcl")
-    parser.add_argument("--max-k", type=int, default=100)
+    parser.add_argument("--max-k", type=int, default=DISCOVER.defaults.max_clusters)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--self-training-steps", type=int, default=100,
+    parser.add_argument("--self-training-steps", type=int, default=DISCOVER.defaults.self_training_steps,
                         help="self-training steps of the similarity model on each alphabet (0: off)")
     parser.add_argument("--name", default="omniglot", help="results file stem (default omniglot)")
     args = parser.parse_args()

@@ -47,6 +47,7 @@ from l2c_explorer.graph import (  # noqa: E402
     self_tuning_spectrum,
     top_eigenpairs,
 )
+from l2c_explorer.options import DISCOVER  # noqa: E402
 from l2c_explorer.similarity import load_similarity_model  # noqa: E402
 
 CANDIDATES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -147,12 +148,12 @@ def main() -> None:
                 for graph_name, build in GRAPHS.items():
                     values, _ = top_eigenpairs(normalised_adjacency(build(emb)), 101)
                     for s in CANDIDATES:
-                        errors[graph_name][str(s)][name] = eigengap_k(values, max_k=100, significance=s) - k_true[name]
+                        errors[graph_name][str(s)][name] = eigengap_k(values, max_k=DISCOVER.defaults.max_clusters, significance=s) - k_true[name]
                 if args.pipeline:
                     for label, cls in PIPELINES.items():
                         t0 = time.perf_counter()
                         c = cls(similarity=model, random_state=0).fit(data)
-                        pipeline[label][name] = {"acc": c.score(data.label_ids())["acc"],
+                        pipeline[label][name] = {"acc": c.score(data.label_ids()),
                                                  "k_error": c.n_clusters_ - k_true[name],
                                                  "seconds": time.perf_counter() - t0}
                 print(f"fold {fold} {name:45s} K={k_true[name]:3d} "

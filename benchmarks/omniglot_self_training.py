@@ -31,6 +31,7 @@ from omniglot_k_rule import CANDIDATES, validation_setup  # noqa: E402
 
 from l2c_explorer.clustering import L2CClusterer  # noqa: E402
 from l2c_explorer.graph import SHARPENED_SIGNIFICANT_GAP, eigengap_k  # noqa: E402
+from l2c_explorer.options import DISCOVER  # noqa: E402
 from l2c_explorer.similarity import load_similarity_model  # noqa: E402
 
 # (steps, keep): steps 0 is discovery without self-training
@@ -67,12 +68,12 @@ def main() -> None:
                                      self_training_steps=steps, self_training_keep=keep, random_state=0)
                     t0 = time.perf_counter()
                     c.fit(data)
-                    row[f"acc_{kmode}"] = c.score(data.label_ids())["acc"]
+                    row[f"acc_{kmode}"] = c.score(data.label_ids())
                     row[f"seconds_{kmode}"] = time.perf_counter() - t0
                     if kmode == "unknown":
                         row["k_error"] = int(c.n_clusters_) - k_true
                         row["k_error_by_significance"] = {
-                            str(s): eigengap_k(c.eigenvalues_, max_k=100, significance=s) - k_true for s in CANDIDATES
+                            str(s): eigengap_k(c.eigenvalues_, max_k=DISCOVER.defaults.max_clusters, significance=s) - k_true for s in CANDIDATES
                         }
                 runs[key][name] = row
                 print(f"{key:8s} {name:40s} known {100 * row['acc_known']:.1f}  unknown {100 * row['acc_unknown']:.1f} "

@@ -31,9 +31,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine_description, write_results  # noqa: E402
+from common import machine_description, write_results  # noqa: E402
 
 from l2c_explorer.augment import AffineJitter, augment_batch  # noqa: E402
+from l2c_explorer.options import TRAIN_SIMILARITY  # noqa: E402
 from l2c_explorer.data import channel_stats, load_image_folder, normalise, Preprocessing, to_unit  # noqa: E402
 from l2c_explorer.metrics import pair_scores  # noqa: E402
 from l2c_explorer.nets import ConcatPairMLP, build_similarity_net, vggs_encoder  # noqa: E402
@@ -102,7 +103,7 @@ def main() -> None:
     prep = Preprocessing(size=32, channels=1, invert=True, mean=mean, std=std)
     held_inputs = normalise(to_unit(held.pixels, invert=True), prep)
     labels, held_labels = train.label_ids(), held.label_ids()
-    jitter = AffineJitter()
+    jitter = AffineJitter(**TRAIN_SIMILARITY.defaults.jitter)
     schedule = batches(labels, args.steps, args.seed)
 
     def batch_input(i: int, g: torch.Generator):

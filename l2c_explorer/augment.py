@@ -17,6 +17,9 @@ import torch.nn.functional as F
 class AffineJitter:
     """Ranges of the random affine map (uniform in each range).
 
+    The ranges each kind of training uses by default are options (``jitter`` in
+    :mod:`l2c_explorer.options`).
+
     Attributes
     ----------
     rotation : float
@@ -29,10 +32,10 @@ class AffineJitter:
         Maximum horizontal shear factor.
     """
 
-    rotation: float = 10.0
-    scale: float = 0.15
-    shift: float = 0.1
-    shear: float = 0.15
+    rotation: float
+    scale: float
+    shift: float
+    shear: float
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,6 +49,11 @@ class AffineJitter:
 
 
 NO_JITTER = AffineJitter(0.0, 0.0, 0.0, 0.0)
+
+
+def as_jitter(value) -> AffineJitter:
+    """An :class:`AffineJitter` from itself or from a mapping of its four ranges (as options and recipes give them)."""
+    return value if isinstance(value, AffineJitter) else AffineJitter(**value)
 
 
 def random_affine_matrices(

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
-from pathlib import Path
 
 from . import __version__
 from .errors import L2CError
+from .options import ADAPT, APP, BOOLEAN, DISCOVER, TRAIN_SIMILARITY, Number, OneOf, Option, RunSpec, Whole
+from .recipes import SIMILARITY_RECIPES, similarity_recipe
 
 SUBCOMMANDS = ("app", "train-similarity", "discover", "adapt", "models")
 EXIT_USAGE = 2
@@ -72,32 +72,91 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, not {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
-
-
 # ---------------------------------------------------------------------------------------------------
-# parsers
+# parsers: every option of a run comes from its spec (l2c_explorer.options)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _converter(option: Option):
+    """argparse ``type``: text -> value, refused with the option's own description of what is allowed."""
+
+    def convert(text: str):
+        try:
+            value = option.spellings[text] if option.spellings else option.allowed.parse(text)
+        except (KeyError, ValueError):
+            value = text
+        if not option.accepts(value):
+            raise argparse.ArgumentTypeError(f"must be {_allowed_words(option)}, not {text}")
+        return value
+
+    convert.__name__ = option.name  # argparse names the type in some messages
+    return convert
+
+
+def _allowed_words(option: Option) -> str:
+    if option.spellings:
+        return "one of " + ", ".join(option.spellings)
+    return option.allowed.describe()
+
+
+def _help(option: Option) -> str:
+    if option.allowed is BOOLEAN:
+        return option.help + (" (on by default; this flag turns it off)" if option.default else "")
+    if option.default is None:
+        return f"{option.help} (default: {option.default_text()})"
+    return f"{option.help} (default {option.default_text()})"
+
+
+def _metavar(option: Option) -> str | None:
+    if option.metavar:
+        return option.metavar
+    if option.spellings:
+        return "{" + ",".join(option.spellings) + "}"
+    return {Whole: "N", Number: "X"}.get(type(option.allowed))
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old spelling of a flag: stores into the same option and says which flag to use instead."""
+
+    def __init__(self, option_strings, dest, *, new: str, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"l2c-explorer: warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_options(parser: argparse.ArgumentParser, spec: RunSpec) -> None:
+    """One argument per option of ``spec`` offered on the command line, its value stored under the option's name."""
+    for option in spec.on_command_line():
+        kwargs = dict(default=option.default, help=_help(option))
+        if option.positional:
+            parser.add_argument(option.name, nargs="?", metavar=option.metavar, **kwargs)
+            continue
+        if option.allowed is BOOLEAN:
+            kwargs["action"] = "store_false" if option.default else "store_true"
+        elif option.repeat:
+            kwargs.update(action="append", metavar=option.metavar)
+        elif option.allowed is None:
+            kwargs["metavar"] = option.metavar
+        elif isinstance(option.allowed, OneOf) and not option.spellings:
+            kwargs.update(type=_converter(option), choices=option.allowed.values)
+        else:
+            kwargs.update(type=_converter(option), metavar=_metavar(option))
+        parser.add_argument(option.flag, dest=option.name, **kwargs)
+        for alias in option.aliases:
+            parser.add_argument(alias, dest=option.name, type=kwargs.get("type"), metavar=kwargs.get("metavar"),
+                                action=_DeprecatedAlias, new=option.flag, default=argparse.SUPPRESS,
+                                help=f"deprecated spelling of {option.flag}")
+
+
+def options_from(args: argparse.Namespace, spec: RunSpec) -> dict:
+    """The values of ``spec``'s options found in parsed ``args``."""
+    return {name: getattr(args, name) for name in spec.options if hasattr(args, name)}
+
+
+def build_parser(*, recipe: str = "default") -> argparse.ArgumentParser:
+    """The command's parser; ``recipe`` (of ``train-similarity``) replaces defaults with the recipe's values."""
     parser = argparse.ArgumentParser(
         prog="l2c-explorer",
         description="Discover the categories in a folder of unlabelled images by learning to cluster.",
@@ -106,80 +165,42 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     app = sub.add_parser("app", help="open the interactive app (the default command)")
-    add_app_arguments(app)
+    add_options(app, APP)
 
     ts = sub.add_parser("train-similarity", help="learn a similarity model from a labelled folder")
     ts.add_argument("source", metavar="SOURCE_DIR", help="folder with one subfolder of images per class")
     ts.add_argument("--out", required=True, help="model file to write (.safetensors is added if missing)")
-    ts.add_argument("--epochs", type=_positive_float, default=None,
-                    help="passes over the images (default: the recipe's, 20 for 'default')")
-    ts.add_argument("--image-size", type=_positive_int, default=32, help="square input size in pixels (default 32)")
-    ts.add_argument("--channels", type=int, choices=(1, 3), default=1, help="1 = grayscale, 3 = colour (default 1)")
-    ts.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
-                    help="flip intensities so the background is dark (auto: when images have light borders)")
-    ts.add_argument("--class-depth", type=_positive_int, default=None,
-                    help="folder levels that name a class, e.g. 2 for ALPHABET/CHARACTER/ (default: the recipe's, 1)")
-    ts.add_argument("--holdout", type=float, default=0.1,
-                    help="share of classes held out to measure pair precision/recall/F1/ROC-AUC (default 0.1)")
-    ts.add_argument("--quarter-turns", action="store_true",
-                    help="also learn from 90/180/270-degree rotated copies as extra classes (symbols only)")
-    ts.add_argument("--recipe", choices=("default", "omniglot"), default="default",
-                    help="preset hyper-parameters; 'omniglot' reproduces the shipped model")
-    ts.add_argument("--name", default=None, help="name to store in the model card")
-    add_common_arguments(ts)
+    ts.add_argument("--recipe", choices=tuple(SIMILARITY_RECIPES), default="default",
+                    help="preset hyper-parameters that replace the defaults below (flags given still win); "
+                         "'omniglot' reproduces the shipped model")
+    add_options(ts, TRAIN_SIMILARITY)
+    ts.set_defaults(**similarity_recipe(recipe))
+    add_quiet(ts)
 
     di = sub.add_parser("discover", help="find the categories in an unlabelled folder")
     di.add_argument("target", metavar="TARGET_DIR", help="folder of images (searched recursively; only read)")
-    di.add_argument("--model", default="omniglot", help="similarity model: a file or a shipped name (default omniglot)")
     di.add_argument("--out", required=True, help="output folder for assignments.csv and summary.json")
-    di.add_argument("--k", type=_positive_int, default=None, help="number of categories, when known")
-    di.add_argument("--max-k", type=_positive_int, default=100,
-                    help="upper bound on the number of categories when --k is not given (default 100)")
-    di.add_argument("--loss", choices=("mcl", "kcl"), default="mcl", help="clustering loss (default mcl)")
-    di.add_argument("--epochs", type=_positive_int, default=None, help="training steps of the clustering network (default 100; each step sees every pair "
-                         "of up to 2,048 images)")
+    add_options(di, DISCOVER)
     di.add_argument("--score", action="store_true",
                     help="evaluate against TARGET_DIR's first-level subfolder names (ground truth, for evaluation only)")
-    di.add_argument("--neighbors", type=_positive_int, default=10,
-                    help="links per image in the similarity graph (default 10)")
-    di.add_argument("--self-training-steps", type=_non_negative_int, default=100,
-                    help="fine-tune a copy of the similarity model on its confident first clusters for this many "
-                         "steps, then cluster again (default 100; 0: one pass, faster)")
     di.add_argument("--save-model", action="store_true", help="also save the trained clustering model in --out")
-    add_common_arguments(di)
+    add_quiet(di)
 
     ad = sub.add_parser("adapt", help="predict source classes in a new domain (labelled source, unlabelled target)")
     ad.add_argument("source", metavar="SOURCE_DIR", help="labelled folder: one subfolder per class")
     ad.add_argument("target", metavar="TARGET_DIR", help="unlabelled images of the same classes (only read)")
-    ad.add_argument("--method", default="ccn+", help="source-only, dann, ccn+, ccn++ or srdc (default ccn+)")
     ad.add_argument("--out", required=True, help="output folder for assignments.csv and summary.json")
-    ad.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default: the method's)")
-    ad.add_argument("--image-size", type=_positive_int, default=None, help="square input size (default 32)")
-    ad.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 = grayscale, 3 = colour")
+    add_options(ad, ADAPT)
     ad.add_argument("--score", action="store_true",
                     help="evaluate against TARGET_DIR's subfolder names (ground truth, for evaluation only)")
-    add_common_arguments(ad)
+    add_quiet(ad)
 
     sub.add_parser("models", help="list the similarity models available by name")
     return parser
 
 
-def add_common_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="where to compute: auto = GPU when available (default auto)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+def add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def add_app_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("folder", nargs="?", default=None, help="target folder to open (optional)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=None, help="port (default 7860, or the next free one)")
-    p.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
-    p.add_argument("--models-dir", action="append", default=None,
-                   help="extra folder of similarity models (may be repeated)")
-    p.add_argument("--work-dir", default=None,
-                   help="where the app keeps thumbnails, runs and exports (default: a per-user cache folder)")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -187,27 +208,10 @@ def add_app_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train_similarity(args) -> int:
-    from .recipes import similarity_recipe
     from .similarity import SimilarityLearner
 
-    options = similarity_recipe(args.recipe)
-    if args.epochs is not None:
-        options["epochs"] = args.epochs
-    if args.class_depth is not None:
-        options["class_depth"] = args.class_depth
-    options.update(
-        image_size=args.image_size,
-        channels=args.channels,
-        invert={"auto": "auto", "yes": True, "no": False}[args.invert],
-        holdout=args.holdout,
-        device=args.device,
-        random_state=args.seed,
-        name=args.name,
-    )
-    if args.quarter_turns:
-        options["quarter_turns"] = True
     bar = TqdmProgress(disable=args.quiet)
-    learner = SimilarityLearner(**options)
+    learner = SimilarityLearner(**options_from(args, TRAIN_SIMILARITY))
     try:
         learner.fit(args.source, callback=bar)
     finally:
@@ -230,26 +234,17 @@ def cmd_discover(args) -> int:
     from .results import check_output_folder, write_discovery_results
 
     out = check_output_folder(args.out, args.target)
-    clusterer = L2CClusterer(
-        similarity=args.model,
-        n_clusters=args.k,
-        max_clusters=args.max_k,
-        loss=args.loss,
-        epochs=args.epochs,
-        n_neighbors=args.neighbors,
-        self_training_steps=args.self_training_steps,
-        device=args.device,
-        random_state=args.seed,
-    )
+    clusterer = L2CClusterer(**options_from(args, DISCOVER))
     bar = TqdmProgress(disable=args.quiet)
     try:
         clusterer.fit(args.target, callback=bar, labelled=args.score)
     finally:
         bar.close()
     summary = write_discovery_results(clusterer, out, score=args.score, save_model=args.save_model)
+    given = clusterer.n_clusters is not None
     line = (f"{summary['n_images']} images -> {summary['k_estimated']} clusters"
-            f"{' (K given)' if args.k else f' (estimated, at most {args.max_k})'} in {summary['seconds']:.1f} s "
-            f"on {summary['device']}")
+            f"{' (K given)' if given else f' (estimated, at most {clusterer.max_clusters})'} in "
+            f"{summary['seconds']:.1f} s on {summary['device']}")
     if args.score:
         m = summary["metrics"]
         line += f"; ACC {m['acc']:.3f}, NMI {m['nmi']:.3f}, ARI {m['ari']:.3f}, true K {m['k_true']}"
@@ -264,14 +259,7 @@ def cmd_adapt(args) -> int:
     from .results import check_output_folder, write_adaptation_results
 
     out = check_output_folder(args.out, [args.target, args.source])  # both folders are only read
-    options = dict(method=args.method, device=args.device, random_state=args.seed)
-    if args.epochs is not None:
-        options["epochs"] = args.epochs
-    if args.image_size is not None:
-        options["image_size"] = args.image_size
-    if args.channels is not None:
-        options["channels"] = args.channels
-    adapter = DomainAdapter(**options)
+    adapter = DomainAdapter(**options_from(args, ADAPT))
     bar = TqdmProgress(disable=args.quiet)
     try:
         adapter.fit(args.source, args.target, callback=bar, labelled_target=args.score)
@@ -308,14 +296,7 @@ def cmd_models(args) -> int:
 def cmd_app(args) -> int:
     from .app.server import serve
 
-    serve(
-        folder=args.folder,
-        host=args.host,
-        port=args.port,
-        open_browser=not args.no_browser,
-        models_dirs=args.models_dir,
-        work_dir=args.work_dir,
-    )
+    serve(**options_from(args, APP))
     return 0
 
 
@@ -333,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv = ["app", *argv]
     args = build_parser().parse_args(argv)
+    if getattr(args, "recipe", "default") != "default":  # the recipe's values become the defaults
+        args = build_parser(recipe=args.recipe).parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except L2CError as exc:

@@ -40,6 +40,7 @@ from .data import ImageSet
 from .device import describe_device, resolve_device
 from .errors import InputError, StoppedError
 from .graph import (
+    DIFFUSION_COMPONENTS,
     SHARPENED_SIGNIFICANT_GAP,
     SIGNIFICANT_GAP,
     diffusion_features,
@@ -51,9 +52,12 @@ from .losses import CLUSTERING_LOSSES
 from .metrics import clustering_scores
 from .model_io import model_file_path, save_model_file
 from .nets import CosineClusterHead
+from .options import DISCOVER
 from .progress import Callback, Reporter
-from .selftrain import SELF_TRAINING_KEEP, SELF_TRAINING_STEPS, self_train
+from .selftrain import self_train
 from .similarity import SimilarityModel, load_similarity_model
+
+_DEFAULTS = DISCOVER.defaults
 
 # ---------------------------------------------------------------------------------------------------
 # pure steps
@@ -111,8 +115,8 @@ def train_cluster_head(
     positives: sp.csr_matrix,
     centres: torch.Tensor,
     *,
-    loss: str = "mcl",
-    steps: int = 100,
+    loss: str = _DEFAULTS.loss,
+    steps: int = _DEFAULTS.steps,
     batch_size: int = 2048,
     lr: float = 0.01,
     temperature: float = 10.0,
@@ -175,6 +179,9 @@ def train_cluster_head(
 class L2CClusterer(ClusterMixin, BaseEstimator):
     """Find the categories in unlabelled images with a transferred similarity model.
 
+    The defaults, allowed values and help of every parameter are declared in
+    :data:`l2c_explorer.options.DISCOVER`.
+
     Parameters
     ----------
     similarity : str, path or SimilarityModel
@@ -186,9 +193,9 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
     loss : {"mcl", "kcl"}
         The clustering network's pairwise loss (meta classification likelihood or KL-divergence
         contrastive loss).
-    epochs : int, optional
-        Training steps of the clustering network (default 100; one step sees every pair of a folder
-        of up to 2,048 images, or one mini-batch of a larger folder).
+    steps : int
+        Training steps of the clustering network (one step sees every pair of a folder of up to 2,048
+        images, or one mini-batch of a larger folder).
     n_neighbors : int
         How many most-similar images each image is linked to in the similarity graph.
     diffusion_time : float
@@ -234,54 +241,12 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         Image paths (relative to the folder) and skipped files with reasons.
     """
 
-    def __init__(
-        self,
-        similarity="omniglot",
-        *,
-        n_clusters: int | None = None,
-        max_clusters: int = 100,
-        loss: str = "mcl",
-        epochs: int | None = None,
-        n_neighbors: int = 10,
-        diffusion_time: float = 1.0,
-        adapt_norm: bool = True,
-        self_training_steps: int = SELF_TRAINING_STEPS,
-        self_training_keep: float = SELF_TRAINING_KEEP,
-        device: str = "auto",
-        random_state: int = 0,
-    ):
-        self.similarity = similarity
-        self.n_clusters = n_clusters
-        self.max_clusters = max_clusters
-        self.loss = loss
-        self.epochs = epochs
-        self.n_neighbors = n_neighbors
-        self.diffusion_time = diffusion_time
-        self.adapt_norm = adapt_norm
-        self.self_training_steps = self_training_steps
-        self.self_training_keep = self_training_keep
-        self.device = device
-        self.random_state = random_state
+    __init__ = DISCOVER.estimator_init(positional=("similarity",))
 
     # -- validation --------------------------------------------------------------------------------
 
     def _validate(self, n_images: int | None = None) -> None:
-        if self.loss not in CLUSTERING_LOSSES:
-            raise InputError(f"loss must be one of {', '.join(CLUSTERING_LOSSES)}, not {self.loss!r}.")
-        if self.n_clusters is not None and self.n_clusters < 1:
-            raise InputError(f"The number of clusters must be at least 1, not {self.n_clusters}.")
-        if self.max_clusters < 2:
-            raise InputError(f"max_clusters must be at least 2, not {self.max_clusters}.")
-        if self.epochs is not None and self.epochs < 1:
-            raise InputError(f"epochs must be at least 1, not {self.epochs}.")
-        if self.n_neighbors < 1:
-            raise InputError(f"n_neighbors must be at least 1, not {self.n_neighbors}.")
-        if self.self_training_steps < 0:
-            raise InputError(f"self_training_steps must be 0 or more, not {self.self_training_steps}.")
-        if not 0 < self.self_training_keep <= 1:
-            raise InputError(f"self_training_keep must be in (0, 1], not {self.self_training_keep}.")
-        if not self.diffusion_time >= 0:
-            raise InputError(f"diffusion_time must be 0 or more, not {self.diffusion_time}.")
+        DISCOVER.validate(self.get_params())
         if n_images is not None:
             if n_images < 2:
                 raise InputError(f"Clustering needs at least 2 images; found {n_images}.")
@@ -292,14 +257,8 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
 
     # -- fit --------------------------------------------------------------------------------------------
 
-    def fit(
-        self,
-        images,
-        *,
-        callback: Callback | None = None,
-        stop: threading.Event | None = None,
-        labelled: bool = False,
-    ) -> L2CClusterer:
+    def fit(self, images, *, callback: Callback | None = None, stop: threading.Event | None = None,
+            labelled: bool = False) -> L2CClusterer:
         """Cluster a folder, an :class:`ImageSet` or in-memory images; return ``self``.
 
         ``labelled=True`` also records each image's first-level subfolder as its true class, for
@@ -359,7 +318,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         report("graph", 0, 1, message="Linking similar images")
         emb_on_device = emb.to(device)
         graph = knn_graph(emb_on_device, k=self.n_neighbors)
-        n_components = min(max(100, self.max_clusters, self.n_clusters or 0) + 1, n)
+        n_components = min(max(DIFFUSION_COMPONENTS, self.max_clusters, self.n_clusters or 0) + 1, n)
         features, eigenvalues = diffusion_features(
             graph, n_components=n_components, diffusion_time=self.diffusion_time, seed=self.random_state
         )
@@ -380,7 +339,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             positives,
             torch.from_numpy(centres).to(device),
             loss=self.loss,
-            steps=self.epochs or 100,
+            steps=self.steps,
             seed=self.random_state,
             report=report,
             history=self.history_,
@@ -470,8 +429,12 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
     def fit_predict(self, images, **kwargs) -> np.ndarray:
         return self.fit(images, **kwargs).labels_
 
-    def score(self, y_true=None) -> dict:
-        """ACC / NMI / ARI against ``y_true`` (default: the folder labels recorded with ``labelled=True``)."""
+    def score(self, y_true=None) -> float:
+        """Clustering accuracy against ``y_true`` (default: the folder labels recorded with ``labelled=True``)."""
+        return self.scores(y_true)["acc"]
+
+    def scores(self, y_true=None) -> dict:
+        """ACC, NMI, ARI and the true and predicted numbers of clusters (see :meth:`score` for ``y_true``)."""
         if y_true is None:
             if self.true_labels_ is None:
                 raise InputError("No ground truth: pass y_true, or fit with labelled=True (folder names).")
@@ -505,7 +468,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             "target": str(self.root_) if self.root_ else None,
         }
         if score:
-            m = self.score()
+            m = self.scores()
             out["metrics"] = {"acc": m["acc"], "nmi": m["nmi"], "ari": m["ari"], "k_true": m["k_true"]}
         return out
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 from .errors import InputError
-
-DEVICES = ("auto", "cpu", "cuda")
+from .options import DEVICES
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

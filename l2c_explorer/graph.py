@@ -25,6 +25,10 @@ import torch
 
 # above this many images the eigenvectors come from Lanczos on the sparse graph
 DENSE_EIGEN_LIMIT = 3000
+# relative accuracy asked of Lanczos for each eigenvalue (ARPACK's ``tol``)
+LANCZOS_TOL = 1e-6
+# diffusion features kept at least (more when more clusters are allowed)
+DIFFUSION_COMPONENTS = 100
 # A drop in the spectrum counts as a boundary between groups when it is at least this fraction of the
 # largest drop. This, and the graph it is read from (K_GRAPH_*), were chosen by 6-fold cross-validation on
 # the 30 Omniglot background alphabets, each fold's 5 held out from its similarity model's training
@@ -60,7 +64,7 @@ def nearest_neighbours(
 
 
 def knn_graph(
-    embedding: torch.Tensor, *, k: int = 10, mutual: bool = False, block_size: int = 2048
+    embedding: torch.Tensor, *, k: int, mutual: bool = False, block_size: int = 2048
 ) -> sp.csr_matrix:
     """Symmetric k-nearest-neighbour graph of unit embeddings (n, d) -> sparse (n, n) 0/1 adjacency.
 
@@ -77,7 +81,11 @@ def knn_graph(
 
 
 def self_tuning_graph(
-    embedding: torch.Tensor, *, k: int = 20, scale_neighbour: int = 7, block_size: int = 2048
+    embedding: torch.Tensor,
+    *,
+    k: int = K_GRAPH_NEIGHBOURS,
+    scale_neighbour: int = K_GRAPH_SCALE_NEIGHBOUR,
+    block_size: int = 2048,
 ) -> sp.csr_matrix:
     """Weighted k-nearest-neighbour graph with locally scaled affinities (Zelnik-Manor & Perona, 2004).
 
@@ -106,7 +114,7 @@ def self_tuning_graph(
 def self_tuning_spectrum(embedding: torch.Tensor, n_values: int, *, seed: int = 0) -> np.ndarray:
     """The ``n_values`` largest eigenvalues (descending) of the normalised self-tuning graph of unit
     embeddings (n, d), with the neighbourhood the first K estimate uses (``K_GRAPH_*``)."""
-    graph = self_tuning_graph(embedding, k=K_GRAPH_NEIGHBOURS, scale_neighbour=K_GRAPH_SCALE_NEIGHBOUR)
+    graph = self_tuning_graph(embedding)
     values, _ = top_eigenpairs(normalised_adjacency(graph), n_values, seed=seed)
     return values
 
@@ -163,15 +171,17 @@ def _component_eigenpairs(matrix: sp.csr_matrix, m: int, seed: int) -> tuple[np.
     from scipy.sparse.linalg import eigsh
 
     v0 = np.random.default_rng(seed).standard_normal(n)
-    values, vectors = eigsh(matrix, k=m, which="LA", v0=v0, tol=1e-6)
+    values, vectors = eigsh(matrix, k=m, which="LA", v0=v0, tol=LANCZOS_TOL)
     order = np.argsort(-values)
     return values[order], vectors[:, order]
 
 
 def diffusion_features(
-    adjacency: sp.spmatrix, *, n_components: int = 100, diffusion_time: float = 3.0, seed: int = 0
+    adjacency: sp.spmatrix, *, diffusion_time: float, n_components: int = DIFFUSION_COMPONENTS, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Unit diffusion-map features (n, m) of a graph and the eigenvalues (m,) they come from.
+
+    ``diffusion_time`` is the clusterer's option (:data:`l2c_explorer.options.DISCOVER`), given explicitly.
 
     Feature j of image i is u_j(i) * max(lambda_j, 0) ** t: components of slowly mixing groups (lambda
     near 1) survive t steps of the random walk, noise (small lambda) fades. Rows are L2-normalised, so

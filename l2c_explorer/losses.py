@@ -106,6 +106,7 @@ def kcl_loss(
     return _masked_mean(per_pair, _valid_pairs(targets, include_self), weights)
 
 
+# the function of each loss the options offer (l2c_explorer.options.CLUSTERING_LOSSES, in that order)
 CLUSTERING_LOSSES = {"mcl": mcl_loss, "kcl": kcl_loss}
 
 
@@ -116,9 +117,3 @@ def pair_bce_loss(logits: torch.Tensor, same: torch.Tensor, *, include_self: boo
         return F.binary_cross_entropy_with_logits(logits, target)
     off_diagonal = ~torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
     return F.binary_cross_entropy_with_logits(logits[off_diagonal], target[off_diagonal])
-
-
-def entropy_of_mean(probs: torch.Tensor, eps: float = EPS) -> torch.Tensor:
-    """Entropy of the average cluster distribution (scalar); high when clusters are used evenly."""
-    mean = probs.mean(dim=0)
-    return -(mean * torch.log(mean + eps)).sum()

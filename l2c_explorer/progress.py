@@ -91,18 +91,3 @@ class Reporter:
                     message=message,
                 )
             )
-
-
-def combine(*callbacks: Callback | None) -> Callback | None:
-    """One callback that calls each of the given ones (``None`` entries are skipped)."""
-    live = [cb for cb in callbacks if cb is not None]
-    if not live:
-        return None
-    if len(live) == 1:
-        return live[0]
-
-    def call(progress: Progress) -> None:
-        for cb in live:
-            cb(progress)
-
-    return call

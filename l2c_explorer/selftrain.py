@@ -16,12 +16,8 @@ import torch
 
 from .augment import NO_JITTER, AffineJitter, augment_batch
 from .data import normalise, to_unit
+from .options import SELF_TRAINING_KEEP, SELF_TRAINING_STEPS  # tuned values, with how they were chosen
 from .similarity import ClassBalancedSampler, SimilarityModel, adapted_copy, train_one_step
-
-# Fine-tuning steps and share of each cluster kept, chosen on held-out background alphabets
-# (benchmarks/omniglot_self_training.py); the defaults of the clusterer, the CLI and the app.
-SELF_TRAINING_STEPS = 100
-SELF_TRAINING_KEEP = 0.5
 
 
 def confident_members(labels: np.ndarray, confidence: np.ndarray, keep: float) -> np.ndarray:

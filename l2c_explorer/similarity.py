@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 
 from . import __version__
-from .augment import AffineJitter, augment_batch
+from .augment import as_jitter, augment_batch
 from .data import (
     ImageSet,
     Preprocessing,
@@ -45,6 +45,7 @@ from .losses import pair_bce_loss
 from .metrics import pair_scores
 from .model_io import MODEL_SUFFIX, model_file_path, read_model_file, save_model_file
 from .nets import SimilarityNet, build_similarity_net
+from .options import TRAIN_SIMILARITY
 from .progress import Callback, Reporter
 
 # ---------------------------------------------------------------------------------------------------
@@ -90,10 +91,14 @@ class SimilarityModel:
         """uint8 pixels (n, C, S, S) -> normalised float input."""
         return normalise(to_unit(pixels, self.preprocessing.invert), self.preprocessing)
 
+    def embed(self, pixels: torch.Tensor, **options) -> torch.Tensor:
+        """Unit embeddings of shape (n, d) for uint8 images of shape (n, C, S, S) (options: :meth:`embed_inputs`)."""
+        return self.embed_inputs(self.inputs(pixels), **options)
+
     @torch.no_grad()
-    def embed(
+    def embed_inputs(
         self,
-        pixels: torch.Tensor,
+        inputs: torch.Tensor,
         *,
         device: str | torch.device = "auto",
         adapt_norm: bool = True,
@@ -101,32 +106,33 @@ class SimilarityModel:
         progress=None,
         should_stop=None,
     ) -> torch.Tensor:
-        """Unit embeddings of shape (n, d) for uint8 images of shape (n, C, S, S).
+        """Unit embeddings (n, d), on the CPU, of normalised model inputs (n, C, S, S).
 
         With ``adapt_norm`` the batch-norm statistics are re-estimated on these very images first (in a
-        copy of the network), so a new set of categories is normalised by its own statistics: the
-        authors' "SPN in train mode" trick, done once for the whole set instead of per mini-batch.
-        ``progress(done, total)`` is called after each batch; when ``should_stop()`` becomes true,
-        :class:`~l2c_explorer.errors.StoppedError` is raised.
+        copy of the network, see :func:`adapted_copy`), so a new set of categories is normalised by its
+        own statistics: the authors' "SPN in train mode" trick, done once for the whole set instead of
+        per mini-batch. ``progress(done, total)`` is called after each batch; when ``should_stop()``
+        becomes true, :class:`~l2c_explorer.errors.StoppedError` is raised.
         """
         dev = resolve_device(device)
-        inputs = self.inputs(pixels)
         net = adapted_copy(self.net, inputs, dev, batch_size) if adapt_norm else self.net.to(dev)
         net.eval()
         out = []
-        for i in range(0, len(pixels), batch_size):
+        for i in range(0, len(inputs), batch_size):
             if should_stop is not None and should_stop():
                 raise StoppedError("Stopped while computing features; nothing was learnt.")
             out.append(net.embed(inputs[i : i + batch_size].to(dev)).cpu())
             if progress is not None:
-                progress(min(i + batch_size, len(pixels)), len(pixels))
+                progress(min(i + batch_size, len(inputs)), len(inputs))
         return torch.cat(out)
 
     @torch.no_grad()
     def pair_probabilities(self, emb_a: torch.Tensor, emb_b: torch.Tensor | None = None) -> torch.Tensor:
-        """P(same category) for every pair: unit embeddings (n, d), (m, d) -> (n, m)."""
+        """P(same category) for every pair, on the CPU: unit embeddings (n, d), (m, d) -> (n, m)."""
         head = self.net.head
-        return torch.sigmoid(head(emb_a, emb_b if emb_b is not None else emb_a).float().cpu())
+        where = head.scale.device
+        emb_b = emb_a if emb_b is None else emb_b
+        return torch.sigmoid(head(emb_a.to(where), emb_b.to(where))).float().cpu()
 
     # -- files ------------------------------------------------------------------------------------
 
@@ -159,7 +165,12 @@ class SimilarityModel:
 
 
 def adapted_copy(net: nn.Module, inputs: torch.Tensor, device: torch.device, batch_size: int = 512) -> nn.Module:
-    """A copy of ``net`` whose batch-norm statistics are the average over ``inputs`` (n, C, S, S)."""
+    """A copy of ``net`` whose batch-norm statistics are the average over ``inputs`` (n, C, S, S).
+
+    The one place batch-norm statistics are re-estimated. Not ``torch.optim.swa_utils.update_bn``: that
+    runs the whole forward pass (here: every pair of a batch), includes a last batch of one image, and
+    restores the old momentum, so statistics kept updating later would no longer be a plain average.
+    """
     net = copy.deepcopy(net).to(device)
     norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     for m in norms:
@@ -172,6 +183,15 @@ def adapted_copy(net: nn.Module, inputs: torch.Tensor, device: torch.device, bat
             if len(chunk) > 1:
                 net.embed(chunk.to(device)) if hasattr(net, "embed") else net(chunk.to(device))
     return net.eval()
+
+
+def check_image_size(image_size: int, widths) -> None:
+    """Refuse an input size the convolutional blocks ``widths`` (each halving the side) cannot take."""
+    blocks = len(widths)
+    if not blocks or image_size < 2**blocks or image_size % (2**blocks):
+        raise InputError(
+            f"image size must be a multiple of {2 ** blocks} (the network halves it {blocks} times), not {image_size}."
+        )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -331,6 +351,9 @@ def prototype_loss(emb: torch.Tensor, y: torch.Tensor, temperature: float = 10.0
 class SimilarityLearner(BaseEstimator):
     """Learn a :class:`SimilarityModel` from a labelled folder (class = first-level subfolder).
 
+    The defaults, allowed values and help of every parameter are declared in
+    :data:`l2c_explorer.options.TRAIN_SIMILARITY`.
+
     Parameters
     ----------
     epochs : float
@@ -351,8 +374,8 @@ class SimilarityLearner(BaseEstimator):
     quarter_turns : bool
         Also learn from copies rotated by 90, 180 and 270 degrees, each treated as a new class. Only
         sensible for images whose orientation is arbitrary (symbols), so off by default.
-    jitter : AffineJitter
-        Random affine augmentation.
+    jitter : AffineJitter or mapping
+        Random affine augmentation (a mapping of its four ranges works too).
     proto_weight : float
         Weight of the in-batch prototype loss added to the pair loss.
     lr : float
@@ -374,66 +397,13 @@ class SimilarityLearner(BaseEstimator):
     n_classes_ : int
     """
 
-    def __init__(
-        self,
-        *,
-        epochs: float = 20,
-        image_size: int = 32,
-        channels: int = 1,
-        invert="auto",
-        widths: tuple[int, ...] = (32, 64, 128, 128),
-        embedding_dim: int = 128,
-        classes_per_batch: int = 20,
-        images_per_class: int = 5,
-        same_group: float = 0.5,
-        quarter_turns: bool = False,
-        jitter: AffineJitter = AffineJitter(),
-        proto_weight: float = 0.0,
-        lr: float = 1e-3,
-        holdout: float = 0.1,
-        class_depth: int = 1,
-        device: str = "auto",
-        random_state: int = 0,
-        name: str | None = None,
-    ):
-        self.epochs = epochs
-        self.image_size = image_size
-        self.channels = channels
-        self.invert = invert
-        self.widths = widths
-        self.embedding_dim = embedding_dim
-        self.classes_per_batch = classes_per_batch
-        self.images_per_class = images_per_class
-        self.same_group = same_group
-        self.quarter_turns = quarter_turns
-        self.jitter = jitter
-        self.proto_weight = proto_weight
-        self.lr = lr
-        self.holdout = holdout
-        self.class_depth = class_depth
-        self.device = device
-        self.random_state = random_state
-        self.name = name
+    __init__ = TRAIN_SIMILARITY.estimator_init()
 
     # -- validation ---------------------------------------------------------------------------------
 
     def _validate(self) -> None:
-        if not self.epochs > 0:
-            raise InputError(f"epochs must be positive, not {self.epochs}.")
-        if self.channels not in (1, 3):
-            raise InputError(f"channels must be 1 or 3, not {self.channels}.")
-        blocks = len(self.widths)
-        if self.image_size < 2**blocks or self.image_size % (2**blocks):
-            raise InputError(
-                f"image size must be a multiple of {2 ** blocks} (the network halves it {blocks} times), not "
-                f"{self.image_size}."
-            )
-        if self.classes_per_batch < 2 or self.images_per_class < 2:
-            raise InputError("A batch needs at least 2 classes and 2 images per class to form similar pairs.")
-        if not 0 <= self.holdout < 0.9:
-            raise InputError(f"holdout must be in [0, 0.9), not {self.holdout}.")
-        if self.invert not in ("auto", True, False):
-            raise InputError(f"invert must be 'auto', True or False, not {self.invert!r}.")
+        TRAIN_SIMILARITY.validate(self.get_params())
+        check_image_size(self.image_size, self.widths)
 
     # -- fit ------------------------------------------------------------------------------------------
 
@@ -479,14 +449,9 @@ class SimilarityLearner(BaseEstimator):
             group_of = {i: names[c].split("/")[0] for c, i in remap.items()}
             gnames = sorted(set(group_of.values()))
             groups = np.array([gnames.index(group_of[i]) for i in range(len(train_classes))])
-        sampler = ClassBalancedSampler(
-            train_labels,
-            classes_per_batch=self.classes_per_batch,
-            images_per_class=self.images_per_class,
-            groups=groups,
-            same_group=self.same_group,
-            generator=g,
-        )
+        sampler = ClassBalancedSampler(train_labels, classes_per_batch=self.classes_per_batch,
+                                       images_per_class=self.images_per_class, groups=groups,
+                                       same_group=self.same_group, generator=g)
         train_unit = unit[torch.from_numpy(train_idx)]
 
         arch = {
@@ -506,7 +471,7 @@ class SimilarityLearner(BaseEstimator):
         batch = sampler.classes_per_batch * self.images_per_class
         steps_per_epoch = max(1, len(train_idx) // batch)
         total_steps = max(1, int(round(self.epochs * steps_per_epoch)))
-        jitter = self.jitter
+        jitter = as_jitter(self.jitter)
         self.history_: list[EpochRecord] = []
         holdout_unit = unit[torch.from_numpy(np.isin(labels, holdout_classes))] if len(holdout_classes) else None
         holdout_labels = labels[np.isin(labels, holdout_classes)] if len(holdout_classes) else None
@@ -545,15 +510,14 @@ class SimilarityLearner(BaseEstimator):
                 )
                 epoch_losses = []
         if stopped and not self.history_ and step == 0:
-            from .errors import StoppedError
-
             raise StoppedError("Training was stopped before the first step.")
 
-        net.eval()
         metrics = {}
         if holdout_unit is not None and len(holdout_unit) > 1:
             report("finishing", message="Measuring pair metrics on held-out classes")
-            metrics = holdout_pair_metrics(net, normalise(holdout_unit, prep), holdout_labels, device=device, seed=self.random_state)
+            trained = SimilarityModel(net, prep, {})
+            metrics = holdout_pair_metrics(trained, normalise(holdout_unit, prep), holdout_labels, device=device,
+                                           seed=self.random_state)
         seconds = time.perf_counter() - started
         card = {
             "name": self.name or (Path(data.root).name if data.root else "similarity model"),
@@ -607,7 +571,7 @@ def split_classes(classes: np.ndarray, holdout: float, g: torch.Generator) -> tu
 
 @torch.no_grad()
 def holdout_pair_metrics(
-    net: SimilarityNet,
+    model: SimilarityModel,
     inputs: torch.Tensor,
     labels: np.ndarray,
     *,
@@ -623,15 +587,14 @@ def holdout_pair_metrics(
     then class-balanced batches of ``classes_per_batch`` x ``images_per_class`` images as in the authors'
     evaluation; every unordered pair of distinct images in a batch is scored (self-pairs excluded).
     """
-    net = adapted_copy(net, inputs, device)
-    emb = torch.cat([net.embed(inputs[i : i + 512].to(device)).cpu() for i in range(0, len(inputs), 512)])
+    emb = model.embed_inputs(inputs, device=device)
     g = torch.Generator().manual_seed(seed)
     labels = np.unique(labels, return_inverse=True)[1]
     sampler = ClassBalancedSampler(labels, classes_per_batch=classes_per_batch, images_per_class=images_per_class, generator=g)
     probs, same = [], []
     for _ in range(n_batches):
         idx, y = sampler.sample()
-        p = torch.sigmoid(net.head(emb[idx].to(device), emb[idx].to(device))).cpu().numpy()
+        p = model.pair_probabilities(emb[idx]).numpy()
         iu = np.triu_indices(len(idx), k=1)
         probs.append(p[iu])
         same.append((y[:, None] == y[None, :]).numpy()[iu])

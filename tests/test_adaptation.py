@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from numerics import assert_close, fan_ins
 
 from l2c_explorer.adaptation import METHODS, DomainAdapter
 from l2c_explorer.cli import main
@@ -85,7 +86,7 @@ def test_cli_adapt_writes_assignments_and_scored_summary(tiny, tmp_path):
     [
         ("missing-source", "Source folder: Folder not found"),
         ("missing-target", "Target folder: Folder not found"),
-        ("unknown-method", "Unknown method 'ccn+++'"),
+        ("unknown-method", "argument --method: must be one of source-only, dann, ccn+, ccn++, srdc, not ccn+++"),
         ("foreign-class", "not source classes"),
         ("one-class", "at least 2 classes"),
         ("out-inside-target", "inside the folder being analysed"),
@@ -113,10 +114,14 @@ def test_cli_adapt_clear_errors(tiny, tmp_path, capsys, case, expected):
         out = src / "results"
     argv = ["adapt", str(args["src"]), str(args["tgt"]), "--method", args["method"], "--epochs", "1",
             "--out", str(out), "--quiet"] + (["--score"] if args["score"] else [])
-    assert main(argv) == 2
+    if case == "unknown-method":  # refused by the parser (its usage, then the error)
+        with pytest.raises(SystemExit, match="2"):
+            main(argv)
+    else:
+        assert main(argv) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
+    assert len(err.strip().splitlines()) == 1 or case == "unknown-method"
     assert not (tgt / "results").exists() and not (src / "results").exists()
 
 
@@ -129,6 +134,7 @@ def tiny_sets(tiny):
     return load_image_folder(src, size=32, channels=1, labelled=True), load_image_folder(tgt, size=32, channels=1, labelled=True)
 
 
+@pytest.mark.numerical
 def test_api_contract(tiny_sets):
     source, target = tiny_sets
     seen = []
@@ -140,8 +146,8 @@ def test_api_contract(tiny_sets):
     assert adapter.labels_.shape == (n,) and adapter.labels_.dtype == np.int64
     assert set(adapter.labels_.tolist()) <= {0, 1, 2}
     assert adapter.probabilities_.shape == (n, 3)
-    assert np.allclose(adapter.probabilities_.sum(1), 1.0, atol=1e-5)
-    assert np.allclose(adapter.confidence_, adapter.probabilities_.max(1))
+    assert_close(adapter.probabilities_.sum(1), np.ones(n), n_terms=2 * 3)  # a float32 softmax over 3, summed
+    assert np.array_equal(adapter.confidence_, adapter.probabilities_.max(1))
     assert adapter.embedding_.shape == (n, adapter.hidden_dim)
     assert adapter.paths_ == target.paths and adapter.root_ == target.root
     assert adapter.true_labels_ == target.labels
@@ -151,7 +157,7 @@ def test_api_contract(tiny_sets):
     assert seen[-1].stage == "finishing"
     summary = adapter.summary(score=True)
     json.dumps(summary)
-    assert summary["n_images"] == n and summary["metrics"]["accuracy"] == adapter.score()["accuracy"]
+    assert summary["n_images"] == n and summary["metrics"]["accuracy"] == adapter.score()
     assert summary["skipped"] and all(s["domain"] == "target" for s in summary["skipped"])
     assert all(reason.startswith("target: ") for _, reason in adapter.skipped_)
     assert summary["device"].startswith(("CPU", "GPU"))
@@ -159,7 +165,9 @@ def test_api_contract(tiny_sets):
     prep = Preprocessing.from_dict(adapter.preprocessing_["target"])
     with torch.no_grad():
         _, _, logits = adapter.net_(normalise(to_unit(target.pixels, prep.invert), prep))
-    assert np.allclose(torch.softmax(logits, 1).numpy(), adapter.probabilities_, atol=1e-5)
+    # float32 sums through every layer, at the logits' scale (the softmax does not enlarge errors)
+    assert_close(torch.softmax(logits, 1), adapter.probabilities_, n_terms=fan_ins(adapter.net_),
+                 scale=float(logits.abs().max()))
 
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "source-only"])
@@ -242,11 +250,13 @@ def test_input_errors(tiny, tiny_sets, tmp_path):
 # -- end to end --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.numerical
 def test_ccn_plus_beats_source_only_on_digits():
     """USPS -> MNIST on the demo digits (600 + 600 images), seeded: the clustering term must help clearly."""
     source = load_image_folder(USPS, size=32, channels=1, labelled=True)
     target = load_image_folder(MNIST, size=32, channels=1, labelled=True)
     options = dict(epochs=3, min_steps_per_epoch=30, similarity_steps=100, random_state=0)
-    base = DomainAdapter("source-only", **options).fit(source, target, labelled_target=True).score()["accuracy"]
-    ccn = DomainAdapter("ccn+", **options).fit(source, target, labelled_target=True).score()["accuracy"]
+    base = DomainAdapter("source-only", **options).fit(source, target, labelled_target=True).score()
+    ccn = DomainAdapter("ccn+", **options).fit(source, target, labelled_target=True).score()
+    # measured 0.43 and 0.91, on 2 threads and on 1: margins of 0.33 and 0.11
     assert ccn >= base + 0.15 and ccn >= 0.8, (base, ccn)

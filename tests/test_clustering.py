@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 import pytest
+from numerics import assert_close
 
 from l2c_explorer.clustering import L2CClusterer, pair_targets, sample_batch, train_cluster_head
 from l2c_explorer.errors import InputError
@@ -22,23 +23,27 @@ def fitted(tmp_path_factory, demo_keble):
     return clusterer, progress
 
 
+@pytest.mark.numerical
 def test_fitted_attributes_are_consistent(fitted):
     c, _ = fitted
     n = len(c.paths_)
     assert n == 160 and c.labels_.shape == (n,) and c.embedding_.shape[0] == n
     assert c.probabilities_.shape == (n, c.n_clusters_)
-    assert np.allclose(c.probabilities_.sum(1), 1.0, atol=1e-5)
+    assert_close(c.probabilities_.sum(1), np.ones(n), n_terms=2 * c.n_clusters_)  # normalised, then summed
     assert np.all((c.confidence_ >= 0) & (c.confidence_ <= 1))
     assert set(np.unique(c.labels_)) == set(range(c.n_clusters_))
     sizes = np.bincount(c.labels_)
     assert np.all(np.diff(sizes) <= 0)  # numbered by decreasing size
 
 
+@pytest.mark.numerical
 def test_k_is_estimated_and_accuracy_is_real(fitted):
     c, _ = fitted
-    scores = c.score()
+    scores = c.scores()
     assert abs(c.n_clusters_ - 8) <= 1, c.n_clusters_
+    # measured 1.00 (K 8); 0.85 leaves a margin of one of the 8 characters (12.5 points) for other machines
     assert scores["acc"] >= 0.85 and scores["k_true"] == 8
+    assert c.score() == scores["acc"]  # score: the accuracy as one number, scikit-learn style
 
 
 def test_progress_reports_loss_and_k(fitted):
@@ -49,10 +54,11 @@ def test_progress_reports_loss_and_k(fitted):
     assert c.history_ and {"loss", "k_estimated"} <= set(c.history_[-1])
 
 
+@pytest.mark.numerical
 def test_known_k_gives_exactly_k_clusters(keble_subset):
     c = L2CClusterer(n_clusters=6, random_state=0).fit(keble_subset, labelled=True)
     assert c.n_clusters_ == 6 and len(np.unique(c.labels_)) == 6
-    assert c.score()["acc"] >= 0.85
+    assert c.score() >= 0.80  # measured 1.00; a margin of more than one of the 6 characters (17 points each)
 
 
 def test_same_seed_same_result(keble_subset):
@@ -97,6 +103,7 @@ def test_stop_during_self_training_keeps_the_first_clustering(keble_subset):
     assert "self_training" not in single.timings_
 
 
+@pytest.mark.numerical
 def test_first_k_estimate_reads_the_self_tuning_graph(keble_subset):
     import torch
 
@@ -104,7 +111,7 @@ def test_first_k_estimate_reads_the_self_tuning_graph(keble_subset):
 
     c = L2CClusterer(random_state=0, self_training_steps=0).fit(keble_subset)
     values = self_tuning_spectrum(torch.from_numpy(c.embedding_), len(c.eigenvalues_))
-    assert np.allclose(c.eigenvalues_, values, atol=1e-6)
+    assert_close(c.eigenvalues_, values, n_terms=len(c.paths_), dtype=np.float64)  # dense eigh of 120 x 120
     max_k = len(c.paths_) - 1
     assert c.k_eigengap_ == eigengap_k(values, max_k=min(100, max_k), significance=SIGNIFICANT_GAP)
 
@@ -135,6 +142,7 @@ def test_save_clustering_model(tmp_path, fitted):
     ({"self_training_steps": -1}, "self_training_steps"),
     ({"self_training_keep": 0}, "self_training_keep"),
     ({"n_clusters": 500}, "only 120 images"),
+    ({"steps": 0}, "steps"),
 ])
 def test_bad_parameters_are_explained(keble_subset, kwargs, message):
     with pytest.raises(InputError, match=message):
@@ -168,6 +176,7 @@ def test_mini_batches_pair_anchors_with_linked_partners():
     assert len(index) <= 64 and linked_pairs == len(index)  # every image has a linked partner in the batch
 
 
+@pytest.mark.numerical
 def test_full_and_mini_batch_training_both_separate_two_groups():
     import torch
 

@@ -8,6 +8,8 @@ from l2c_explorer.augment import NO_JITTER
 from l2c_explorer.selftrain import confident_members, model_jitter, self_train
 from l2c_explorer.similarity import load_similarity_model
 
+pytestmark = pytest.mark.numerical  # .ci/run runs these again on one thread
+
 
 def test_confident_members_keeps_the_most_confident_share_of_each_cluster():
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2])
@@ -72,14 +74,3 @@ def test_nothing_to_learn_from_a_single_cluster_or_after_a_stop(drawings):
     one_cluster = np.zeros(len(labels), dtype=np.int64)
     assert self_train(model, pixels, one_cluster, np.ones(len(labels)), steps=5) is None
     assert self_train(model, pixels, labels, np.ones(len(labels)), steps=5, should_stop=lambda: True) is None
-
-
-def test_cli_and_app_offer_the_core_default():
-    # The CLI and the app keep the number literal so that they start without importing torch.
-    from l2c_explorer.app.workbench import SELF_TRAINING_STEPS as APP_STEPS
-    from l2c_explorer.cli import build_parser
-    from l2c_explorer.clustering import L2CClusterer
-    from l2c_explorer.selftrain import SELF_TRAINING_STEPS
-
-    cli_steps = build_parser().parse_args(["discover", "some_folder", "--out", "results"]).self_training_steps
-    assert L2CClusterer().self_training_steps == cli_steps == APP_STEPS == SELF_TRAINING_STEPS

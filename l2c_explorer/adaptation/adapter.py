@@ -57,84 +57,44 @@ first epoch, and the target terms have weight 0 in the first epoch anyway).
 from __future__ import annotations
 
 import copy
-import math
 import os
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 
 from .. import __version__
-from ..augment import AffineJitter, augment_batch
+from ..augment import as_jitter
 from ..data import ROOT_LABEL, ImageSet, Preprocessing, as_image_set, channel_stats, light_background, normalise, to_unit
 from ..device import describe_device, resolve_device
-from ..errors import InputError, StoppedError
-from ..losses import CLUSTERING_LOSSES
+from ..errors import InputError, StoppedError, check_folder
 from ..metrics import classification_scores, dense_pair_scores
 from ..nets import ConvEncoder
+from ..options import ADAPT
 from ..progress import Callback, Reporter
-from ..similarity import SimilarityLearner, adapted_copy
-from .functional import (
-    ASSIGNMENT_NORMS,
-    class_centroids,
-    dann_ramp,
-    domain_adversarial_loss,
-    grad_reverse,
-    hard_pair_targets,
-    lloyd_kmeans,
-    soft_cross_entropy,
-    source_sample_weights,
-    srdc_auxiliary_distribution,
-    student_t_assignment,
-)
-from .nets import AdaptationNet, DomainClassifier, DomainNormStats
+from ..similarity import SimilarityLearner, check_image_size
+from .nets import AdaptationNet, DomainNormStats
+from .trainer import Trainer
 
-METHODS = ("source-only", "dann", "ccn+", "ccn++", "srdc")
-# The same for every method, so that each gets the same number of steps; tuned on the digits benchmark
-# (benchmarks/digits_da.py), where 6 epochs left the adaptation methods still improving.
-DEFAULT_EPOCHS = {"source-only": 10, "dann": 10, "ccn+": 10, "ccn++": 10, "srdc": 10}
-# Stronger than the core's default jitter: two domains often differ in the size, position and slant of the
-# same content (USPS digits fill their frame, MNIST digits keep a margin), and augmentation that spans such
-# differences is cheap adaptation for every method, the source-only baseline included.
-DEFAULT_JITTER = AffineJitter(rotation=15.0, scale=0.3, shift=0.15, shear=0.3)
-CENTRE_INITS = ("mean", "target")
-COLUMN_SUMS = ("target", "batch")
-SIZE_MOMENTUM = 0.9  # srdc_column_sums="target": running estimate of the target's cluster sizes, per step
 USES_TARGET = {"dann", "ccn+", "ccn++", "srdc"}
 USES_DOMAIN_CLASSIFIER = {"dann", "ccn++"}
 USES_SIMILARITY = {"ccn+", "ccn++"}
 
 
-class _BatchStream:
-    """Endless mini-batches of indices: successive seeded random permutations of ``range(n)``."""
-
-    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
-        self.n, self.batch_size, self.g = n, min(batch_size, n), generator
-        self.order = torch.randperm(n, generator=generator)
-        self.pos = 0
-
-    def next(self) -> torch.Tensor:
-        if self.pos + self.batch_size > self.n:
-            self.order = torch.randperm(self.n, generator=self.g)
-            self.pos = 0
-        idx = self.order[self.pos : self.pos + self.batch_size]
-        self.pos += self.batch_size
-        return idx
-
-
 class DomainAdapter(BaseEstimator):
     """Predict the classes of a labelled source folder in an unlabelled target folder of another look.
+
+    The defaults, allowed values and help of every parameter are declared in
+    :data:`l2c_explorer.options.ADAPT`.
 
     Parameters
     ----------
     method : {"source-only", "dann", "ccn+", "ccn++", "srdc"}
         See the module documentation.
-    epochs : int, optional
-        Training epochs (default: 10). One epoch is ``max(n_source, n_target) / batch_size`` steps, within
+    epochs : int
+        Training epochs. One epoch is ``max(n_source, n_target) / batch_size`` steps, within
         [``min_steps_per_epoch``, ``max_steps_per_epoch``].
     image_size : int
         Side of the square network input (a multiple of ``2 ** len(widths)``).
@@ -149,7 +109,7 @@ class DomainAdapter(BaseEstimator):
         Images per domain and step.
     lr, weight_decay : float
         Adam; the learning rate is annealed as ``lr / (1 + 10 p)^0.75`` (DANN's schedule).
-    jitter : AffineJitter
+    jitter : AffineJitter or mapping
         Random affine augmentation of both domains' training batches (and of the similarity model's).
     min_steps_per_epoch, max_steps_per_epoch : int
         Bounds on the steps of an epoch: small folders still get a useful amount of training, and a large
@@ -215,113 +175,28 @@ class DomainAdapter(BaseEstimator):
     n_source_images_ : int
     similarity_metrics_ : dict
         ``ccn+``/``ccn++`` only: how the similarity model was trained.
+    similarity_model_ : SimilarityModel or None
+        ``ccn+``/``ccn++`` only: the similarity model learnt on the source, whose P(same) gave the pair targets.
+    similarity_embedding_ : Tensor of shape (n_target, d) or None
+        Its embedding of the target images (batch-norm statistics from the target).
     net_ : AdaptationNet
         The trained network (on the CPU, in eval mode), its batch norms holding the statistics the target was
         predicted with: ``net_(x)`` returns ``(f1, f2, logits)`` for target images normalised as in
         ``preprocessing_["target"]``.
     """
 
-    def __init__(
-        self,
-        method: str = "ccn+",
-        *,
-        epochs: int | None = None,
-        image_size: int = 32,
-        channels: int = 1,
-        invert="auto",
-        widths: tuple[int, ...] = (16, 32, 64),
-        hidden_dim: int = 128,
-        batch_size: int = 64,
-        lr: float = 1e-3,
-        weight_decay: float = 5e-4,
-        jitter: AffineJitter = DEFAULT_JITTER,
-        min_steps_per_epoch: int = 50,
-        max_steps_per_epoch: int = 60,
-        cluster_loss: str = "mcl",
-        cluster_weight: float = 1.0,
-        similarity_steps: int = 200,
-        similarity_proto_weight: float = 1.0,
-        domain_weight: float = 1.0,
-        srdc_detach_q: bool = True,
-        srdc_assignment: str = "sum",
-        srdc_soft_select: bool = True,
-        srdc_column_sums: str = "target",
-        srdc_centre_init: str = "mean",
-        srdc_kmeans_iterations: int = 5,
-        srdc_kmeans_sample: int = 3000,
-        track_accuracy: bool = False,
-        device: str = "auto",
-        random_state: int = 0,
-    ):
-        self.method = method
-        self.epochs = epochs
-        self.image_size = image_size
-        self.channels = channels
-        self.invert = invert
-        self.widths = widths
-        self.hidden_dim = hidden_dim
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.jitter = jitter
-        self.min_steps_per_epoch = min_steps_per_epoch
-        self.max_steps_per_epoch = max_steps_per_epoch
-        self.cluster_loss = cluster_loss
-        self.cluster_weight = cluster_weight
-        self.similarity_steps = similarity_steps
-        self.similarity_proto_weight = similarity_proto_weight
-        self.domain_weight = domain_weight
-        self.srdc_detach_q = srdc_detach_q
-        self.srdc_assignment = srdc_assignment
-        self.srdc_soft_select = srdc_soft_select
-        self.srdc_column_sums = srdc_column_sums
-        self.srdc_centre_init = srdc_centre_init
-        self.srdc_kmeans_iterations = srdc_kmeans_iterations
-        self.srdc_kmeans_sample = srdc_kmeans_sample
-        self.track_accuracy = track_accuracy
-        self.device = device
-        self.random_state = random_state
+    __init__ = ADAPT.estimator_init(positional=("method",))
 
     # -- validation ---------------------------------------------------------------------------------
 
     def _validate(self) -> None:
-        if self.method not in METHODS:
-            raise InputError(f"Unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
-        if self.epochs is not None and (not isinstance(self.epochs, (int, np.integer)) or self.epochs < 1):
-            raise InputError(f"epochs must be a positive whole number, not {self.epochs!r}.")
-        if self.channels not in (1, 3):
-            raise InputError(f"channels must be 1 or 3, not {self.channels}.")
-        blocks = len(self.widths)
-        if not blocks or self.image_size < 2**blocks or self.image_size % (2**blocks):
+        ADAPT.validate(self.get_params())
+        check_image_size(self.image_size, self.widths)
+        if self.min_steps_per_epoch > self.max_steps_per_epoch:
             raise InputError(
-                f"image size must be a multiple of {2 ** blocks} (the network halves it {blocks} times), "
-                f"not {self.image_size}."
+                f"min_steps_per_epoch ({self.min_steps_per_epoch}) must not exceed max_steps_per_epoch "
+                f"({self.max_steps_per_epoch})."
             )
-        if self.invert not in ("auto", True, False):
-            raise InputError(f"invert must be 'auto', True or False, not {self.invert!r}.")
-        if self.batch_size < 2:
-            raise InputError(f"batch_size must be at least 2, not {self.batch_size}.")
-        if not self.lr > 0 or self.weight_decay < 0:
-            raise InputError("lr must be positive and weight_decay non-negative.")
-        if not 1 <= self.min_steps_per_epoch <= self.max_steps_per_epoch:
-            raise InputError(
-                f"Steps per epoch must satisfy 1 <= min_steps_per_epoch ({self.min_steps_per_epoch}) <= "
-                f"max_steps_per_epoch ({self.max_steps_per_epoch})."
-            )
-        if self.cluster_loss not in CLUSTERING_LOSSES:
-            raise InputError(f"cluster_loss must be one of {', '.join(CLUSTERING_LOSSES)}, not {self.cluster_loss!r}.")
-        if self.cluster_weight < 0 or self.domain_weight < 0:
-            raise InputError("cluster_weight and domain_weight must be non-negative.")
-        if self.similarity_steps < 1 or self.similarity_proto_weight < 0:
-            raise InputError("similarity_steps must be at least 1 and similarity_proto_weight non-negative.")
-        if self.srdc_assignment not in ASSIGNMENT_NORMS:
-            raise InputError(f"srdc_assignment must be one of {', '.join(ASSIGNMENT_NORMS)}, not {self.srdc_assignment!r}.")
-        if self.srdc_column_sums not in COLUMN_SUMS:
-            raise InputError(f"srdc_column_sums must be one of {', '.join(COLUMN_SUMS)}, not {self.srdc_column_sums!r}.")
-        if self.srdc_centre_init not in CENTRE_INITS:
-            raise InputError(f"srdc_centre_init must be one of {', '.join(CENTRE_INITS)}, not {self.srdc_centre_init!r}.")
-        if self.srdc_kmeans_iterations < 1 or self.srdc_kmeans_sample < 2:
-            raise InputError("srdc_kmeans_iterations must be at least 1 and srdc_kmeans_sample at least 2.")
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -334,13 +209,9 @@ class DomainAdapter(BaseEstimator):
 
         size, ch = self.image_size, self.channels
         # both folders exist before either is read (reading a large source first would only delay the error)
-        for name, given in (("Source", source), ("Target", target)):
+        for name, given in (("Source folder", source), ("Target folder", target)):
             if isinstance(given, (str, os.PathLike)):
-                path = Path(given).expanduser()
-                if not path.exists():
-                    raise InputError(f"{name} folder: Folder not found: {path}")
-                if not path.is_dir():
-                    raise InputError(f"{name} folder: Not a folder: {path} (give the folder that contains the images).")
+                check_folder(given, what=name)
         try:
             src = as_image_set(source, size=size, channels=ch, labelled=True, **reader("source"))
         except InputError as exc:
@@ -389,15 +260,8 @@ class DomainAdapter(BaseEstimator):
 
     # -- fit ----------------------------------------------------------------------------------------------
 
-    def fit(
-        self,
-        source,
-        target,
-        *,
-        callback: Callback | None = None,
-        stop: threading.Event | None = None,
-        labelled_target: bool = False,
-    ) -> DomainAdapter:
+    def fit(self, source, target, *, callback: Callback | None = None, stop: threading.Event | None = None,
+            labelled_target: bool = False) -> DomainAdapter:
         """Learn from a labelled ``source`` and an unlabelled ``target``; return ``self``.
 
         Parameters
@@ -431,9 +295,9 @@ class DomainAdapter(BaseEstimator):
         unit_s, unit_t = to_unit(src.pixels, prep_s.invert), to_unit(tgt.pixels, prep_t.invert)
 
         self.similarity_metrics_: dict = {}
-        spn_emb = spn_head = None
+        self.similarity_model_ = self.similarity_embedding_ = None
         if self.method in USES_SIMILARITY:
-            spn_emb, spn_head = self._learn_similarity(src, normalise(unit_t, prep_t), report, stop, device)
+            self._learn_similarity(src, normalise(unit_t, prep_t), report, stop, device)
 
         net = AdaptationNet(
             encoder=ConvEncoder(
@@ -442,12 +306,13 @@ class DomainAdapter(BaseEstimator):
             n_classes=len(classes),
         ).to(device)
         norms = DomainNormStats(net).to(device)
-        trainer = _Trainer(self, net, norms, device, g, n_classes=len(classes))
+        trainer = Trainer(self, net, norms, device, g, n_classes=len(classes), uses_target=self.method in USES_TARGET)
         if self.method in USES_DOMAIN_CLASSIFIER:
             trainer.add_domain_classifier()
         if self.method == "srdc":
-            trainer.add_srdc_centres()
-        trainer.spn_emb, trainer.spn_head = spn_emb, spn_head
+            trainer.add_srdc()
+        if self.similarity_model_ is not None:
+            trainer.add_pair_targets(self.similarity_model_, self.similarity_embedding_)
 
         eval_labels = None
         if labelled_target and self.track_accuracy:
@@ -484,13 +349,14 @@ class DomainAdapter(BaseEstimator):
         self.device_ = device
         with norms.use(target_domain):  # the copy keeps the statistics it predicts the target with
             self.net_ = copy.deepcopy(net).cpu().eval()
-        self._spn_emb = None if spn_emb is None else spn_emb.cpu()
-        self._spn_head = None if spn_head is None else spn_head.cpu()
         self.seconds_ = time.perf_counter() - started
         return self
 
-    def _learn_similarity(self, src: ImageSet, target_inputs: torch.Tensor, report: Reporter, stop, device):
-        """Train the pair-similarity model on the source; embed the target with target batch-norm statistics."""
+    def _learn_similarity(self, src: ImageSet, target_inputs: torch.Tensor, report: Reporter, stop, device) -> None:
+        """Train the pair-similarity model on the source; embed the target with target batch-norm statistics.
+
+        Sets ``similarity_model_``, ``similarity_embedding_`` (n_target, d) and ``similarity_metrics_``.
+        """
 
         def relay(p) -> None:
             if p.stage == "training":
@@ -521,13 +387,10 @@ class DomainAdapter(BaseEstimator):
             learner.fit(src, callback=relay, stop=stop)
         except InputError as exc:
             raise InputError(f"Cannot learn pair similarity on the source: {exc}") from None
-        model = learner.model_
-        net = adapted_copy(model.net, target_inputs, device)
-        with torch.no_grad():
-            emb = torch.cat([net.embed(target_inputs[i : i + 512].to(device)) for i in range(0, len(target_inputs), 512)])
+        self.similarity_model_ = model = learner.model_
+        self.similarity_embedding_ = model.embed_inputs(target_inputs, device=device)
         training = model.card["training"]
         self.similarity_metrics_ = {"epochs": training["epochs"], "steps": training["steps"], "seconds": training["seconds"]}
-        return emb, net.head
 
     # -- results --------------------------------------------------------------------------------------
 
@@ -538,8 +401,12 @@ class DomainAdapter(BaseEstimator):
         """The predicted class name of every target image."""
         return [self.classes_[i] for i in self.labels_]
 
-    def score(self, y_true=None) -> dict:
-        """Target accuracy and per-class accuracy against ``y_true`` (class names; default: the folder names).
+    def score(self, y_true=None) -> float:
+        """Target accuracy against ``y_true`` (class names; default: the target's folder names)."""
+        return self.scores(y_true)["accuracy"]
+
+    def scores(self, y_true=None) -> dict:
+        """Target accuracy and per-class accuracy against ``y_true`` (see :meth:`score`).
 
         Returns
         -------
@@ -557,12 +424,10 @@ class DomainAdapter(BaseEstimator):
 
         Pair precision/recall/F1/ROC-AUC over all pairs of up to ``max_images`` target images (seeded subset).
         """
-        if self._spn_emb is None or self.true_labels_ is None:
+        if self.similarity_model_ is None or self.true_labels_ is None:
             return None
         idx = np.random.default_rng(self.random_state).permutation(len(self.true_labels_))[:max_images]
-        emb = self._spn_emb[torch.from_numpy(idx)]
-        with torch.no_grad():
-            prob = torch.sigmoid(self._spn_head(emb, emb)).numpy()
+        prob = self.similarity_model_.pair_probabilities(self.similarity_embedding_[torch.from_numpy(idx)]).numpy()
         scores = dense_pair_scores(prob, np.asarray(self.true_labels_)[idx])
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}
 
@@ -594,7 +459,7 @@ class DomainAdapter(BaseEstimator):
         if self.similarity_metrics_:
             out["similarity_model"] = self.similarity_metrics_
         if score:
-            m = self.score()
+            m = self.scores()
             out["metrics"] = m
             pairs = self.target_pair_scores()
             if pairs is not None:
@@ -604,211 +469,6 @@ class DomainAdapter(BaseEstimator):
     def _json_params(self) -> dict:
         """Constructor parameters, JSON-able (for ``summary.json``)."""
         params = self.get_params(deep=False)
-        params["jitter"] = self.jitter.to_dict()
+        params["jitter"] = as_jitter(self.jitter).to_dict()
         params["widths"] = list(self.widths)
         return params
-
-
-# ---------------------------------------------------------------------------------------------------
-# training
-
-
-class _Trainer:
-    """The training loop shared by every method; the method's terms are switched on by what is attached."""
-
-    def __init__(self, opts: DomainAdapter, net: AdaptationNet, norms: DomainNormStats, device, g, *, n_classes: int):
-        self.o, self.net, self.norms, self.device, self.g, self.k = opts, net, norms, device, g, n_classes
-        self.discriminator: DomainClassifier | None = None
-        self.centres: list[torch.nn.Parameter] = []
-        self.spn_emb = self.spn_head = None
-        self.steps_done = 0
-        self.total_steps = 0
-        self.n_epochs = 0
-
-    def add_domain_classifier(self) -> None:
-        self.discriminator = DomainClassifier(dim_in=self.net.hidden_dim).to(self.device)
-
-    def add_srdc_centres(self) -> None:
-        self.centres = [
-            torch.nn.Parameter(torch.zeros(self.k, dim, device=self.device))
-            for dim in (self.net.feature_dim, self.net.hidden_dim)
-        ]
-
-    # -- inference ----------------------------------------------------------------------------------
-
-    @torch.no_grad()
-    def predict(self, inputs: torch.Tensor, domain: str, batch_size: int = 512):
-        """(f1, f2, logits) on the CPU for normalised inputs (n, C, S, S), with ``domain``'s statistics."""
-        self.net.eval()
-        outs = []
-        with self.norms.use(domain):
-            for i in range(0, len(inputs), batch_size):
-                outs.append([t.cpu() for t in self.net(inputs[i : i + batch_size].to(self.device))])
-        self.net.train()
-        return tuple(torch.cat(parts) for parts in zip(*outs))
-
-    # -- the loop ----------------------------------------------------------------------------------------
-
-    def run(self, source, target, *, report: Reporter, eval_labels: np.ndarray | None) -> list[dict]:
-        o, net = self.o, self.net
-        unit_s, prep_s, y_s = source
-        unit_t, prep_t = target
-        n_s, n_t = len(unit_s), len(unit_t)
-        uses_target = o.method in USES_TARGET
-        wanted = math.ceil(max(n_s, n_t if uses_target else 0) / o.batch_size)
-        steps_per_epoch = min(max(wanted, o.min_steps_per_epoch), o.max_steps_per_epoch)
-        self.n_epochs = o.epochs or DEFAULT_EPOCHS[o.method]
-        self.total_steps = total = steps_per_epoch * self.n_epochs
-
-        params = list(net.parameters()) + self.centres
-        if self.discriminator is not None:
-            params += list(self.discriminator.parameters())
-        optimizer = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-        stream_s = _BatchStream(n_s, o.batch_size, self.g)
-        stream_t = _BatchStream(n_t, o.batch_size, self.g)
-        loss_fn = CLUSTERING_LOSSES[o.cluster_loss]
-        history: list[dict] = []
-        started = time.perf_counter()
-        net.train()
-
-        for epoch in range(self.n_epochs):
-            if report.should_stop():
-                break
-            srdc_state = None
-            if o.method == "srdc":
-                srdc_state = self._srdc_epoch_start(epoch, unit_s, prep_s, y_s, unit_t, prep_t)
-                for centre in self.centres:  # new centres: the optimiser's moments of the old ones do not apply
-                    optimizer.state.pop(centre, None)
-            sums: dict[str, float] = {}
-            n_steps = 0
-            for _ in range(steps_per_epoch):
-                if report.should_stop():
-                    break
-                step = self.steps_done
-                progress = step / total
-                lr = o.lr / (1.0 + 10.0 * progress) ** 0.75
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                i_s = stream_s.next()
-                xs = self._batch(unit_s[i_s], prep_s)
-                ys = y_s[i_s].to(self.device)
-                terms: dict[str, torch.Tensor] = {}
-                with self.norms.use("source"):
-                    f1_s, f2_s, logits_s = net(xs)
-                if uses_target:
-                    i_t = stream_t.next()
-                    xt = self._batch(unit_t[i_t], prep_t)
-                    with self.norms.use("target"):
-                        f1_t, f2_t, logits_t = net(xt)
-                if o.method == "srdc":
-                    terms.update(self._srdc_terms(srdc_state, epoch, ys, f1_s, f2_s, logits_s, f1_t, f2_t, logits_t))
-                else:
-                    terms["source_ce"] = F.cross_entropy(logits_s, ys)
-                if self.discriminator is not None:
-                    coeff = o.domain_weight * dann_ramp(progress)
-                    d_s = self.discriminator(grad_reverse(f2_s, coeff))
-                    d_t = self.discriminator(grad_reverse(f2_t, coeff))
-                    terms["domain"] = domain_adversarial_loss(d_s, d_t)
-                if self.spn_emb is not None:
-                    emb = self.spn_emb[i_t.to(self.spn_emb.device)]
-                    with torch.no_grad():
-                        pairs = hard_pair_targets(torch.sigmoid(self.spn_head(emb, emb)))
-                    terms["cluster"] = o.cluster_weight * loss_fn(torch.softmax(logits_t, dim=1), pairs.to(self.device))
-                loss = sum(terms.values())
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                self.steps_done += 1
-                n_steps += 1
-                values = {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
-                for key, value in values.items():
-                    sums[key] = sums.get(key, 0.0) + value
-                if self.steps_done % 5 == 0 or self.steps_done == total:
-                    report("training", self.steps_done, total, epoch=self.steps_done / steps_per_epoch,
-                           message=f"Epoch {epoch + 1}/{self.n_epochs}", **values)
-            if n_steps == 0:
-                break
-            record = {"epoch": epoch + 1, **{k: v / n_steps for k, v in sums.items()}, "lr": lr,
-                      "steps": n_steps, "seconds": round(time.perf_counter() - started, 2)}
-            if srdc_state is not None:
-                record["lambda"] = srdc_state["lambda"]
-                record["mean_source_weight"] = srdc_state["mean_weight"]
-            if eval_labels is not None:
-                domain = "target" if uses_target else "source"
-                _, _, logits = self.predict(normalise(unit_t, prep_t), domain)
-                record["target_accuracy"] = float((logits.argmax(1).numpy() == eval_labels).mean())
-            history.append(record)
-        return history
-
-    def _batch(self, unit: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
-        """Augment unit-range images (background 0) and normalise them for the network."""
-        x = augment_batch(unit, self.o.jitter, generator=self.g)
-        return normalise(x, prep).to(self.device)
-
-    # -- SRDC ---------------------------------------------------------------------------------------
-
-    def _sample(self, n: int) -> torch.Tensor:
-        m = min(n, self.o.srdc_kmeans_sample)
-        return torch.randperm(n, generator=self.g)[:m].sort().values
-
-    @torch.no_grad()
-    def _srdc_epoch_start(self, epoch, unit_s, prep_s, y_s, unit_t, prep_t) -> dict:
-        """K-means on the target features, centre re-initialisation and the weight ``lambda`` of this epoch."""
-        o = self.o
-        i_s, i_t = self._sample(len(unit_s)), self._sample(len(unit_t))
-        f1_s, f2_s, _ = self.predict(normalise(unit_s[i_s], prep_s), "source")
-        f1_t, f2_t, logits_t = self.predict(normalise(unit_t[i_t], prep_t), "target")
-        labels_s = y_s[i_s]
-        pred_t = logits_t.argmax(1)
-        state = {"lambda": dann_ramp(epoch / self.n_epochs), "target_centroids": [], "mean_weight": 1.0,
-                 "column_sums": {"out": torch.softmax(logits_t, dim=1).mean(0).to(self.device)}}
-        for level, (fs, ft, centre) in enumerate(zip((f1_s, f2_s), (f1_t, f2_t), self.centres)):
-            c_s = class_centroids(fs, labels_s, self.k)
-            # the first K-means starts from the source classes; later ones from the predicted target classes
-            init = c_s if epoch == 0 else class_centroids(ft, pred_t, self.k, fallback=c_s)
-            c_t, _ = lloyd_kmeans(ft, init, iterations=o.srdc_kmeans_iterations)
-            centre.data.copy_((0.5 * (c_t + c_s) if o.srdc_centre_init == "mean" else c_t).to(self.device))
-            state["target_centroids"].append(c_t.to(self.device))
-            assign = student_t_assignment(ft.to(self.device), centre.data, normalise=o.srdc_assignment)
-            state["column_sums"][f"f{level + 1}"] = assign.mean(0)
-        if o.srdc_soft_select and epoch > 0:
-            state["mean_weight"] = float(source_sample_weights(f1_s, labels_s, state["target_centroids"][0]).mean())
-        return state
-
-    def _srdc_terms(self, state, epoch, ys, f1_s, f2_s, logits_s, f1_t, f2_t, logits_t) -> dict:
-        o = self.o
-        lam = state["lambda"]
-        onehot = F.one_hot(ys, self.k).to(logits_s.dtype)
-        weights = None
-        if o.srdc_soft_select and epoch > 0:
-            # the paper's weights, computed from this batch's own features (no extra pass over the source)
-            weights = source_sample_weights(f1_s.detach(), ys, state["target_centroids"][0])
-        p_t = torch.softmax(logits_t, dim=1)
-        assign_t = {name: student_t_assignment(ft, centre, normalise=o.srdc_assignment)
-                    for name, ft, centre in (("f1", f1_t, self.centres[0]), ("f2", f2_t, self.centres[1]))}
-        sums = {}
-        if o.srdc_column_sums == "target":
-            # cluster sizes over the whole target: the epoch-start pass, kept current with each batch (a fixed
-            # estimate over a whole epoch over-corrects: the sizes of one epoch then flip in the next)
-            for name, p in (("out", p_t), *assign_t.items()):
-                est = state["column_sums"][name]
-                est.mul_(SIZE_MOMENTUM).add_(p.detach().mean(0), alpha=1.0 - SIZE_MOMENTUM)
-                sums[name] = est
-        q_out = srdc_auxiliary_distribution(p_t, detach=o.srdc_detach_q, column_sums=sums.get("out"))
-        terms = {
-            "source_ce": _weighted_cross_entropy(logits_s, ys, weights),
-            "target_out": lam * soft_cross_entropy(q_out, p_t),
-        }
-        for name, fs, ft, centre in (("f1", f1_s, f1_t, self.centres[0]), ("f2", f2_s, f2_t, self.centres[1])):
-            a_t = assign_t[name]
-            a_s = student_t_assignment(fs, centre, normalise=o.srdc_assignment)
-            q_t = srdc_auxiliary_distribution(a_t, detach=o.srdc_detach_q, column_sums=sums.get(name))
-            terms[f"target_{name}"] = lam * soft_cross_entropy(q_t, a_t)
-            terms[f"source_{name}"] = lam * soft_cross_entropy(onehot, a_s, weights=weights)
-        return terms
-
-
-def _weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """Mean over items of ``w_i * CE(logits_i, y_i)`` (plain cross-entropy without weights)."""
-    per_item = F.cross_entropy(logits, labels, reduction="none")
-    return (per_item * weights).mean() if weights is not None else per_item.mean()

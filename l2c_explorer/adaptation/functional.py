@@ -17,6 +17,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..options import SRDC_ASSIGNMENT_NORMS as ASSIGNMENT_NORMS
+
 EPS = 1e-7
 
 # ---------------------------------------------------------------------------------------------------
@@ -109,9 +111,6 @@ def srdc_auxiliary_distribution(
     sums = p.sum(dim=0) if column_sums is None else column_sums.to(p)
     q = p / sums.clamp_min(EPS).sqrt()
     return q / q.sum(dim=1, keepdim=True).clamp_min(EPS)
-
-
-ASSIGNMENT_NORMS = ("sum", "softmax")
 
 
 def student_t_assignment(

@@ -4,7 +4,7 @@ In a notebook::
 
     from l2c_explorer import show
     app = show("path/to/images")          # the app, inline
-    clusterer = app.discover("path/to/images", epochs=100)   # or run from Python, same jobs
+    clusterer = app.discover("path/to/images", steps=100)   # or run from Python, same jobs
     app.result().to_frame()               # the latest run's assignments as a DataFrame
     app.close()
 
@@ -14,6 +14,8 @@ Importing this package is cheap: gradio is only imported when an app is launched
 from __future__ import annotations
 
 import os
+
+from ..options import APP
 
 __all__ = ["ExplorerApp", "launch_app", "show"]
 
@@ -113,13 +115,13 @@ class ExplorerApp:
 
 
 def launch_app(
-    folder: str | os.PathLike | None = None,
+    folder: str | os.PathLike | None = APP.defaults.folder,
     *,
-    host: str = "127.0.0.1",
-    port: int | None = None,
-    models_dirs: list[str] | None = None,
-    work_dir: str | os.PathLike | None = None,
-    open_browser: bool = False,
+    host: str = APP.defaults.host,
+    port: int | None = APP.defaults.port,
+    models_dirs: list[str] | None = APP.defaults.models_dirs,
+    work_dir: str | os.PathLike | None = APP.defaults.work_dir,
+    open_browser: bool = False,  # a notebook shows the app inline
     inline: bool = False,
     height: int = 1000,
     quiet: bool = True,

@@ -2,6 +2,10 @@
 
 The page is served before anything slow is imported: torch, the core estimators and umap are imported
 by a background thread after the server is up (:func:`warm_up`), so the first run starts sooner.
+
+Without a port, Gradio's own search finds one (7860 or the next free one): it binds each candidate for
+real and moves on when another program took it first, so two apps started at once cannot race for the
+same port. The address it got is returned (and printed by the command).
 """
 
 from __future__ import annotations
@@ -9,17 +13,15 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import socket
 import sys
 import threading
 import warnings
 
 from ..errors import InputError, check_folder
+from ..options import APP
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_PORT = 7860
-PORT_RANGE = 100
+_DEFAULTS = APP.defaults
 
 
 def is_loopback(host: str) -> bool:
@@ -30,18 +32,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def find_free_port(host: str = "127.0.0.1", start: int = DEFAULT_PORT, tries: int = PORT_RANGE) -> int:
-    """The first port from ``start`` on which ``host`` can listen."""
-    for port in range(start, start + tries):
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise InputError(f"No free port between {start} and {start + tries - 1}; choose one with --port.")
 
 
 def warm_up(bench=None, include_map: bool = True) -> threading.Thread:
@@ -69,13 +59,13 @@ def warm_up(bench=None, include_map: bool = True) -> threading.Thread:
 
 
 def start(
-    folder: str | None = None,
+    folder: str | None = _DEFAULTS.folder,
     *,
-    host: str = "127.0.0.1",
-    port: int | None = None,
+    host: str = _DEFAULTS.host,
+    port: int | None = _DEFAULTS.port,
     open_browser: bool = False,
-    models_dirs: list[str] | None = None,
-    work_dir: str | None = None,
+    models_dirs: list[str] | None = _DEFAULTS.models_dirs,
+    work_dir: str | None = _DEFAULTS.work_dir,
     inline: bool | None = None,
     height: int = 1000,
     quiet: bool = False,
@@ -84,11 +74,14 @@ def start(
 ):
     """Build and launch the app without blocking; returns ``(blocks, workbench, url)``.
 
+    ``open_browser`` is off here (notebooks show the app inline); the command turns it on (:func:`serve`).
     Listens on ``host`` (127.0.0.1 unless told otherwise; a warning is printed for any other address),
     never creates a public share link, and serves only the app's own thumbnail, script and output
     folders, never the user's files.
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    if port is not None:
+        APP["port"].check(port, called="--port")
     if not is_loopback(host):
         message = (f"l2c-explorer: warning: listening on {host}, not only on this machine: anyone who can reach "
                    "this address can use the app as you: browse folder names, see thumbnails of the folders "
@@ -102,13 +95,11 @@ def start(
 
     bench = Workbench(work_dir, models_dirs=models_dirs, max_running=max_running)
     blocks, _ = build_app(bench, folder=folder)
-    if port is None:
-        port = find_free_port(host if is_loopback(host) else "0.0.0.0")
     blocks.queue(default_concurrency_limit=4)
     try:
         _, url, _ = blocks.launch(
             server_name=host,
-            server_port=int(port),
+            server_port=port,  # None: Gradio's own search from 7860
             inbrowser=open_browser,
             prevent_thread_lock=True,
             inline=inline,
@@ -116,20 +107,21 @@ def start(
             quiet=quiet,
             **launch_options(bench),
         )
-    except OSError as exc:
-        raise InputError(f"Cannot listen on {host}:{port} ({exc}); choose another port with --port.") from None
+    except OSError:
+        why = f"port {port} is in use or not allowed" if port is not None else "no free port from 7860 on"
+        raise InputError(f"Cannot listen on {host}: {why}; choose another port with --port.") from None
     blocks.l2c_workbench = bench
     blocks.l2c_warm_up = warm_up(bench) if warm else None
     return blocks, bench, url
 
 
 def serve(
-    folder: str | None = None,
-    host: str = "127.0.0.1",
-    port: int | None = None,
-    open_browser: bool = True,
-    models_dirs: list[str] | None = None,
-    work_dir: str | None = None,
+    folder: str | None = _DEFAULTS.folder,
+    host: str = _DEFAULTS.host,
+    port: int | None = _DEFAULTS.port,
+    open_browser: bool = _DEFAULTS.open_browser,
+    models_dirs: list[str] | None = _DEFAULTS.models_dirs,
+    work_dir: str | None = _DEFAULTS.work_dir,
 ) -> None:
     """Run the app until interrupted (the ``l2c-explorer`` command)."""
     blocks, bench, url = start(folder, host=host, port=port, open_browser=open_browser, models_dirs=models_dirs,

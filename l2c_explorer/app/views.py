@@ -234,14 +234,13 @@ def results_markdown(result) -> str:
         lines.append(f"{len(result.skipped)} file(s) were skipped (see the list below).")
     m = s.get("metrics")
     if m and result.kind == "discover":
-        k_err = abs(int(s.get("k_estimated", k)) - int(m.get("k_true", k)))
         lines.append(
             "Compared with the folder names (the true categories):\n\n"
             "| measure | value | what it means |\n|---|---|---|\n"
             f"| ACC | {m['acc']:.3f} | share of images in the right group, after matching each group to a category |\n"
             f"| NMI | {m['nmi']:.3f} | how much the groups tell about the true categories (1 = everything) |\n"
             f"| ARI | {m['ari']:.3f} | agreement on which pairs belong together (0 = chance, 1 = perfect) |\n"
-            f"| K error | {k_err} | groups found ({s.get('k_estimated')}) minus true categories ({m['k_true']}), "
+            f"| K error | {abs(k - int(m['k_true']))} | groups found ({k}) minus true categories ({m['k_true']}), "
             "in absolute value |"
         )
     elif m:

@@ -10,30 +10,30 @@ the page can be served within seconds of the command.
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, check_folder
 from ..explore import ClusterSummary, cluster_summaries, map_2d, map_payload, selection_counts
 from ..jobs import Job, JobRegistry, new_job_id
+from ..options import ADAPT, DISCOVER, TRAIN_SIMILARITY, RunSpec
 from ..progress import Progress
+from ..results import write_csv
 from ..thumbnails import ThumbnailCache
 
 logger = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 DEMO_DIR = PACKAGE_DIR.parent / "demo_data"
-SELF_TRAINING_STEPS = 100  # = l2c_explorer.selftrain.SELF_TRAINING_STEPS, kept literal: no torch at start-up
 GALLERY_LIMIT = 60
-ADAPT_METHODS = ("source-only", "dann", "ccn+", "ccn++", "srdc")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -50,37 +50,31 @@ def default_work_dir() -> Path:
     return base / "l2c-explorer"
 
 
+class _Part:
+    """A sub-folder of the working folder, named like the attribute: ``workspace.maps`` is ``root / "maps"``."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, workspace, owner=None):
+        return self if workspace is None else workspace.root / self.name
+
+
 @dataclass
 class Workspace:
     """The app's working folder and its parts. Everything the app writes, except user exports, goes here."""
 
     root: Path
+    thumbnails = _Part()
+    maps = _Part()
+    runs = _Part()
+    static = _Part()
+    models = _Part()  # similarity models trained in the app
 
     def __post_init__(self):
         self.root = Path(self.root).expanduser().resolve()
         for d in (self.thumbnails, self.maps, self.runs, self.static, self.models):
             d.mkdir(parents=True, exist_ok=True)
-
-    @property
-    def thumbnails(self) -> Path:
-        return self.root / "thumbnails"
-
-    @property
-    def maps(self) -> Path:
-        return self.root / "maps"
-
-    @property
-    def runs(self) -> Path:
-        return self.root / "runs"
-
-    @property
-    def static(self) -> Path:
-        return self.root / "static"
-
-    @property
-    def models(self) -> Path:
-        """Similarity models trained in the app."""
-        return self.root / "models"
 
     def run_dir(self, job_id: str) -> Path:
         d = self.runs / job_id
@@ -121,6 +115,8 @@ class RunResult:
         Where ``assignments.csv`` and ``summary.json`` were written.
     names : list of str
         Name of each label value ("cluster 0", ... or the source class names).
+    n_clusters : int
+        Clusters found (the clusterer's ``n_clusters_``), or the adapter's number of classes.
     truth : list of str or None
         True labels when the folder names were declared ground truth.
     """
@@ -136,16 +132,13 @@ class RunResult:
     root: Path
     skipped: list
     names: list[str]
+    n_clusters: int
     truth: list[str] | None = None
     stopped: bool = False
 
     @property
     def metrics(self) -> dict | None:
         return self.summary.get("metrics")
-
-    @property
-    def n_clusters(self) -> int:
-        return int(len(np.unique(self.labels)))
 
     def image_path(self, i: int) -> Path:
         return Path(self.root) / self.paths[i]
@@ -165,38 +158,27 @@ class RunResult:
         return frame
 
 
-def _from_clusterer(clusterer, run_dir: Path, summary: dict, stopped: bool) -> RunResult:
+def run_result(fitted, run_dir: Path, summary: dict, stopped: bool) -> RunResult:
+    """A fitted :class:`L2CClusterer` or :class:`DomainAdapter` as the explorer sees it."""
+    if hasattr(fitted, "classes_"):  # an adapter: its labels are the source classes
+        kind, names, n_clusters = "adapt", [str(c) for c in fitted.classes_], len(fitted.classes_)
+    else:
+        kind, n_clusters = "discover", int(fitted.n_clusters_)
+        names = [f"cluster {i}" for i in range(int(np.max(fitted.labels_)) + 1)]
+    truth = getattr(fitted, "true_labels_", None)
     return RunResult(
-        kind="discover",
-        estimator=clusterer,
+        kind=kind,
+        estimator=fitted,
         run_dir=run_dir,
         summary=summary,
-        labels=np.asarray(clusterer.labels_),
-        confidence=np.asarray(clusterer.confidence_),
-        embedding=np.asarray(clusterer.embedding_),
-        paths=list(clusterer.paths_),
-        root=Path(clusterer.root_),
-        skipped=list(clusterer.skipped_),
-        names=[f"cluster {i}" for i in range(int(np.max(clusterer.labels_)) + 1)],
-        truth=list(clusterer.true_labels_) if clusterer.true_labels_ is not None else None,
-        stopped=stopped,
-    )
-
-
-def _from_adapter(adapter, run_dir: Path, summary: dict, stopped: bool) -> RunResult:
-    truth = getattr(adapter, "true_labels_", None)
-    return RunResult(
-        kind="adapt",
-        estimator=adapter,
-        run_dir=run_dir,
-        summary=summary,
-        labels=np.asarray(adapter.labels_),
-        confidence=np.asarray(adapter.confidence_),
-        embedding=np.asarray(adapter.embedding_),
-        paths=list(adapter.paths_),
-        root=Path(adapter.root_),
-        skipped=list(adapter.skipped_),
-        names=[str(c) for c in adapter.classes_],
+        labels=np.asarray(fitted.labels_),
+        confidence=np.asarray(fitted.confidence_),
+        embedding=np.asarray(fitted.embedding_),
+        paths=list(fitted.paths_),
+        root=Path(fitted.root_),
+        skipped=list(fitted.skipped_),
+        names=names,
+        n_clusters=n_clusters,
         truth=list(truth) if truth is not None else None,
         stopped=stopped,
     )
@@ -224,7 +206,7 @@ class FolderReport:
 
 def check_image_folder(folder: str | os.PathLike, thumbs: ThumbnailCache, *, sample: int = 12) -> FolderReport:
     """Count a folder's images, list the files that will be skipped and why, and thumbnail a sample."""
-    from ..data import check_folder, find_images
+    from ..data import find_images
 
     root = check_folder(folder)
     files, ignored = find_images(root)
@@ -320,23 +302,17 @@ class Workbench:
         """The model card of a model found by name (or a file path)."""
         from ..similarity import SimilarityModel
 
-        path = self.models().get(name) or Path(name).expanduser()
-        if not path.is_file():
-            raise InputError(f"No similarity model named {name!r}.")
+        path = self.resolve_model(name)
         key = (str(path), path.stat().st_mtime_ns)
         if key not in self._card_cache:
             self._card_cache[key] = SimilarityModel.load(path).card
         return self._card_cache[key]
 
     def resolve_model(self, name: str) -> Path:
-        models = self.models()
-        if name in models:
-            return models[name]
-        path = Path(str(name)).expanduser()
-        if path.is_file():
-            return path
-        known = ", ".join(sorted(models)) or "none yet"
-        raise InputError(f"No similarity model named {name!r} (available: {known}).")
+        """The file of a model given by name (looked up in :meth:`models_dirs`) or path."""
+        from ..similarity import resolve_model_path
+
+        return resolve_model_path(name, self.models_dirs())
 
     def default_model(self) -> str | None:
         models = self.models()
@@ -360,7 +336,7 @@ class Workbench:
             model = load_similarity_model(self.models()[name])
             rng = np.random.default_rng(0)
             images = [rng.integers(0, 256, (model.preprocessing.size,) * 2, dtype=np.uint8) for _ in range(32)]
-            L2CClusterer(similarity=model, n_clusters=4, epochs=3, self_training_steps=2).fit(images)
+            L2CClusterer(similarity=model, n_clusters=4, steps=3, self_training_steps=2).fit(images)
 
     @staticmethod
     def device_label(device: str = "auto") -> str:
@@ -379,33 +355,23 @@ class Workbench:
         self,
         folder: str | os.PathLike,
         *,
-        model: str = "omniglot",
-        n_clusters: int | None = None,
-        max_clusters: int = 100,
-        loss: str = "mcl",
-        epochs: int | None = None,
-        device: str = "auto",
+        model: str = DISCOVER.defaults.similarity,
         labelled: bool = False,
-        self_training_steps: int = SELF_TRAINING_STEPS,
-        random_state: int = 0,
         owner: str | None = None,
         make_map: bool = True,
+        **options,
     ) -> Job:
         """Start finding the categories of ``folder`` in the background; returns the job at once.
 
-        When it finishes (or is stopped after learning something), ``job.result`` is a :class:`RunResult`
-        and a follow-up job prepares the map (``job.extra("map")``) and the cluster summaries.
+        ``model`` is a similarity model's name (see :meth:`models`) or file; ``options`` are the clusterer's
+        (:data:`~l2c_explorer.options.DISCOVER`; the defaults there for those not given). When it finishes
+        (or is stopped after learning something), ``job.result`` is a :class:`RunResult` and a follow-up job
+        prepares the map (``job.extra("map")``) and the cluster summaries.
         """
-        from ..data import check_folder
-
         root = check_folder(folder)
         model_path = self.resolve_model(model)
-        self.device_label(device)  # "cuda" without a GPU: say so now, not from inside the run
-        if loss not in ("mcl", "kcl"):
-            raise InputError(f"loss must be 'mcl' or 'kcl', not {loss!r}.")
-        params = dict(folder=str(root), model=str(model), n_clusters=n_clusters, max_clusters=int(max_clusters),
-                      loss=loss, epochs=epochs, device=device, labelled=bool(labelled), random_state=random_state,
-                      self_training_steps=int(self_training_steps))
+        options = self._checked(DISCOVER, options, given_elsewhere=("similarity",))
+        params = dict(folder=str(root), model=str(model), labelled=bool(labelled), **options)
         if labelled:
             params["k_true"] = count_classes(root)
         job_id = new_job_id()
@@ -414,27 +380,34 @@ class Workbench:
             from ..clustering import L2CClusterer
             from ..results import write_discovery_results
 
-            clusterer = L2CClusterer(
-                similarity=str(model_path),
-                n_clusters=n_clusters,
-                max_clusters=int(max_clusters),
-                loss=loss,
-                epochs=epochs,
-                self_training_steps=int(self_training_steps),
-                device=device,
-                random_state=random_state,
-            )
+            clusterer = L2CClusterer(similarity=str(model_path), **options)
             clusterer.fit(root, callback=callback, stop=stop, labelled=labelled)  # StoppedError if nothing learnt
-            callback(Progress("finishing", message="Writing the results"))
-            run_dir = self.workspace.run_dir(job_id)
-            summary = write_discovery_results(clusterer, run_dir, score=labelled)
-            summary["stopped_early"] = stop.is_set()
-            return _from_clusterer(clusterer, run_dir, summary, stop.is_set())
+            return self._written(job_id, clusterer, write_discovery_results, labelled, callback, stop)
 
         job = self.registry.submit("discover", target, owner=owner, params=params, job_id=job_id,
                                    on_done=self._follow_up if make_map else None)
         self._start_thumbnails(root, owner)
         return job
+
+    def _written(self, job_id: str, fitted, write, score: bool, callback, stop) -> RunResult:
+        """Write a fitted run's assignments and summary into its folder (``write``: the results writer of its
+        kind); return it as the explorer sees it."""
+        callback(Progress("finishing", message="Writing the results"))
+        run_dir = self.workspace.run_dir(job_id)
+        summary = write(fitted, run_dir, score=score)
+        summary["stopped_early"] = stop.is_set()
+        return run_result(fitted, run_dir, summary, stop.is_set())
+
+    def _checked(self, spec: RunSpec, options: dict, *, given_elsewhere: tuple[str, ...] = ()) -> dict:
+        """Every option of ``spec`` (the given ones, checked, and the defaults), before a run is queued."""
+        for name in given_elsewhere:
+            if name in options:
+                raise InputError(f"{name!r} is not an option here; it has its own argument.")
+        spec.validate(options)
+        self.device_label(options.get("device", spec.defaults.device))  # "cuda" without a GPU: say so now
+        filled = {**spec.default_dict(), **options}
+        return {name: dict(value) if isinstance(value, Mapping) else value  # the jitter ranges as a plain dict
+                for name, value in filled.items() if name not in given_elsewhere}
 
     # -- jobs: domain adaptation -------------------------------------------------------------------------
 
@@ -452,44 +425,32 @@ class Workbench:
         source: str | os.PathLike,
         target_folder: str | os.PathLike,
         *,
-        method: str = "ccn+",
-        epochs: int | None = None,
-        device: str = "auto",
         labelled: bool = False,
-        random_state: int = 0,
         owner: str | None = None,
         make_map: bool = True,
+        **options,
     ) -> Job:
-        """Start predicting the source folder's classes in the target folder; returns the job at once."""
-        from ..data import check_folder
+        """Start predicting the source folder's classes in the target folder; returns the job at once.
 
-        src = check_folder(source)
-        tgt = check_folder(target_folder)
+        ``options`` are the adapter's (:data:`~l2c_explorer.options.ADAPT`).
+        """
+        src = check_folder(source, what="Source folder")
+        tgt = check_folder(target_folder, what="Target folder")
         if src == tgt:
             raise InputError("The labelled source folder and the target folder must be different folders.")
-        if method not in ADAPT_METHODS:
-            raise InputError(f"method must be one of {', '.join(ADAPT_METHODS)}, not {method!r}.")
         if not self.adaptation_available():
             raise InputError("This installation does not include domain adaptation (l2c_explorer.adaptation).")
-        self.device_label(device)
-        params = dict(source=str(src), folder=str(tgt), method=method, epochs=epochs, device=device,
-                      labelled=bool(labelled), random_state=random_state)
+        options = self._checked(ADAPT, options)
+        params = dict(source=str(src), folder=str(tgt), labelled=bool(labelled), **options)
         job_id = new_job_id()
 
         def target(callback, stop):
             from ..adaptation import DomainAdapter
             from ..results import write_adaptation_results
 
-            options = dict(method=method, device=device, random_state=random_state)
-            if epochs is not None:
-                options["epochs"] = int(epochs)
             adapter = DomainAdapter(**options)
             adapter.fit(src, tgt, callback=callback, stop=stop, labelled_target=labelled)  # likewise
-            callback(Progress("finishing", message="Writing the results"))
-            run_dir = self.workspace.run_dir(job_id)
-            summary = write_adaptation_results(adapter, run_dir, score=labelled)
-            summary["stopped_early"] = stop.is_set()
-            return _from_adapter(adapter, run_dir, summary, stop.is_set())
+            return self._written(job_id, adapter, write_adaptation_results, labelled, callback, stop)
 
         job = self.registry.submit("adapt", target, owner=owner, params=params, job_id=job_id,
                                    on_done=self._follow_up if make_map else None,
@@ -503,35 +464,25 @@ class Workbench:
         self,
         folder: str | os.PathLike,
         *,
-        name: str = "my-model",
-        epochs: float = 5,
-        class_depth: int = 1,
-        image_size: int = 32,
-        channels: int = 1,
-        device: str = "auto",
-        random_state: int = 0,
+        name: str,
         owner: str | None = None,
+        **options,
     ) -> Job:
-        """Start learning a similarity model from a labelled folder; it is saved in the app's models folder."""
-        from ..data import check_folder
+        """Start learning a similarity model from a labelled folder; it is saved in the app's models folder as
+        ``name``. ``options`` are the learner's (:data:`~l2c_explorer.options.TRAIN_SIMILARITY`)."""
         from ..results import safe_folder_name
 
         root = check_folder(folder)
         clean = safe_folder_name(name)
         if not clean:
             raise InputError("Give the new model a name (letters, digits, '-' or '_').")
-        if not float(epochs) > 0:
-            raise InputError(f"epochs must be positive, not {epochs}.")
-        self.device_label(device)
-        params = dict(folder=str(root), name=clean, epochs=float(epochs), class_depth=int(class_depth),
-                      image_size=int(image_size), channels=int(channels), device=device)
+        options = self._checked(TRAIN_SIMILARITY, options, given_elsewhere=("name",))
+        params = dict(folder=str(root), name=clean, **options)
 
         def target(callback, stop):
             from ..similarity import SimilarityLearner
 
-            learner = SimilarityLearner(epochs=float(epochs), image_size=int(image_size), channels=int(channels),
-                                        class_depth=int(class_depth), device=device, random_state=random_state,
-                                        name=clean)
+            learner = SimilarityLearner(name=clean, **options)
             learner.fit(root, callback=callback, stop=stop)
             path = learner.model_.save(self.workspace.models / clean)
             return {"name": clean, "path": path, "card": learner.model_.card, "learner": learner}
@@ -551,12 +502,12 @@ class Workbench:
         if isinstance(fitted, RunResult):
             result = fitted
         elif hasattr(fitted, "classes_"):
-            result = _from_adapter(fitted, run_dir, fitted.summary(), False)
+            result = run_result(fitted, run_dir, fitted.summary(), False)
         elif hasattr(fitted, "n_clusters_"):
             from ..results import write_discovery_results
 
             score = getattr(fitted, "true_labels_", None) is not None
-            result = _from_clusterer(fitted, run_dir, write_discovery_results(fitted, run_dir, score=score), False)
+            result = run_result(fitted, run_dir, write_discovery_results(fitted, run_dir, score=score), False)
         else:
             raise InputError("Give a fitted L2CClusterer or DomainAdapter (call .fit first).")
         kind = "adapt" if result.kind == "adapt" else "discover"
@@ -683,14 +634,9 @@ class Workbench:
         """The selected images as a CSV file (in the run's folder), for download."""
         result = self.result(job_id)
         clean = sorted({int(i) for i in indices if 0 <= int(i) < len(result.paths)})
-        path = result.run_dir / "selection.csv"
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["path", "label", "name", "confidence"])
-            for i in clean:
-                w.writerow([result.paths[i], int(result.labels[i]), result.names[result.labels[i]],
-                            round(float(result.confidence[i]), 4)])
-        return path
+        rows = [[result.paths[i], int(result.labels[i]), result.names[result.labels[i]],
+                 round(float(result.confidence[i]), 4)] for i in clean]
+        return write_csv(result.run_dir / "selection.csv", ["path", "label", "name", "confidence"], rows)
 
     # -- writing results --------------------------------------------------------------------------------
 

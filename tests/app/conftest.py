@@ -22,7 +22,7 @@ def served_app(tmp_path_factory):
     work = tmp_path_factory.mktemp("l2c-work")
     app = launch_app(work_dir=work, quiet=True)
     # Timings are asserted on a warmed-up app (a person reads the page for longer than the warm-up takes).
-    assert app.wait_ready(timeout=300), "the app's warm-up did not finish"
+    assert app.wait_ready(timeout=900), "the app's warm-up did not finish"
     yield app
     app.close()
 
@@ -87,7 +87,7 @@ def page(browser, request):
     for event in ("request", "requestfinished", "requestfailed"):
         pg.on(event, lambda r, e=event: log.append(f"{time.monotonic() - started:7.2f} {e} {r.method} {r.url}")
               if "gradio_api" in r.url else None)
-    pg.set_default_timeout(30_000)
+    pg.set_default_timeout(120_000)  # generous: slow or busy machines
     yield pg
     failed = any(getattr(getattr(request.node, f"rep_{w}", None), "failed", False) for w in ("setup", "call"))
     if failed:

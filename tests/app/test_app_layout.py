@@ -1,0 +1,47 @@
+"""The page offers every run option as its spec declares it: label, first value, choices and range."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+
+from l2c_explorer.options import RUNS
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    from l2c_explorer.app.ui import build_app
+    from l2c_explorer.app.workbench import Workbench
+
+    bench = Workbench(tmp_path_factory.mktemp("work"))
+    demo, _ = build_app(bench)
+    yield demo.l2c_page
+    bench.close()
+
+
+def in_spec():
+    return [(spec, option) for spec in RUNS.values() for option in spec.in_app()]
+
+
+def test_every_option_with_a_widget_is_on_the_page(page):
+    assert set(page.widgets) == {(spec.name, option.name) for spec, option in in_spec()}
+
+
+@pytest.mark.parametrize("spec, option", in_spec(), ids=lambda x: getattr(x, "name", ""))
+def test_each_widget_is_made_from_its_option(page, spec, option):
+    widget, w = page.widgets[(spec.name, option.name)], option.widget
+    assert widget.label == w.label
+    assert widget.value == w.first_value(option)  # the option's default, or the first value the spec gives
+    if w.info:
+        assert widget.info == w.info
+    if isinstance(widget, (gr.Radio, gr.Dropdown)) and option.allowed is not None:
+        assert [tuple(c) for c in widget.choices] == [(label, value) for label, value in w.choices(option)]
+        assert [value for _, value in widget.choices] == list(option.allowed.values)
+    if isinstance(widget, (gr.Slider, gr.Number)):
+        assert (widget.minimum, widget.maximum) == (w.minimum, w.maximum)
+        for bound in (w.minimum, w.maximum):  # the widget never offers a value the run would refuse
+            assert bound is None or option.accepts(type(option.default or 1)(bound))
+    if isinstance(widget, gr.Slider):
+        assert widget.step == w.step
+    if w.toggle:
+        assert isinstance(widget, gr.Checkbox) and widget.value is (option.default > 0)
