@@ -51,7 +51,8 @@ def test_discover_known_k_scores_a_real_accuracy(tmp_path, tengwar10):
     for key in ("k_estimated", "k_max", "loss", "seconds", "device", "model", "skipped"):
         assert key in summary
     assert summary["metrics"]["k_true"] == 10
-    assert summary["metrics"]["acc"] >= 0.85, summary["metrics"]
+    # measured 0.91; 0.80 leaves a margin of more than one of the 10 characters (10 points each)
+    assert summary["metrics"]["acc"] >= 0.80, summary["metrics"]
     assert "ACC" in result.stdout and result.stdout.count("\n") == 1  # one-line result
     assert tree_snapshot(tengwar10) == before  # the target folder is only read
 
@@ -62,7 +63,8 @@ def test_discover_estimates_k(tmp_path, tengwar10):
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["k_max"] == 100 and abs(summary["k_estimated"] - 10) <= 2, summary["k_estimated"]
-    # Tengwar is among the hardest alphabets: two pairs of look-alike characters merge here (K = 8, 79%)
+    # Tengwar is among the hardest alphabets: measured K 9 and 0.855 (two look-alike characters merge);
+    # 0.75 leaves a margin of one more merged character
     assert summary["metrics"]["acc"] >= 0.75, summary["metrics"]
     assert len(summary["history"]) >= 2 and {"loss", "k_estimated"} <= set(summary["history"][-1])
     assert summary["timings"]["self_training"] > 0 and summary["history"][-1]["pass"] == 2
@@ -130,7 +132,7 @@ def test_train_similarity_end_to_end(tmp_path, omniglot_background):
     model = SimilarityModel.load(tmp_path / "mine.pt")  # the name asked for; safetensors inside
     card = model.card
     assert card["trained_on"]["n_classes"] + card["trained_on"]["n_holdout_classes"] == 16
-    assert card["holdout_pair_metrics"]["roc_auc"] > 0.6  # far better than chance after 3 short epochs
+    assert card["holdout_pair_metrics"]["roc_auc"] > 0.6  # measured 0.70 after 3 short epochs (chance: 0.5)
     assert model.preprocessing.invert  # Omniglot is dark ink on light paper
     out = tmp_path / "out"
     # the new model is usable by discover

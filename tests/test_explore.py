@@ -16,6 +16,8 @@ from l2c_explorer.explore import (
     umap_2d,
 )
 
+pytestmark = pytest.mark.numerical  # .ci/run runs these again on one thread
+
 
 def blobs(n_per=30, k=3, d=16, seed=0):
     """k well separated groups of unit vectors, and their labels."""

@@ -7,6 +7,8 @@ import torch
 
 from l2c_explorer.losses import EPS, kcl_loss, mcl_loss, pair_bce_loss
 
+pytestmark = pytest.mark.numerical  # .ci/run runs these again on one thread
+
 
 def brute_mcl(p, s, include_self=True):
     total, count = 0.0, 0

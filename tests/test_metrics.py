@@ -5,6 +5,8 @@ import pytest
 
 from l2c_explorer.metrics import cluster_accuracy, clustering_scores, dense_pair_scores, hungarian_mapping, pair_scores
 
+pytestmark = pytest.mark.numerical  # .ci/run runs these again on one thread
+
 
 def test_accuracy_is_invariant_to_cluster_names():
     y = np.array([0, 0, 1, 1, 2, 2])

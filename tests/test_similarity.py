@@ -4,9 +4,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from numerics import assert_close
 
 from l2c_explorer.errors import InputError
 from l2c_explorer.similarity import ClassBalancedSampler, SimilarityLearner, prototype_loss, split_classes
+
+pytestmark = pytest.mark.numerical  # .ci/run runs these again on one thread
 
 
 def test_sampler_draws_balanced_batches_without_repeats():
@@ -35,13 +38,17 @@ def test_prototype_loss_matches_brute_force():
     g = torch.Generator().manual_seed(0)
     emb = F.normalize(torch.randn(12, 5, generator=g), dim=1)
     y = torch.arange(4).repeat_interleave(3)
-    logits = torch.zeros(12, 4)
+    exact = emb.double()  # the brute force in float64, from the same float32 embeddings
+    logits = torch.zeros(12, 4, dtype=torch.float64)
+    smallest_sum = np.inf
     for i in range(12):
         for c in range(4):
             others = [j for j in range(12) if y[j] == c and j != i]
-            v = emb[others].sum(0)
-            logits[i, c] = 10 * (emb[i] @ v) / v.norm()
-    assert prototype_loss(emb, y).item() == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+            v = exact[others].sum(0)
+            smallest_sum = min(smallest_sum, float(v.norm()))
+            logits[i, c] = 10 * (exact[i] @ v) / v.norm()
+    # float32 sums of 12 images x 5 dimensions; cosines divided by |sum| and scaled by the temperature 10
+    assert_close(prototype_loss(emb, y), F.cross_entropy(logits, y), n_terms=12 * 5, scale=10 / smallest_sum)
 
 
 def test_split_classes_is_disjoint_and_seeded():
@@ -67,7 +74,7 @@ def test_short_fit_learns_something_and_is_deterministic(keble_subset):
 
     a, b = fit(), fit()
     assert a.n_classes_ == 4 and a.model_.card["trained_on"]["n_holdout_classes"] == 2
-    assert a.holdout_metrics_["roc_auc"] > 0.6
+    assert a.holdout_metrics_["roc_auc"] > 0.6  # measured 0.84 after these 4 short epochs: a margin of 0.24
     assert a.history_[-1].loss < a.history_[0].loss
     for (_, ta), (_, tb) in zip(a.model_.net.state_dict().items(), b.model_.net.state_dict().items()):
         assert torch.equal(ta, tb)
