@@ -18,6 +18,10 @@ from .layout import ExplorePanel, Page, RunPanel, asset
 from .workbench import Workbench, demo_folders
 
 PLOTLY_FILE = "plotly.min.js"
+# Events the page needs but the API does not offer. Their own name keeps Gradio from naming them after their
+# handler: a private event wired before a public one with the same handler would otherwise take its name and
+# rename the public endpoint (/check_folder -> /check_folder_1). Gradio numbers the repeats (private_1, ...).
+PRIVATE = {"api_visibility": "private", "api_name": "private"}
 
 
 def install_static(bench: Workbench) -> Path:
@@ -81,15 +85,15 @@ class Wiring:
         demo.load(h.on_load, inputs=None, outputs=outputs, api_name="restore", show_progress="hidden")
         if p.folder:
             demo.load(h.check_folder, inputs=[p.folder_tb], outputs=self.folder_outputs(),
-                      api_visibility="private", show_progress="hidden")
+                      **PRIVATE, show_progress="hidden")
         p.demo_btn.click(
             h.fill_demo, outputs=[p.model, p.card, p.folder_tb, p.labelled, p.k_mode, p.k_value, p.steps],
             api_name="fill_demo",
         ).success(
-            h.check_folder, inputs=[p.folder_tb], outputs=self.folder_outputs(), api_visibility="private",
+            h.check_folder, inputs=[p.folder_tb], outputs=self.folder_outputs(), **PRIVATE,
         ).success(
             h.start_discovery, inputs=self.discover_inputs(), outputs=self.start_outputs(p.run, p.explore),
-            api_visibility="private",
+            **PRIVATE,
         ).success(None, js=_url_js("job"), inputs=[p.run.job])
 
     def wire_discover(self) -> None:
@@ -99,21 +103,21 @@ class Wiring:
         # folder
         folder_outputs = self.folder_outputs()
         p.check_btn.click(h.check_folder, inputs=[p.folder_tb], outputs=folder_outputs, api_name="check_folder")
-        p.folder_tb.submit(h.check_folder, inputs=[p.folder_tb], outputs=folder_outputs, api_visibility="private")
-        p.demo_dd.input(lambda path: path, inputs=[p.demo_dd], outputs=[p.folder_tb], api_visibility="private").then(
-            h.check_folder, inputs=[p.folder_tb], outputs=folder_outputs, api_visibility="private")
+        p.folder_tb.submit(h.check_folder, inputs=[p.folder_tb], outputs=folder_outputs, **PRIVATE)
+        p.demo_dd.input(lambda path: path, inputs=[p.demo_dd], outputs=[p.folder_tb], **PRIVATE).then(
+            h.check_folder, inputs=[p.folder_tb], outputs=folder_outputs, **PRIVATE)
         p.browse_at.submit(h.browse, inputs=[p.browse_at], outputs=[p.browse_at, p.subfolders], api_name="browse")
         p.subfolders.input(h.browse_into, inputs=[p.browse_at, p.subfolders], outputs=[p.browse_at, p.subfolders],
-                           api_visibility="private")
+                           **PRIVATE)
         p.up_btn.click(h.browse_up, inputs=[p.browse_at], outputs=[p.browse_at, p.subfolders],
-                       api_visibility="private")
-        p.use_btn.click(lambda path: path, inputs=[p.browse_at], outputs=[p.folder_tb], api_visibility="private").then(
-            h.check_folder, inputs=[p.folder_tb], outputs=folder_outputs, api_visibility="private")
+                       **PRIVATE)
+        p.use_btn.click(lambda path: path, inputs=[p.browse_at], outputs=[p.folder_tb], **PRIVATE).then(
+            h.check_folder, inputs=[p.folder_tb], outputs=folder_outputs, **PRIVATE)
         p.k_mode.change(lambda mode: gr.update(visible=mode == "known"), inputs=[p.k_mode], outputs=[p.k_value],
-                        api_visibility="private", show_progress="hidden")
+                        **PRIVATE, show_progress="hidden")
         # similarity training
         p.spn_demo.input(lambda path: (path, 1), inputs=[p.spn_demo], outputs=[p.spn_folder, p.spn_depth],
-                         api_visibility="private")
+                         **PRIVATE)
         p.spn.start.click(
             h.start_similarity, inputs=[p.spn_folder, p.spn_name, p.spn_epochs, p.spn_depth, p.device, p.spn.job],
             outputs=[p.spn.job, p.spn.progress, p.spn.curves, p.spn.timer, p.spn.seen, p.spn_result],
@@ -136,9 +140,9 @@ class Wiring:
     def wire_adapt(self) -> None:
         p, h = self.page, self.handlers
         p.adapt_source_demo.input(lambda path: path, inputs=[p.adapt_source_demo], outputs=[p.adapt_source],
-                                  api_visibility="private")
+                                  **PRIVATE)
         p.adapt_target_demo.input(lambda path: path, inputs=[p.adapt_target_demo], outputs=[p.adapt_target],
-                                  api_visibility="private")
+                                  **PRIVATE)
         p.adapt_run.start.click(
             h.start_adaptation,
             inputs=[p.adapt_source, p.adapt_target, p.adapt_method, p.adapt_epochs, p.adapt_device, p.adapt_labelled,
@@ -162,14 +166,14 @@ class Wiring:
         # selection on the map (lasso / box), and its client-callable twin
         e.map.points_selected(h.on_points_selected, inputs=[run.job],
                               outputs=[e.selection_md, e.selection_gallery, e.selection],
-                              api_visibility="private", concurrency_limit=None, show_progress="hidden")
+                              **PRIVATE, concurrency_limit=None, show_progress="hidden")
         e.map.cluster_clicked(h.on_cluster_clicked, inputs=None, outputs=[e.cluster],
-                              api_visibility="private", show_progress="hidden")
+                              **PRIVATE, show_progress="hidden")
         e.cluster.change(h.show_cluster, inputs=[run.job, e.cluster], outputs=[e.cluster_md, e.typical, e.uncertain],
                          js=_isolate_js(f"{kind}-map"), api_name=f"show_cluster_{kind}", concurrency_limit=None,
                          show_progress="hidden")
         e.selection_csv_btn.click(h.selection_csv, inputs=[run.job, e.selection], outputs=[e.selection_csv],
-                                  api_visibility="private")
+                                  **PRIVATE)
         e.export_btn.click(h.export, inputs=[run.job, e.out_dir, e.mode], outputs=[e.export_md],
                            api_name=f"export_{kind}")
         if e.save_btn is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import gradio as gr
 import pytest
 
@@ -9,18 +11,30 @@ from l2c_explorer.options import RUNS
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def blocks(tmp_path_factory):
     from l2c_explorer.app.ui import build_app
     from l2c_explorer.app.workbench import Workbench
 
     bench = Workbench(tmp_path_factory.mktemp("work"))
     demo, _ = build_app(bench)
-    yield demo.l2c_page
+    yield demo
     bench.close()
+
+
+@pytest.fixture(scope="module")
+def page(blocks):
+    return blocks.l2c_page
 
 
 def in_spec():
     return [(spec, option) for spec in RUNS.values() for option in spec.in_app()]
+
+
+def test_public_endpoints_keep_the_names_they_were_given(blocks):
+    # Gradio renames a clash (/check_folder -> /check_folder_1), which breaks every client of the API.
+    public = sorted(fn.api_name for fn in blocks.fns.values() if fn.api_visibility == "public")
+    assert {"check_folder", "start_discovery", "poll_discovery", "start_similarity", "restore"} <= set(public)
+    assert not [name for name in public if re.search(r"_\d+$", name)], public
 
 
 def test_every_option_with_a_widget_is_on_the_page(page):
