@@ -36,7 +36,7 @@ SECTIONS = [
      "cross-validation)"),
     ("train_omniglot_model", "Training the shipped `omniglot` similarity model",
      "`OMP_NUM_THREADS=1 l2c-explorer train-similarity ../shared/data/omniglot/images_background --recipe "
-     "omniglot --out models/omniglot --name omniglot`, then `python benchmarks/train_omniglot_model.py --card-only "
+     "omniglot --out models/omniglot --name omniglot`, then `python benchmarks/train_model.py omniglot --card-only "
      "--threads 1` (or the script alone, which runs the same command)"),
     ("spn_speed", "Similarity training speed: the authors' formulation against ours", "`python benchmarks/spn_speed.py --steps 60 --threads 1`"),
     ("discover_speed", "Discovery speed on a 1,000-image folder", "`OMP_NUM_THREADS=1 python benchmarks/discover_speed.py`"),

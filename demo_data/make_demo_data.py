@@ -2,7 +2,8 @@
 
     python demo_data/make_demo_data.py --data ../shared/data
 
-Omniglot images are copied byte for byte; MNIST and USPS digits are written as PNG files.
+Omniglot images and Tiny ImageNet photos are copied byte for byte; MNIST and USPS digits are written as PNG
+files.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ HERE = Path(__file__).resolve().parent
 TARGET_ALPHABET = "Keble"  # an Omniglot *evaluation* alphabet: the shipped model never saw it
 SOURCE_ALPHABETS = ("Latin", "Greek", "Cyrillic")  # background alphabets, for training a model in the app
 DIGITS_PER_CLASS = 60
+# Ten everyday categories of Tiny ImageNet's `novel-dev` classes (none of them in the `photos` model's
+# training classes), chosen for variety (animals, vehicles, a building, food, objects) before any result on
+# them was seen; every one of their 50 photos, in folders named after the category.
+PHOTO_CATEGORIES = ("acorn", "barn", "gorilla", "guinea pig", "mushroom", "pomegranate", "school bus", "sock",
+                    "tractor", "wok")
 
 
 def copy_omniglot(data: Path) -> None:
@@ -60,13 +66,34 @@ def copy_digits(data: Path) -> None:
     write_digits(usps_images, usps["y_test"], HERE / "digits_usps", seed=0)
 
 
+def read_class_names(words: Path) -> dict[str, str]:
+    """WordNet id -> the first of its English names (``words.txt``: ``id<TAB>name, other name, ...``)."""
+    names = {}
+    for line in words.read_text(encoding="utf-8").splitlines():
+        wnid, _, text = line.partition("\t")
+        names[wnid] = text.split(",")[0].strip()
+    return names
+
+
+def copy_photos(data: Path) -> None:
+    root = data / "tiny-imagenet"
+    names = read_class_names(root / "words.txt")
+    dest = HERE / "photos_everyday"
+    shutil.rmtree(dest, ignore_errors=True)
+    for class_dir in sorted((root / "novel-dev").iterdir()):
+        name = names.get(class_dir.name)
+        if name in PHOTO_CATEGORIES:
+            shutil.copytree(class_dir, dest / name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data", help="folder holding omniglot/, mnist/ and usps/")
+    parser.add_argument("--data", default="../shared/data", help="folder holding omniglot/, mnist/, usps/ and tiny-imagenet/")
     args = parser.parse_args()
     data = Path(args.data)
     copy_omniglot(data)
     copy_digits(data)
+    copy_photos(data)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ from .errors import InputError, check_folder
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 ROOT_LABEL = "."  # the class name given to images that sit directly in a labelled folder's root
+# torchvision's ImageNet channel statistics, which pretrained backbone weights expect their input in
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -415,11 +418,36 @@ def normalise(x: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
     return (x - mean) / std
 
 
-def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of unit-range images, shape (n, C, H, W)."""
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+def channel_stats(images: torch.Tensor, invert: bool = False) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of images (n, C, H, W): uint8 pixels (inverted when asked) or unit-range floats.
+
+    Accumulated in float64 over chunks, so 60,000 photos never become one float copy in memory.
+    """
+    n_channels = images.shape[1]
+    total = torch.zeros(n_channels, dtype=torch.float64)
+    squares = torch.zeros(n_channels, dtype=torch.float64)
+    count = 0
+    for start in range(0, len(images), 4096):
+        chunk = images[start : start + 4096]
+        unit = to_unit(chunk, invert) if chunk.dtype == torch.uint8 else chunk
+        unit = unit.double()
+        total += unit.sum(dim=(0, 2, 3))
+        squares += (unit * unit).sum(dim=(0, 2, 3))
+        count += unit.numel() // n_channels
+    mean = total / count
+    std = ((squares / count - mean * mean).clamp_min(0.0) * count / max(count - 1, 1)).sqrt().clamp_min(1e-3)
     return tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std)
+
+
+def image_statistics(pixels: torch.Tensor, *, sample: int = 2000, seed: int = 0) -> dict:
+    """What kind of images these are (:func:`l2c_explorer.model_fit.pixel_statistics`), from uint8 pixels
+    (n, C, H, W); at most ``sample`` images (a seeded random subset) are looked at."""
+    from .model_fit import pixel_statistics
+
+    n = len(pixels)
+    if n > sample:
+        pixels = pixels[torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:sample]]
+    return pixel_statistics(pixels.numpy())
 
 
 def model_input(pixels: torch.Tensor, prep: Preprocessing) -> torch.Tensor:

@@ -29,3 +29,16 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"GPU ({torch.cuda.get_device_name(device)})"
     return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bfloat16 autocast is fast here: CUDA GPUs that support it, CPUs with AVX-512 BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            flags = open("/proc/cpuinfo").read()
+        except OSError:  # not Linux: do not guess
+            return False
+        return " avx512_bf16" in flags or " amx_bf16" in flags
+    return False

@@ -51,6 +51,85 @@ class ConvEncoder(nn.Module):
         return self.project(self.features(x))
 
 
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and a shortcut (He et al.); ``stride`` 2 halves the side."""
+
+    def __init__(self, *, dim_in: int, dim_out: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(dim_in, dim_out, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.norm1 = nn.BatchNorm2d(dim_out)
+        self.conv2 = nn.Conv2d(dim_out, dim_out, kernel_size=3, padding=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(dim_out)
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and dim_in == dim_out
+            else nn.Sequential(nn.Conv2d(dim_in, dim_out, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(dim_out))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, c, s, s) -> (b, c', s / stride, s / stride)
+        y = F.relu(self.norm1(self.conv1(x)), inplace=True)
+        return F.relu(self.norm2(self.conv2(y)) + self.shortcut(x), inplace=True)
+
+
+class ResNetEncoder(nn.Module):
+    """A small ResNet for small photos: a 3x3 stem, stages of :class:`ResidualBlock`, global average pooling
+    and a linear projection to ``embedding_dim``.
+
+    Each stage after the first halves the side; ``stem_stride`` 2 halves it once more at the input, which
+    lets a 64-pixel input cost what a 32-pixel one does while the stem still sees every pixel.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        widths: tuple[int, ...],
+        blocks: tuple[int, ...],
+        embedding_dim: int,
+        stem_stride: int = 1,
+    ):
+        super().__init__()
+        assert len(widths) == len(blocks), "one block count per stage"
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], kernel_size=3, stride=stem_stride, padding=1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+        )
+        layers, dim = [], widths[0]
+        for stage, (width, count) in enumerate(zip(widths, blocks)):
+            for i in range(count):
+                layers.append(ResidualBlock(dim_in=dim, dim_out=width, stride=2 if stage > 0 and i == 0 else 1))
+                dim = width
+        self.stages = nn.Sequential(*layers)
+        self.feature_dim = dim
+        self.project = nn.Linear(dim, embedding_dim)
+        self.embedding_dim = embedding_dim
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # (b, c, s, s) -> (b, feature_dim)
+        return self.stages(self.stem(x)).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, c, s, s) -> (b, d)
+        return self.project(self.features(x))
+
+
+class BackboneEncoder(nn.Module):
+    """Any feature extractor ``(b, c, s, s) -> (b, feature_dim)`` followed by a projection to ``embedding_dim``
+    (a torchvision classification model with its classifier removed, see :mod:`l2c_explorer.backbones`)."""
+
+    def __init__(self, *, backbone: nn.Module, feature_dim: int, embedding_dim: int):
+        super().__init__()
+        self.backbone = backbone
+        self.feature_dim = feature_dim
+        self.project = nn.Linear(feature_dim, embedding_dim)
+        self.embedding_dim = embedding_dim
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, c, s, s) -> (b, d)
+        return self.project(self.features(x))
+
+
 # ---------------------------------------------------------------------------------------------------
 # pair heads
 
@@ -87,18 +166,39 @@ class SimilarityNet(nn.Module):
         return self.pair_logits(x)
 
 
+def build_encoder(arch: dict) -> nn.Module:
+    """Rebuild an encoder from the hyper-parameters stored in a model file (weights are loaded separately).
+
+    ``type`` is ``"conv-cosine"`` (:class:`ConvEncoder`, symbols), ``"resnet-cosine"`` (:class:`ResNetEncoder`,
+    photos) or ``"torchvision-cosine"`` (a torchvision classification model, :class:`BackboneEncoder`).
+    """
+    kind = arch.get("type")
+    if kind == "conv-cosine":
+        return ConvEncoder(
+            in_channels=int(arch["in_channels"]),
+            widths=tuple(int(w) for w in arch["widths"]),
+            embedding_dim=int(arch["embedding_dim"]),
+            input_size=int(arch["input_size"]),
+        )
+    if kind == "resnet-cosine":
+        return ResNetEncoder(
+            in_channels=int(arch["in_channels"]),
+            widths=tuple(int(w) for w in arch["widths"]),
+            blocks=tuple(int(b) for b in arch["blocks"]),
+            embedding_dim=int(arch["embedding_dim"]),
+            stem_stride=int(arch.get("stem_stride", 1)),
+        )
+    if kind == "torchvision-cosine":
+        from .backbones import torchvision_features
+
+        backbone, feature_dim = torchvision_features(str(arch["backbone"]), in_channels=int(arch["in_channels"]))
+        return BackboneEncoder(backbone=backbone, feature_dim=feature_dim, embedding_dim=int(arch["embedding_dim"]))
+    raise ValueError(f"unknown similarity architecture {kind!r}")
+
+
 def build_similarity_net(arch: dict) -> SimilarityNet:
     """Rebuild a :class:`SimilarityNet` from the hyper-parameters stored in a model file."""
-    kind = arch.get("type")
-    if kind != "conv-cosine":
-        raise ValueError(f"unknown similarity architecture {kind!r}")
-    encoder = ConvEncoder(
-        in_channels=int(arch["in_channels"]),
-        widths=tuple(int(w) for w in arch["widths"]),
-        embedding_dim=int(arch["embedding_dim"]),
-        input_size=int(arch["input_size"]),
-    )
-    return SimilarityNet(encoder=encoder, head=CosinePairHead())
+    return SimilarityNet(encoder=build_encoder(arch), head=CosinePairHead())
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -148,6 +148,69 @@ class Ranges:
         return "an AffineJitter, or a mapping of " + ", ".join(self.KEYS) + " (each 0 or more)"
 
 
+class Augmentations:
+    """An augmentation (``AffineJitter`` or ``PhotoAugment``) or its mapping: a ``kind`` and its ranges."""
+
+    KEYS = {"affine": ("rotation", "scale", "shift", "shear"),
+            "photo": ("min_area", "aspect", "flip", "brightness", "contrast", "saturation")}
+
+    def accepts(self, value) -> bool:
+        ranges = value.to_dict() if hasattr(value, "to_dict") else value
+        if not isinstance(ranges, Mapping):
+            return False
+        kind = ranges.get("kind", "affine")
+        keys = set(ranges) - {"kind"}
+        if kind not in self.KEYS or keys != set(self.KEYS[kind]) or not all(Number(0).accepts(v) for k, v in ranges.items()
+                                                                            if k != "kind"):
+            return False
+        if kind == "photo":
+            return 0 < ranges["min_area"] <= 1 and ranges["aspect"] >= 1 and ranges["flip"] <= 1
+        return True
+
+    def describe(self) -> str:
+        return ("an AffineJitter or PhotoAugment, or a mapping of kind 'affine' (" + ", ".join(self.KEYS["affine"])
+                + ") or 'photo' (" + ", ".join(self.KEYS["photo"]) + "), each 0 or more")
+
+
+class Holdout:
+    """Classes held out: a share in [0, 0.9) or a number of classes (a whole number of at least 1)."""
+
+    def accepts(self, value) -> bool:
+        if not Number(0).accepts(value):
+            return False
+        return value < 0.9 or float(value).is_integer()
+
+    def parse(self, text: str):
+        value = float(text)
+        return int(value) if value >= 1 and value.is_integer() else value
+
+    def describe(self) -> str:
+        return "a share of the classes in [0, 0.9) or a number of classes"
+
+
+class Text:
+    """Any non-empty text (a name checked later, where the list of names is known)."""
+
+    def accepts(self, value) -> bool:
+        return isinstance(value, str) and bool(value.strip())
+
+    def parse(self, text: str):
+        return text
+
+    def describe(self) -> str:
+        return "a name"
+
+
+class Sizes:
+    """A sequence of whole numbers of at least 1 (layer widths, block counts)."""
+
+    def accepts(self, value) -> bool:
+        return isinstance(value, (tuple, list)) and bool(value) and all(Whole(1).accepts(v) for v in value)
+
+    def describe(self) -> str:
+        return "a sequence of whole numbers of at least 1"
+
+
 BOOLEAN = OneOf((True, False))
 
 
@@ -364,12 +427,22 @@ TRAIN_SIMILARITY = RunSpec("train-similarity", [
     Option("epochs", 20, "passes over the images", allowed=Number(0, low_open=True), flag="--epochs",
            # a first model in a few minutes on a CPU; train longer once it proves useful
            widget=Widget("Epochs (passes over the images)", minimum=1, maximum=50, step=1, value=5)),
-    Option("image_size", 32, "side of the square model input, in pixels (a multiple of 2 ** number of blocks)",
-           allowed=Whole(1), flag="--image-size"),
+    Option("image_size", 32, "side of the square model input, in pixels (for 'conv': a multiple of 2 ** number of "
+           "blocks)", allowed=Whole(1), flag="--image-size"),
     Option("channels", 1, "1 = grayscale, 3 = colour", allowed=OneOf((1, 3)), flag="--channels"),
     Option("invert", "auto", "flip intensities so the background is dark (auto: when images have light borders)",
            allowed=OneOf(("auto", True, False)), flag="--invert", spellings=_frozen(auto="auto", yes=True, no=False)),
-    Option("widths", (32, 64, 128, 128), "channels of the convolutional blocks (each halves the side)"),
+    Option("backbone", "conv", "the encoder: conv (small VGG-style, for symbols), resnet (small ResNet, for photos) or "
+           "a torchvision classification model (resnet18, resnet50, efficientnet_b0, convnext_tiny, vit_b_16, ...; "
+           "`l2c-explorer backbones` lists them)", allowed=Text(), flag="--backbone", metavar="NAME"),
+    Option("backbone_weights", None, "a state-dict file of the torchvision backbone's weights (e.g. ImageNet weights "
+           "downloaded elsewhere; .pth or .safetensors, read without running code); nothing is ever downloaded",
+           allowed=Text(), none="trained from scratch", flag="--backbone-weights", metavar="FILE"),
+    Option("widths", (32, 64, 128, 128), "channels of the convolutional blocks (conv: each halves the side) or of the "
+           "ResNet stages", allowed=Sizes()),
+    Option("blocks", (1, 1, 1, 1), "residual blocks per ResNet stage (resnet only)", allowed=Sizes()),
+    Option("stem_stride", 1, "stride of the ResNet's first convolution (resnet only; 2 halves the input side)",
+           allowed=OneOf((1, 2))),
     Option("embedding_dim", 128, "size of the embedding", allowed=Whole(1)),
     Option("classes_per_batch", 20, "classes in a training batch", allowed=Whole(2)),
     Option("images_per_class", 5, "images of each class in a training batch", allowed=Whole(2)),
@@ -377,12 +450,22 @@ TRAIN_SIMILARITY = RunSpec("train-similarity", [
            allowed=Number(0, 1)),
     Option("quarter_turns", False, "also learn from 90/180/270-degree rotated copies as extra classes (symbols only)",
            allowed=BOOLEAN, flag="--quarter-turns"),
-    Option("jitter", _frozen(rotation=10.0, scale=0.15, shift=0.1, shear=0.15),
-           "random affine augmentation: largest rotation (degrees), zoom, shift and shear", allowed=Ranges()),
+    Option("augmentation", _frozen(kind="affine", rotation=10.0, scale=0.15, shift=0.1, shear=0.15),
+           "random augmentation of training batches: affine (largest rotation in degrees, zoom, shift, shear) for "
+           "symbols, or photo (random resized crops, mirror images, colour jitter)", allowed=Augmentations()),
     Option("proto_weight", 0.0, "weight of the in-batch prototype loss added to the pair loss", allowed=Number(0)),
-    Option("lr", 1e-3, "peak Adam learning rate (cosine decay to 0)", allowed=Number(0, low_open=True)),
-    Option("holdout", 0.1, "share of classes held out to measure pair precision/recall/F1/ROC-AUC",
-           allowed=Number(0, 0.9, high_open=True), flag="--holdout"),
+    Option("class_weight", 0.0, "weight of a cosine-classifier cross-entropy over all training classes (0: pair losses "
+           "only)", allowed=Number(0)),
+    Option("label_smoothing", 0.1, "label smoothing of that cross-entropy", allowed=Number(0, 1, high_open=True)),
+    Option("lr", 1e-3, "peak learning rate (warm-up, then cosine decay to 0)", allowed=Number(0, low_open=True)),
+    Option("weight_decay", 0.0, "decoupled weight decay (AdamW) of the network; 0: plain Adam", allowed=Number(0)),
+    Option("warmup", 0.0, "share of the steps spent warming the learning rate up from 0",
+           allowed=Number(0, 1, high_open=True)),
+    Option("mixed_precision", False, "run the network in bfloat16 where the hardware supports it (about twice as fast "
+           "on CPUs with AVX-512 BF16 and on recent GPUs)", allowed=BOOLEAN, flag="--mixed-precision"),
+    Option("channels_last", False, "channels-last memory order (faster convolutions on most CPUs)", allowed=BOOLEAN),
+    Option("holdout", 0.1, "classes held out to measure pair precision/recall/F1/ROC-AUC: a share below 0.9, or a "
+           "number of classes", allowed=Holdout(), flag="--holdout"),
     Option("class_depth", 1, "folder levels that name a class, e.g. 2 for ALPHABET/CHARACTER/", allowed=Whole(1),
            flag="--class-depth",
            widget=Widget("Folder levels that name a category", info="2 for ALPHABET/CHARACTER/ folders", minimum=1,

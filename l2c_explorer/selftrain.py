@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .augment import NO_JITTER, AffineJitter, augment_batch
+from .augment import Augmentation, augment_batch, augmentation_from_dict
+from .device import bf16_supported
 from .data import normalise, to_unit
 from .options import SELF_TRAINING_KEEP, SELF_TRAINING_STEPS  # tuned values, with how they were chosen
 from .similarity import ClassBalancedSampler, SimilarityModel, adapted_copy, train_one_step
@@ -39,10 +40,10 @@ def confident_members(labels: np.ndarray, confidence: np.ndarray, keep: float) -
     return mask
 
 
-def model_jitter(model: SimilarityModel) -> AffineJitter:
+def model_augmentation(model: SimilarityModel) -> Augmentation:
     """The augmentation the model was trained with (none when its card does not say)."""
-    recorded = model.card.get("training", {}).get("jitter")
-    return AffineJitter.from_dict(recorded) if recorded else NO_JITTER
+    training = model.card.get("training", {})
+    return augmentation_from_dict(training.get("augmentation") or training.get("jitter"))
 
 
 def self_train(
@@ -81,7 +82,9 @@ def self_train(
     prep = model.preprocessing
     all_unit = to_unit(pixels, prep.invert)
     unit = all_unit[torch.from_numpy(kept)]
-    jitter = model_jitter(model)
+    augmentation = model_augmentation(model)
+    # as fast as the model was trained, where the hardware allows it
+    mixed_precision = bool(model.card.get("training", {}).get("mixed_precision")) and bf16_supported(device)
     # Start from the model with batch-norm statistics of this folder, as the first clustering saw it.
     net = adapted_copy(model.net, normalise(all_unit, prep), device)
     optimizer = torch.optim.Adam(net.encoder.parameters(), lr=lr)  # the pair head's calibration stays as learnt
@@ -89,9 +92,9 @@ def self_train(
         if should_stop is not None and should_stop():
             return None
         idx, y = sampler.sample()
-        x = normalise(augment_batch(unit[idx], jitter, generator=g), prep).to(device)
+        x = normalise(augment_batch(unit[idx], augmentation, generator=g), prep).to(device)
         net.train()
-        train_one_step(net, optimizer, x, y.to(device), proto_weight=proto_weight)
+        train_one_step(net, optimizer, x, y.to(device), proto_weight=proto_weight, mixed_precision=mixed_precision)
         if progress is not None:
             progress(step, steps)
     tuned = SimilarityModel(net.eval().cpu(), prep, dict(model.card))

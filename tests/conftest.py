@@ -41,6 +41,12 @@ def demo_keble() -> Path:
 
 
 @pytest.fixture(scope="session")
+def demo_photos() -> Path:
+    """The shipped photo demo: 10 everyday categories x 50 colour photos (Tiny ImageNet, unseen classes)."""
+    return _need(DEMO_DATA / "photos_everyday")
+
+
+@pytest.fixture(scope="session")
 def demo_source() -> Path:
     return _need(DEMO_DATA / "omniglot_source")
 

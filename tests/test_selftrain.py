@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from l2c_explorer.augment import NO_JITTER
-from l2c_explorer.selftrain import confident_members, model_jitter, self_train
+from l2c_explorer.augment import NO_JITTER, AffineJitter, PhotoAugment
+from l2c_explorer.selftrain import confident_members, model_augmentation, self_train
 from l2c_explorer.similarity import load_similarity_model
 
 pytestmark = pytest.mark.numerical  # .ci/run runs these again on one thread
@@ -26,10 +26,13 @@ def test_confident_members_keeps_at_least_two():
 
 def test_the_augmentation_comes_from_the_model_card():
     model = load_similarity_model("omniglot")
-    jitter = model_jitter(model)
+    jitter = model_augmentation(model)  # a model card from before photo augmentation: "jitter"
+    assert isinstance(jitter, AffineJitter)
     assert jitter.rotation == model.card["training"]["jitter"]["rotation"] > 0
+    model.card = {"training": {"augmentation": PhotoAugment(min_area=0.5).to_dict()}}
+    assert model_augmentation(model) == PhotoAugment(min_area=0.5)
     model.card = {}
-    assert model_jitter(model) == NO_JITTER
+    assert model_augmentation(model) == NO_JITTER
 
 
 @pytest.fixture(scope="module")

@@ -58,10 +58,13 @@ def test_split_classes_is_disjoint_and_seeded():
     assert len(a_hold) == 5 and not set(a_train) & set(a_hold)
     assert a_hold.tolist() == b_hold.tolist()
     assert len(split_classes(np.arange(3), 0.5, torch.Generator())[1]) == 0  # too few classes to hold out
+    assert len(split_classes(classes, 12, torch.Generator())[1]) == 12  # a number of classes
 
 
 @pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"image_size": 30}, {"channels": 2}, {"images_per_class": 1},
-                                    {"holdout": 0.95}, {"invert": "maybe"}])
+                                    {"holdout": 0.95}, {"holdout": 2.5}, {"invert": "maybe"},
+                                    {"backbone": "resnet19"}, {"backbone": "resnet", "blocks": (1, 1)},
+                                    {"backbone_weights": "w.pth"}, {"warmup": 1.0}])
 def test_bad_parameters_are_explained(kwargs, keble_subset):
     with pytest.raises(InputError):
         SimilarityLearner(**kwargs).fit(keble_subset)

@@ -66,7 +66,7 @@ import torch
 from sklearn.base import BaseEstimator
 
 from .. import __version__
-from ..augment import as_jitter
+from ..augment import as_augmentation
 from ..data import ROOT_LABEL, ImageSet, Preprocessing, as_image_set, channel_stats, light_background, normalise, to_unit
 from ..device import describe_device, resolve_device
 from ..errors import InputError, StoppedError, check_folder
@@ -376,7 +376,7 @@ class DomainAdapter(BaseEstimator):
             classes_per_batch=n_classes,
             images_per_class=per_class,
             same_group=0.0,
-            jitter=self.jitter,
+            augmentation=self.jitter,
             proto_weight=self.similarity_proto_weight,
             holdout=0.0,  # the target has the same classes: hold none out
             device=str(device),
@@ -469,6 +469,6 @@ class DomainAdapter(BaseEstimator):
     def _json_params(self) -> dict:
         """Constructor parameters, JSON-able (for ``summary.json``)."""
         params = self.get_params(deep=False)
-        params["jitter"] = as_jitter(self.jitter).to_dict()
+        params["jitter"] = as_augmentation(self.jitter).to_dict()
         params["widths"] = list(self.widths)
         return params

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..augment import as_jitter, augment_batch
+from ..augment import as_augmentation, augment_batch
 from ..data import Preprocessing, normalise
 from ..losses import CLUSTERING_LOSSES
 from ..progress import Reporter
@@ -51,7 +51,7 @@ class Trainer:
                  n_classes: int, uses_target: bool):
         self.o, self.net, self.norms, self.device, self.g, self.k = opts, net, norms, device, g, n_classes
         self.uses_target = uses_target
-        self.jitter = as_jitter(opts.jitter)
+        self.jitter = as_augmentation(opts.jitter)
         self.discriminator: DomainClassifier | None = None
         self.srdc: SRDC | None = None
         self.similarity: SimilarityModel | None = None

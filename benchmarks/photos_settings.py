@@ -1,0 +1,154 @@
+"""Choose the `photos` model's discovery settings on its held-out source classes (never on novel-dev).
+
+The K rule and the graph settings were chosen for Omniglot; photos may need others. The `photos` model was
+trained with 25 of Tiny ImageNet's 152 source classes held out (listed in its card). From those classes'
+400 photos each, this script builds validation folders shaped like the benchmark's: 3 folders of all 25
+classes x 50 random photos, and 6 random 10-class subsets x 50 photos. Then:
+
+1. **First K estimate** (cheap: spectra only): for each graph (self-tuning, ``k`` neighbours, local scale
+   at neighbour ``s``) and each eigengap significance, the mean |K_est - K_true| over the folders.
+2. **Whole discovery, K unknown**: with the best first rule, self-training on or off and the second pass's
+   significance; ACC and |K error| over the folders. Also K known, for the chosen settings.
+
+The settings with the best mean ACC with K unknown (ties: lower K error) are written into the model file's
+card (``--write``), so `discover`, the app and the API use them for this model.
+
+    python benchmarks/photos_settings.py --model models/photos.safetensors --write
+
+Writes benchmarks/results/photos_settings.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine_description, write_results  # noqa: E402
+
+from l2c_explorer.clustering import L2CClusterer  # noqa: E402
+from l2c_explorer.graph import eigengap_k, self_tuning_spectrum  # noqa: E402
+from l2c_explorer.similarity import load_similarity_model  # noqa: E402
+
+GRAPHS = [(10, 5), (20, 7), (30, 10)]  # (neighbours, scale neighbour) of the self-tuning graph
+SIGNIFICANCES = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0]
+SHARPENED = [0.5, 0.7, 1.0]
+SELF_TRAINING = [0, 100]
+
+
+def validation_folders(source: Path, classes: list[str], scratch: Path, *, per_class: int = 50, full: int = 3,
+                       subsets: int = 6, subset_size: int = 10, seed: int = 0) -> list[Path]:
+    """Folders of symlinks: ``full`` folders of every held-out class, ``subsets`` random class subsets."""
+    rng = np.random.default_rng(seed)
+    folders = []
+    plans = [list(classes)] * full + [sorted(rng.choice(classes, subset_size, replace=False)) for _ in range(subsets)]
+    for i, plan in enumerate(plans):
+        dest = scratch / f"val{i:02d}"
+        for c in plan:
+            files = sorted((source / c).iterdir())
+            (dest / c).mkdir(parents=True)
+            for f in rng.choice(files, per_class, replace=False):
+                (dest / c / f.name).symlink_to(f.resolve())
+        folders.append(dest)
+    return folders
+
+
+def first_rule_errors(model, folders: list[Path], max_k: int) -> dict:
+    """Mean |K error| of the first estimate for every (graph, significance)."""
+    errors = {(g, s): [] for g in GRAPHS for s in SIGNIFICANCES}
+    for folder in folders:
+        data = model.prepare(folder, labelled=True)
+        k_true = len(set(data.labels))
+        emb = model.embed(data.pixels, device="cpu")
+        for g in GRAPHS:
+            values = self_tuning_spectrum(emb, max_k + 1, neighbours=g[0], scale_neighbour=g[1])
+            for s in SIGNIFICANCES:
+                errors[(g, s)].append(abs(eigengap_k(values, max_k=max_k, significance=s) - k_true))
+    return {key: float(np.mean(v)) for key, v in errors.items()}
+
+
+def discover(model, folder: Path, *, k: int | None, seed: int, settings: dict) -> dict:
+    t0 = time.perf_counter()
+    c = L2CClusterer(similarity=model, n_clusters=k, random_state=seed, device="cpu", **settings).fit(folder, labelled=True)
+    s = c.scores()
+    return {"acc": s["acc"], "nmi": s["nmi"], "k_error": abs(c.n_clusters_ - s["k_true"]), "k_est": c.n_clusters_,
+            "k_true": s["k_true"], "seconds": time.perf_counter() - t0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="models/photos.safetensors")
+    parser.add_argument("--source", default="../shared/data/tiny-imagenet/source")
+    parser.add_argument("--max-k", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--write", action="store_true", help="store the chosen settings in the model file's card")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+
+    model = load_similarity_model(args.model)
+    held_out = model.card["trained_on"]["holdout_classes"]
+    with tempfile.TemporaryDirectory() as scratch:
+        folders = validation_folders(Path(args.source), held_out, Path(scratch))
+        first = first_rule_errors(model, folders, args.max_k)
+        (graph, significance), first_error = min(first.items(), key=lambda kv: (kv[1], kv[0][1]))
+        print(f"first estimate: graph {graph}, significance {significance}: K error {first_error:.2f}", flush=True)
+        base = {"k_graph_neighbours": graph[0], "k_graph_scale_neighbour": graph[1], "k_significance": significance}
+        candidates = [dict(base, self_training_steps=0)] + [
+            dict(base, self_training_steps=st, k_sharpened_significance=s2)
+            for st, s2 in itertools.product([t for t in SELF_TRAINING if t], SHARPENED)
+        ]
+        runs = []
+        for settings in candidates:
+            rs = [discover(model, f, k=None, seed=0, settings=settings) for f in folders]
+            runs.append({"settings": settings, "acc": float(np.mean([r["acc"] for r in rs])),
+                         "k_error": float(np.mean([r["k_error"] for r in rs])), "runs": rs})
+            print(f"{settings}: ACC {100 * runs[-1]['acc']:.1f} K error {runs[-1]['k_error']:.2f}", flush=True)
+        best = max(runs, key=lambda r: (round(r["acc"], 3), -r["k_error"]))
+        known = [discover(model, f, k=len([c for c in f.iterdir()]), seed=0, settings=best["settings"]) for f in folders]
+    total = time.perf_counter() - started
+
+    chosen = dict(best["settings"])
+    lines = [
+        f"Machine: {machine_description(args.threads)}. Model `{model.name}` (sha256 {model.digest[:12]}…); "
+        f"validation: its {len(held_out)} held-out source classes, 3 folders of all of them and 6 random "
+        f"10-class subsets, 50 photos per class; {total / 60:.1f} min.",
+        "",
+        "**First K estimate** (self-tuning graph: neighbours, scale neighbour; mean |K error| over the 9 folders):",
+        "",
+        "| graph | " + " | ".join(f"s = {s}" for s in SIGNIFICANCES) + " |",
+        "|---|" + "---|" * len(SIGNIFICANCES),
+    ]
+    for g in GRAPHS:
+        lines.append(f"| {g[0]}, {g[1]} | " + " | ".join(f"{first[(g, s)]:.2f}" for s in SIGNIFICANCES) + " |")
+    lines += ["", "**Whole discovery, K unknown** (mean over the 9 folders):", "",
+              "| self-training steps | second-pass significance | ACC % | mean abs K error |", "|---|---|---|---|"]
+    for r in runs:
+        s = r["settings"]
+        lines.append(f"| {s['self_training_steps']} | {s.get('k_sharpened_significance', '–')} | "
+                     f"{100 * r['acc']:.1f} | {r['k_error']:.2f} |")
+    lines += ["", f"Chosen: {', '.join(f'`{k}` = {v}' for k, v in chosen.items())}: ACC {100 * best['acc']:.1f}%, "
+              f"K error {best['k_error']:.2f} with K unknown; {100 * np.mean([r['acc'] for r in known]):.1f}% with "
+              "K known."]
+    write_results("photos_settings", {"args": vars(args), "model_sha256": model.digest, "first": {
+        f"{g[0]},{g[1]},{s}": e for (g, s), e in first.items()}, "runs": runs, "known": known, "chosen": chosen,
+        "machine": machine_description(args.threads), "seconds": total}, "\n".join(lines))
+    print("\n".join(lines))
+    if args.write:
+        from l2c_explorer.clustering import store_discovery_settings
+
+        chosen["chosen_by"] = ("Chosen by benchmarks/photos_settings.py on the model's 25 held-out source classes "
+                               "(never on the evaluation classes).")
+        path = store_discovery_settings(args.model, chosen)
+        print(f"Settings stored in {path}")
+
+
+if __name__ == "__main__":
+    main()
