@@ -38,6 +38,16 @@ SECTIONS = [
      "`OMP_NUM_THREADS=1 l2c-explorer train-similarity ../shared/data/omniglot/images_background --recipe "
      "omniglot --out models/omniglot --name omniglot`, then `python benchmarks/train_model.py omniglot --card-only "
      "--threads 1` (or the script alone, which runs the same command)"),
+    ("photos", "Photos: discover unseen categories of colour photographs (Tiny ImageNet novel-dev)",
+     "`python benchmarks/photos.py --data ../shared/data/tiny-imagenet/novel-dev --seeds 3 --subsets 5 --threads 2`"),
+    ("photos_settings", "Choosing the `photos` model's discovery settings on its held-out source classes",
+     "`python benchmarks/photos_settings.py --model models/photos.safetensors --write`"),
+    ("train_photos_model", "Training the shipped `photos` similarity model",
+     "`l2c-explorer train-similarity ../shared/data/tiny-imagenet/source --recipe photos --out models/photos --name "
+     "photos`, then `python benchmarks/train_model.py photos --card-only` (or the script alone, which runs the same "
+     "command)"),
+    ("photos_recipe", "How the `photos` recipe was chosen (short runs, held-out source classes)",
+     "`python benchmarks/photos_recipe.py --steps 1500 --jobs 2`"),
     ("spn_speed", "Similarity training speed: the authors' formulation against ours", "`python benchmarks/spn_speed.py --steps 60 --threads 1`"),
     ("discover_speed", "Discovery speed on a 1,000-image folder", "`OMP_NUM_THREADS=1 python benchmarks/discover_speed.py`"),
     ("discover_large", "Discovery on a large folder: 6,180 images, 309 characters",
@@ -120,6 +130,31 @@ def omniglot_summary(res: dict) -> list[str]:
     return lines
 
 
+def photos_summary(res: dict) -> list[str]:
+    """Means over seeds on all novel-dev classes: ours and the baselines, next to the targets."""
+    runs = res["results"]["all"]
+
+    def mean(method, key):
+        return float(np.mean([r[method][key] for r in runs]))
+
+    acc = {m: 100 * mean(m, "acc") for m in runs[0] if isinstance(runs[0][m], dict)}
+    kerr = mean("ours-unknown", "k_error")
+    lines = [
+        f"**Photos, {runs[0]['ours-known']['k_true']} unseen Tiny ImageNet categories** ({res['machine']}; "
+        f"{res['args']['seeds']} seeds; `photos` model):",
+        "",
+        "| setting | ours ACC % | paper's pipeline, same model | k-means on the same embeddings | k-means on pixels |"
+        " our target |",
+        "|---|---|---|---|---|---|",
+        f"| K known | **{acc['ours-known']:.1f}** | {acc['paper-known']:.1f} | {acc['kmeans-embeddings']:.1f} | "
+        f"{acc['kmeans-pixels']:.1f} | ACC >= 60%: {'met' if acc['ours-known'] >= 60 else 'not met'} |",
+        f"| K unknown | **{acc['ours-unknown']:.1f}** (K error {kerr:.2f}) | {acc['paper-unknown']:.1f} (K error "
+        f"{mean('paper-unknown', 'k_error'):.2f}) | – | – | ACC >= 55%, K error <= 3: "
+        f"{'met' if acc['ours-unknown'] >= 55 and kerr <= 3 else 'not met'} |",
+    ]
+    return lines
+
+
 def other_summaries() -> list[str]:
     lines = []
     model = load("train_omniglot_model")
@@ -127,6 +162,11 @@ def other_summaries() -> list[str]:
         t, m = model["card"]["training"], model["card"]["holdout_pair_metrics"]
         lines.append(f"- Shipped `omniglot` similarity model: trained in {t['seconds'] / 60:.1f} min "
                      f"({model['machine']}); held-out pair F1 {m['f1']:.3f}, ROC-AUC {m['roc_auc']:.4f}.")
+    model = load("train_photos_model")
+    if model:
+        t, m = model["card"]["training"], model["card"]["holdout_pair_metrics"]
+        lines.append(f"- Shipped `photos` similarity model: trained in {t['seconds'] / 60:.1f} min "
+                     f"({model['machine']}); held-out pair ROC-AUC {m['roc_auc']:.4f}.")
     spn = load("spn_speed")
     if spn:
         lines.append(f"- Similarity training step: **{spn['speedup_per_step']:.0f}x** faster than the authors' "
@@ -149,6 +189,9 @@ def summary_block() -> str:
     omni = load("omniglot")
     if omni:
         parts += omniglot_summary(omni) + [""]
+    photos = load("photos")
+    if photos:
+        parts += photos_summary(photos) + [""]
     parts += other_summaries()
     return "\n".join(parts).rstrip()
 

@@ -142,7 +142,7 @@ def main() -> None:
         "machine": machine_description(args.threads), "seconds": total}, "\n".join(lines))
     print("\n".join(lines))
     if args.write:
-        from l2c_explorer.clustering import store_discovery_settings
+        from l2c_explorer.similarity import store_discovery_settings
 
         chosen["chosen_by"] = ("Chosen by benchmarks/photos_settings.py on the model's 25 held-out source classes "
                                "(never on the evaluation classes).")

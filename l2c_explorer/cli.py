@@ -5,6 +5,7 @@
 ``l2c-explorer discover TARGET_DIR --out results/``        find the categories of an unlabelled folder
 ``l2c-explorer adapt SOURCE_DIR TARGET_DIR --out results/`` same categories, new domain
 ``l2c-explorer models``                                    list the similarity models available by name
+``l2c-explorer backbones``                                 list the encoders ``train-similarity --backbone`` takes
 
 Every subcommand calls the same Python API as the app. Problems with the input (missing folders, no
 images, bad model files, impossible options) print one line and exit with status 2.
@@ -20,7 +21,7 @@ from .errors import L2CError
 from .options import ADAPT, APP, BOOLEAN, DISCOVER, TRAIN_SIMILARITY, Number, OneOf, Option, RunSpec, Whole
 from .recipes import SIMILARITY_RECIPES, similarity_recipe
 
-SUBCOMMANDS = ("app", "train-similarity", "discover", "adapt", "models")
+SUBCOMMANDS = ("app", "train-similarity", "discover", "adapt", "models", "backbones")
 EXIT_USAGE = 2
 
 
@@ -172,7 +173,7 @@ def build_parser(*, recipe: str = "default") -> argparse.ArgumentParser:
     ts.add_argument("--out", required=True, help="model file to write (.safetensors is added if missing)")
     ts.add_argument("--recipe", choices=tuple(SIMILARITY_RECIPES), default="default",
                     help="preset hyper-parameters that replace the defaults below (flags given still win); "
-                         "'omniglot' reproduces the shipped model")
+                         "'omniglot' and 'photos' reproduce the shipped models")
     add_options(ts, TRAIN_SIMILARITY)
     ts.set_defaults(**similarity_recipe(recipe))
     add_quiet(ts)
@@ -196,6 +197,7 @@ def build_parser(*, recipe: str = "default") -> argparse.ArgumentParser:
     add_quiet(ad)
 
     sub.add_parser("models", help="list the similarity models available by name")
+    sub.add_parser("backbones", help="list the encoders train-similarity --backbone accepts")
     return parser
 
 
@@ -234,6 +236,7 @@ def cmd_discover(args) -> int:
     from .results import check_output_folder, write_discovery_results
 
     out = check_output_folder(args.out, args.target)
+    warn_if_the_model_does_not_fit(args.similarity, args.target)
     clusterer = L2CClusterer(**options_from(args, DISCOVER))
     bar = TqdmProgress(disable=args.quiet)
     try:
@@ -252,6 +255,17 @@ def cmd_discover(args) -> int:
         line += f"; {summary['n_skipped']} file(s) skipped (see summary.json)"
     print(line + f"; results in {out}")
     return 0
+
+
+def warn_if_the_model_does_not_fit(model_name: str, target: str) -> None:
+    """Say so on stderr (the run goes on) when the similarity model does not suit the folder's images."""
+    from .data import find_images
+    from .similarity import load_similarity_model, model_fit_advice
+
+    better, message = model_fit_advice(load_similarity_model(model_name), find_images(target)[0])
+    if message:
+        hint = f" (--model {better})" if better else ""
+        print(f"l2c-explorer: warning: {message}{hint}", file=sys.stderr)
 
 
 def cmd_adapt(args) -> int:
@@ -274,7 +288,8 @@ def cmd_adapt(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .similarity import list_models, SimilarityModel
+    from .model_fit import describe, model_statistics
+    from .similarity import SimilarityModel, list_models
 
     models = list_models()
     if not models:
@@ -282,14 +297,28 @@ def cmd_models(args) -> int:
         return 0
     for name, path in models.items():
         try:
-            card = SimilarityModel.load(path).card
+            model = SimilarityModel.load(path)
+            card = model.card
             m = card.get("holdout_pair_metrics", {})
-            info = f"{card['trained_on']['n_classes']} classes"
+            kind = describe(model_statistics(card, model.preprocessing.to_dict()))
+            info = f"{card['trained_on']['n_classes']} classes of {kind}"
             if m:
                 info += f", held-out pair F1 {m['f1']:.3f}, ROC-AUC {m['roc_auc']:.4f}"
         except L2CError as exc:
             info = f"unusable: {exc}"
         print(f"{name:20s} {info}  [{path}]")
+    return 0
+
+
+def cmd_backbones(args) -> int:
+    from .backbones import FIXED_INPUT_SIZE, backbone_names
+
+    print("conv      small VGG-style network (symbols, digits; the default)")
+    print("resnet    small ResNet (photos; the `photos` recipe)")
+    print("torchvision classification models (train-similarity --backbone NAME [--backbone-weights FILE]):")
+    for name in backbone_names():
+        size = FIXED_INPUT_SIZE.get(name)
+        print(f"  {name}" + (f"  (input {size}x{size} only)" if size else ""))
     return 0
 
 
@@ -306,6 +335,7 @@ COMMANDS = {
     "discover": cmd_discover,
     "adapt": cmd_adapt,
     "models": cmd_models,
+    "backbones": cmd_backbones,
 }
 
 

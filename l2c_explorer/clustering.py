@@ -41,8 +41,6 @@ from .device import describe_device, resolve_device
 from .errors import InputError, StoppedError
 from .graph import (
     DIFFUSION_COMPONENTS,
-    SHARPENED_SIGNIFICANT_GAP,
-    SIGNIFICANT_GAP,
     diffusion_features,
     eigengap_k,
     knn_graph,
@@ -52,7 +50,8 @@ from .losses import CLUSTERING_LOSSES
 from .metrics import clustering_scores
 from .model_io import model_file_path, save_model_file
 from .nets import CosineClusterHead
-from .options import DISCOVER
+from .options import DISCOVER, discovery_settings
+from .paper import train_paper_ccn
 from .progress import Callback, Reporter
 from .selftrain import self_train
 from .similarity import SimilarityModel, load_similarity_model
@@ -196,20 +195,33 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
     steps : int
         Training steps of the clustering network (one step sees every pair of a folder of up to 2,048
         images, or one mini-batch of a larger folder).
-    n_neighbors : int
+    method : {"graph", "paper"}
+        ``"graph"``: ours (the steps above). ``"paper"``: the L2C paper's clustering network on dense
+        P(same) > 0.5 targets with ``max_clusters`` outputs and the dominant-cluster count of K
+        (:mod:`l2c_explorer.paper`), on the same similarity model: a baseline.
+    n_neighbors : int, optional
         How many most-similar images each image is linked to in the similarity graph.
-    diffusion_time : float
+    diffusion_time : float, optional
         Random-walk steps of the diffusion features (larger: smoother, fewer fine distinctions).
     adapt_norm : bool
         Re-estimate the similarity model's batch-norm statistics on the target images.
-    self_training_steps : int
+    self_training_steps : int, optional
         After a first clustering, fine-tune a copy of the similarity model for this many steps on the most
         confident members of each cluster (:mod:`l2c_explorer.selftrain`), then compute the features, the
         graph, K and the clusters again. 0: a single pass.
-    self_training_keep : float
+    self_training_keep : float, optional
         The share of each cluster's members, most confident first, used as examples for self-training.
+    k_significance, k_sharpened_significance : float, optional
+        The K rule: a drop in the spectrum marks a boundary between groups when it is at least this share
+        of the largest drop (first pass; after self-training).
+    k_graph_neighbours, k_graph_scale_neighbour : int, optional
+        The self-tuning graph the first K estimate reads.
     device : {"auto", "cpu", "cuda"}
     random_state : int
+
+    Every optional setting left at None is the similarity model's own (chosen for it on its held-out
+    classes and stored in its card), else the package's (:data:`l2c_explorer.options.MODEL_SETTINGS`);
+    ``settings_`` records the values used.
 
     Attributes
     ----------
@@ -232,6 +244,8 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
     history_ : list of dict
         ``step``, ``epoch``, ``loss``, ``k_estimated`` (clusters in use) and ``pass`` (1, or 2 after
         self-training) during training.
+    settings_ : dict
+        The discovery settings this run used (see above).
     stopped_ : bool
         Whether training was ended early by the stop flag (the result is what was learnt so far; a stop
         during self-training or the second pass keeps the first clustering).
@@ -272,6 +286,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         timings: dict[str, float] = {}
         device = resolve_device(self.device)
         model = load_similarity_model(self.similarity)
+        self.settings_ = discovery_settings(model.card.get("discovery"), self.get_params())
 
         def stopped_before_training() -> None:
             if report.should_stop():
@@ -293,8 +308,11 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         timings["features"] = time.perf_counter() - t0
 
         self.history_: list[dict] = []
-        result = self._cluster(emb, device, report, stop, timings)
-        if self.self_training_steps and not report.should_stop():
+        if self.method == "paper":
+            result = self._paper_ccn(model, emb, device, report, stop, timings)
+        else:
+            result = self._cluster(emb, device, report, stop, timings)
+        if self.method == "graph" and self.settings_["self_training_steps"] and not report.should_stop():
             # None when stopped, or with nothing to learn from: the first clustering stands
             result = self._refine(model, data.pixels, result, device, report, stop, timings) or result
         self.stopped_ = report.should_stop()
@@ -317,16 +335,17 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         n = len(emb)
         report("graph", 0, 1, message="Linking similar images")
         emb_on_device = emb.to(device)
-        graph = knn_graph(emb_on_device, k=self.n_neighbors)
+        settings = self.settings_
+        graph = knn_graph(emb_on_device, k=settings["n_neighbors"])
         n_components = min(max(DIFFUSION_COMPONENTS, self.max_clusters, self.n_clusters or 0) + 1, n)
         features, eigenvalues = diffusion_features(
-            graph, n_components=n_components, diffusion_time=self.diffusion_time, seed=self.random_state
+            graph, n_components=n_components, diffusion_time=settings["diffusion_time"], seed=self.random_state
         )
         self.k_eigengap_, self.eigenvalues_ = self._estimate_k(emb_on_device, eigenvalues, pass_number)
         k = int(self.n_clusters or self.k_eigengap_)
         centres = kmeans_centres(features, k, seed=self.random_state)
         feats = torch.from_numpy(features).to(device)
-        positives = knn_graph(feats, k=max(1, self.n_neighbors // 2), mutual=True)
+        positives = knn_graph(feats, k=max(1, settings["n_neighbors"] // 2), mutual=True)
         report("graph", 1, 1, message=f"Similarity graph ready: starting from {k} clusters")
         timings["graph"] = timings.get("graph", 0.0) + time.perf_counter() - t0
         if stop is not None and stop.is_set():
@@ -350,6 +369,27 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             point["pass"] = pass_number
         return emb.numpy(), features, probs.cpu().numpy(), head
 
+    def _paper_ccn(self, model: SimilarityModel, emb: torch.Tensor, device, report, stop, timings: dict):
+        """The paper's pipeline (:mod:`l2c_explorer.paper`) on the same embeddings: (emb, None, probs, None).
+
+        With K unknown the network has ``max_clusters`` outputs and K is the number of dominant ones; images
+        whose most probable output is not dominant go to their most probable dominant one.
+        """
+        n_outputs = int(self.n_clusters or min(self.max_clusters, len(emb)))
+        self.k_eigengap_, self.eigenvalues_ = None, None
+        t0 = time.perf_counter()
+        probs = train_paper_ccn(emb.to(device), model.pair_probabilities, n_outputs=n_outputs, loss=self.loss,
+                                seed=self.random_state, report=report, history=self.history_, stop=stop)
+        timings["training"] = time.perf_counter() - t0
+        if self.n_clusters is None:
+            sizes = np.bincount(probs.argmax(1), minlength=n_outputs)
+            dominant = np.flatnonzero(sizes >= len(probs) / n_outputs)
+            dominant = dominant if len(dominant) else np.array([int(sizes.argmax())])
+            probs = probs[:, dominant]
+        for point in self.history_:
+            point["pass"] = 1
+        return emb.numpy(), None, probs, None
+
     def _estimate_k(self, emb: torch.Tensor, graph_eigenvalues: np.ndarray, pass_number: int):
         """The eigengap estimate of K and the spectrum it was read from: (k, eigenvalues (m,)).
 
@@ -357,11 +397,14 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         categories drawn in two styles stay one group. After self-training the sharpened features'
         own graph has one clear drop, and its largest gap is the answer.
         """
+        settings = self.settings_
         max_k = min(self.max_clusters, len(emb) - 1)
         if pass_number > 1:
-            return eigengap_k(graph_eigenvalues, max_k=max_k, significance=SHARPENED_SIGNIFICANT_GAP), graph_eigenvalues
-        values = self_tuning_spectrum(emb, max_k + 1, seed=self.random_state)
-        return eigengap_k(values, max_k=max_k, significance=SIGNIFICANT_GAP), values
+            k = eigengap_k(graph_eigenvalues, max_k=max_k, significance=settings["k_sharpened_significance"])
+            return k, graph_eigenvalues
+        values = self_tuning_spectrum(emb, max_k + 1, neighbours=settings["k_graph_neighbours"],
+                                      scale_neighbour=settings["k_graph_scale_neighbour"], seed=self.random_state)
+        return eigengap_k(values, max_k=max_k, significance=settings["k_significance"]), values
 
     def _refine(self, model: SimilarityModel, pixels: torch.Tensor, first, device, report, stop, timings: dict):
         """Self-train the similarity model on the first clusters, then cluster again; None if stopped."""
@@ -372,8 +415,8 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             pixels,
             probs.argmax(1),
             probs.max(1),
-            steps=self.self_training_steps,
-            keep=self.self_training_keep,
+            steps=self.settings_["self_training_steps"],
+            keep=self.settings_["self_training_keep"],
             device=device,
             seed=self.random_state,
             progress=lambda step, total: report(
@@ -422,7 +465,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         self.similarity_model_ = model
         self.device_ = device
         self.seconds_ = time.perf_counter() - started
-        self.head_state_ = {"centres": head.centres.detach().cpu()[torch.as_tensor(order)]}
+        self.head_state_ = None if head is None else {"centres": head.centres.detach().cpu()[torch.as_tensor(order)]}
 
     # -- results ------------------------------------------------------------------------------------
 
@@ -451,11 +494,12 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             "k_estimated": int(self.n_clusters_),
             "k_given": self.n_clusters,
             "k_max": int(self.n_clusters or self.max_clusters),
-            "k_eigengap": int(self.k_eigengap_),
+            "k_eigengap": None if self.k_eigengap_ is None else int(self.k_eigengap_),
+            "method": self.method,
+            "settings": self.settings_,
             "stopped_early": bool(self.stopped_),
             "timings": self.timings_,
             "loss": self.loss,
-            "self_training_steps": self.self_training_steps,
             "seconds": round(self.seconds_, 2),
             "device": describe_device(self.device_),
             "model": model.name,
@@ -474,15 +518,15 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save the clustering head and the run settings (the similarity model is referenced by digest)."""
+        if self.head_state_ is None:
+            raise InputError("Only the graph method's clustering network can be saved (the paper's is a baseline).")
         path = model_file_path(path)
         config = {
             "similarity_model": self.similarity_model_.name,
             "similarity_sha256": self.similarity_model_.digest,
             "n_clusters": self.n_clusters_,
             "input": "diffusion features of the similarity graph",
-            "n_neighbors": self.n_neighbors,
-            "diffusion_time": self.diffusion_time,
-            "self_training_steps": self.self_training_steps,
+            "settings": self.settings_,
             "loss": self.loss,
             "seed": self.random_state,
             "version": __version__,

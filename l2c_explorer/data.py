@@ -51,6 +51,9 @@ class Preprocessing:
         augmentation assume.
     mean, std : tuple of float
         Per-channel normalisation applied after inversion.
+    mirror_average : bool
+        Whether an image's embedding is the average of its own and its mirror image's (for models that
+        learnt that a mirrored photo shows the same thing: a cheap, steadier embedding).
     """
 
     size: int = 32
@@ -58,6 +61,7 @@ class Preprocessing:
     invert: bool = False
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
+    mirror_average: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,6 +74,7 @@ class Preprocessing:
             invert=bool(d["invert"]),
             mean=tuple(float(v) for v in d["mean"]),
             std=tuple(float(v) for v in d["std"]),
+            mirror_average=bool(d.get("mirror_average", False)),  # absent from files written before it existed
         )
 
 

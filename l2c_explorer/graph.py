@@ -23,25 +23,20 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .options import MODEL_SETTINGS
+
 # above this many images the eigenvectors come from Lanczos on the sparse graph
 DENSE_EIGEN_LIMIT = 3000
 # relative accuracy asked of Lanczos for each eigenvalue (ARPACK's ``tol``)
 LANCZOS_TOL = 1e-6
 # diffusion features kept at least (more when more clusters are allowed)
 DIFFUSION_COMPONENTS = 100
-# A drop in the spectrum counts as a boundary between groups when it is at least this fraction of the
-# largest drop. This, and the graph it is read from (K_GRAPH_*), were chosen by 6-fold cross-validation on
-# the 30 Omniglot background alphabets, each fold's 5 held out from its similarity model's training
-# (benchmarks/omniglot_k_rule.py), never on the evaluation alphabets.
-SIGNIFICANT_GAP = 0.5
-# After self-training the graph of the sharpened features has one clear drop: every significance from
-# 0.6 to 1.0 gave the same, lowest K error on those validation alphabets, 0.5 a larger one
-# (benchmarks/omniglot_self_training.py); the plain largest drop needs no relaxation there.
-SHARPENED_SIGNIFICANT_GAP = 1.0
-# The first K estimate reads the spectrum of a self-tuning graph (:func:`self_tuning_graph`) with this
-# many neighbours per image and the local scale of this neighbour.
-K_GRAPH_NEIGHBOURS = 20
-K_GRAPH_SCALE_NEIGHBOUR = 7
+# The package's K rule and the graph it reads (how each was chosen: l2c_explorer.options.MODEL_SETTINGS; a
+# similarity model may carry its own, which the clusterer passes explicitly).
+SIGNIFICANT_GAP = MODEL_SETTINGS["k_significance"]
+SHARPENED_SIGNIFICANT_GAP = MODEL_SETTINGS["k_sharpened_significance"]
+K_GRAPH_NEIGHBOURS = MODEL_SETTINGS["k_graph_neighbours"]
+K_GRAPH_SCALE_NEIGHBOUR = MODEL_SETTINGS["k_graph_scale_neighbour"]
 
 
 def nearest_neighbours(
@@ -111,10 +106,17 @@ def self_tuning_graph(
     return adjacency.maximum(adjacency.T).tocsr()
 
 
-def self_tuning_spectrum(embedding: torch.Tensor, n_values: int, *, seed: int = 0) -> np.ndarray:
+def self_tuning_spectrum(
+    embedding: torch.Tensor,
+    n_values: int,
+    *,
+    neighbours: int = K_GRAPH_NEIGHBOURS,
+    scale_neighbour: int = K_GRAPH_SCALE_NEIGHBOUR,
+    seed: int = 0,
+) -> np.ndarray:
     """The ``n_values`` largest eigenvalues (descending) of the normalised self-tuning graph of unit
-    embeddings (n, d), with the neighbourhood the first K estimate uses (``K_GRAPH_*``)."""
-    graph = self_tuning_graph(embedding)
+    embeddings (n, d), with the neighbourhood the first K estimate uses (default: the package's ``K_GRAPH_*``)."""
+    graph = self_tuning_graph(embedding, k=neighbours, scale_neighbour=scale_neighbour)
     values, _ = top_eigenpairs(normalised_adjacency(graph), n_values, seed=seed)
     return values
 

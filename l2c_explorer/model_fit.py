@@ -132,3 +132,18 @@ def best_model(folder_stats: dict, models: dict[str, dict]) -> str | None:
         return (not check_fit(name, stats, folder_stats).fits, sum(gaps), name)
 
     return min(models.items(), key=distance)[0]
+
+
+def advice(model_name: str, model_stats: dict, folder_stats: dict, others: dict[str, dict]) -> tuple[str | None, str]:
+    """What to tell a user who is about to run ``model_name`` on a folder: (the model to use instead, message).
+
+    ``others`` maps the other available models to their statistics. No advice: ``(None, "")``.
+    """
+    verdict = check_fit(model_name, model_stats, folder_stats)
+    if verdict.fits:
+        return None, ""
+    candidates = {name: stats for name, stats in others.items() if name != model_name}
+    better = best_model(folder_stats, candidates)
+    if better is not None and check_fit(better, candidates[better], folder_stats).fits:
+        return better, f"{verdict.message} The model '{better}' learnt from {describe(candidates[better])}: use it."
+    return None, verdict.message + " No available model fits them better: train one on labelled images like these."

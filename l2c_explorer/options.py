@@ -37,10 +37,42 @@ SRDC_ASSIGNMENT_NORMS = ("sum", "softmax")
 SRDC_CENTRE_INITS = ("mean", "target")
 SRDC_COLUMN_SUMS = ("target", "batch")
 
+DISCOVERY_METHODS = ("graph", "paper")  # ours (l2c_explorer.clustering) and the paper's CCN (l2c_explorer.paper)
+
 # Fine-tuning steps and share of each cluster kept by self-training (l2c_explorer.selftrain), chosen on
 # held-out background alphabets (benchmarks/omniglot_self_training.py).
 SELF_TRAINING_STEPS = 100
 SELF_TRAINING_KEEP = 0.5
+
+# Discovery settings a similarity model may carry in its card (``"discovery"``), chosen for that model on
+# classes held out of its training (photos: benchmarks/photos_settings.py). A discover option left at None
+# takes the model's value, else the package value below; a value given always wins.
+MODEL_SETTINGS = {
+    "n_neighbors": 10,
+    "diffusion_time": 1.0,
+    "self_training_steps": SELF_TRAINING_STEPS,
+    "self_training_keep": SELF_TRAINING_KEEP,
+    # A drop in the spectrum counts as a boundary between groups when it is at least this fraction of the
+    # largest drop. This, and the graph it is read from (k_graph_*), were chosen by 6-fold cross-validation
+    # on the 30 Omniglot background alphabets, each fold's 5 held out from its similarity model's training
+    # (benchmarks/omniglot_k_rule.py), never on the evaluation alphabets.
+    "k_significance": 0.5,
+    # After self-training the graph of the sharpened features has one clear drop: every significance from
+    # 0.6 to 1.0 gave the same, lowest K error on those validation alphabets, 0.5 a larger one
+    # (benchmarks/omniglot_self_training.py); the plain largest drop needs no relaxation there.
+    "k_sharpened_significance": 1.0,
+    # The first K estimate reads the spectrum of a self-tuning graph with this many neighbours per image and
+    # the local scale of this neighbour (l2c_explorer.graph.self_tuning_graph).
+    "k_graph_neighbours": 20,
+    "k_graph_scale_neighbour": 7,
+}
+
+
+def discovery_settings(model_settings: Mapping | None, given: Mapping) -> dict:
+    """The discovery settings a run uses: each given option (not None), else the model's, else the package's."""
+    carried = dict(model_settings or {})
+    return {name: given.get(name) if given.get(name) is not None else carried.get(name, default)
+            for name, default in MODEL_SETTINGS.items()}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -248,8 +280,8 @@ class Widget:
     toggle: bool = False
 
     def first_value(self, option: Option):
-        if self.toggle:
-            return bool(option.default)
+        if self.toggle:  # None: the model's setting, which is on
+            return option.default is None or bool(option.default)
         return option.default if self.value is SAME else self.value
 
     def choices(self, option: Option) -> list[tuple[str, Any]]:
@@ -377,6 +409,10 @@ def _copyable(value):
     return dict(value) if isinstance(value, MappingProxyType) else value
 
 
+def _model_setting(name: str) -> str:
+    return f"the similarity model's setting; else {MODEL_SETTINGS[name]}"
+
+
 DEVICE = Option("device", "auto", "where to compute: auto = a GPU when there is one", allowed=Device(), flag="--device",
                 widget=Widget("Compute on", choice_labels=_frozen(auto="Automatic (GPU if there is one)", cpu="CPU",
                                                                    cuda="GPU (CUDA)")))
@@ -403,18 +439,31 @@ DISCOVER = RunSpec("discover", [
            "images, or one mini-batch of a larger folder)", allowed=Whole(1), flag="--steps", aliases=("--epochs",),
            widget=Widget("Training length (steps)", minimum=10, maximum=1000, step=10,
                          info="100 is plenty for most folders; more refines the groups a little.")),
-    Option("n_neighbors", 10, "links per image in the similarity graph", allowed=Whole(1), flag="--neighbors"),
-    Option("diffusion_time", 1.0, "random-walk steps of the diffusion features (larger: smoother, fewer fine "
-           "distinctions)", allowed=Number(0)),
+    Option("method", "graph", "graph: ours (similarity graph, eigengap K, clustering network, self-training); paper: "
+           "the L2C paper's clustering network on dense P(same) > 0.5 targets with over-provisioned outputs and its "
+           "dominant-cluster K (a baseline)", allowed=OneOf(DISCOVERY_METHODS), flag="--method"),
+    Option("n_neighbors", None, "links per image in the similarity graph", allowed=Whole(1), flag="--neighbors",
+           none=_model_setting("n_neighbors")),
+    Option("diffusion_time", None, "random-walk steps of the diffusion features (larger: smoother, fewer fine "
+           "distinctions)", allowed=Number(0), none=_model_setting("diffusion_time")),
     Option("adapt_norm", True, "re-estimate the similarity model's batch-norm statistics on the target images",
            allowed=BOOLEAN),
-    Option("self_training_steps", SELF_TRAINING_STEPS, "fine-tune a copy of the similarity model on its confident "
+    Option("self_training_steps", None, "fine-tune a copy of the similarity model on its confident "
            "first clusters for this many steps, then cluster again (0: one pass, faster)", allowed=Whole(0),
-           flag="--self-training-steps",
+           flag="--self-training-steps", none=_model_setting("self_training_steps"),
            widget=Widget("Sharpen the similarity model on these images, then group again (more accurate; about 10 "
                          "seconds more on a CPU)", toggle=True)),
-    Option("self_training_keep", SELF_TRAINING_KEEP, "the share of each cluster's members, most confident first, "
-           "used as examples for self-training", allowed=Number(0, 1, low_open=True)),
+    Option("self_training_keep", None, "the share of each cluster's members, most confident first, used as examples "
+           "for self-training", allowed=Number(0, 1, low_open=True), none=_model_setting("self_training_keep")),
+    Option("k_significance", None, "first K estimate: a drop in the spectrum counts as a boundary between groups when "
+           "it is at least this fraction of the largest drop", allowed=Number(0, 1, low_open=True),
+           none=_model_setting("k_significance")),
+    Option("k_sharpened_significance", None, "the same after self-training", allowed=Number(0, 1, low_open=True),
+           none=_model_setting("k_sharpened_significance")),
+    Option("k_graph_neighbours", None, "neighbours per image of the self-tuning graph the first K estimate reads",
+           allowed=Whole(2), none=_model_setting("k_graph_neighbours")),
+    Option("k_graph_scale_neighbour", None, "the neighbour whose distance sets each image's local scale in that graph",
+           allowed=Whole(1), none=_model_setting("k_graph_scale_neighbour")),
     DEVICE,
     SEED,
 ])
@@ -464,6 +513,8 @@ TRAIN_SIMILARITY = RunSpec("train-similarity", [
     Option("mixed_precision", False, "run the network in bfloat16 where the hardware supports it (about twice as fast "
            "on CPUs with AVX-512 BF16 and on recent GPUs)", allowed=BOOLEAN, flag="--mixed-precision"),
     Option("channels_last", False, "channels-last memory order (faster convolutions on most CPUs)", allowed=BOOLEAN),
+    Option("mirror_average", False, "the model embeds an image as the average of its own and its mirror image's "
+           "embedding (for photos, where a mirror image shows the same thing)", allowed=BOOLEAN),
     Option("holdout", 0.1, "classes held out to measure pair precision/recall/F1/ROC-AUC: a share below 0.9, or a "
            "number of classes", allowed=Holdout(), flag="--holdout"),
     Option("class_depth", 1, "folder levels that name a class, e.g. 2 for ALPHABET/CHARACTER/", allowed=Whole(1),

@@ -48,6 +48,9 @@ SIMILARITY_RECIPES: dict[str, dict] = {
         "warmup": 0.01,
         "mixed_precision": True,
         "channels_last": True,
+        # averaging each photo's embedding with its mirror image's: on the held-out classes, k-means accuracy
+        # 34.0 -> 36.0% and nearest-neighbour accuracy 41.1 -> 42.2% for the same trained network
+        "mirror_average": True,
         "holdout": 25,
     },
 }

@@ -125,7 +125,11 @@ class SimilarityModel:
         for i in range(0, len(inputs), batch_size):
             if should_stop is not None and should_stop():
                 raise StoppedError("Stopped while computing features; nothing was learnt.")
-            out.append(net.embed(inputs[i : i + batch_size].to(dev)).cpu())
+            batch = inputs[i : i + batch_size].to(dev)
+            emb = net.embed(batch)
+            if self.preprocessing.mirror_average:
+                emb = F.normalize(emb + net.embed(batch.flip(-1)), dim=1)
+            out.append(emb.cpu())
             if progress is not None:
                 progress(min(i + batch_size, len(inputs)), len(inputs))
         return torch.cat(out)
@@ -241,6 +245,43 @@ def resolve_model_path(name_or_path: str | os.PathLike, dirs: list[Path] | None 
         known = ", ".join(sorted(models)) or "none"
         raise ModelFileError(f"No model named {text!r} (models available: {known}); give a file path or a model name.")
     raise ModelFileError(f"Model file not found: {path}")
+
+
+def store_discovery_settings(path: str | os.PathLike, settings: dict) -> Path:
+    """Write discovery settings into a model file's card (``"discovery"``): the model then carries its own
+    (see :data:`l2c_explorer.options.MODEL_SETTINGS`). ``settings`` may also hold a ``"chosen_by"`` note.
+
+    The file is rewritten (atomically), so its sha256 changes.
+    """
+    from .options import MODEL_SETTINGS
+
+    unknown = set(settings) - set(MODEL_SETTINGS) - {"chosen_by"}
+    if unknown:
+        raise InputError(f"Not discovery settings: {', '.join(sorted(unknown))}; known: {', '.join(MODEL_SETTINGS)}.")
+    model = SimilarityModel.load(path)
+    model.card["discovery"] = dict(settings)
+    return model.save(path)
+
+
+def model_fit_advice(model: SimilarityModel, image_files, dirs: list[Path] | None = None) -> tuple[str | None, str]:
+    """Whether ``model`` suits these image files; if not, which available model does, and a message.
+
+    Returns ``(better_model_name or None, message)``; ``(None, "")`` when the model fits (see
+    :mod:`l2c_explorer.model_fit`).
+    """
+    from .model_fit import advice, model_statistics, sample_statistics
+
+    folder_stats = sample_statistics(image_files)
+    others = {}
+    for name, path in list_models(dirs).items():
+        if name == model.name:
+            continue
+        try:
+            other = SimilarityModel.load(path)
+        except ModelFileError:  # an unusable file is reported where models are listed, not here
+            continue
+        others[name] = model_statistics(other.card, other.preprocessing.to_dict())
+    return advice(model.name, model_statistics(model.card, model.preprocessing.to_dict()), folder_stats, others)
 
 
 def load_similarity_model(name_or_path: str | os.PathLike | SimilarityModel = "omniglot") -> SimilarityModel:
@@ -441,6 +482,8 @@ class SimilarityLearner(BaseEstimator):
         with AVX-512 BF16 and on recent GPUs; losses stay in float32.
     channels_last : bool
         Keep activations in channels-last memory order (faster convolutions on most CPUs).
+    mirror_average : bool
+        The model embeds an image as the average of its own and its mirror image's embedding (photos).
     holdout : float or int
         Classes kept out of training to measure pair precision/recall/F1/ROC-AUC: a share in [0, 0.9), or a
         number of classes (>= 1). Their names are recorded in the card, so settings can be chosen on them.
@@ -536,7 +579,8 @@ class SimilarityLearner(BaseEstimator):
             mean, std = IMAGENET_MEAN[: self.channels], IMAGENET_STD[: self.channels]
         else:
             mean, std = channel_stats(data.pixels[torch.from_numpy(train_idx)], invert)
-        prep = Preprocessing(size=self.image_size, channels=self.channels, invert=invert, mean=mean, std=std)
+        prep = Preprocessing(size=self.image_size, channels=self.channels, invert=invert, mean=mean, std=std,
+                             mirror_average=self.mirror_average)
 
         remap = {c: i for i, c in enumerate(train_classes)}
         train_labels = np.array([remap[c] for c in labels[train_idx]])

@@ -143,3 +143,38 @@ def test_train_similarity_end_to_end(tmp_path, omniglot_background):
 def test_models_lists_the_shipped_model(capsys):
     assert main(["models"]) == 0
     assert "omniglot" in capsys.readouterr().out
+
+
+def test_train_similarity_with_the_photo_recipe_on_real_photos(tmp_path, demo_photos):
+    # the shipped recipe, shortened: half an epoch of the 8 training categories (2 held out)
+    result = run_cli("train-similarity", demo_photos, "--recipe", "photos", "--out", tmp_path / "photos_small",
+                     "--epochs", 2, "--holdout", 2, "--quiet")
+    assert result.returncode == 0, result.stderr
+    from l2c_explorer.similarity import SimilarityModel
+
+    model = SimilarityModel.load(tmp_path / "photos_small.safetensors")
+    card, arch = model.card, model.card["architecture"]
+    assert arch["type"] == "resnet-cosine" and arch["in_channels"] == 3 and model.preprocessing.size == 32
+    assert not model.preprocessing.invert  # photos are never inverted
+    assert card["training"]["augmentation"]["kind"] == "photo" and card["training"]["class_weight"] == 1.0
+    assert card["trained_on"]["n_holdout_classes"] == 2 and len(card["trained_on"]["holdout_classes"]) == 2
+    assert card["trained_on"]["image_statistics"]["colour"] >= 0.75
+    assert card["holdout_pair_metrics"]["n_similar"] > 0
+
+
+def test_discover_warns_when_the_model_does_not_fit_the_images(tmp_path, demo_photos):
+    photos = tmp_path / "photos"
+    for d in sorted(demo_photos.iterdir())[:3]:
+        shutil.copytree(d, photos / d.name)
+    result = run_cli("discover", photos, "--model", "omniglot", "--out", tmp_path / "out", "--k", 3, "--quiet",
+                     "--self-training-steps", 0, "--steps", 10)
+    assert result.returncode == 0, result.stderr
+    assert "warning: This folder holds colour images, but the similarity model 'omniglot' learnt from grayscale" \
+        in result.stderr
+    assert "--model photos" in result.stderr  # the fitting shipped model is named
+
+
+def test_backbones_are_listed(capsys):
+    assert main(["backbones"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet18" in out and "vit_b_16  (input 224x224 only)" in out and "conv" in out

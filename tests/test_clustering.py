@@ -195,3 +195,32 @@ def test_full_and_mini_batch_training_both_separate_two_groups():
         assert max((labels == truth).mean(), (labels != truth).mean()) == 1.0
         assert history[0]["step"] == 1 and history[-1]["k_estimated"] == 2
         assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_a_model_carries_its_own_discovery_settings(tmp_path, keble_subset):
+    from l2c_explorer.options import MODEL_SETTINGS
+    from l2c_explorer.similarity import load_similarity_model, resolve_model_path, store_discovery_settings
+
+    path = tmp_path / "tuned.safetensors"
+    path.write_bytes(resolve_model_path("omniglot").read_bytes())
+    store_discovery_settings(path, {"self_training_steps": 0, "k_significance": 0.9, "chosen_by": "a test"})
+    assert load_similarity_model(path).card["discovery"]["k_significance"] == 0.9
+    c = L2CClusterer(similarity=str(path), random_state=0).fit(keble_subset)
+    assert c.settings_["self_training_steps"] == 0 and c.settings_["k_significance"] == 0.9
+    assert c.settings_["n_neighbors"] == MODEL_SETTINGS["n_neighbors"]
+    assert "self_training" not in c.timings_ and {p["pass"] for p in c.history_} == {1}
+    given = L2CClusterer(similarity=str(path), k_significance=0.5, n_clusters=6, steps=5).fit(keble_subset)
+    assert given.settings_["k_significance"] == 0.5  # an option given wins over the model's setting
+    with pytest.raises(InputError, match="Not discovery settings: nonsense"):
+        store_discovery_settings(path, {"nonsense": 1})
+
+
+def test_the_papers_pipeline_runs_on_the_same_model(keble_subset):
+    c = L2CClusterer(similarity="omniglot", method="paper", max_clusters=20, random_state=0).fit(
+        keble_subset, labelled=True)
+    # K: the outputs that receive at least the uniform share; every image is in one of them
+    assert 2 <= c.n_clusters_ <= 12 and c.probabilities_.shape == (120, c.n_clusters_)
+    assert c.score() >= 0.6  # 6 characters: chance is about 0.25; the method reaches about 0.9 here
+    assert c.summary()["method"] == "paper" and c.summary()["k_eigengap"] is None
+    known = L2CClusterer(similarity="omniglot", method="paper", n_clusters=6, random_state=0).fit(keble_subset)
+    assert known.n_clusters_ == 6

@@ -102,19 +102,34 @@ def test_choices_named_in_one_place():
     assert ASSIGNMENT_NORMS is options.SRDC_ASSIGNMENT_NORMS
 
 
-def test_tuned_self_training_values_have_one_home():
-    from l2c_explorer import selftrain
+def test_tuned_discovery_values_have_one_home():
+    from l2c_explorer import graph, selftrain
 
-    assert selftrain.SELF_TRAINING_STEPS is options.SELF_TRAINING_STEPS == DISCOVER.defaults.self_training_steps
-    assert selftrain.SELF_TRAINING_KEEP is options.SELF_TRAINING_KEEP == DISCOVER.defaults.self_training_keep
-    steps = inspect.signature(selftrain.self_train).parameters["steps"].default
-    assert steps == DISCOVER.defaults.self_training_steps
+    settings = options.MODEL_SETTINGS
+    assert selftrain.SELF_TRAINING_STEPS is options.SELF_TRAINING_STEPS == settings["self_training_steps"]
+    assert selftrain.SELF_TRAINING_KEEP is options.SELF_TRAINING_KEEP == settings["self_training_keep"]
+    assert inspect.signature(selftrain.self_train).parameters["steps"].default == settings["self_training_steps"]
+    assert graph.SIGNIFICANT_GAP == settings["k_significance"]
+    assert graph.SHARPENED_SIGNIFICANT_GAP == settings["k_sharpened_significance"]
+    assert (graph.K_GRAPH_NEIGHBOURS, graph.K_GRAPH_SCALE_NEIGHBOUR) == (settings["k_graph_neighbours"],
+                                                                        settings["k_graph_scale_neighbour"])
+    for name, value in settings.items():  # each is the model's setting unless given, and says its fallback
+        assert DISCOVER[name].default is None and DISCOVER[name].none.endswith(f"else {value}")
+
+
+def test_a_model_carries_its_own_discovery_settings_and_given_options_win():
+    carried = {"k_significance": 0.8, "self_training_steps": 0}
+    used = options.discovery_settings(carried, {"self_training_steps": 50, "n_neighbors": None})
+    assert used["k_significance"] == 0.8 and used["self_training_steps"] == 50
+    assert used["n_neighbors"] == options.MODEL_SETTINGS["n_neighbors"]
+    assert options.discovery_settings(None, {}) == options.MODEL_SETTINGS
 
 
 @pytest.mark.parametrize("name, value, message", [
     ("n_clusters", 0, "n_clusters must be a whole number of at least 1, or None (estimated), not 0."),
     ("steps", 2.5, "steps must be a whole number of at least 1, not 2.5."),
-    ("self_training_keep", 0, "self_training_keep must be a number in (0, 1], not 0."),
+    ("self_training_keep", 0, "self_training_keep must be a number in (0, 1], or None (the similarity model's "
+                              "setting; else 0.5), not 0."),
     ("loss", "xyz", "loss must be one of mcl, kcl, not 'xyz'."),
     ("adapt_norm", 1, "adapt_norm must be one of True, False, not 1."),
     ("device", "gpu", "device must be one of auto, cpu, cuda (or cuda:N), not 'gpu'."),
@@ -130,8 +145,13 @@ def test_accepted_values():
     DISCOVER.validate({"n_clusters": None, "steps": np.int64(5), "device": "cuda:1", "diffusion_time": 0,
                        "self_training_keep": 1.0})
     TRAIN_SIMILARITY.validate({"invert": True, "channels": 3, "holdout": 0.0})
-    with pytest.raises(InputError, match="holdout must be a number in"):
-        TRAIN_SIMILARITY.validate({"holdout": 0.9})
+    TRAIN_SIMILARITY.validate({"holdout": 25, "backbone": "resnet18", "augmentation": {"kind": "photo", "min_area": 0.5,
+                               "aspect": 1.2, "flip": 0.5, "brightness": 0.1, "contrast": 0.1, "saturation": 0.0}})
+    for bad in (0.9, 2.5, -1):
+        with pytest.raises(InputError, match=r"holdout must be a share of the classes in \[0, 0.9\) or a number"):
+            TRAIN_SIMILARITY.validate({"holdout": bad})
+    with pytest.raises(InputError, match="augmentation must be"):
+        TRAIN_SIMILARITY.validate({"augmentation": {"kind": "photo", "min_area": 0.5}})  # ranges missing
 
 
 def test_old_epochs_flag_of_discover_still_works_and_warns(capsys):

@@ -29,8 +29,9 @@ def test_the_augmentation_comes_from_the_model_card():
     jitter = model_augmentation(model)  # a model card from before photo augmentation: "jitter"
     assert isinstance(jitter, AffineJitter)
     assert jitter.rotation == model.card["training"]["jitter"]["rotation"] > 0
-    model.card = {"training": {"augmentation": PhotoAugment(min_area=0.5).to_dict()}}
-    assert model_augmentation(model) == PhotoAugment(min_area=0.5)
+    photo = PhotoAugment(min_area=0.5, aspect=1.2, flip=0.5, brightness=0.1, contrast=0.1, saturation=0.1)
+    model.card = {"training": {"augmentation": photo.to_dict()}}
+    assert model_augmentation(model) == photo
     model.card = {}
     assert model_augmentation(model) == NO_JITTER
 

@@ -110,3 +110,37 @@ def test_unlabelled_folder_is_refused(tmp_path, demo_keble):
         shutil.copy(img, flat)
     with pytest.raises(InputError, match="at least 2 classes"):
         SimilarityLearner(epochs=1).fit(flat)
+
+
+def test_a_torchvision_backbone_with_weights_from_a_file(tmp_path, demo_photos):
+    import torchvision
+
+    from l2c_explorer.similarity import SimilarityModel
+
+    torch.manual_seed(0)
+    weights = tmp_path / "mobilenet.pth"
+    torch.save(torchvision.models.get_model("mobilenet_v3_small", weights=None).state_dict(), weights)
+    learner = SimilarityLearner(backbone="mobilenet_v3_small", backbone_weights=str(weights), image_size=32, channels=3,
+                                invert=False, epochs=0.3, holdout=2, classes_per_batch=4, images_per_class=4,
+                                device="cpu").fit(demo_photos)
+    model = learner.model_
+    assert model.card["architecture"] == {"type": "torchvision-cosine", "backbone": "mobilenet_v3_small",
+                                          "in_channels": 3, "embedding_dim": 128, "input_size": 32}
+    assert model.preprocessing.mean == (0.485, 0.456, 0.406)  # the statistics ImageNet weights expect
+    assert model.card["training"]["backbone_weights"] == "mobilenet.pth"
+    path = model.save(tmp_path / "mobile")
+    again = SimilarityModel.load(path)  # rebuilt without the weights file: they are in the model file
+    pixels = model.prepare(demo_photos).pixels[:8]
+    assert torch.equal(model.embed(pixels, device="cpu"), again.embed(pixels, device="cpu"))
+
+
+def test_weights_that_do_not_fit_the_backbone_are_refused(tmp_path, demo_photos):
+    import torchvision
+
+    from l2c_explorer.errors import ModelFileError
+
+    weights = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.get_model("resnet18", weights=None).state_dict(), weights)
+    with pytest.raises(ModelFileError, match="does not hold mobilenet_v3_small weights"):
+        SimilarityLearner(backbone="mobilenet_v3_small", backbone_weights=str(weights), channels=3,
+                          epochs=0.1).fit(demo_photos)

@@ -20,6 +20,8 @@ from .layout import ExplorePanel, Page, RunPanel
 from .workbench import GALLERY_LIMIT, Workbench, list_subfolders
 
 STOP_GRACE = 1.5  # seconds a stage that cannot stop mid-way is given before the run is declared stopped
+# "Try the demo" buttons: the shipped model and the sample folder (in demo_data/) of each
+DEMOS = {"symbols": ("omniglot", "omniglot_keble"), "photos": ("photos", "photos_everyday")}
 DEMO_STEPS = 300  # "Try the demo" trains the clustering network longer than the default: a finished-looking demo
 
 
@@ -86,13 +88,16 @@ class Handlers:
     def show_card(self, name: str | None) -> str:
         return self._card_text(name)
 
-    def fill_demo(self):
-        model = self.bench.default_model()
-        folder = self.page.demos.get("omniglot_keble")
+    def fill_demo(self, kind: str = "symbols"):
+        """Fill the form for a demo run: ``kind`` "symbols" (an unseen Omniglot alphabet) or "photos"."""
+        wanted, folder = DEMOS[kind]
+        folder = self.page.demos.get(folder)
         if folder is None:
             raise gr.Error("The sample folders (demo_data/) are not available in this installation.")
-        if "omniglot" not in self.bench.models():
-            gr.Warning("The shipped `omniglot` model was not found; using another model.")
+        models = self.bench.models()
+        model = wanted if wanted in models else self.bench.default_model()
+        if model != wanted:
+            gr.Warning(f"The shipped `{wanted}` model was not found; using another model.")
         if model is None:
             raise gr.Error("No similarity model is available; train one first.")
         return (gr.update(value=model), self._card_text(model), str(folder), True, "estimate",
@@ -100,16 +105,30 @@ class Handlers:
 
     # -- folders ----------------------------------------------------------------------------------------
 
-    def check_folder(self, folder: str):
+    def check_folder(self, folder: str, model: str | None = None):
+        """Count and sample the folder; when the chosen model does not suit its images, switch to one that does."""
         try:
             report = self.bench.check_folder(folder)
+            better, message = self.bench.model_advice(report.folder, model)
         except L2CError as exc:
             _fail(exc)
         skipped = [[f, why] for f, why in report.skipped[:500]]
+        model_update, card = gr.update(), gr.update()
+        if better is not None:
+            model_update, card = gr.update(value=better), self._card_text(better)
+            message = f"{message} It has been chosen for you in step 1."
         return (views.folder_markdown(report), [(str(p), rel) for p, rel in report.sample],
                 gr.update(value=skipped, visible=bool(skipped)),
                 gr.update(value=True) if report.looks_labelled and self._is_demo(report.folder) else gr.update(),
-                str(report.folder))
+                str(report.folder), model_update, card, views.fit_note_markdown(message))
+
+    def fit_note(self, folder: str, model: str | None) -> str:
+        """The model-fit note after the user picked a model by hand (nothing is switched then)."""
+        try:
+            _, message = self.bench.model_advice(folder, model)
+        except L2CError:  # no usable folder yet: the folder step says why
+            return ""
+        return views.fit_note_markdown(message)
 
     def _is_demo(self, folder: Path) -> bool:
         return any(Path(folder) == Path(p).resolve() for p in self.page.demos.values())

@@ -215,9 +215,10 @@ class Page:
                 "kind of thing; the app then learns to sort them into groups and guesses how many groups "
                 "there are (Hsu, Lv & Kira, *Learning to cluster*, ICLR 2018).", scale=4)
             with gr.Column(scale=1, min_width=220):
-                self.demo_btn = gr.Button("▶ Try the demo", variant="primary", elem_id="try-demo")
-                gr.Markdown("Uses the shipped `omniglot` model on 520 handwritten characters.",
-                            elem_classes="l2c-help")
+                self.demo_btn = gr.Button("▶ Try the demo: handwritten symbols", variant="primary", elem_id="try-demo")
+                self.photo_demo_btn = gr.Button("▶ Try the demo: photos", variant="primary", elem_id="try-photo-demo")
+                gr.Markdown("Each uses a shipped similarity model on categories it never saw: 520 drawings of 26 "
+                            "characters, or 500 photos of 10 everyday things.", elem_classes="l2c-help")
         self.badge = gr.HTML(elem_id="device-badge")
         with gr.Tabs() as self.tabs:
             with gr.Tab("Find categories", id="discover"):
@@ -271,6 +272,7 @@ class Page:
                     self.use_btn = gr.Button("Use this folder", scale=1, size="sm")
                 self.subfolders = gr.Dropdown(label="Sub-folders (pick one to open it)", choices=[], value=None)
             self.folder_md = gr.Markdown(elem_id="folder-report")
+            self.fit_note = gr.Markdown(elem_id="model-fit")
             self.sample = gr.Gallery(label="A sample of the images", columns=12, height=140, object_fit="contain",
                                      elem_id="folder-sample")
             self.folder_skipped = gr.Dataframe(headers=["file", "why it is skipped"], label="Skipped files",

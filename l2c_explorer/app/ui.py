@@ -61,9 +61,13 @@ class Wiring:
         self.wire_discover()
         self.wire_adapt()
 
+    def folder_inputs(self) -> list:
+        p = self.page
+        return [p.folder_tb, p.model]
+
     def folder_outputs(self) -> list:
         p = self.page
-        return [p.folder_md, p.sample, p.folder_skipped, p.labelled, p.folder_tb]
+        return [p.folder_md, p.sample, p.folder_skipped, p.labelled, p.folder_tb, p.model, p.card, p.fit_note]
 
     def discover_inputs(self) -> list:
         p = self.page
@@ -84,35 +88,40 @@ class Wiring:
                    p.adapt_source, p.adapt_target, p.adapt_method, p.adapt_labelled]
         demo.load(h.on_load, inputs=None, outputs=outputs, api_name="restore", show_progress="hidden")
         if p.folder:
-            demo.load(h.check_folder, inputs=[p.folder_tb], outputs=self.folder_outputs(),
+            demo.load(h.check_folder, inputs=self.folder_inputs(), outputs=self.folder_outputs(),
                       **PRIVATE, show_progress="hidden")
-        p.demo_btn.click(
-            h.fill_demo, outputs=[p.model, p.card, p.folder_tb, p.labelled, p.k_mode, p.k_value, p.steps],
-            api_name="fill_demo",
-        ).success(
-            h.check_folder, inputs=[p.folder_tb], outputs=self.folder_outputs(), **PRIVATE,
-        ).success(
-            h.start_discovery, inputs=self.discover_inputs(), outputs=self.start_outputs(p.run, p.explore),
-            **PRIVATE,
-        ).success(None, js=_url_js("job"), inputs=[p.run.job])
+        for button, kind, api_name in ((p.demo_btn, "symbols", "fill_demo"), (p.photo_demo_btn, "photos",
+                                                                              "fill_photo_demo")):
+            button.click(
+                lambda kind=kind: h.fill_demo(kind),
+                outputs=[p.model, p.card, p.folder_tb, p.labelled, p.k_mode, p.k_value, p.steps], api_name=api_name,
+            ).success(
+                h.check_folder, inputs=self.folder_inputs(), outputs=self.folder_outputs(), **PRIVATE,
+            ).success(
+                h.start_discovery, inputs=self.discover_inputs(), outputs=self.start_outputs(p.run, p.explore),
+                **PRIVATE,
+            ).success(None, js=_url_js("job"), inputs=[p.run.job])
 
     def wire_discover(self) -> None:
         p, h = self.page, self.handlers
         p.refresh.click(h.refresh_models, inputs=[p.model], outputs=[p.model, p.card], api_name="list_models")
         p.model.change(h.show_card, inputs=[p.model], outputs=[p.card], api_name="model_card", show_progress="hidden")
+        p.model.input(h.fit_note, inputs=[p.folder_tb, p.model], outputs=[p.fit_note], api_name="model_fit",
+                      show_progress="hidden")
         # folder
         folder_outputs = self.folder_outputs()
-        p.check_btn.click(h.check_folder, inputs=[p.folder_tb], outputs=folder_outputs, api_name="check_folder")
-        p.folder_tb.submit(h.check_folder, inputs=[p.folder_tb], outputs=folder_outputs, **PRIVATE)
+        folder_inputs = self.folder_inputs()
+        p.check_btn.click(h.check_folder, inputs=folder_inputs, outputs=folder_outputs, api_name="check_folder")
+        p.folder_tb.submit(h.check_folder, inputs=folder_inputs, outputs=folder_outputs, **PRIVATE)
         p.demo_dd.input(lambda path: path, inputs=[p.demo_dd], outputs=[p.folder_tb], **PRIVATE).then(
-            h.check_folder, inputs=[p.folder_tb], outputs=folder_outputs, **PRIVATE)
+            h.check_folder, inputs=folder_inputs, outputs=folder_outputs, **PRIVATE)
         p.browse_at.submit(h.browse, inputs=[p.browse_at], outputs=[p.browse_at, p.subfolders], api_name="browse")
         p.subfolders.input(h.browse_into, inputs=[p.browse_at, p.subfolders], outputs=[p.browse_at, p.subfolders],
                            **PRIVATE)
         p.up_btn.click(h.browse_up, inputs=[p.browse_at], outputs=[p.browse_at, p.subfolders],
                        **PRIVATE)
         p.use_btn.click(lambda path: path, inputs=[p.browse_at], outputs=[p.folder_tb], **PRIVATE).then(
-            h.check_folder, inputs=[p.folder_tb], outputs=folder_outputs, **PRIVATE)
+            h.check_folder, inputs=folder_inputs, outputs=folder_outputs, **PRIVATE)
         p.k_mode.change(lambda mode: gr.update(visible=mode == "known"), inputs=[p.k_mode], outputs=[p.k_value],
                         **PRIVATE, show_progress="hidden")
         # similarity training

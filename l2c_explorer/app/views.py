@@ -289,3 +289,8 @@ def selection_markdown(selection: dict, limit: int) -> str:
     more = "" if len(selection["counts"]) <= 8 else ", …"
     shown = f" (showing the first {limit})" if n > limit else ""
     return f"**{n} image{'s' if n != 1 else ''} selected**{shown}: {counts}{more}."
+
+
+def fit_note_markdown(message: str) -> str:
+    """The model-fit message of the folder step, or nothing when the model suits the images."""
+    return f"⚠️ **Similarity model and images do not match.** {message}" if message else ""

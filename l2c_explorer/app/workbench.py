@@ -349,6 +349,16 @@ class Workbench:
     def check_folder(self, folder: str | os.PathLike, *, sample: int = 12) -> FolderReport:
         return check_image_folder(folder, self.thumbs, sample=sample)
 
+    def model_advice(self, folder: str | os.PathLike, model: str | None) -> tuple[str | None, str]:
+        """Whether the model suits the folder's images: (a better available model or None, a message or "")."""
+        from ..data import find_images
+        from ..similarity import load_similarity_model, model_fit_advice
+
+        if not model:
+            return None, ""
+        files, _ = find_images(check_folder(folder))
+        return model_fit_advice(load_similarity_model(self.resolve_model(model)), files, self.models_dirs())
+
     # -- jobs: discovery ----------------------------------------------------------------------------------
 
     def start_discovery(

@@ -81,16 +81,17 @@ def test_model_card_and_model_list(client):
 
 
 def test_check_folder_counts_and_rejects_bad_paths(client, tmp_path):
-    md, sample, skipped, labelled, folder = map(unwrap, client.predict(str(DEMO / "omniglot_keble"),
-                                                                       api_name="/check_folder"))
+    md, sample, skipped, labelled, folder, model, card, note = map(
+        unwrap, client.predict(str(DEMO / "omniglot_keble"), "omniglot", api_name="/check_folder"))
     assert "520 images" in md and len(sample) == 12 and labelled is True
     assert Path(folder) == (DEMO / "omniglot_keble").resolve()
+    assert note == ""  # the symbol model suits drawings: nothing to say, nothing switched
     with pytest.raises(AppError, match="Folder not found"):
-        client.predict(str(tmp_path / "nowhere"), api_name="/check_folder")
+        client.predict(str(tmp_path / "nowhere"), "omniglot", api_name="/check_folder")
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     with pytest.raises(AppError, match="Not a folder"):
-        client.predict(str(a_file), api_name="/check_folder")
+        client.predict(str(a_file), "omniglot", api_name="/check_folder")
     with pytest.raises(AppError, match="Folder not found"):
         start(client, tmp_path / "nowhere")
 
@@ -272,3 +273,13 @@ def test_cuda_without_a_gpu_is_refused_at_start(client, keble6):
     with pytest.raises(AppError, match="no CUDA GPU"):
         client.predict(str(keble6), "omniglot", "estimate", 10, 100, "mcl", 40, "cuda", False,
                        api_name="/start_discovery")
+
+
+def test_photos_with_the_symbol_model_switch_to_the_photo_model_and_say_why(client):
+    *_, model, card, note = map(unwrap, client.predict(str(DEMO / "photos_everyday"), "omniglot",
+                                                       api_name="/check_folder"))
+    assert model == "photos" and "photos" in card
+    assert "'omniglot' learnt from grayscale drawings" in note and "chosen for you" in note
+    # picking the symbol model again by hand keeps it, with the warning
+    assert "do not match" in unwrap(client.predict(str(DEMO / "photos_everyday"), "omniglot", api_name="/model_fit"))
+    assert unwrap(client.predict(str(DEMO / "photos_everyday"), "photos", api_name="/model_fit")) == ""

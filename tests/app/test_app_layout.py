@@ -58,4 +58,4 @@ def test_each_widget_is_made_from_its_option(page, spec, option):
     if isinstance(widget, gr.Slider):
         assert widget.step == w.step
     if w.toggle:
-        assert isinstance(widget, gr.Checkbox) and widget.value is (option.default > 0)
+        assert isinstance(widget, gr.Checkbox) and widget.value is w.first_value(option) is True
