@@ -14,6 +14,7 @@ The settings with the best mean ACC with K unknown (ties: lower K error) are wri
 card (``--write``), so `discover`, the app and the API use them for this model.
 
     python benchmarks/photos_settings.py --model models/photos.safetensors --write
+    python benchmarks/photos_settings.py --store-only    # store the recorded choice (same weights) without rerunning
 
 Writes benchmarks/results/photos_settings.{json,md}.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 import tempfile
 import time
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description, write_results  # noqa: E402
+from common import RESULTS, machine_description, write_results  # noqa: E402
 
 from l2c_explorer.clustering import L2CClusterer  # noqa: E402
 from l2c_explorer.graph import eigengap_k, self_tuning_spectrum  # noqa: E402
@@ -89,7 +91,18 @@ def main() -> None:
     parser.add_argument("--max-k", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="store the chosen settings in the model file's card")
+    parser.add_argument("--store-only", action="store_true",
+                        help="do not rerun: store the choice recorded in benchmarks/results/photos_settings.json, "
+                             "if it was made for this model's weights")
     args = parser.parse_args()
+    if args.store_only:
+        recorded = json.loads((RESULTS / "photos_settings.json").read_text())
+        digest = load_similarity_model(args.model).digest
+        if recorded["model_sha256"] != digest:
+            sys.exit(f"The recorded settings were chosen for weights {recorded['model_sha256'][:12]}…, not for "
+                     f"{args.model} ({digest[:12]}…): rerun without --store-only.")
+        store(args.model, recorded["chosen"])
+        return
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
 
@@ -142,12 +155,15 @@ def main() -> None:
         "machine": machine_description(args.threads), "seconds": total}, "\n".join(lines))
     print("\n".join(lines))
     if args.write:
-        from l2c_explorer.similarity import store_discovery_settings
+        store(args.model, chosen)
 
-        chosen["chosen_by"] = ("Chosen by benchmarks/photos_settings.py on the model's 25 held-out source classes "
-                               "(never on the evaluation classes).")
-        path = store_discovery_settings(args.model, chosen)
-        print(f"Settings stored in {path}")
+
+def store(model_path: str, chosen: dict) -> None:
+    from l2c_explorer.similarity import store_discovery_settings
+
+    chosen = dict(chosen, chosen_by="Chosen by benchmarks/photos_settings.py on the model's 25 held-out source "
+                                    "classes (never on the evaluation classes).")
+    print(f"Settings stored in {store_discovery_settings(model_path, chosen)}")
 
 
 if __name__ == "__main__":

@@ -101,7 +101,8 @@ of different categories. How discovery does with it on 25 unseen categories: see
 ```
 
 **File.** `photos.safetensors`: weights plus this card, the preprocessing and the architecture as
-metadata; loading never executes code from the file. sha256 of the weights: `{model.digest}`.
+metadata; loading never executes code from the file. sha256 of its contents (weights and metadata):
+`{model.digest}`.
 Created {card['created']} with l2c-explorer {card['package_version']}.
 
 **Limits.** Learnt from small (64x64) web photos, trained from scratch on a CPU: it separates
@@ -150,7 +151,8 @@ How it does on the 10 evaluation alphabets (characters it never saw): see `BENCH
 ```
 
 **File.** `omniglot.safetensors`: weights plus this card, the preprocessing and the architecture as
-metadata; loading never executes code from the file. sha256 of the weights: `{model.digest}`.
+metadata; loading never executes code from the file. sha256 of its contents (weights and metadata):
+`{model.digest}`.
 Created {card['created']} with l2c-explorer {card['package_version']}.
 
 **Limits.** Made for dark-on-light or light-on-dark line drawings, centred, one symbol per image.
