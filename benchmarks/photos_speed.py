@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -45,8 +46,8 @@ def main() -> None:
     recipe = similarity_recipe("photos")
     folders = sorted(p for p in Path(args.data).iterdir() if p.is_dir())[: args.classes]
     with tempfile.TemporaryDirectory() as scratch:
-        for f in folders:
-            (Path(scratch) / f.name).symlink_to(f.resolve(), target_is_directory=True)
+        for f in folders:  # copies: the folder reader does not follow links to folders
+            shutil.copytree(f, Path(scratch) / f.name)
         data = load_image_folder(scratch, size=recipe["image_size"], channels=3, labelled=True)
     labels = data.label_ids()
     mean, std = channel_stats(data.pixels)

@@ -138,15 +138,23 @@ def find_images(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[str, 
     Returns
     -------
     images : list of Path
-        Files with an image extension, sorted by relative path. Hidden files and folders are ignored.
+        Files with an image extension, sorted by relative path. Hidden files and folders are ignored;
+        links to folders are followed (each real folder is read once, so a link loop ends).
     ignored : list of (str, str)
         Other regular files, with the reason they were not read.
     """
     root = check_folder(folder)
     images: list[Path] = []
     ignored: list[tuple[str, str]] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    seen = {root.resolve()}  # linked folders are followed, each real folder once (a link loop ends there)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        kept = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            real = (Path(dirpath) / d).resolve()
+            if real not in seen:
+                seen.add(real)
+                kept.append(d)
+        dirnames[:] = kept
         for name in sorted(filenames):
             if name.startswith("."):
                 continue

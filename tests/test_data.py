@@ -145,3 +145,18 @@ def test_images_too_large_to_be_safe_are_refused_call_by_call(tmp_path, monkeypa
             read_image(tmp_path / "big.png", size=32, channels=1)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
     assert read_image(tmp_path / "big.png", size=32, channels=1).shape == (1, 32, 32)
+
+
+def test_linked_class_folders_are_read_once_and_a_link_loop_ends(tmp_path):
+    real = tmp_path / "real"
+    for name in ("a", "b"):
+        (real / name).mkdir(parents=True)
+        Image.new("L", (8, 8), 255).save(real / name / "x.png")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a").symlink_to(real / "a", target_is_directory=True)
+    (folder / "b").symlink_to(real / "b", target_is_directory=True)
+    (folder / "a" / "loop").symlink_to(folder, target_is_directory=True)  # a link back up
+    (folder / "b_again").symlink_to(real / "b", target_is_directory=True)
+    images, _ = find_images(folder)
+    assert [p.relative_to(folder).as_posix() for p in images] == ["a/x.png", "b/x.png"]
