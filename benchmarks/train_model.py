@@ -44,6 +44,22 @@ def pair_score_table(m: dict) -> str:
 | {m.get('precision', float('nan')):.3f} | {m.get('recall', float('nan')):.3f} | {m.get('f1', float('nan')):.3f} | {m.get('roc_auc', float('nan')):.4f} | {m.get('pr_auc', float('nan')):.3f} |"""
 
 
+def reproduce_and_file(model, cmd: list[str], env: str, how_long: str) -> str:
+    """The card's command to retrain the model and its description of the file."""
+    card = model.card
+    return f"""**Reproduce** (from the repository root, {how_long}):
+
+```
+{env}{shlex.join(cmd)}
+```
+
+**File.** `{card['name']}.safetensors`: weights plus this card, the preprocessing and the architecture as
+metadata; loading never executes code from the file. sha256 of its contents (weights and metadata):
+`{model.digest}`.
+Created {card['created']} with l2c-explorer {card['package_version']}.
+"""
+
+
 def photos_card(model, cmd: list[str], wall_seconds: float | None, machine: str, threads: int | None) -> str:
     card = model.card
     t, m, d, a = card["training"], card.get("holdout_pair_metrics", {}), card["trained_on"], card["architecture"]
@@ -94,17 +110,7 @@ categories; {m.get('protocol', '')}):
 ROC-AUC is the chance that a random pair of photos of the same category scores higher than a random pair
 of different categories. How discovery does with it on 25 unseen categories: see `BENCHMARKS.md`.
 {settings}
-**Reproduce** (from the repository root, about an hour on 2 CPU cores; minutes on a GPU):
-
-```
-{env}{shlex.join(cmd)}
-```
-
-**File.** `photos.safetensors`: weights plus this card, the preprocessing and the architecture as
-metadata; loading never executes code from the file. sha256 of its contents (weights and metadata):
-`{model.digest}`.
-Created {card['created']} with l2c-explorer {card['package_version']}.
-
+{reproduce_and_file(model, cmd, env, "about an hour on 2 CPU cores; minutes on a GPU")}
 **Limits.** Learnt from small (64x64) web photos, trained from scratch on a CPU: it separates
 categories that look different (a school bus from a barn) far better than fine-grained ones (two dog
 breeds). Drawings, scans of text or symbols need the `omniglot` model or one trained on such images. With
@@ -144,17 +150,7 @@ It took **{t['seconds'] / 60:.1f} min** of training on {t['device']} ({machine})
 
 How it does on the 10 evaluation alphabets (characters it never saw): see `BENCHMARKS.md`.
 
-**Reproduce** (from the repository root, about 10 minutes on 2 CPU cores):
-
-```
-{env}{shlex.join(cmd)}
-```
-
-**File.** `omniglot.safetensors`: weights plus this card, the preprocessing and the architecture as
-metadata; loading never executes code from the file. sha256 of its contents (weights and metadata):
-`{model.digest}`.
-Created {card['created']} with l2c-explorer {card['package_version']}.
-
+{reproduce_and_file(model, cmd, env, "about 10 minutes on 2 CPU cores")}
 **Limits.** Made for dark-on-light or light-on-dark line drawings, centred, one symbol per image.
 Photographs or colour images need a model trained on similar images (`l2c-explorer train-similarity`).
 """
