@@ -24,6 +24,15 @@ class ModelFileError(InputError):
     """A model file (or model name) that is missing, foreign, truncated or tampered with."""
 
 
+class FolderNotEmptyError(InputError):
+    """An output folder that already holds files: writing there needs the user's go-ahead."""
+
+    def __init__(self, folder: Path, n_entries: int):
+        self.folder = Path(folder)
+        things = f"{n_entries} file{'s' if n_entries != 1 else ''} or folder{'s' if n_entries != 1 else ''}"
+        super().__init__(f"The folder {folder} already holds {things} (an earlier export?).")
+
+
 class StoppedError(L2CError):
     """A job was asked to stop before it produced anything usable."""
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import FolderNotEmptyError, InputError
 from .files import atomic_path, write_text
+from .names import category_names, group_names, has_readable_names
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -71,12 +72,23 @@ def _jsonable(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def write_discovery_results(clusterer, out: Path, *, score: bool = False, save_model: bool = False) -> dict:
-    """Write ``assignments.csv`` (path, cluster, confidence) and ``summary.json`` for a fitted clusterer."""
+def write_discovery_results(clusterer, out: Path, *, score: bool = False, save_model: bool = False,
+                            names: list[str] | None = None) -> dict:
+    """Write ``assignments.csv`` and ``summary.json`` for a fitted clusterer.
+
+    ``assignments.csv`` has one row per image: ``path``, ``cluster``, ``confidence`` and, when the groups have
+    names (``names``, by cluster number: given by a person, or read from the true categories), ``name``.
+    """
     out = Path(out)
-    rows = zip(clusterer.paths_, clusterer.labels_.tolist(), np.round(clusterer.confidence_, 4).tolist())
-    write_csv(out / "assignments.csv", ["path", "cluster", "confidence"], rows)
+    header = ["path", "cluster", "confidence"]
+    columns = [clusterer.paths_, clusterer.labels_.tolist(), np.round(clusterer.confidence_, 4).tolist()]
+    if names is not None:
+        header.append("name")
+        columns.append([names[i] for i in clusterer.labels_])
+    write_csv(out / "assignments.csv", header, zip(*columns))
     summary = clusterer.summary(score=score)
+    if names is not None:
+        summary["group_names"] = list(names)
     if save_model:
         summary["clustering_model"] = str(clusterer.save(out / "clustering_model"))
     write_json(out / "summary.json", summary)
@@ -84,14 +96,23 @@ def write_discovery_results(clusterer, out: Path, *, score: bool = False, save_m
 
 
 def write_adaptation_results(adapter, out: Path, *, score: bool = False) -> dict:
-    """Write ``assignments.csv`` (path, predicted_class, confidence) and ``summary.json`` for an adapter."""
+    """Write ``assignments.csv`` (path, predicted_class, confidence, and ``name`` when the classes are codes
+    with readable names, see :mod:`l2c_explorer.names`) and ``summary.json`` for an adapter."""
     out = Path(out)
-    names = adapter.classes_
-    rows = zip(adapter.paths_, [names[i] for i in adapter.labels_], np.round(adapter.confidence_, 4).tolist())
-    write_csv(out / "assignments.csv", ["path", "predicted_class", "confidence"], rows)
+    classes = adapter.classes_
+    header = ["path", "predicted_class", "confidence"]
+    columns = [adapter.paths_, [classes[i] for i in adapter.labels_], np.round(adapter.confidence_, 4).tolist()]
+    readable = category_names(classes, adapter.source_root_)
+    if has_readable_names(readable):
+        header.append("name")
+        columns.append([readable[classes[i]] for i in adapter.labels_])
+    write_csv(out / "assignments.csv", header, zip(*columns))
     summary = adapter.summary(score=score)
     write_json(out / "summary.json", summary)
     return summary
+
+
+EXPORT_MANIFEST = ".l2c-export.json"  # what an export wrote, so that exporting again can replace exactly that
 
 
 def export_cluster_folders(
@@ -102,16 +123,25 @@ def export_cluster_folders(
     *,
     names: dict | None = None,
     mode: str = "copy",
+    overwrite: bool = False,
+    extra_files: list[Path] = (),
 ) -> dict:
-    """Copy (or link) each image into ``out/<cluster name>/``, keeping file names unique.
+    """Copy (or link) each image into ``out/<group name>/``, keeping file names unique.
+
+    An output folder that already holds files is refused (:class:`~l2c_explorer.errors.FolderNotEmptyError`)
+    unless ``overwrite``: then the files of an earlier export there (listed in its ``.l2c-export.json``)
+    are removed first, and other files are left alone.
 
     Parameters
     ----------
     root : Path
         The analysed folder the relative ``paths`` are under (only read).
-    names : dict of cluster id -> folder name, optional
-        Defaults to ``cluster_000``, ``cluster_001``, ...
+    names : dict of cluster id -> name, optional
+        Folder names (made safe for a file system, spaces as ``_``); defaults to ``cluster_00``,
+        ``cluster_01``, ... (zero-padded, so that they sort).
     mode : {"copy", "symlink"}
+    extra_files : list of Path
+        Files copied into ``out`` as they are (e.g. ``assignments.csv``, ``summary.json``).
 
     Returns
     -------
@@ -121,22 +151,71 @@ def export_cluster_folders(
         raise InputError(f"mode must be 'copy' or 'symlink', not {mode!r}")
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
+    present = [p for p in out.iterdir()]
+    if present and not overwrite:
+        raise FolderNotEmptyError(out, len(present))
+    if present:
+        _remove_earlier_export(out)
+    labels = np.asarray(labels).tolist()
+    folders = export_folder_names(sorted(set(labels)), names)
     counts: dict[str, int] = {}
-    for rel, label in zip(paths, np.asarray(labels).tolist()):
-        folder = safe_folder_name(names.get(label) if names else None) or f"cluster_{int(label):03d}"
+    written: list[str] = []
+    for rel, label in zip(paths, labels):
+        folder = folders[label]
         dest_dir = out / folder
         dest_dir.mkdir(exist_ok=True)
-        flat = rel.replace("/", "__")
-        dest = dest_dir / flat
+        dest = dest_dir / rel.replace("/", "__")
         src = Path(root) / rel
+        if dest.exists() or dest.is_symlink():
+            dest.unlink()
         if mode == "copy":
             shutil.copy2(src, dest)
         else:
-            if dest.exists() or dest.is_symlink():
-                dest.unlink()
             dest.symlink_to(src.resolve())
         counts[folder] = counts.get(folder, 0) + 1
+        written.append(dest.relative_to(out).as_posix())
+    for f in extra_files:
+        shutil.copy2(f, out / Path(f).name)
+        written.append(Path(f).name)
+    write_json(out / EXPORT_MANIFEST, {"folders": sorted(counts), "files": written})
     return counts
+
+
+def export_folder_names(labels, names: dict | None = None) -> dict:
+    """Cluster id -> a distinct folder name (``names`` made safe, else ``cluster_00``, ...)."""
+    labels = list(labels)
+    defaults = group_names(max(labels) + 1 if labels else 0)
+    out, used = {}, set()
+    for label in labels:
+        base = safe_folder_name(names.get(label) if names else None) or defaults[label]
+        base = base.replace(" ", "_")
+        folder, k = base, 2
+        while folder.lower() in used:  # two groups given the same name keep separate folders
+            folder, k = f"{base}_{k}", k + 1
+        used.add(folder.lower())
+        out[label] = folder
+    return out
+
+
+def _remove_earlier_export(out: Path) -> None:
+    """Remove what an earlier export into ``out`` wrote (its manifest says what), and nothing else."""
+    manifest = out / EXPORT_MANIFEST
+    try:
+        earlier = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    for rel in earlier.get("files", []):
+        target = out / rel
+        if _inside(target.parent, out) and (target.is_file() or target.is_symlink()):
+            target.unlink()
+    for folder in earlier.get("folders", []):
+        target = out / folder
+        if target.is_dir() and _inside(target, out) and target != out:
+            try:
+                target.rmdir()  # only when nothing else was put there since
+            except OSError:
+                pass
+    manifest.unlink(missing_ok=True)
 
 
 def safe_folder_name(name: str | None) -> str | None:

@@ -35,6 +35,12 @@ def omniglot_evaluation() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_imagenet() -> Path:
+    """Colour photos in folders named by WordNet ids, with ``words.txt`` naming them."""
+    return _need(SHARED_DATA / "tiny-imagenet")
+
+
+@pytest.fixture(scope="session")
 def demo_keble() -> Path:
     """The shipped demo target: 26 Keble characters x 20 drawings."""
     return _need(DEMO_DATA / "omniglot_keble")
