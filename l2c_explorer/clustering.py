@@ -41,9 +41,11 @@ from .device import describe_device, resolve_device
 from .errors import InputError, StoppedError
 from .graph import (
     DIFFUSION_COMPONENTS,
+    NEIGHBOUR_SHARE,
     diffusion_features,
     eigengap_k,
     knn_graph,
+    neighbourhood,
     self_tuning_spectrum,
 )
 from .losses import CLUSTERING_LOSSES
@@ -52,7 +54,7 @@ from .model_io import model_file_path, save_model_file
 from .nets import CosineClusterHead
 from .options import DISCOVER, discovery_settings
 from .paper import train_paper_ccn
-from .progress import Callback, Reporter
+from .progress import Callback, Reporter, Stage
 from .selftrain import self_train
 from .similarity import SimilarityModel, load_similarity_model
 
@@ -170,6 +172,14 @@ def train_cluster_head(
         probs = torch.cat([torch.softmax(head(features[i : i + 8192]), dim=1) for i in range(0, n, 8192)])
     return head, probs
 
+
+# Seconds per unit of work of each stage of a fit on 2 CPU cores (reading and features: per image of 32x32
+# pixels; graph: per image, growing with the folder up to the dense eigensolver's limit; training: per
+# step, growing with the pairs it sees; self-training: per step). Only priors for the time left
+# (:class:`~l2c_explorer.progress.RunPlan`), which corrects them with what it measures during the run;
+# benchmarks/app_time_left.py measures how well the result holds.
+STAGE_COSTS = {"reading": 4e-4, "features": 2e-4, "graph": 2e-3, "graph_squared": 2e-6, "training": 0.01,
+               "training_pair": 1e-7, "self-training": 0.08}
 
 # ---------------------------------------------------------------------------------------------------
 # estimator
@@ -292,12 +302,12 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             if report.should_stop():
                 raise StoppedError("Stopped before training began; nothing was learnt.")
 
-        data = model.prepare(
-            images,
-            labelled=labelled,
-            progress=lambda done, total: report("reading", done, total, message=f"Reading images {done}/{total}"),
-            should_stop=report.should_stop,
-        )
+        def reading(done: int, total: int) -> None:
+            if report.run_plan is None:  # the first report gives the number of images: plan the whole run
+                report.plan(self._stages(total, model))
+            report("reading", done, total, message=f"Reading images {done}/{total}")
+
+        data = model.prepare(images, labelled=labelled, progress=reading, should_stop=report.should_stop)
         stopped_before_training()
         self._validate(len(data))
         timings["reading"] = time.perf_counter() - started
@@ -336,7 +346,8 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         report("graph", 0, 1, message="Linking similar images")
         emb_on_device = emb.to(device)
         settings = self.settings_
-        graph = knn_graph(emb_on_device, k=settings["n_neighbors"])
+        neighbours = neighbourhood(settings["n_neighbors"], n, share=NEIGHBOUR_SHARE)
+        graph = knn_graph(emb_on_device, k=neighbours)
         n_components = min(max(DIFFUSION_COMPONENTS, self.max_clusters, self.n_clusters or 0) + 1, n)
         features, eigenvalues = diffusion_features(
             graph, n_components=n_components, diffusion_time=settings["diffusion_time"], seed=self.random_state
@@ -345,8 +356,9 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         k = int(self.n_clusters or self.k_eigengap_)
         centres = kmeans_centres(features, k, seed=self.random_state)
         feats = torch.from_numpy(features).to(device)
-        positives = knn_graph(feats, k=max(1, settings["n_neighbors"] // 2), mutual=True)
-        report("graph", 1, 1, message=f"Similarity graph ready: starting from {k} clusters")
+        positives = knn_graph(feats, k=max(1, neighbours // 2), mutual=True)
+        report("graph", 1, 1, message=f"Similarity graph ready: starting from {k} clusters",
+               details={"spectrum": self._spectrum(k, pass_number)})
         timings["graph"] = timings.get("graph", 0.0) + time.perf_counter() - t0
         if stop is not None and stop.is_set():
             raise StoppedError("Stopped before training began; nothing was learnt.")
@@ -389,6 +401,30 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         for point in self.history_:
             point["pass"] = 1
         return emb.numpy(), None, probs, None
+
+    def _spectrum(self, k: int, pass_number: int) -> dict:
+        """What K was chosen from, for people: the spectrum, the eigengap estimate and the K used."""
+        return {"eigenvalues": [round(float(v), 5) for v in self.eigenvalues_], "k_eigengap": int(self.k_eigengap_),
+                "k": int(k), "k_given": self.n_clusters is not None, "pass": pass_number,
+                "rule": "largest drop" if pass_number > 1 else "half the largest drop"}
+
+    def _stages(self, n_images: int, model: SimilarityModel) -> list[Stage]:
+        """The stages of a fit on ``n_images`` images, with their priors (see :data:`STAGE_COSTS`)."""
+        c = STAGE_COSTS
+        pixels = (model.preprocessing.size / 32) ** 2 * model.preprocessing.channels  # 32x32 grayscale = 1
+        batch = min(n_images, 2048)  # a training step sees every pair of up to 2,048 images
+        one_pass = [
+            Stage("features", n_images, c["features"] * pixels),
+            Stage("graph", n_images, c["graph"] + c["graph_squared"] * min(n_images, 3000)),
+            Stage("training", self.steps, c["training"] + c["training_pair"] * batch ** 2),
+        ]
+        stages = [Stage("reading", n_images, c["reading"]), *one_pass]
+        if self.method == "paper":  # the paper's network on the embeddings: no graph, no second round
+            return [Stage("reading", n_images, c["reading"]), one_pass[0], one_pass[2]]
+        if self.settings_["self_training_steps"]:
+            stages += [Stage("self-training", self.settings_["self_training_steps"], c["self-training"] * pixels),
+                       *one_pass]
+        return stages
 
     def _estimate_k(self, emb: torch.Tensor, graph_eigenvalues: np.ndarray, pass_number: int):
         """The eigengap estimate of K and the spectrum it was read from: (k, eigenvalues (m,)).

@@ -37,6 +37,22 @@ SIGNIFICANT_GAP = MODEL_SETTINGS["k_significance"]
 SHARPENED_SIGNIFICANT_GAP = MODEL_SETTINGS["k_sharpened_significance"]
 K_GRAPH_NEIGHBOURS = MODEL_SETTINGS["k_graph_neighbours"]
 K_GRAPH_SCALE_NEIGHBOUR = MODEL_SETTINGS["k_graph_scale_neighbour"]
+# At most this share of a folder is linked to each image (see :func:`neighbourhood`): a quarter for the
+# similarity graph, half for the self-tuning graph whose weights already fade with distance. Below 40
+# images only; chosen on folders of 3 to 6 Omniglot characters with 3 to 20 drawings each.
+NEIGHBOUR_SHARE = 0.25
+K_GRAPH_NEIGHBOUR_SHARE = 0.5
+
+
+def neighbourhood(k: int, n_images: int, *, share: float) -> int:
+    """How many neighbours to link each of ``n_images`` images to: ``k``, but at most ``share`` of the folder.
+
+    In a tiny folder (a dozen images of three categories) each category has only a few members: linking
+    every image to 10 others joins all of them into one group, and the spectrum then shows one drop only.
+    Capping the neighbourhood at a share of the folder keeps neighbours mostly within a category; folders
+    of more than ``k / share`` images are not affected.
+    """
+    return int(max(1, min(k, n_images - 1, int(share * n_images))))
 
 
 def nearest_neighbours(
@@ -115,8 +131,10 @@ def self_tuning_spectrum(
     seed: int = 0,
 ) -> np.ndarray:
     """The ``n_values`` largest eigenvalues (descending) of the normalised self-tuning graph of unit
-    embeddings (n, d), with the neighbourhood the first K estimate uses (default: the package's ``K_GRAPH_*``)."""
-    graph = self_tuning_graph(embedding, k=neighbours, scale_neighbour=scale_neighbour)
+    embeddings (n, d), with the neighbourhood the first K estimate uses (default: the package's ``K_GRAPH_*``),
+    at most half of a small folder (:func:`neighbourhood`)."""
+    k = neighbourhood(neighbours, len(embedding), share=K_GRAPH_NEIGHBOUR_SHARE)
+    graph = self_tuning_graph(embedding, k=k, scale_neighbour=min(scale_neighbour, max(1, k // 2)))
     values, _ = top_eigenpairs(normalised_adjacency(graph), n_values, seed=seed)
     return values
 

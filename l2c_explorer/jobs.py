@@ -94,6 +94,7 @@ class JobSnapshot:
     n_points: int
     version: int
     params: dict = field(default_factory=dict)
+    time_left: float | None = None  # in the whole run, when the run planned its stages
 
     @property
     def finished(self) -> bool:
@@ -149,6 +150,7 @@ class Job:
         self.error: str | None = None
         self.metrics = MetricsBuffer()
         self.progress: Progress | None = None
+        self._reported_at = time.monotonic()
         self.created = time.time()
         self.started: float | None = None
         self.finished_at: float | None = None
@@ -174,6 +176,10 @@ class Job:
         with self._lock:
             p = self.progress
             elapsed = (self.finished_at or time.time()) - self.started if self.started else 0.0
+            time_left = None
+            if p is not None and p.time_left is not None and self.status not in FINISHED:
+                # the estimate was made at the last report; a long stage may not report for a while
+                time_left = max(p.time_left - (time.monotonic() - self._reported_at), 0.0)
             return JobSnapshot(
                 id=self.id,
                 kind=self.kind,
@@ -191,6 +197,7 @@ class Job:
                 n_points=len(self.metrics),
                 version=self.metrics.version,
                 params=dict(self.params),
+                time_left=time_left,
             )
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -198,7 +205,9 @@ class Job:
         return self._done.wait(timeout)
 
     def publish(self, **items: Any) -> None:
-        """Attach artefacts made after (or beside) the job, e.g. its map; readers watch :attr:`extras_version`."""
+        """Attach artefacts made after (or beside) the job, e.g. its map, or published by the run itself as it
+        goes (:attr:`Progress.details <l2c_explorer.progress.Progress.details>`, e.g. the spectrum K was read
+        from); readers watch :attr:`extras_version`."""
         with self._lock:
             self.extras.update(items)
             self.extras_version += 1
@@ -249,8 +258,11 @@ class Job:
     def _report(self, progress: Progress) -> None:
         with self._lock:
             self.progress = progress
+            self._reported_at = time.monotonic()
             if progress.stage in self.partial_stages:
                 self.learning_started = True
+        if progress.details:
+            self.publish(**progress.details)
         if progress.metrics:
             point = {"stage": progress.stage, "step": progress.step, "epoch": progress.epoch,
                      "elapsed": round(progress.elapsed, 3), **progress.metrics}

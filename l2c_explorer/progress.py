@@ -35,8 +35,14 @@ class Progress:
         Seconds since the operation started.
     eta : float or None
         Estimated seconds left in this stage.
+    time_left : float or None
+        Estimated seconds left in the whole operation, every stage still to come included (only for
+        operations that declare their stages, see :class:`RunPlan`).
     message : str
         A sentence for people.
+    details : dict
+        Results of the operation worth showing as soon as they exist, e.g. ``{"spectrum": {...}}``: the
+        eigenvalues the number of categories was read from.
     """
 
     stage: str
@@ -47,6 +53,8 @@ class Progress:
     elapsed: float = 0.0
     eta: float | None = None
     message: str = ""
+    time_left: float | None = None
+    details: dict = field(default_factory=dict)
 
     @property
     def fraction(self) -> float:
@@ -56,14 +64,128 @@ class Progress:
 Callback = Callable[[Progress], None]
 
 
+# ---------------------------------------------------------------------------------------------------
+# time left in a whole run
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One planned stage of a run: ``units`` of work (images, steps) at about ``cost`` seconds each.
+
+    ``cost`` is a prior: seconds per unit on a reference machine (2 CPU cores). The plan corrects it with
+    what it measures while the run goes on.
+    """
+
+    name: str
+    units: float
+    cost: float
+
+    @property
+    def prior(self) -> float:
+        return self.units * self.cost
+
+
+class RunPlan:
+    """The time left in a run made of several stages, some of them repeated (a second pass).
+
+    The time left is the rest of the current stage plus every stage still to come, each at the best rate
+    known for its kind: measured on an earlier stage of the same kind (the second pass's training runs at
+    the first pass's speed), else its prior cost scaled by how much faster or slower than the priors this
+    machine has been so far. Extrapolating only the current stage says "a few seconds left" just before a
+    second round starts; extrapolating a stage's first steps (which carry its set-up) says "an hour".
+
+    Stages are matched in order by name: a report of a stage other than the current one starts the next
+    planned stage of that name; a report whose step goes back starts the next one too. Reports of
+    unplanned stages ("finishing") leave the plan where it is.
+    """
+
+    def __init__(self, stages: list[Stage]):
+        self.stages = [s for s in stages if s.units > 0]
+        self.current = -1
+        self.started_at: list[float | None] = [None] * len(self.stages)
+        self.seconds: list[float | None] = [None] * len(self.stages)  # measured durations of finished stages
+        self.last_step, self.last_done = 0, 0.0  # position in the current stage
+        self.last_time = 0.0  # of the last report of a planned stage
+
+    def _advance(self, name: str, step: int, now: float) -> bool:
+        """Move to the planned stage this report belongs to; False when it is not planned.
+
+        A stage's time runs from the previous stage's last report to its own last one: the work before
+        its first report (its first step) is its own.
+        """
+        at = self.current
+        if at >= 0 and self.stages[at].name == name and step >= self.last_step:
+            self.last_time = now
+            return True
+        following = [i for i in range(at + 1, len(self.stages)) if self.stages[i].name == name]
+        if not following:
+            return False
+        began = now if at < 0 else self.last_time
+        if at >= 0:
+            self.seconds[at] = self.last_time - self.started_at[at]
+        for skipped in range(at + 1, following[0]):  # planned but never reported (nothing to do there)
+            self.seconds[skipped] = 0.0
+        self.current = following[0]
+        self.started_at[self.current] = began
+        self.last_time = now
+        return True
+
+    def _speed(self, spent: float, done: float) -> float:
+        """How much slower (>1) or faster than its priors this machine runs: measured over prior seconds of
+        the finished stages and of the current one's part done (1 before anything is measured)."""
+        measured = prior = 0.0
+        for i, s in enumerate(self.stages[: self.current]):
+            if self.seconds[i] and s.prior > 0:
+                measured, prior = measured + self.seconds[i], prior + s.prior
+        current = self.stages[self.current]
+        if done > 0 and current.prior > 0:
+            measured, prior = measured + spent, prior + done * current.prior
+        return measured / prior if prior > 0 and measured > 0 else 1.0
+
+    def _measured_rate(self, kind: str) -> float | None:
+        """Seconds per unit of the latest finished stage of this kind, if any."""
+        rates = [self.seconds[i] / s.units for i, s in enumerate(self.stages[: self.current])
+                 if s.name == kind and self.seconds[i]]
+        return rates[-1] if rates else None
+
+    def update(self, name: str, step: int, total: int, now: float) -> float | None:
+        """Record a report; return the estimated seconds left in the run (None: not a planned stage yet)."""
+        if self._advance(name, step, now):
+            self.last_step, self.last_done = step, (step / total if total else 0.0)
+        elif self.current < 0:
+            return None
+        stage = self.stages[self.current]
+        spent = now - self.started_at[self.current]
+        done = self.last_done
+        speed = self._speed(spent, done)
+        rate = self._measured_rate(stage.name)
+        expected = stage.units * (rate if rate is not None else stage.cost * speed)
+        if done > 0:
+            # trust the stage's own pace more the further it has gone (its first steps carry its set-up)
+            trust = done ** 0.5
+            expected = trust * (spent / done) + (1 - trust) * expected
+        left = max(expected - spent, 0.0)
+        for later in self.stages[self.current + 1:]:
+            rate = self._measured_rate(later.name)
+            if rate is None:
+                rate = expected / stage.units if later.name == stage.name else later.cost * speed
+            left += later.units * rate
+        return left
+
+
 class Reporter:
-    """Turns raw step counts into :class:`Progress` reports with elapsed time and an ETA."""
+    """Turns raw step counts into :class:`Progress` reports with elapsed time, an ETA and the time left.
+
+    Call :meth:`plan` with the run's stages (once their sizes are known) to get ``time_left`` in every
+    report; without a plan only the current stage's ETA is given.
+    """
 
     def __init__(self, callback: Callback | None, stop: threading.Event | None = None):
         self.callback = callback
         self.stop = stop
         self.started = time.perf_counter()
-        self._stage_started: dict[str, float] = {}
+        self.run_plan: RunPlan | None = None
+        self._stage: tuple[str, float, int] | None = None  # current stage: name, start time, last step
 
     @property
     def elapsed(self) -> float:
@@ -72,12 +194,22 @@ class Reporter:
     def should_stop(self) -> bool:
         return self.stop is not None and self.stop.is_set()
 
-    def __call__(self, stage: str, step: int = 0, total: int = 0, *, message: str = "", epoch=None, **metrics) -> None:
+    def plan(self, stages: list[Stage]) -> None:
+        """Declare the stages still to come, in order (see :class:`RunPlan`)."""
+        self.run_plan = RunPlan(stages)
+
+    def __call__(self, stage: str, step: int = 0, total: int = 0, *, message: str = "", epoch=None,
+                 details: dict | None = None, **metrics) -> None:
         now = time.perf_counter()
-        began = self._stage_started.setdefault(stage, now)
+        # a stage seen again later (a second pass), or counting from the start again, is timed afresh
+        if self._stage is None or self._stage[0] != stage or step < self._stage[2]:
+            self._stage = (stage, now, step)
+        began = self._stage[1]
+        self._stage = (stage, began, step)
         eta = None
         if total and step:
             eta = (now - began) / step * max(total - step, 0)
+        time_left = self.run_plan.update(stage, step, total, now) if self.run_plan is not None else None
         if self.callback is not None:
             self.callback(
                 Progress(
@@ -89,5 +221,7 @@ class Reporter:
                     elapsed=now - self.started,
                     eta=eta,
                     message=message,
+                    time_left=time_left,
+                    details=dict(details or {}),
                 )
             )

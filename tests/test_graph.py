@@ -8,10 +8,12 @@ from numerics import assert_close, assert_neighbours, clear_neighbours
 from l2c_explorer import graph
 from l2c_explorer.graph import (
     LANCZOS_TOL,
+    NEIGHBOUR_SHARE,
     diffusion_features,
     eigengap_k,
     knn_graph,
     nearest_neighbours,
+    neighbourhood,
     normalised_adjacency,
     self_tuning_graph,
     top_eigenpairs,
@@ -132,3 +134,9 @@ def test_eigengap_significance_prefers_the_last_large_drop():
     assert eigengap_k(values, max_k=8, significance=1.0) == 3
     assert eigengap_k(values, max_k=8, significance=0.8) == 6
     assert eigengap_k(values, max_k=8, significance=0.9) == 3  # 0.33 < 0.9 * 0.38
+
+
+def test_graph_neighbourhoods_shrink_only_for_tiny_folders():
+    assert neighbourhood(10, 11, share=NEIGHBOUR_SHARE) == 2
+    assert neighbourhood(10, 40, share=NEIGHBOUR_SHARE) == 10 and neighbourhood(10, 5000, share=0.25) == 10
+    assert neighbourhood(10, 2, share=NEIGHBOUR_SHARE) == 1

@@ -1,0 +1,87 @@
+"""Progress reports: the time left in a whole run, second round included, from a plan of its stages."""
+
+from __future__ import annotations
+
+import pytest
+
+from l2c_explorer.progress import Reporter, RunPlan, Stage
+
+
+def simulate(plan: RunPlan, timeline):
+    """Feed (stage, step, total, seconds) reports; return (time, time left) after each."""
+    out, now = [], 0.0
+    for stage, step, total, seconds in timeline:
+        now += seconds
+        out.append((now, plan.update(stage, step, total, now)))
+    return out
+
+
+def two_pass_run(train_step: float, self_step: float):
+    """A discovery's reports on a machine where a training step takes ``train_step`` seconds."""
+    timeline = [("reading", 100, 100, 1.0), ("features", 100, 100, 0.5), ("graph", 0, 1, 0.0),
+                ("graph", 1, 1, 1.0)]
+    timeline += [("training", s, 10, train_step) for s in range(1, 11)]
+    timeline += [("self-training", s, 10, self_step) for s in range(1, 11)]
+    timeline += [("features", 100, 100, 0.5), ("graph", 0, 1, 0.0), ("graph", 1, 1, 1.0)]
+    timeline += [("training", s, 10, train_step) for s in range(1, 11)]
+    return timeline
+
+
+PLAN = [Stage("reading", 100, 0.01), Stage("features", 100, 0.005), Stage("graph", 1, 1.0),
+        Stage("training", 10, 0.5), Stage("self-training", 10, 0.5), Stage("features", 100, 0.005),
+        Stage("graph", 1, 1.0), Stage("training", 10, 0.5)]
+
+
+@pytest.mark.parametrize("speed", [0.5, 1.0, 3.0])
+def test_time_left_counts_the_second_round(speed):
+    """On a machine 2x faster or 3x slower than the priors, the estimate stays within a factor of 2 once a
+    tenth of the run is done, across the second round too."""
+    timeline = two_pass_run(0.5 * speed, 0.5 * speed)
+    points = simulate(RunPlan(PLAN), timeline)
+    total = points[-1][0]
+    for now, left in points:
+        truth = total - now
+        if now >= 0.1 * total and truth > 1.0 * speed:
+            assert truth / 2 <= left <= truth * 2, (now, left, truth)
+
+
+def test_the_second_training_runs_at_the_first_ones_measured_pace():
+    plan = RunPlan(PLAN)
+    points = simulate(plan, two_pass_run(0.2, 0.5))
+    # just before the second round's training: its 10 steps are expected at 0.2 s each (measured), not 0.5
+    before = next(left for (now, left), report in zip(points, two_pass_run(0.2, 0.5))
+                  if report[0] == "graph" and report[1] == 1 and now > 10)
+    assert before == pytest.approx(10 * 0.2, rel=0.05)
+
+
+def test_unplanned_stages_and_no_plan():
+    plan = RunPlan([Stage("training", 10, 1.0), Stage("graph", 1, 2.0)])
+    assert plan.update("finishing", 0, 0, 0.0) is None  # nothing planned has started yet
+    assert plan.update("training", 0, 10, 0.0) == pytest.approx(12.0)
+    assert plan.update("training", 5, 10, 2.5) == pytest.approx(2.5 + 2 * 0.5)  # twice as fast as the prior
+    assert plan.update("finishing", 0, 0, 2.6) == pytest.approx(2.4 + 1.0, abs=0.3)  # as at the last report
+
+    seen = []
+    report = Reporter(seen.append)
+    report("training", 1, 10)
+    assert seen[-1].time_left is None and seen[-1].eta is not None
+    report.plan([Stage("training", 10, 0.0)])
+    report("training", 2, 10)
+    assert seen[-1].time_left is not None
+
+
+def test_a_stage_seen_again_is_timed_afresh():
+    """The second pass's stage ETA is not measured from the first pass's start (it said "an hour")."""
+    seen = []
+    report = Reporter(seen.append)
+    report("training", 5, 10)
+    report("self-training", 1, 10)
+    report("training", 1, 10)
+    report("training", 2, 10)
+    assert seen[-1].eta < 1.0
+
+
+def test_details_reach_the_callback():
+    seen = []
+    Reporter(seen.append)("graph", 1, 1, details={"spectrum": {"k": 3}})
+    assert seen[-1].details == {"spectrum": {"k": 3}}
