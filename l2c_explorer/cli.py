@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from . import __version__
 from .errors import L2CError
@@ -60,6 +61,44 @@ class TqdmProgress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class StageLines:
+    """A progress callback for a log or a pipe: one line per stage when it ends (bars there would write
+    thousands of carriage-return updates)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream
+        self.current = None  # (stage, step, total, metrics, started)
+        self.started = time.perf_counter()
+
+    def __call__(self, progress) -> None:
+        now = time.perf_counter()
+        if self.current is None or progress.stage != self.current[0] or progress.step < self.current[1]:
+            self.close(now)
+            self.current = (progress.stage, progress.step, progress.total, {}, now)
+        stage, _, _, _, began = self.current
+        self.current = (stage, progress.step, progress.total, dict(progress.metrics), began)
+
+    def close(self, now: float | None = None) -> None:
+        if self.current is None:
+            return
+        stage, step, total, metrics, began = self.current
+        now = time.perf_counter() if now is None else now
+        parts = [f"l2c-explorer: {_STAGE_NAMES.get(stage, stage)}"]
+        if total and stage in _STAGE_UNITS:
+            parts.append(f"{step:,}/{total:,} {_STAGE_UNITS[stage]}")
+        parts.append(f"{now - began:.1f} s")
+        parts += [f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()]
+        print(", ".join(parts), file=self.stream or sys.stderr, flush=True)
+        self.current = None
+
+
+def progress_display(quiet: bool):
+    """Bars on a terminal, one line per stage elsewhere, nothing with ``--quiet``."""
+    if quiet:
+        return TqdmProgress(disable=True)
+    return TqdmProgress() if sys.stderr.isatty() else StageLines()
 
 
 _STAGE_NAMES = {"reading": "reading images", "features": "features", "graph": "similarity graph",
@@ -212,7 +251,7 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
 def cmd_train_similarity(args) -> int:
     from .similarity import SimilarityLearner
 
-    bar = TqdmProgress(disable=args.quiet)
+    bar = progress_display(args.quiet)
     learner = SimilarityLearner(**options_from(args, TRAIN_SIMILARITY))
     try:
         learner.fit(args.source, callback=bar)
@@ -233,17 +272,23 @@ def cmd_train_similarity(args) -> int:
 
 def cmd_discover(args) -> int:
     from .clustering import L2CClusterer
+    from .names import category_names, has_readable_names, names_from_truth
     from .results import check_output_folder, write_discovery_results
 
     out = check_output_folder(args.out, args.target)
     warn_if_the_model_does_not_fit(args.similarity, args.target)
     clusterer = L2CClusterer(**options_from(args, DISCOVER))
-    bar = TqdmProgress(disable=args.quiet)
+    bar = progress_display(args.quiet)
     try:
         clusterer.fit(args.target, callback=bar, labelled=args.score)
     finally:
         bar.close()
-    summary = write_discovery_results(clusterer, out, score=args.score, save_model=args.save_model)
+    names = None
+    if args.score:  # folders named by codes, with a names file: each group is named after its main category
+        readable = category_names(clusterer.true_labels_, clusterer.root_)
+        if has_readable_names(readable):
+            names = names_from_truth(clusterer.labels_, [readable[t] for t in clusterer.true_labels_])
+    summary = write_discovery_results(clusterer, out, score=args.score, save_model=args.save_model, names=names)
     given = clusterer.n_clusters is not None
     line = (f"{summary['n_images']} images -> {summary['k_estimated']} clusters"
             f"{' (K given)' if given else f' (estimated, at most {clusterer.max_clusters})'} in "
@@ -274,7 +319,7 @@ def cmd_adapt(args) -> int:
 
     out = check_output_folder(args.out, [args.target, args.source])  # both folders are only read
     adapter = DomainAdapter(**options_from(args, ADAPT))
-    bar = TqdmProgress(disable=args.quiet)
+    bar = progress_display(args.quiet)
     try:
         adapter.fit(args.source, args.target, callback=bar, labelled_target=args.score)
     finally:

@@ -599,6 +599,8 @@ APP = RunSpec("app", [
            flag="--models-dir", repeat=True, metavar="DIR"),
     Option("work_dir", None, "where the app keeps thumbnails, runs and exports", none="a per-user cache folder",
            flag="--work-dir", metavar="DIR"),
+    Option("token", True, "require this launch's secret token (in the address the app opens and prints) with "
+           "every request, as Jupyter does", allowed=BOOLEAN, flag="--no-token"),
 ])
 
 RUNS = {spec.name: spec for spec in (DISCOVER, TRAIN_SIMILARITY, ADAPT, APP)}

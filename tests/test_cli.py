@@ -178,3 +178,32 @@ def test_backbones_are_listed(capsys):
     assert main(["backbones"]) == 0
     out = capsys.readouterr().out
     assert "resnet18" in out and "vit_b_16  (input 224x224 only)" in out and "conv" in out
+
+
+def test_progress_in_a_log_is_one_line_per_stage(tmp_path, keble_subset):
+    """Written to a pipe (a log, CI), progress is one line per stage, not thousands of bar updates."""
+    result = run_cli("discover", keble_subset, "--out", tmp_path / "out", "--k", 6, "--steps", 30)
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr
+    stages = [line.split(", ")[0] for line in result.stderr.splitlines() if line.startswith("l2c-explorer: ")]
+    assert stages == [f"l2c-explorer: {s}" for s in ("reading images", "features", "similarity graph", "training",
+                                                      "self-training", "features", "similarity graph", "training")]
+    assert "120/120 img" in result.stderr and "30/30 step" in result.stderr and "loss" in result.stderr
+
+
+def test_groups_get_readable_names_from_a_names_file(tmp_path, tiny_imagenet):
+    """Folders named by WordNet ids, a words.txt above them: scored groups are named after their category."""
+    target = tmp_path / "photos" / "set"
+    codes = sorted(p.name for p in (tiny_imagenet / "novel-dev").iterdir() if p.is_dir())[:3]
+    for code in codes:
+        (target / code).mkdir(parents=True)
+        for f in sorted((tiny_imagenet / "novel-dev" / code).iterdir())[:8]:
+            shutil.copy(f, target / code / f.name)
+    shutil.copy(tiny_imagenet / "words.txt", tmp_path / "photos" / "words.txt")
+    out = tmp_path / "out"
+    result = run_cli("discover", target, "--out", out, "--k", 3, "--score", "--quiet", "--self-training-steps", 0)
+    assert result.returncode == 0, result.stderr
+    rows = read_assignments(out / "assignments.csv")
+    names = {r["name"] for r in rows}
+    assert set(rows[0]) == {"path", "cluster", "confidence", "name"}
+    assert names and not any(name.startswith("n0") for name in names), names
