@@ -91,7 +91,7 @@ def main() -> None:
     report: dict = {"n_images": args.n, "n_groups": args.k}
     report["make_images_s"], (paths, groups) = timed(lambda: make_images(data, args.n, args.k))
 
-    app = launch_app(work_dir=work, quiet=True)
+    app = launch_app(work_dir=work)
     app.wait_ready(600)
     bench = app.workbench
     result = synthetic_result(data, paths, groups, args.k, bench.workspace.run_dir("bench"))
@@ -115,7 +115,7 @@ def main() -> None:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         t = time.perf_counter()
-        page.goto(f"{app.url}?job={job.id}")
+        page.goto(app.page_url(job=job.id))
         page.wait_for_function("() => document.querySelector('#discover-map .l2c-map')?.dataset.ready === '1'",
                                timeout=300_000)
         report["page_map_ready_s"] = time.perf_counter() - t

@@ -8,6 +8,9 @@ In a notebook::
     app.result().to_frame()               # the latest run's assignments as a DataFrame
     app.close()
 
+``app.url`` is the page's address with this launch's secret token (:mod:`l2c_explorer.app.access`); other
+programs talking to the app (e.g. ``gradio_client``) send ``app.headers``.
+
 Importing this package is cheap: gradio is only imported when an app is launched.
 """
 
@@ -28,17 +31,37 @@ class ExplorerApp:
     Attributes
     ----------
     url : str
-        Where the app is served.
+        The page's address, with the token when there is one: what to open in a browser.
+    base_url : str
+        Where the app is served, without the token.
+    token : str or None
+        This launch's secret (None when started without one).
     workbench : Workbench
         The engine behind the page (jobs, thumbnails, maps, exports).
     blocks : gradio.Blocks
     """
 
-    def __init__(self, blocks, workbench, url: str, height: int = 1000):
+    def __init__(self, blocks, workbench, base_url: str, token: str | None = None, height: int = 1000):
         self.blocks = blocks
         self.workbench = workbench
-        self.url = url
+        self.base_url = base_url
+        self.token = token
         self.height = height
+
+    @property
+    def url(self) -> str:
+        return self.page_url()
+
+    def page_url(self, **query) -> str:
+        """The page's address with ``query`` parameters, e.g. ``page_url(job=job.id)`` shows that run."""
+        from .server import page_url
+
+        return page_url(self.base_url, self.token, **query)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What another program sends with each request to be let in (``gradio_client.Client(..., headers=)``)."""
+        return {"Authorization": f"token {self.token}"} if self.token else {}
 
     # -- runs from Python --------------------------------------------------------------------------------
 
@@ -46,7 +69,7 @@ class ExplorerApp:
         """Find the categories of ``folder`` (options as :meth:`Workbench.start_discovery`).
 
         With ``wait`` (default) returns the fitted :class:`~l2c_explorer.clustering.L2CClusterer`; otherwise
-        the :class:`~l2c_explorer.jobs.Job`, which the page can also show (``url + "?job=" + job.id``).
+        the :class:`~l2c_explorer.jobs.Job`, which the page can also show (``page_url(job=job.id)``).
         """
         job = self.workbench.start_discovery(folder, **options)
         if not wait:
@@ -63,7 +86,7 @@ class ExplorerApp:
     def explore(self, fitted) -> str:
         """Show a fitted clusterer (or adapter) made elsewhere in the app; returns the page's address for it."""
         job = self.workbench.open_result(fitted)
-        return f"{self.url}?{'job' if job.kind == 'discover' else 'adapt'}={job.id}"
+        return self.page_url(**{"job" if job.kind == "discover" else "adapt": job.id})
 
     def _wait(self, job, timeout):
         from ..errors import L2CError
@@ -111,7 +134,7 @@ class ExplorerApp:
         self.close()
 
     def __repr__(self) -> str:
-        return f"ExplorerApp(url={self.url!r})"
+        return f"ExplorerApp(url={self.base_url!r})"
 
 
 def launch_app(
@@ -121,26 +144,26 @@ def launch_app(
     port: int | None = APP.defaults.port,
     models_dirs: list[str] | None = APP.defaults.models_dirs,
     work_dir: str | os.PathLike | None = APP.defaults.work_dir,
+    token: bool = APP.defaults.token,
     open_browser: bool = False,  # a notebook shows the app inline
     inline: bool = False,
     height: int = 1000,
-    quiet: bool = True,
 ) -> ExplorerApp:
     """Start the app in the background (this process keeps running) and return an :class:`ExplorerApp`."""
     from .server import start
 
-    blocks, bench, url = start(
+    started = start(
         None if folder is None else str(folder),
         host=host,
         port=port,
         open_browser=open_browser,
         models_dirs=models_dirs,
         work_dir=None if work_dir is None else str(work_dir),
+        token=token,
         inline=inline,
         height=height,
-        quiet=quiet,
     )
-    return ExplorerApp(blocks, bench, url, height=height)
+    return ExplorerApp(started.blocks, started.bench, started.base_url, started.token, height=height)
 
 
 def show(folder: str | os.PathLike | None = None, *, height: int = 1000, **options) -> ExplorerApp:

@@ -51,13 +51,25 @@ def option_widget(kind: type, spec: RunSpec, name: str, **layout) -> gr.componen
     return kind(**{k: v for k, v in args.items() if v is not None or k == "value"})
 
 
+def browse_start(folder: str | None, demos: dict[str, Path]) -> Path:
+    """Where "Browse this computer" first looks: beside the folder opened, else among the sample folders."""
+    if folder:
+        return Path(folder).parent
+    if demos:
+        return Path(next(iter(demos.values()))).parent
+    return Path.home()
+
+
 # ---------------------------------------------------------------------------------------------------
 # reusable pieces
 
 
 def curves_component(elem_id: str, head: str) -> gr.HTML:
-    return gr.HTML(value="", html_template='<div class="l2c-curves" data-points="0"></div>',
-                   js_on_load=asset("curves.js"), head=head, elem_id=elem_id, padding=False)
+    template = ('<div class="l2c-curves" data-points="0"></div>'
+                '<div class="l2c-curves-empty">The curves appear here as soon as the run has something to show.</div>'
+                '<div class="l2c-spectrum-note"></div>')
+    return gr.HTML(value="", html_template=template, js_on_load=asset("curves.js"), head=head, elem_id=elem_id,
+                   padding=False)
 
 
 def map_component(elem_id: str, head: str, group_word: str = "group") -> gr.HTML:
@@ -88,6 +100,7 @@ class RunPanel:
     job: gr.Textbox
     start: gr.Button
     stop: gr.Button
+    message: gr.HTML  # a problem with the run's settings, under its Start button
     progress: gr.HTML
     curves: gr.HTML
     timer: gr.Timer
@@ -98,10 +111,11 @@ def run_panel(prefix: str, head: str, start_label: str = "Start") -> RunPanel:
     with gr.Row():
         start = gr.Button(start_label, variant="primary", elem_id=f"{prefix}-start", scale=2)
         stop = gr.Button("Stop", variant="stop", elem_id=f"{prefix}-stop", scale=1)
+    message = gr.HTML(elem_id=f"{prefix}-message")
     progress = gr.HTML(elem_id=f"{prefix}-progress")
     curves = curves_component(f"{prefix}-curves", head)
     job = gr.Textbox(visible=False, elem_id=f"{prefix}-job")
-    return RunPanel(job=job, start=start, stop=stop, progress=progress, curves=curves,
+    return RunPanel(job=job, start=start, stop=stop, message=message, progress=progress, curves=curves,
                     timer=gr.Timer(TICK_SECONDS, active=False), seen=gr.State({}))
 
 
@@ -116,6 +130,8 @@ class ExplorePanel:
     selection_csv_btn: gr.Button
     selection_csv: gr.File
     cluster: gr.Dropdown
+    rename: gr.Textbox | None  # discoveries only: the groups found may be given names
+    rename_btn: gr.Button | None
     cluster_md: gr.Markdown
     typical: gr.Gallery
     uncertain: gr.Gallery
@@ -126,6 +142,7 @@ class ExplorePanel:
     out_dir: gr.Textbox
     mode: gr.Radio
     export_btn: gr.Button
+    replace_btn: gr.Button  # shown when the output folder holds an earlier export: the go-ahead to replace it
     export_md: gr.Markdown
     save_btn: gr.Button | None
     model_file: gr.File | None
@@ -142,19 +159,27 @@ def explore_panel(prefix: str, head: str, *, group_word: str, groups_word: str, 
                 selection_md = gr.Markdown(
                     "Select images on the map with the lasso or box tool (in the map's toolbar) to see them here.",
                     elem_id=f"{prefix}-selection-md")
-                selection_gallery = gr.Gallery(label="Selected images", columns=6, height=330, object_fit="contain",
-                                               elem_id=f"{prefix}-selection", show_label=True)
+                selection_gallery = gr.Gallery(label="Selected images", columns=5, height=360, object_fit="contain",
+                                               elem_id=f"{prefix}-selection", show_label=True,
+                                               elem_classes="l2c-gallery")
                 with gr.Row():
                     selection_csv_btn = gr.Button("Save the selection as a CSV file", size="sm")
                     selection_csv = gr.File(label="Selection", visible=False, height=60)
             with gr.Column(elem_id=f"{prefix}-cluster-box"):
                 cluster = gr.Dropdown(label=f"Look at one {group_word}", choices=[], value=None, interactive=True,
                                       elem_id=f"{prefix}-cluster", allow_custom_value=True)
-                cluster_md = gr.Markdown()
-                typical = gr.Gallery(label="Most typical", columns=8, height=170, object_fit="contain",
-                                     elem_id=f"{prefix}-typical")
-                uncertain = gr.Gallery(label="Least certain", columns=8, height=170, object_fit="contain",
-                                       elem_id=f"{prefix}-uncertain")
+                rename = rename_btn = None
+                if savable:  # the groups of a discovery have no names yet; categories keep theirs
+                    with gr.Row(equal_height=False):
+                        rename = gr.Textbox(label=f"Name this {group_word}", scale=3, elem_id=f"{prefix}-rename",
+                                            placeholder="e.g. the name of what it shows", interactive=False)
+                        rename_btn = gr.Button("Rename", scale=1, size="sm", interactive=False,
+                                               elem_id=f"{prefix}-rename-btn")
+                cluster_md = gr.Markdown(elem_id=f"{prefix}-cluster-md")
+                typical = gr.Gallery(label="Most typical", columns=4, height=300, object_fit="contain",
+                                     elem_id=f"{prefix}-typical", elem_classes="l2c-gallery")
+                uncertain = gr.Gallery(label="Least certain", columns=4, height=300, object_fit="contain",
+                                       elem_id=f"{prefix}-uncertain", elem_classes="l2c-gallery")
         clusters = gr.Dataframe(headers=[group_word, "images", "mean confidence"],
                                 label=f"All {groups_word} (largest first)", interactive=False, wrap=True,
                                 max_height=260, elem_id=f"{prefix}-clusters")
@@ -183,9 +208,11 @@ def explore_panel(prefix: str, head: str, *, group_word: str, groups_word: str, 
                             value="copy", label="How", scale=2)
             export_btn = gr.Button("Export", elem_id=f"{prefix}-export", scale=1)
         export_md = gr.Markdown(elem_id=f"{prefix}-export-md")
+        replace_btn = gr.Button("Replace the earlier export in this folder", variant="stop", visible=False,
+                                elem_id=f"{prefix}-export-replace")
     return ExplorePanel(emap, selection_md, selection_gallery, gr.State([]), selection_csv_btn, selection_csv,
-                        cluster, cluster_md, typical, uncertain, clusters, results_md, skipped, assignments,
-                        out_dir, mode, export_btn, export_md, save_btn, model_file)
+                        cluster, rename, rename_btn, cluster_md, typical, uncertain, clusters, results_md, skipped,
+                        assignments, out_dir, mode, export_btn, replace_btn, export_md, save_btn, model_file)
 
 
 class Page:
@@ -197,6 +224,7 @@ class Page:
     def __init__(self, *, folder: str | None, demos: dict[str, Path], head: str):
         self.folder = folder
         self.demos = demos
+        self.browse_start = browse_start(folder, demos)
         self.head = head
         self.widgets: dict[tuple[str, str], gr.components.Component] = {}
         self._build()
@@ -265,16 +293,19 @@ class Page:
                                             placeholder="/path/to/images", elem_id="folder")
                 self.demo_dd = gr.Dropdown(label="…or a sample folder", choices=demo_choices, value=None, scale=2)
                 self.check_btn = gr.Button("Check the folder", scale=1, elem_id="check-folder")
-            with gr.Accordion("Browse this computer", open=False):
+            with gr.Accordion("Browse this computer", open=False, elem_id="browse") as self.browse_box:
                 with gr.Row():
-                    self.browse_at = gr.Textbox(label="Looking in", value=str(Path.home()), scale=4)
+                    self.browse_at = gr.Textbox(label="Looking in", value=str(self.browse_start), scale=4,
+                                                elem_id="browse-at")
                     self.up_btn = gr.Button("Up one level", scale=1, size="sm")
-                    self.use_btn = gr.Button("Use this folder", scale=1, size="sm")
-                self.subfolders = gr.Dropdown(label="Sub-folders (pick one to open it)", choices=[], value=None)
+                    self.use_btn = gr.Button("Use this folder", scale=1, size="sm", elem_id="browse-use")
+                self.subfolders = gr.Dropdown(label="Sub-folders (pick one to open it)", choices=[], value=None,
+                                              elem_id="browse-list")
+                self.browse_md = gr.HTML(elem_id="browse-message")
             self.folder_md = gr.Markdown(elem_id="folder-report")
             self.fit_note = gr.Markdown(elem_id="model-fit")
             self.sample = gr.Gallery(label="A sample of the images", columns=12, height=140, object_fit="contain",
-                                     elem_id="folder-sample")
+                                     elem_id="folder-sample", elem_classes="l2c-gallery")
             self.folder_skipped = gr.Dataframe(headers=["file", "why it is skipped"], label="Skipped files",
                                                visible=False, interactive=False, max_height=200)
             self.labelled = gr.Checkbox(label="The sub-folder names are the true categories (only used to score and "

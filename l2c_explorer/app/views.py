@@ -30,10 +30,10 @@ STAGE_WORDS_BY_KIND = {
               "finishing": "Naming each target image with a source category"},
 }
 
-# What the live charts show, per kind of run: (metric key, chart title, colour).
+# What the live charts show, per kind of run: (metric key, chart title, colour). A discovery also shows
+# the spectrum the number of categories was read from (:func:`curves_json`'s ``spectrum``).
 DISCOVER_SERIES = [
     {"key": "loss", "title": "Training loss (lower is better)", "color": "#1f77b4"},
-    {"key": "k_estimated", "title": "Estimated number of categories", "color": "#d62728"},
 ]
 SIMILARITY_SERIES = [{"key": "loss", "title": "Training loss (lower is better)", "color": "#1f77b4"}]
 ADAPT_SERIES = [
@@ -44,8 +44,18 @@ ADAPT_SERIES = [
 ]
 
 
+# Below this many images the number of categories is hard to read from the images alone.
+SMALL_FOLDER = 30
+
+
 def esc(text) -> str:
     return html.escape(str(text), quote=True)
+
+
+def problem(text: str) -> str:
+    """A problem with what the user gave, shown next to that input until it is fixed (never a pop-up that
+    fades, never a badge over the inputs)."""
+    return f'<div class="l2c-problem" role="alert">{esc(text)}</div>'
 
 
 def duration(seconds: float | None) -> str:
@@ -113,17 +123,26 @@ def device_badge_html(label: str) -> str:
 def folder_markdown(report) -> str:
     """What a folder check found, for the page."""
     n = report.n_images
+    skipped = len(report.skipped)
+    files = f"{skipped} file{'s' if skipped != 1 else ''}"
     if n == 0:
-        return f"**No images found** in `{esc(report.folder)}` (looked in every sub-folder)."
-    parts = [f"Found **{n:,} image{'s' if n != 1 else ''}** in `{esc(report.folder)}`"]
+        others = f" ({files} that are not images are listed below)" if skipped else ""
+        return problem(f"No images in {report.folder}: none of its files, in any sub-folder, is a PNG, JPEG, BMP, "
+                       f"GIF, WebP or TIFF image that can be read{others}. Choose the folder that holds the images.")
+    parts = [f"Found **{n:,} image{'s' if n != 1 else ''}**"]
+    if skipped:
+        parts[0] += f", **{files} skipped**"
+    parts[0] += f" in `{esc(report.folder)}`"
     if report.subfolders:
         parts[0] += f", in {len(report.subfolders)} sub-folder{'s' if len(report.subfolders) != 1 else ''}"
     parts[0] += "."
-    if report.skipped:
-        parts.append(f"{len(report.skipped)} file{'s' if len(report.skipped) != 1 else ''} will be skipped "
-                     "(listed below with the reason).")
-    else:
-        parts.append("No file is skipped so far (files that cannot be decoded are listed after reading).")
+    if skipped:
+        parts.append("The skipped files are listed below with the reason.")
+    if not report.checked_all:
+        parts.append("Files that turn out not to be readable images are listed when the run reads them.")
+    if n < SMALL_FOLDER:
+        parts.append(f"With so few images the number of categories is hard to estimate: if you know it, give it in "
+                     "step 3.")
     if report.looks_labelled:
         parts.append("The images are sorted into sub-folders. If their names are the true categories, tick the box "
                      "below to score the result against them (they are never used to find the categories).")
@@ -154,8 +173,9 @@ def progress_html(snap: JobSnapshot | None, *, what: str = "run") -> str:
         if "k_estimated" in m and snap.stage == "training":
             text += f" · {m['k_estimated']} categories so far"
         text += f" · {duration(snap.elapsed)} spent"
-        if snap.eta is not None and status == RUNNING:
-            text += f" · about {duration(snap.eta)} left"
+        left = snap.time_left if snap.time_left is not None else snap.eta
+        if left is not None and status == RUNNING:
+            text += f" · about {duration(left)} left"
         if status == STOPPING:
             text = "Stopping… keeping what was learnt so far. " + text
             css = " stopped"
@@ -167,7 +187,7 @@ def progress_html(snap: JobSnapshot | None, *, what: str = "run") -> str:
                 (snap.error or "The results below use what was learnt until then."))
         css = " stopped"
     elif status == FAILED:
-        text = f"The {what} failed: {snap.error}"
+        text = f"The {what} could not finish: {snap.error}"
         css = " failed"
         frac = 1.0
     else:
@@ -178,18 +198,20 @@ def progress_html(snap: JobSnapshot | None, *, what: str = "run") -> str:
 
 
 def curves_json(points: list[dict], series: list[dict], *, x: str = "step", x_title: str = "training step",
-                references: dict | None = None) -> str:
+                references: dict | None = None, spectrum: dict | None = None, k_true: int | None = None) -> str:
     """The JSON the live-curves component draws (see ``assets/curves.js``).
 
     A series ``{"key", "title", "color"}`` draws metric ``key`` against ``x``; with ``"stage"`` only the
     points of that stage (e.g. "similarity" or "training"), and ``"id"`` names its chart when two series
-    draw the same metric.
+    draw the same metric. ``spectrum`` (published by a discovery as soon as it has chosen K, see
+    :meth:`L2CClusterer._spectrum <l2c_explorer.clustering.L2CClusterer._spectrum>`) adds a chart of what K
+    was chosen from; ``k_true`` marks the true number of categories on it.
     """
     keys = {s["key"] for s in series}
     staged = any("stage" in s for s in series)
     slim, offset, last = [], {}, {}
     for p in points:
-        if p.get(x) is None:
+        if p.get(x) is None or not keys & set(p):
             continue
         # a later phase of the same stage that counts its steps from 1 again continues the axis
         stage = p.get("stage")
@@ -204,7 +226,27 @@ def curves_json(points: list[dict], series: list[dict], *, x: str = "step", x_ti
         if references and s["key"] in references and references[s["key"]] is not None:
             s["reference"], s["reference_title"] = references[s["key"]]
         out_series.append(s)
-    return json.dumps({"series": out_series, "x": x, "x_title": x_title, "points": slim}, separators=(",", ":"))
+    return json.dumps({"series": out_series, "x": x, "x_title": x_title, "points": slim,
+                       "spectrum": spectrum_chart(spectrum, k_true)}, separators=(",", ":"))
+
+
+def spectrum_chart(spectrum: dict | None, k_true: int | None = None) -> dict | None:
+    """What the spectrum chart shows: the eigenvalues around the chosen K, and sentences saying why that K."""
+    if not spectrum or not spectrum.get("eigenvalues"):
+        return None
+    values = spectrum["eigenvalues"]
+    k, k_gap = int(spectrum["k"]), int(spectrum["k_eigengap"])
+    shown = values[: max(30, 2 * max(k, k_gap, k_true or 0) + 5)]
+    second = spectrum.get("pass", 1) > 1
+    title = "How many categories: the spectrum" + (" (second round)" if second else "")
+    if spectrum.get("k_given"):
+        note = (f"K = {k} was given. The spectrum alone would suggest {k_gap}: the drop after eigenvalue {k_gap}"
+                f" is the {spectrum['rule']} rule's choice.")
+    else:
+        note = (f"K = {k}: {k} eigenvalues stay close to 1, then the values drop (the {spectrum['rule']} rule). "
+                "Each well-separated group of images gives one eigenvalue near 1.")
+    return {"eigenvalues": shown, "k": k, "k_eigengap": k_gap, "k_given": bool(spectrum.get("k_given")),
+            "k_true": k_true, "title": title, "note": note}
 
 
 def _round(v):
@@ -222,14 +264,17 @@ def results_markdown(result) -> str:
     if result.kind == "discover":
         k = result.n_clusters
         given = s.get("k_given")
-        head = f"**{k} categories** found in **{n:,} images**" + (" (the number was given)" if given else
-                                                                    " (the number was estimated)")
+        head = (f"**{k} categor{'y' if k == 1 else 'ies'}** found in **{n:,} images**"
+                + (" (the number was given)" if given else " (the number was estimated)"))
     else:
         head = f"**{n:,} images** sorted into the {len(result.names)} source categories with `{s.get('method', '?')}`"
     head += f" in {duration(s.get('seconds'))} on {s.get('device', '?')}."
     if result.stopped:
         head += " The run was stopped early: these results use what was learnt until then."
     lines = [head]
+    if result.kind == "discover" and not s.get("k_given") and n < SMALL_FOLDER:
+        lines.append(f"With only {n} images the number of categories is a rough estimate. If you know how many "
+                     "there are, give the number (step 3, *I know it*) and start again.")
     if result.skipped:
         lines.append(f"{len(result.skipped)} file(s) were skipped (see the list below).")
     m = s.get("metrics")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import numpy as np
 from ..errors import InputError, check_folder
 from ..explore import ClusterSummary, cluster_summaries, map_2d, map_payload, selection_counts
 from ..jobs import Job, JobRegistry, new_job_id
+from ..names import category_names, group_names
 from ..options import ADAPT, DISCOVER, TRAIN_SIMILARITY, RunSpec
 from ..progress import Progress
 from ..results import write_csv
@@ -114,11 +114,12 @@ class RunResult:
     run_dir : Path
         Where ``assignments.csv`` and ``summary.json`` were written.
     names : list of str
-        Name of each label value ("cluster 0", ... or the source class names).
+        Name of each label value: "cluster 00", ... (a person may rename them, :meth:`Workbench.rename_group`),
+        or the source classes, by their readable names (:mod:`l2c_explorer.names`).
     n_clusters : int
         Clusters found (the clusterer's ``n_clusters_``), or the adapter's number of classes.
     truth : list of str or None
-        True labels when the folder names were declared ground truth.
+        True labels when the folder names were declared ground truth, by their readable names.
     """
 
     kind: str
@@ -160,12 +161,17 @@ class RunResult:
 
 def run_result(fitted, run_dir: Path, summary: dict, stopped: bool) -> RunResult:
     """A fitted :class:`L2CClusterer` or :class:`DomainAdapter` as the explorer sees it."""
+    truth = getattr(fitted, "true_labels_", None)
     if hasattr(fitted, "classes_"):  # an adapter: its labels are the source classes
-        kind, names, n_clusters = "adapt", [str(c) for c in fitted.classes_], len(fitted.classes_)
+        kind, n_clusters = "adapt", len(fitted.classes_)
+        readable = category_names([*fitted.classes_, *(truth or [])], fitted.source_root_)
+        names = [readable[str(c)] for c in fitted.classes_]
     else:
         kind, n_clusters = "discover", int(fitted.n_clusters_)
-        names = [f"cluster {i}" for i in range(int(np.max(fitted.labels_)) + 1)]
-    truth = getattr(fitted, "true_labels_", None)
+        names = group_names(int(np.max(fitted.labels_)) + 1)
+        readable = category_names(truth or [], fitted.root_)
+    if truth is not None:
+        truth = [readable[str(t)] for t in truth]
     return RunResult(
         kind=kind,
         estimator=fitted,
@@ -179,7 +185,7 @@ def run_result(fitted, run_dir: Path, summary: dict, stopped: bool) -> RunResult
         skipped=list(fitted.skipped_),
         names=names,
         n_clusters=n_clusters,
-        truth=list(truth) if truth is not None else None,
+        truth=truth,
         stopped=stopped,
     )
 
@@ -190,13 +196,19 @@ def run_result(fitted, run_dir: Path, summary: dict, stopped: bool) -> RunResult
 
 @dataclass
 class FolderReport:
-    """What a quick look at a folder found (no image is fully decoded except the sample)."""
+    """What a look at a folder found.
+
+    ``n_images`` counts the files that decode as images: every one of them in folders of up to
+    :data:`FULL_CHECK_LIMIT` image files; above that only their names are looked at (``checked_all`` is
+    False) and files that cannot be decoded are found, and listed, when the run reads them.
+    """
 
     folder: Path
     n_images: int
     skipped: list[tuple[str, str]]
     sample: list[tuple[Path, str]]
     subfolders: list[str] = field(default_factory=list)
+    checked_all: bool = True
 
     @property
     def looks_labelled(self) -> bool:
@@ -204,24 +216,39 @@ class FolderReport:
         return len(self.subfolders) >= 2
 
 
+FULL_CHECK_LIMIT = 2000  # image files decoded by a folder check (a few tenths of a second on a laptop)
+
+
 def check_image_folder(folder: str | os.PathLike, thumbs: ThumbnailCache, *, sample: int = 12) -> FolderReport:
     """Count a folder's images, list the files that will be skipped and why, and thumbnail a sample."""
-    from ..data import find_images
+    from ..data import ImageReadError, find_images, read_image
 
     root = check_folder(folder)
     files, ignored = find_images(root)
     skipped = list(ignored)
+    checked_all = len(files) <= FULL_CHECK_LIMIT
+    if checked_all:
+        readable = []
+        for f in files:
+            try:
+                read_image(f, size=8, channels=1)
+                readable.append(f)
+            except ImageReadError as exc:
+                skipped.append((f.relative_to(root).as_posix(), str(exc)))
+        files = readable
     picks = np.unique(np.linspace(0, len(files) - 1, num=min(sample, len(files))).round().astype(int)) if files else []
     shown = []
     for i in picks:
         rel = files[i].relative_to(root).as_posix()
         thumb = thumbs.get(files[i])
-        if thumb is None:
-            skipped.append((rel, "cannot be decoded as an image"))
-        else:
+        if thumb is not None:
             shown.append((thumb, rel))
+        elif not checked_all:
+            skipped.append((rel, "cannot be decoded as an image"))
+    n_images = len(files) - (0 if checked_all else len(picks) - len(shown))
     subfolders = sorted({f.relative_to(root).parts[0] for f in files if len(f.relative_to(root).parts) > 1})
-    return FolderReport(folder=root, n_images=len(files), skipped=sorted(skipped), sample=shown, subfolders=subfolders)
+    return FolderReport(folder=root, n_images=n_images, skipped=sorted(skipped), sample=shown, subfolders=subfolders,
+                        checked_all=checked_all)
 
 
 def count_classes(folder: Path) -> int:
@@ -359,6 +386,20 @@ class Workbench:
         files, _ = find_images(check_folder(folder))
         return model_fit_advice(load_similarity_model(self.resolve_model(model)), files, self.models_dirs())
 
+    @staticmethod
+    def require_images(folder: str | os.PathLike, *, what: str = "") -> Path:
+        """The folder, resolved; an :class:`InputError` saying so plainly when it holds no image file."""
+        from ..data import IMAGE_EXTENSIONS, find_images
+
+        root = check_folder(folder, what=what)
+        files, others = find_images(root)
+        if not files:
+            found = f" (only {len(others)} other file{'s' if len(others) != 1 else ''})" if others else ""
+            kinds = ", ".join(sorted(e.lstrip(".").upper() for e in IMAGE_EXTENSIONS))
+            raise InputError(f"{what + ': ' if what else ''}No images in {root}{found}: l2c-explorer looks for "
+                             f"{kinds} files in the folder and all its sub-folders.")
+        return root
+
     # -- jobs: discovery ----------------------------------------------------------------------------------
 
     def start_discovery(
@@ -378,7 +419,7 @@ class Workbench:
         (or is stopped after learning something), ``job.result`` is a :class:`RunResult` and a follow-up job
         prepares the map (``job.extra("map")``) and the cluster summaries.
         """
-        root = check_folder(folder)
+        root = self.require_images(folder)
         model_path = self.resolve_model(model)
         options = self._checked(DISCOVER, options, given_elsewhere=("similarity",))
         params = dict(folder=str(root), model=str(model), labelled=bool(labelled), **options)
@@ -581,7 +622,8 @@ class Workbench:
             truth=result.truth, class_names=result.names, method=method, preview=preview,
         )
         status = "Quick preview (PCA); the UMAP map is being computed" if preview else "UMAP map ready"
-        job.publish(map=payload, coords=coords, map_status=status, map_final=not preview)
+        job.publish(map=payload, coords=coords, map_method=method, map_status=status,
+                    map_final=not preview or bool(job.extra("map_final")))
 
     # -- reading results --------------------------------------------------------------------------------
 
@@ -650,10 +692,12 @@ class Workbench:
 
     # -- writing results --------------------------------------------------------------------------------
 
-    def export(self, job_id: str, out: str | os.PathLike, *, mode: str = "copy") -> dict:
-        """Copy (or link) the images into ``out/<cluster>/`` and write the results files there.
+    def export(self, job_id: str, out: str | os.PathLike, *, mode: str = "copy", overwrite: bool = False) -> dict:
+        """Copy (or link) the images into ``out/<group name>/`` and write the results files there.
 
-        The analysed folder is never written to; an output folder inside it is refused.
+        The analysed folder is never written to; an output folder inside it is refused. A folder that
+        already holds files is refused too (:class:`~l2c_explorer.errors.FolderNotEmptyError`) unless
+        ``overwrite``: then an earlier export there is replaced.
         """
         from ..results import check_output_folder, export_cluster_folders
 
@@ -661,12 +705,35 @@ class Workbench:
         if out is None or not str(out).strip():
             raise InputError("Choose an output folder for the export.")
         out_dir = check_output_folder(out, result.root)
-        names = {i: name.replace(" ", "_") for i, name in enumerate(result.names)}
-        counts = export_cluster_folders(result.root, result.paths, result.labels, out_dir, names=names, mode=mode)
-        for f in ("assignments.csv", "summary.json"):
-            if (result.run_dir / f).exists():
-                shutil.copy2(result.run_dir / f, out_dir / f)
+        extra = [result.run_dir / f for f in ("assignments.csv", "summary.json") if (result.run_dir / f).exists()]
+        counts = export_cluster_folders(result.root, result.paths, result.labels, out_dir, mode=mode,
+                                        names=dict(enumerate(result.names)), overwrite=overwrite, extra_files=extra)
         return {"folder": out_dir, "counts": counts, "n_files": int(sum(counts.values()))}
+
+    def rename_group(self, job_id: str, group: int, name: str) -> RunResult:
+        """Give a group of a discovery its own name: shown on the page, used in exports and ``assignments.csv``.
+
+        An empty name gives back the default one. Returns the result with its new names.
+        """
+        from ..results import write_discovery_results
+
+        job = self.job(job_id)
+        result = self.result(job_id)
+        if result.kind != "discover":
+            raise InputError("Only the groups of a discovery can be renamed (categories keep their names).")
+        group = int(group)
+        if not 0 <= group < len(result.names):
+            raise InputError(f"There is no group {group} in this run.")
+        name = " ".join(str(name or "").split())[:80] or group_names(len(result.names))[group]
+        if any(other.lower() == name.lower() for i, other in enumerate(result.names) if i != group):
+            raise InputError(f"Another group is already called {name!r}.")
+        result.names[group] = name
+        write_discovery_results(result.estimator, result.run_dir, score=result.metrics is not None,
+                                names=list(result.names))
+        if job.extra("coords") is not None:  # the map's legend and hover cards show the new name
+            self._publish_map(job, job.extra("coords"), job.extra("map_method") or "umap",
+                              preview=bool(job.extra("map", {}).get("preview")))
+        return result
 
     def save_model(self, job_id: str, out: str | os.PathLike | None = None) -> Path:
         """Save the trained clustering model (in the run's folder, or in ``out`` when given)."""

@@ -20,7 +20,7 @@ def served_app(tmp_path_factory):
     from l2c_explorer.app import launch_app
 
     work = tmp_path_factory.mktemp("l2c-work")
-    app = launch_app(work_dir=work, quiet=True)
+    app = launch_app(work_dir=work)
     # Timings are asserted on a warmed-up app (a person reads the page for longer than the warm-up takes).
     assert app.wait_ready(timeout=900), "the app's warm-up did not finish"
     yield app
@@ -31,7 +31,7 @@ def served_app(tmp_path_factory):
 def client(served_app):
     from gradio_client import Client
 
-    c = Client(served_app.url, verbose=False, download_files=False)
+    c = Client(served_app.base_url, verbose=False, download_files=False, headers=served_app.headers)
     yield c
     c.close()
 

@@ -6,12 +6,16 @@ README's pictures) when ``L2C_UPDATE_SCREENSHOTS=1``.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 from app_helpers import ARTIFACTS, DEMO, REPO
+
+from l2c_explorer.options import DISCOVER
 
 pytestmark = [pytest.mark.browser]
 
@@ -36,8 +40,8 @@ def set_number(page, elem_id: str, value: int) -> None:
     box.press("Enter")
 
 
-def curve_points(page, series: str) -> int:
-    return int(page.eval_on_selector(f"#discover-curves [data-series={series}]", "e => e.dataset.points") or 0)
+def curve_points(page, series: str, panel: str = "discover") -> int:
+    return int(page.eval_on_selector(f"#{panel}-curves [data-series={series}]", "e => e.dataset.points") or 0)
 
 
 def map_state(page) -> dict:
@@ -55,35 +59,126 @@ def point_position(page, index_in_trace: int = 0, trace: int = 0):
         [index_in_trace, trace])
 
 
+def box(page, selector: str) -> dict:
+    return page.eval_on_selector(selector, "e => { const r = e.getBoundingClientRect();"
+                                           " return {left: r.left, right: r.right, top: r.top, bottom: r.bottom}; }")
+
+
+def overlap(a: dict, b: dict) -> bool:
+    return a["left"] < b["right"] and b["left"] < a["right"] and a["top"] < b["bottom"] and b["top"] < a["bottom"]
+
+
 def snapshot(folder: Path) -> dict:
     return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def open_app(page, served_app, query: str = "") -> None:
-    page.goto(served_app.url + query)
+def open_app(page, served_app, **query) -> None:
+    page.goto(served_app.page_url(**query))
     page.wait_for_function("() => { const i = document.querySelector('#model input'); return i && i.value; }")
 
 
-def test_try_the_demo_shows_live_points_and_stops(page, served_app):
+def job_shown(page, panel: str = "discover") -> str:
+    return page.eval_on_selector(f"#{panel}-progress [data-status]", "e => e.dataset.job")
+
+
+def no_error_badges(page) -> None:
+    """Gradio's red "Error" badges over outputs and fading error pop-ups never appear."""
+    assert page.locator(".toast-body.error").count() == 0
+    assert page.get_by_text("Error", exact=True).filter(visible=True).count() == 0
+
+
+IN_VIEW = """(sel) => { const e = document.querySelector(sel); if (!e) return false; const r = e.getBoundingClientRect();
+  return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight; }"""
+
+
+def test_try_the_demo_scrolls_to_the_run_and_shows_what_k_was_chosen_from(page, served_app):
     open_app(page, served_app)
     assert "Computing on:" in page.inner_text("#device-badge")
     assert "never saw" in page.inner_text("#model-card")
     shot(page, "#step-model", "01-similarity-model.png")
     page.click("#try-demo")
-    # how soon the first point shows is measured by benchmarks; here: it shows, live
-    page.wait_for_function(
-        "() => Number(document.querySelector('#discover-curves .l2c-curves')?.dataset.points) > 0", timeout=300_000)
+    # the run comes into view at once (its Start button, progress and curves), not the folder box far above
+    page.wait_for_function(IN_VIEW, arg="#discover-progress [data-status]", timeout=300_000)
+    assert page.evaluate(IN_VIEW, "#discover-start")
+    assert page.eval_on_selector("#discover-curves", "e => e.getBoundingClientRect().top < window.innerHeight")
+    # the demo uses the settings the help recommends
+    assert page.input_value("#steps input[type=number]") == str(DISCOVER.defaults.steps) == "100"
+    assert "100 is plenty" in page.inner_text("#steps")
     assert "omniglot_keble" in page.input_value("#folder textarea, #folder input")
     assert "520 images" in page.inner_text("#folder-report")
-    assert "job=" in page.url
+    assert "job=" in page.url and "token=" in page.url
+    # as soon as K is chosen, the spectrum it was read from, with the chosen K marked, live
+    spectrum = "#discover-curves [data-series=spectrum]"
+    page.wait_for_function(f"() => Number(document.querySelector('{spectrum}')?.dataset.points) > 0",
+                           timeout=300_000)
+    k = page.eval_on_selector(spectrum, "e => e.dataset.k")
+    assert f"K = {k}" in page.eval_on_selector(spectrum, "e => Array.from(e.querySelectorAll('text'))"
+                                                         ".map(t => t.textContent).join(' ')")
+    assert f"K = {k}" in page.inner_text("#discover-curves .l2c-spectrum-note")
+    page.wait_for_function(
+        "() => Number(document.querySelector('#discover-curves .l2c-curves')?.dataset.points) > 0", timeout=300_000)
     page.click("#discover-stop")
-    page.wait_for_selector("#discover-progress [data-status=stopped]", timeout=300_000)
-    job = served_app.workbench.job(page.eval_on_selector("#discover-progress [data-status]", "e => e.dataset.job"))
-    assert job.status == "stopped" and job.stop_requested is not None
+    page.wait_for_selector("#discover-progress [data-status=stopped], #discover-progress [data-status=done]",
+                           timeout=300_000)
+    job = served_app.workbench.job(job_shown(page))
+    assert job.stop_requested is not None or job.status == "done"
 
 
-def test_discover_explore_and_export(page, served_app, tmp_path):
+def test_problems_are_explained_next_to_the_input_and_never_cover_it(page, served_app, tmp_path):
+    open_app(page, served_app)
+    fill(page, "folder", str(tmp_path / "nowhere"))
+    page.click("#check-folder")
+    page.wait_for_selector("#folder-report .l2c-problem")
+    assert "Folder not found" in page.inner_text("#folder-report")
+    no_error_badges(page)
+    # the folder box is not covered: it takes a click and new text at once
+    page.click("#folder textarea, #folder input", timeout=10_000)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    fill(page, "folder", str(a_file))
+    page.click("#check-folder")
+    page.wait_for_function("() => document.querySelector('#folder-report').innerText.includes('Not a folder')")
+    # an empty folder: a plain explanation, next to the folder box and under Start; no empty chart
+    (tmp_path / "empty").mkdir()
+    fill(page, "folder", str(tmp_path / "empty"))
+    page.click("#discover-start")
+    page.wait_for_selector("#discover-message .l2c-problem")
+    assert "No images in" in page.inner_text("#discover-message")
+    assert "No images in" in page.inner_text("#folder-report")
+    assert page.locator("#discover-curves .main-svg").count() == 0
+    assert page.locator("#discover-progress [data-status]").count() == 0  # no run was started
+    no_error_badges(page)
+    page.click("#folder textarea, #folder input", timeout=10_000)
+
+
+def test_a_tiny_messy_folder_is_counted_right_and_sorted(page, served_app, tmp_path):
+    folder = tmp_path / "messy"
+    for char_dir, n in zip(sorted((DEMO / "omniglot_keble").iterdir())[:3], (4, 4, 3)):
+        for f in sorted(char_dir.iterdir())[:n]:
+            (folder / char_dir.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, folder / char_dir.name / f.name)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    good = next(folder.rglob("*.png")).read_bytes()
+    (folder / "truncated.png").write_bytes(good[: len(good) // 2])
+    open_app(page, served_app)
+    fill(page, "folder", str(folder))
+    page.click("#check-folder")
+    page.wait_for_function("() => document.querySelector('#folder-report').innerText.includes('Found')")
+    report = page.inner_text("#folder-report")
+    assert "Found 11 images, 4 files skipped" in report, report
+    assert "hard to estimate" in report  # so few images: the page says K is better given
+    page.click("#discover-start")
+    page.wait_for_function("() => document.querySelector('#discover-results').innerText.includes('found in')",
+                           timeout=600_000)
+    results = page.inner_text("#discover-results")
+    assert "3 categories found in 11 images" in results, results
+    assert "rough estimate" in results and "4 file(s) were skipped" in results
+
+
+def test_discover_explore_rename_and_export(page, served_app, tmp_path):
     target = DEMO / "omniglot_keble"
     before = snapshot(target)
     open_app(page, served_app)
@@ -96,31 +191,52 @@ def test_discover_explore_and_export(page, served_app, tmp_path):
     page.locator("#labelled input").check()
     shot(page, "#step-folder", "02-your-images.png")
 
-    # 3 · discover: both live curves grow, then Stop ends the run within 2 s and keeps the result
+    # 3 · discover: the live curve grows, the spectrum shows, time left is shown
     set_number(page, "steps", 1000)
     page.click("#discover-start")
     loss_points = "Number(document.querySelector('#discover-curves [data-series=loss]')?.dataset.points)"
     page.wait_for_function(f"() => {loss_points} >= 2", timeout=300_000)
-    loss1, k1 = curve_points(page, "loss"), curve_points(page, "k_estimated")
+    loss1 = curve_points(page, "loss")
     page.wait_for_function(f"() => {loss_points} > {loss1}", timeout=150_000)
-    assert curve_points(page, "loss") > loss1 and curve_points(page, "k_estimated") > k1
+    assert curve_points(page, "spectrum") > 0
     progress = page.inner_text("#discover-progress")
     assert "Learning to group" in progress and "left" in progress
     shot(page, "#step-discover", "03-find-categories-live.png")
-    job_id = page.eval_on_selector("#discover-progress [data-status]", "e => e.dataset.job")
+    job_id = job_shown(page)
+
+    # Start during a run asks first: "no" keeps the run, nothing is sent
+    dialogs = []
+    page.once("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    n_runs = len(served_app.workbench.registry.jobs(kind="discover"))
+    page.click("#discover-start")
+    page.wait_for_timeout(1500)  # a request, had one been sent, would have made a run by now
+    assert dialogs and "still going" in dialogs[0]
+    assert len(served_app.workbench.registry.jobs(kind="discover")) == n_runs and job_shown(page) == job_id
+
+    # a reload reconnects, with the form as it was for this run
+    page.reload()
+    page.wait_for_function(f"() => document.querySelector('#discover-progress [data-job=\"{job_id}\"]')",
+                           timeout=150_000)
+    assert page.input_value("#steps input[type=number]") == "1000"
     page.click("#discover-stop")
     page.wait_for_selector("#discover-progress [data-status=stopped]", timeout=300_000)
     job = served_app.workbench.job(job_id)
     assert job.status == "stopped" and job.result is not None  # Stop keeps what was learnt
 
-    # 4 · the UMAP map
+    # 4 · the UMAP map; plotly's toolbar does not cover the legend
     page.wait_for_function("() => { const m = document.querySelector('#discover-map .l2c-map');"
                            " return m && m.dataset.ready === '1' && m.dataset.method === 'umap'; }", timeout=600_000)
     assert map_state(page)["points"] == "520"
     page.locator("#discover-map").scroll_into_view_if_needed()
+    page.hover("#discover-map .l2c-map-plot")  # the toolbar shows on hover
+    toolbar = box(page, "#discover-map .modebar")
+    entries = page.eval_on_selector_all("#discover-map .legend .traces", "es => es.slice(0, 4).map(e => {"
+                                        " const r = e.getBoundingClientRect();"
+                                        " return {left: r.left, right: r.right, top: r.top, bottom: r.bottom}; })")
+    assert entries and not any(overlap(toolbar, entry) for entry in entries), (toolbar, entries)
     result = served_app.workbench.result(job_id)
 
-    # hovering a point shows that image's thumbnail (a small file from the app's cache)
+    # hovering a point shows that image's thumbnail, with each fact on an unbroken line
     p = point_position(page)
     page.mouse.move(p["x"] + 25, p["y"] + 25)
     page.mouse.move(p["x"], p["y"], steps=4)
@@ -129,7 +245,6 @@ def test_discover_explore_and_export(page, served_app, tmp_path):
     page.wait_for_function("() => { const i = document.querySelector('#discover-map .l2c-hover img');"
                            " return i.complete && i.naturalWidth > 0; }", timeout=150_000)
     hovered = int(map_state(page)["hoverIndex"])
-    # the card shows the image under the pointer (points may overlap: then any of them)
     at = page.evaluate("""(i) => { const gd = document.querySelector('#discover-map .l2c-map-plot');
         const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
         for (const tr of gd._fullData) { const k = Array.from(tr.customdata).indexOf(i);
@@ -140,29 +255,45 @@ def test_discover_explore_and_export(page, served_app, tmp_path):
     key = served_app.workbench.thumbs.key(target / result.paths[hovered])
     assert src.endswith(f"{key}.webp") and "gradio_api/file=" in src and str(target) not in src
     assert result.paths[hovered] in page.inner_text("#discover-map .l2c-hover-text")
+    group_line = "#discover-map .l2c-hover-group"
+    assert page.inner_text(group_line).startswith(result.names[result.labels[hovered]])
+    assert page.eval_on_selector(group_line, "e => e.scrollWidth <= e.clientWidth && e.getClientRects().length === 1")
     shot(page, "#discover-map", "04-explore-hover.png")
 
-    # clicking a point isolates its group and shows its exemplars
+    # clicking a point isolates its group and shows its exemplars, captions whole
     page.mouse.click(p["x"], p["y"])
     page.wait_for_function("() => document.querySelector('#discover-map .l2c-map').dataset.isolated !== ''",
                            timeout=150_000)
     cluster = int(map_state(page)["isolated"])
     assert cluster in (int(result.labels[hovered]), int(result.labels[p["i"]]))
     assert int(map_state(page)["points"]) == int((result.labels == cluster).sum())
-    picked = f"document.querySelector('#discover-cluster input').value.startsWith('cluster {cluster} ')"
+    picked = f"document.querySelector('#discover-cluster input').value.startsWith('cluster {cluster:02d} ')"
     page.wait_for_function(f"() => {picked}", timeout=150_000)
     page.wait_for_function("() => document.querySelectorAll('#discover-typical img').length > 0", timeout=75_000)
     assert page.locator("#discover-uncertain img").count() > 0
+    captions = page.eval_on_selector_all(
+        "#discover-typical .caption-label, #discover-uncertain .caption-label",
+        "es => es.map(e => [e.textContent, e.scrollWidth <= e.clientWidth + 1 && e.scrollHeight <= e.clientHeight + 1])")
+    assert captions and all(whole for _, whole in captions), captions
+
+    # the group gets a name: on the page, on the map, in the CSV and as its exported folder
+    fill(page, "discover-rename", "round ones")
+    page.click("#discover-rename-btn")
+    page.wait_for_function("() => document.querySelector('#discover-cluster input').value.startsWith('round ones')",
+                           timeout=150_000)
+    page.wait_for_function("() => Array.from(document.querySelectorAll('#discover-map .legendtext'))"
+                           ".some(t => t.textContent.startsWith('round ones'))", timeout=150_000)
+    assert result.names[cluster] == "round ones"
     shot(page, "#discover-cluster-box", "05-cluster-exemplars.png")
     page.click("#discover-map [data-action=all]")
     page.wait_for_function("() => document.querySelector('#discover-map .l2c-map').dataset.points === '520'")
 
     # lasso selection shows the selected images in a gallery
-    box = page.locator("#discover-map .l2c-map-plot").bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2)
+    plot = page.locator("#discover-map .l2c-map-plot").bounding_box()
+    page.mouse.move(plot["x"] + plot["width"] * 0.2, plot["y"] + plot["height"] * 0.2)
     page.mouse.down()
     for fx, fy in ((0.8, 0.2), (0.8, 0.8), (0.2, 0.8), (0.2, 0.21)):
-        page.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy, steps=6)
+        page.mouse.move(plot["x"] + plot["width"] * fx, plot["y"] + plot["height"] * fy, steps=6)
     page.mouse.up()
     page.wait_for_function("() => document.querySelectorAll('#discover-selection img').length > 0", timeout=75_000)
     n_selected = int(map_state(page)["selected"])
@@ -170,7 +301,7 @@ def test_discover_explore_and_export(page, served_app, tmp_path):
     assert page.locator("#discover-selection img").count() == min(n_selected, 60)
     shot(page, "#discover-step-explore", "06-explore-selection.png")
 
-    # 5 · results: metrics, export into per-cluster folders; the target folder is untouched
+    # 5 · results: metrics, export into per-group folders that sort; the target folder is untouched
     assert "ACC" in page.inner_text("#discover-results")
     out = tmp_path / "exported"
     fill(page, "discover-out", str(out))
@@ -178,9 +309,27 @@ def test_discover_explore_and_export(page, served_app, tmp_path):
     page.wait_for_function("() => document.querySelector('#discover-export-md').innerText.includes('520 images')",
                            timeout=150_000)
     exported = list(out.rglob("*.png"))
-    assert len(exported) == 520 and (out / "assignments.csv").is_file()
-    assert len({f.parent.name for f in exported}) == result.n_clusters
+    folders = sorted({f.parent.name for f in exported})
+    assert len(exported) == 520 and len(folders) == result.n_clusters
+    assert "round_ones" in folders and all(f == "round_ones" or f[-2:].isdigit() and f[-3] == "_" for f in folders)
+    with open(out / "assignments.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["name"] for r in rows if int(r["cluster"]) == cluster} == {"round ones"}
     assert snapshot(target) == before
+    # a refused export replaces the line about the earlier one
+    fill(page, "discover-out", str(target / "inside"))
+    page.click("#discover-export")
+    page.wait_for_selector("#discover-export-md .l2c-problem", timeout=150_000)
+    assert "Copied" not in page.inner_text("#discover-export-md")
+    # exporting again into the same folder asks first
+    fill(page, "discover-out", str(out))
+    page.click("#discover-export")
+    page.wait_for_function("() => document.querySelector('#discover-export-md').innerText.includes('already holds')",
+                           timeout=150_000)
+    page.click("#discover-export-replace")
+    page.wait_for_function("() => document.querySelector('#discover-export-md').innerText.includes('520 images')",
+                           timeout=150_000)
+    assert len(list(out.rglob("*.png"))) == 520 and snapshot(target) == before
     shot(page, "#discover-step-results", "07-results-export.png")
 
     # a reload reconnects to the run (its id is in the URL)
@@ -189,7 +338,45 @@ def test_discover_explore_and_export(page, served_app, tmp_path):
     page.wait_for_function("() => { const m = document.querySelector('#discover-map .l2c-map');"
                            " return m && m.dataset.ready === '1'; }", timeout=150_000)
     assert "ACC" in page.inner_text("#discover-results")
-    assert page.eval_on_selector("#discover-progress [data-status]", "e => e.dataset.job") == job_id
+    assert job_shown(page) == job_id
+
+
+def test_readable_names_from_a_names_file(page, served_app, tiny_imagenet, tmp_path):
+    """Folders named by WordNet ids with a words.txt beside them: the page speaks of bullfrogs, not n01641577."""
+    target = tmp_path / "photos" / "set"
+    codes = sorted(p.name for p in (tiny_imagenet / "novel-dev").iterdir() if p.is_dir())[:3]
+    for code in codes:
+        (target / code).mkdir(parents=True)
+        for f in sorted((tiny_imagenet / "novel-dev" / code).iterdir())[:8]:
+            shutil.copy(f, target / code / f.name)
+    shutil.copy(tiny_imagenet / "words.txt", tmp_path / "photos" / "words.txt")
+    clusterer = served_app.discover(target, n_clusters=3, steps=20, labelled=True, self_training_steps=0,
+                                    device="cpu", make_map=False)
+    page.goto(served_app.explore(clusterer))
+    page.wait_for_function("() => document.querySelector('#discover-map .l2c-map')?.dataset.ready === '1'",
+                           timeout=300_000)
+    page.click("#discover-map [data-colour=truth]")
+    page.wait_for_function("() => document.querySelector('#discover-map .l2c-map').dataset.colour === 'truth'")
+    legend = page.eval_on_selector_all("#discover-map .legendtext", "es => es.map(e => e.textContent)")
+    assert len(legend) == 3 and not any(t.startswith("n0") for t in legend), legend
+    table = page.inner_text("#discover-clusters")
+    assert "main true category" in table and "n0" not in table
+
+
+def test_browse_starts_beside_the_folder_with_its_neighbours_listed(page, served_app):
+    open_app(page, served_app)
+    page.click("#browse")  # the accordion's title
+    page.wait_for_function("() => document.querySelector('#browse-at textarea, #browse-at input')?.value"
+                           ".endsWith('demo_data')", timeout=150_000)
+    page.click("#browse-list input")
+    options = page.locator("ul.options li").all_inner_texts()
+    assert "omniglot_keble" in [o.strip() for o in options], options
+    page.keyboard.press("Escape")
+    fill(page, "folder", str(DEMO / "digits_usps"))
+    page.click("#browse")  # closed
+    page.click("#browse")  # opened again: beside the folder in the box
+    page.wait_for_function("() => document.querySelector('#browse-at textarea, #browse-at input')?.value"
+                           ".endsWith('demo_data')", timeout=150_000)
 
 
 def test_a_result_from_python_is_explored_on_the_page(page, served_app, keble6):
@@ -238,8 +425,17 @@ def test_same_categories_new_domain_tab(page, served_app):
     page.get_by_label("The target's sub-folder names").check()
     page.locator("#adapt-epochs input").fill("2")
     page.click("#adapt-start")
+    # while the run is live, both curves are readable: each in its own chart, side by side, neither spilling over
     page.wait_for_function("() => Number(document.querySelector('#adapt-curves [data-series=training]')"
                            "?.dataset.points) >= 2", timeout=600_000)
+    live = page.eval_on_selector("#adapt-progress [data-status]", "e => e.dataset.status")
+    charts = {name: box(page, f"#adapt-curves [data-series={name}]") for name in ("similarity", "training")}
+    drawn = {name: box(page, f"#adapt-curves [data-series={name}] .main-svg") for name in charts}
+    assert curve_points(page, "similarity", "adapt") >= 2 and curve_points(page, "training", "adapt") >= 2
+    assert not overlap(charts["similarity"], charts["training"]), charts
+    for name in charts:
+        assert charts[name]["left"] - 1 <= drawn[name]["left"] and drawn[name]["right"] <= charts[name]["right"] + 1
+    assert live == "running"  # read while live (after a reload they were always fine)
     page.wait_for_function("() => document.querySelector('#adapt-map .l2c-map')?.dataset.method === 'umap'",
                            timeout=600_000)
     assert "right class" in page.inner_text("#adapt-results")
@@ -252,3 +448,4 @@ def test_same_categories_new_domain_tab(page, served_app):
                            timeout=300_000)
     assert page.eval_on_selector("#adapt-map .l2c-map-plot", "e => e.offsetWidth") > 500
     assert page.input_value("#adapt-target textarea, #adapt-target input").endswith("digits_usps")
+    assert page.input_value("#adapt-epochs input") == "2"

@@ -9,8 +9,10 @@ import socket
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from app_helpers import wait_until
@@ -37,10 +39,15 @@ def test_command_serves_the_page_on_the_address_it_reports(tmp_path):
     try:
         # the server binds a free port itself and says which; how fast it starts is a benchmark's business
         url = wait_until(lambda: _running_at(lines, out), timeout=600, what="the command to report its address")
-        assert url.startswith("http://127.0.0.1:")
+        assert url.startswith("http://127.0.0.1:") and "?token=" in url  # the address carries this launch's secret
         with urllib.request.urlopen(url, timeout=150) as r:
             assert r.status == 200 and "l2c-explorer" in r.read().decode("utf-8", "replace")
-        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        base = url.split("?", 1)[0]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(base, timeout=150)  # without it: refused
+        assert refused.value.code == 403
+        assert not any("share=True" in line for line in out)  # no suggestion to publish the app
+        port = urlsplit(url).port
         # listening on this machine only
         with pytest.raises(OSError):
             with socket.create_connection((_non_loopback_address() or "203.0.113.1", port), timeout=0.5):
@@ -108,6 +115,10 @@ def test_non_loopback_host_warns_and_never_shares(monkeypatch, tmp_path, capsys)
     with pytest.raises(KeyboardInterrupt):
         server.start(work_dir=str(tmp_path / "w"), warm=False)
     assert "warning" not in capsys.readouterr().err and seen["server_name"] == "127.0.0.1"
+    # every request goes through the access check (a middleware of the FastAPI app), with no Node server in front
+    middleware = seen["app_kwargs"]["middleware"]
+    assert [m.cls.__name__ for m in middleware] == ["AccessGuard"] and seen["ssr_mode"] is False
+    assert seen["inbrowser"] is False and seen["quiet"] is True  # the address opened and printed is ours
 
 
 def test_a_busy_port_is_a_clear_error_and_the_search_moves_past_it(tmp_path, monkeypatch):
@@ -120,11 +131,27 @@ def test_a_busy_port_is_a_clear_error_and_the_search_moves_past_it(tmp_path, mon
         with pytest.raises(InputError, match=f"Cannot listen on 127.0.0.1: port {busy} is in use"):
             server.start(port=busy, work_dir=str(tmp_path / "w"), warm=False)
         monkeypatch.setattr(gradio.http_server, "INITIAL_PORT_VALUE", busy)  # Gradio's search starts there
-        blocks, bench, url = server.start(work_dir=str(tmp_path / "w"), warm=False, quiet=True)
+        blocks, bench, url = server.start(work_dir=str(tmp_path / "w"), warm=False)
         try:
-            assert url.startswith("http://127.0.0.1:") and not url.rstrip("/").endswith(f":{busy}")
+            assert url.startswith("http://127.0.0.1:") and urlsplit(url).port != busy
         finally:
             bench.close()
             blocks.close()
     with pytest.raises(InputError, match="--port must be a whole number from 1 to 65535"):
         server.start(port=0, work_dir=str(tmp_path / "w"), warm=False)
+
+
+def test_no_token_opens_without_one_but_still_checks_the_host(tmp_path):
+    started = server.start(work_dir=str(tmp_path / "w"), warm=False, token=False)
+    try:
+        assert started.token is None and "token" not in started.url
+        with urllib.request.urlopen(started.url + "gradio_api/info", timeout=150) as r:
+            assert r.status == 200
+        request = urllib.request.Request(started.url + "gradio_api/info")
+        request.add_unredirected_header("Host", f"evil.example.com:{urlsplit(started.url).port}")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=150)
+        assert refused.value.code == 403
+    finally:
+        started.bench.close()
+        started.blocks.close()

@@ -14,7 +14,7 @@ from app_helpers import wait_until
 
 from l2c_explorer.app import views
 from l2c_explorer.app.workbench import RunResult, Workbench, check_image_folder, list_subfolders
-from l2c_explorer.errors import InputError
+from l2c_explorer.errors import FolderNotEmptyError, InputError
 from l2c_explorer.jobs import DONE, STOPPED
 
 
@@ -51,14 +51,14 @@ def test_check_folder_reports_counts_skips_and_sample(bench, keble6):
     (keble6 / "character01" / "broken.png").write_bytes(b"\x89PNG broken")
     before = snapshot(keble6)
     report = check_image_folder(keble6, bench.thumbs, sample=200)
-    assert report.n_images == 121 and report.looks_labelled and len(report.subfolders) == 6
+    assert report.n_images == 120 and report.looks_labelled and len(report.subfolders) == 6 and report.checked_all
     reasons = dict(report.skipped)
     assert "notes.txt" in reasons and "not an image" in reasons["notes.txt"]
-    assert "character01/broken.png" in reasons and "decoded" in reasons["character01/broken.png"]
+    assert "character01/broken.png" in reasons and "not an image" in reasons["character01/broken.png"]
     assert len(report.sample) == 120 and all(Path(p).parent == bench.workspace.thumbnails for p, _ in report.sample)
     assert snapshot(keble6) == before
     text = views.folder_markdown(report)
-    assert "121 images" in text and "2 files will be skipped" in text
+    assert "Found **120 images**, **2 files skipped**" in text
 
 
 @pytest.mark.parametrize("bad, message", [("/definitely/not/here", "Folder not found"), (__file__, "Not a folder")])
@@ -67,6 +67,16 @@ def test_bad_folders_are_rejected_clearly(bench, bad, message):
         bench.check_folder(bad)
     with pytest.raises(InputError, match=message):
         bench.start_discovery(bad, model="omniglot")
+
+
+def test_a_folder_without_images_is_explained_before_a_run_starts(bench, tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "readme.txt").write_text("no images here")
+    with pytest.raises(InputError, match=r"No images in .* \(only 1 other file\): l2c-explorer looks for .*PNG"):
+        bench.start_discovery(tmp_path / "docs", model="omniglot")
+    assert not bench.registry.jobs(kind="discover")
+    text = views.folder_markdown(bench.check_folder(tmp_path / "docs"))
+    assert "l2c-problem" in text and "No images in" in text
 
 
 def test_list_subfolders_hides_dot_folders(tmp_path):
@@ -112,10 +122,26 @@ def test_discovery_run_map_exports_and_model(bench, keble6, tmp_path):
     with open(bench.write_selection_csv(job.id, [1, 2])) as f:
         assert len(list(csv.reader(f))) == 3
 
+    # a group renamed: its name on the map, in the CSV (downloaded or exported) and as its folder
+    with pytest.raises(InputError, match="already called"):
+        bench.rename_group(job.id, 1, result.names[0])
+    bench.rename_group(job.id, 0, "  the   big one ")
+    assert result.names[0] == "the big one" and job.extra("map")["names"][0] == "the big one"
+    with open(result.run_dir / "assignments.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["name"] for r in rows if r["cluster"] == "0"} == {"the big one"}
+    assert {r["name"] for r in rows if r["cluster"] == "1"} == {"cluster 01"}
+
     out = tmp_path / "export"
     info = bench.export(job.id, out)
     assert info["n_files"] == 120 and (out / "assignments.csv").is_file() and (out / "summary.json").is_file()
     assert sum(len(list(d.iterdir())) for d in out.iterdir() if d.is_dir()) == 120
+    assert "the_big_one" in info["counts"] and "cluster_01" in info["counts"]
+    with pytest.raises(FolderNotEmptyError):  # again into the same folder: only with a go-ahead
+        bench.export(job.id, out)
+    bench.rename_group(job.id, 0, "")  # back to its own name
+    info = bench.export(job.id, out, overwrite=True)
+    assert "cluster_00" in info["counts"] and not (out / "the_big_one").exists()
     with pytest.raises(InputError, match="inside the folder"):
         bench.export(job.id, keble6 / "out")
     model_file = bench.save_model(job.id)
@@ -159,10 +185,17 @@ def test_views_progress_and_curves():
     html = views.progress_html(snap)
     assert "Learning to group" in html and "step 30 of 300" in html and "12 categories" in html
     assert "about 1 min 48 s left" in html and 'width:10.0%' in html
+    snap.time_left = 200.0  # the whole run's time left wins over the stage's
+    assert "about 3 min 20 s left" in views.progress_html(snap)
     data = json.loads(views.curves_json([{"step": 1, "loss": 0.5, "k_estimated": 9, "stage": "training"}],
                                         views.DISCOVER_SERIES))
-    assert data["points"] == [{"step": 1, "loss": 0.5, "k_estimated": 9}]
-    assert [s["key"] for s in data["series"]] == ["loss", "k_estimated"]
+    assert data["points"] == [{"step": 1, "loss": 0.5}] and data["spectrum"] is None
+    assert [s["key"] for s in data["series"]] == ["loss"]
+    spectrum = {"eigenvalues": [1.0, 0.99, 0.98, 0.4, 0.3] + [0.2] * 60, "k_eigengap": 3, "k": 3, "k_given": False,
+                "pass": 2, "rule": "largest drop"}
+    chart = json.loads(views.curves_json([], views.DISCOVER_SERIES, spectrum=spectrum, k_true=4))["spectrum"]
+    assert chart["k"] == 3 and chart["k_true"] == 4 and "second round" in chart["title"]
+    assert len(chart["eigenvalues"]) == 30 and chart["note"].startswith("K = 3: 3 eigenvalues")
     assert views.duration(3725) == "1 h 02 min" and views.duration(None) == "?"
     assert np.isclose(float(views.esc("1.5")), 1.5)
 

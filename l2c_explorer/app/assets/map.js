@@ -93,9 +93,10 @@ function draw() {
   });
   const layout = {
     dragmode: plot._fullLayout ? plot._fullLayout.dragmode : "lasso",
-    margin: { l: 10, r: 10, t: 10, b: 10 }, hovermode: "closest", uirevision: d.method + d.n,
+    // the top margin holds plotly's toolbar, so that it never covers the legend's first entries
+    margin: { l: 10, r: 10, t: 40, b: 10 }, hovermode: "closest", uirevision: d.method + d.n,
     xaxis: { visible: false }, yaxis: { visible: false, scaleanchor: "x" },
-    legend: { itemclick: false, itemdoubleclick: false, font: { size: 11 } },
+    legend: { itemclick: false, itemdoubleclick: false, font: { size: 11 }, yanchor: "top", y: 1 },
     paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
   };
   const config = { displaylogo: false, responsive: true, scrollZoom: true,
@@ -125,8 +126,16 @@ function showCard(i, ev) {
   const url = thumbUrl(i);
   card.classList.remove("missing");
   if (url) { cardImg.src = url; cardImg.style.display = ""; } else { cardImg.removeAttribute("src"); cardImg.style.display = "none"; }
-  const truth = d.truth ? ` · true: ${d.truth_names[d.truth[i]]}` : "";
-  cardText.textContent = `${d.path[i]} · ${d.names[d.label[i]]} · confidence ${d.confidence[i].toFixed(2)}${truth}`;
+  // one line per fact: a group name is never broken in the middle, a long path wraps where it must
+  const lines = [["l2c-hover-group", `${d.names[d.label[i]]} · confidence ${d.confidence[i].toFixed(2)}`],
+    ["l2c-hover-path", d.path[i]]];
+  if (d.truth) lines.push(["l2c-hover-truth", `true: ${d.truth_names[d.truth[i]]}`]);
+  cardText.replaceChildren(...lines.map(([cls, text]) => {
+    const div = document.createElement("div");
+    div.className = cls;
+    div.textContent = text;
+    return div;
+  }));
   const box = root.getBoundingClientRect();
   const x = ev ? ev.clientX - box.left : box.width / 2;
   const y = ev ? ev.clientY - box.top : box.height / 2;

@@ -1,0 +1,105 @@
+"""Only the app's user can drive it: a foreign Host or a missing token gets 403, for the page, the API and files."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit
+
+import pytest
+from app_helpers import DEMO, wait_until
+
+from l2c_explorer.app.access import Access, host_name
+
+FOREIGN = "evil.example.com"
+
+
+def fetch(url: str, *, host: str | None = None, headers: dict | None = None, method: str = "GET"):
+    """(status, headers, body) of one request, with ``host`` as its Host header when given."""
+    request = urllib.request.Request(url, method=method, headers=dict(headers or {}))
+    if host is not None:
+        port = urlsplit(url).port
+        request.add_unredirected_header("Host", f"{host}:{port}")
+    try:
+        with urllib.request.urlopen(request, timeout=150) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+@pytest.fixture(scope="module")
+def thumbnail(served_app):
+    image = next((DEMO / "omniglot_keble").rglob("*.png"))
+    thumb = served_app.workbench.thumbs.get(image)
+    assert thumb is not None
+    return thumb
+
+
+def test_host_names_and_tokens_without_a_server():
+    access = Access("127.0.0.1", "s3cret")
+    assert [host_name(h) for h in ("127.0.0.1:7860", "[::1]:7860", "LocalHost", "evil.example.com:80", "")] == \
+        ["127.0.0.1", "::1", "localhost", "evil.example.com", None]
+    assert all(access.allows_host(h) for h in ("127.0.0.1:7860", "localhost:7860", "[::1]:7860", "localhost"))
+    assert not any(access.allows_host(h) for h in ("evil.example.com:7860", "127.0.0.1.nip.io", "", None, "10.0.0.2"))
+    lan = Access("192.168.1.5", "s3cret")
+    assert lan.allows_host("192.168.1.5:7860") and lan.allows_host("127.0.0.1") and not lan.allows_host("example.org")
+    everywhere = Access("0.0.0.0", None)
+    assert everywhere.allows_host("10.1.2.3:7860") and not everywhere.allows_host("rebound.example.com")
+
+    def carried(query="", **headers):
+        return access.token_in(query=query, headers={"host": "127.0.0.1:7860", **headers}, port=7860)
+
+    assert carried("token=s3cret") == (True, True)  # in the address: the page then gets a cookie
+    assert carried(authorization="token s3cret") == (True, False)
+    assert carried(cookie="a=b; l2c-explorer-token-7860=s3cret") == (True, False)
+    assert carried(cookie="l2c-explorer-token-7861=s3cret") == (False, False)  # another app's cookie
+    assert carried(referer="http://127.0.0.1:7860/?token=s3cret&job=1") == (True, False)  # the page in a frame
+    assert carried(referer="http://evil.example.com/?token=s3cret") == (False, False)
+    assert carried("token=wrong") == (False, False) and carried() == (False, False)
+    assert Access("127.0.0.1", None).token_in(query="", headers={}, port=1) == (True, False)  # --no-token
+
+
+def test_a_foreign_host_is_refused_for_the_page_the_api_and_files(served_app, thumbnail):
+    base, auth = served_app.base_url, served_app.headers
+    for url in (served_app.url, f"{base}gradio_api/info", f"{base}config", f"{base}gradio_api/file={thumbnail}"):
+        status, _, body = fetch(url, host=FOREIGN, headers=auth)
+        assert status == 403, url
+        assert b"not one l2c-explorer was started on" in body
+    # the same requests, naming the app by its own address, are answered
+    assert fetch(f"{base}gradio_api/info", host="localhost", headers=auth)[0] == 200
+
+
+def test_a_missing_or_wrong_token_is_refused(served_app, thumbnail):
+    base = served_app.base_url
+    assert served_app.token and f"token={served_app.token}" in served_app.url
+    for url in (base, f"{base}?job=0123456789abcdef", f"{base}gradio_api/info", f"{base}config",
+                f"{base}gradio_api/file={thumbnail}", f"{base}gradio_api/queue/status"):
+        assert fetch(url)[0] == 403, url
+        assert fetch(url, headers={"Authorization": "token not-the-token"})[0] == 403, url
+    assert fetch(f"{base}gradio_api/run/check_folder", method="POST")[0] == 403
+
+
+def test_the_token_opens_the_page_and_a_cookie_keeps_it_open(served_app, thumbnail):
+    status, headers, body = fetch(served_app.url)
+    assert status == 200 and b"l2c-explorer" in body
+    cookie = headers["set-cookie"].split(";")[0]
+    assert cookie.endswith("=" + served_app.token) and "HttpOnly" in headers["set-cookie"]
+    assert "SameSite=Strict" in headers["set-cookie"]
+    # a reload (no token in the address) and the page's own requests carry the cookie
+    for url in (served_app.base_url, f"{served_app.base_url}gradio_api/info",
+                f"{served_app.base_url}gradio_api/file={thumbnail}"):
+        assert fetch(url, headers={"Cookie": cookie})[0] == 200, url
+    # other programs send the token in a header
+    assert fetch(f"{served_app.base_url}gradio_api/info", headers=served_app.headers)[0] == 200
+
+
+def test_the_page_opens_inside_another_sites_frame(page, served_app):
+    """As in a notebook: a frame of another site gets no cookies; the page's requests name the tokenized page."""
+    page.set_content(f'<iframe id="app" src="{served_app.url}" width="1300" height="900"></iframe>')
+    frame = page.frame_locator("#app")
+    frame.locator("#model input").wait_for()
+    wait_until(lambda: frame.locator("#model input").input_value() == "omniglot", timeout=150,
+               what="the page in the frame to load its models (its first API call)")
+    frame.locator("#check-folder").click()
+    frame.locator("#folder-report .l2c-problem").wait_for()
+    assert "No folder given" in frame.locator("#folder-report").inner_text()
