@@ -16,6 +16,7 @@ when ``--data`` has it.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -124,7 +125,11 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['setting']} | {r['seconds']:.1f} | {r['n_readings']} | {r['within']:.0%} | "
                      f"{r['lowest_ratio']:.2f} | {r['highest_ratio']:.2f} | {'met' if r['met'] else 'not met'} |")
-    write_results("app_time_left", {"machine": machine_description(), "from": FROM, "factor": FACTOR, "runs": rows},
+    load = [round(x, 2) for x in os.getloadavg()]
+    lines.insert(1, f"Load average (1, 5, 15 min) at the end: {load[0]}, {load[1]}, {load[2]} on {os.cpu_count()} cores.")
+    lines.insert(1, "")
+    write_results("app_time_left", {"machine": machine_description(), "load_average_at_end": load, "from": FROM,
+                                    "factor": FACTOR, "runs": rows},
                   "\n".join(lines))
     print("\n".join(lines))
 
