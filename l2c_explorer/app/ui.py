@@ -110,6 +110,10 @@ class Wiring:
             outputs += [e.rename, e.rename_btn]
         return outputs
 
+    def discover_outputs(self) -> list:
+        """A discovery's start also writes next to the folder box (a problem there, or clearing an old one)."""
+        return [*self.start_outputs(self.page.run, self.page.explore), self.page.folder_md]
+
     def wire_load(self, demo: gr.Blocks) -> None:
         p, h = self.page, self.handlers
         outputs = [p.model, p.card, p.badge, p.browse_at, p.subfolders,
@@ -181,7 +185,7 @@ class Wiring:
                          api_name="poll_similarity", concurrency_limit=None, **quiet)
         # discovery
         p.run.start.click(
-            h.start_discovery, inputs=self.discover_inputs(), outputs=self.start_outputs(p.run, p.explore),
+            h.start_discovery, inputs=self.discover_inputs(), outputs=self.discover_outputs(),
             js=_confirm_js("discover-progress", DISCARD_RUN), api_name="start_discovery", concurrency_limit=None,
             **quiet,
         ).success(None, js=_url_js("job"), inputs=[p.run.job])

@@ -130,7 +130,7 @@ def test_discovery_live_curves_map_explore_and_results(client, served_app, tmp_p
 
     # one cluster: typical and least certain exemplars from that cluster only
     biggest = int(result.labels[0])
-    md, typical, uncertain, name, _ = client.predict(job_id, biggest, api_name="/show_cluster_discover")
+    md, typical, uncertain, name = client.predict(job_id, biggest, api_name="/show_cluster_discover")  # + a button
     assert "images" in md and 1 <= len(typical) <= 8 and 1 <= len(uncertain) <= 8
     assert unwrap(name) == result.names[biggest] == f"cluster {biggest:02d}"
     shown = [item["caption"].split(" · ", 1)[1] for item in typical + uncertain]
@@ -138,12 +138,15 @@ def test_discovery_live_curves_map_explore_and_results(client, served_app, tmp_p
 
     # export into per-cluster folders, and save the clustering model
     out = tmp_path / "export"
-    msg, replace = client.predict(job_id, str(out), "copy", api_name="/export_discover")
-    assert "520 images" in msg and not unwrap(replace)
+    msg = client.predict(job_id, str(out), "copy", api_name="/export_discover")  # (buttons are not in the API)
+    assert "520 images" in msg
     copied = [p for p in out.rglob("*.png")]
     assert len(copied) == 520 and (out / "assignments.csv").is_file()
     assert len({p.parent.name for p in copied}) == result.n_clusters
-    msg, _ = client.predict(job_id, str(DEMO / "omniglot_keble" / "out"), "copy", api_name="/export_discover")
+    assert "already holds" in client.predict(job_id, str(out), "copy", api_name="/export_discover")  # asks first
+    assert "520 images" in client.predict(job_id, str(out), "copy", api_name="/replace_export_discover")
+    assert len(list(out.rglob("*.png"))) == 520
+    msg = client.predict(job_id, str(DEMO / "omniglot_keble" / "out"), "copy", api_name="/export_discover")
     assert "inside the folder" in msg and "l2c-problem" in msg
     model_file, msg = client.predict(job_id, "", api_name="/save_model_discover")
     assert file_name(model_file) == "clustering_model.safetensors" and "Saved" in msg
@@ -257,7 +260,7 @@ def test_same_categories_new_domain_mode(client, served_app, tmp_path):
     md, typical, uncertain = client.predict(job_id, predicted, api_name="/show_cluster_adapt")
     assert all(result.labels[result.paths.index(item["caption"].split(" · ", 1)[1])] == predicted
                for item in typical + uncertain)
-    msg, _ = client.predict(job_id, str(tmp_path / "by_class"), "copy", api_name="/export_adapt")
+    msg = client.predict(job_id, str(tmp_path / "by_class"), "copy", api_name="/export_adapt")
     assert "600 images" in msg
     folders = {p.name for p in (tmp_path / "by_class").iterdir() if p.is_dir()}
     assert folders <= {str(d) for d in range(10)} and folders
