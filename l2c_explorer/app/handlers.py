@@ -85,7 +85,7 @@ class Handlers:
         form = {p.folder_tb: params.get("folder", gr.update()), p.labelled: bool(params.get("labelled")),
                 p.k_mode: "known" if known else "estimate",
                 p.k_value: gr.update(visible=known, **({"value": params["n_clusters"]} if known else {})),
-                p.sharpen: bool(params.get("self_training_steps"))}
+                p.sharpen: params.get("self_training_steps") != 0}  # None: the model's own setting (on)
         for widget, name in ((p.max_k, "max_clusters"), (p.loss, "loss"), (p.steps, "steps"), (p.device, "device")):
             if name in params:
                 form[widget] = params[name]
