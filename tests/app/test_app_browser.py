@@ -125,6 +125,31 @@ def test_try_the_demo_scrolls_to_the_run_and_shows_what_k_was_chosen_from(page, 
     assert job.stop_requested is not None or job.status == "done"
 
 
+def test_try_the_photo_demo_switches_to_the_photo_model_and_runs(page, served_app):
+    """The photo demo: the shipped photos model on everyday photos, the run in view, the spectrum live."""
+    if "photos" not in served_app.workbench.models():
+        pytest.skip("the shipped photos model is not available")
+    open_app(page, served_app)
+    page.click("#try-photo-demo")
+    page.wait_for_function(IN_VIEW, arg="#discover-progress [data-status]", timeout=300_000)
+    assert page.input_value("#model input") == "photos"
+    assert "photos_everyday" in page.input_value("#folder textarea, #folder input")
+    assert page.input_value("#steps input[type=number]") == str(DISCOVER.defaults.steps)
+    spectrum = "#discover-curves [data-series=spectrum]"
+    page.wait_for_function(f"() => Number(document.querySelector('{spectrum}')?.dataset.points) > 0",
+                           timeout=600_000)
+    page.wait_for_function("() => Number(document.querySelector('#discover-curves [data-series=loss]')"
+                           "?.dataset.points) >= 2", timeout=600_000)
+    shot(page, "#step-discover", "10-photo-demo-live.png")
+    page.click("#discover-stop")  # Stop keeps what was learnt: the map of the photos follows
+    page.wait_for_function("() => document.querySelector('#discover-map .l2c-map')?.dataset.ready === '1'",
+                           timeout=600_000)
+    legend = page.eval_on_selector_all("#discover-map .legendtext", "es => es.map(e => e.textContent)")
+    assert len(legend) >= 2, legend
+    page.locator("#discover-map").scroll_into_view_if_needed()
+    shot(page, "#discover-map", "11-photo-demo-map.png")
+
+
 def test_problems_are_explained_next_to_the_input_and_never_cover_it(page, served_app, tmp_path):
     open_app(page, served_app)
     fill(page, "folder", str(tmp_path / "nowhere"))

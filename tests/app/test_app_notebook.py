@@ -26,7 +26,7 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
                      if o.get("output_type") in ("display_data", "execute_result"))
     errors = [o for outs in outputs.values() for o in outs if o.get("output_type") == "error"]
     assert not errors, errors
-    assert "<iframe" in html  # the app is shown inline
+    assert "<iframe" in html and "?token=" in html  # the app is shown inline, at its address with the token
     assert "groups found in 520 images" in texts and "ACC" in texts
     assert "confidence" in html  # the assignments table
     assert "done http://127.0.0.1:" in texts  # the run, as the page would show it
