@@ -39,7 +39,7 @@ SECTIONS = [
      "omniglot --out models/omniglot --name omniglot`, then `python benchmarks/train_model.py omniglot --card-only "
      "--threads 1` (or the script alone, which runs the same command)"),
     ("photos", "Photos: discover unseen categories of colour photographs (Tiny ImageNet novel-dev)",
-     "`python benchmarks/photos.py --data ../shared/data/tiny-imagenet/novel-dev --seeds 3 --subsets 5 --threads 2`"),
+     "`python benchmarks/photos.py --data ../shared/data/tiny-imagenet/novel-dev --seeds 3 --subsets 5 --threads 1`"),
     ("photos_settings", "Choosing the `photos` model's discovery settings on its held-out source classes",
      "`python benchmarks/photos_settings.py --model models/photos.safetensors --write`"),
     ("train_photos_model", "Training the shipped `photos` similarity model",
@@ -142,7 +142,7 @@ def photos_summary(res: dict) -> list[str]:
     kerr = mean("ours-unknown", "k_error")
     lines = [
         f"**Photos, {runs[0]['ours-known']['k_true']} unseen Tiny ImageNet categories** ({res['machine']}; "
-        f"{res['args']['seeds']} seeds; `photos` model):",
+        f"{len(runs)} seed(s) measured; `photos` model):",
         "",
         "| setting | ours ACC % | paper's pipeline, same model | k-means on the same embeddings | k-means on pixels |"
         " our target |",

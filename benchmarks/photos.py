@@ -21,6 +21,7 @@ Writes benchmarks/results/photos.json (every run) and photos.md (the tables).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -137,32 +138,39 @@ def main() -> None:
     results: dict[str, list[dict]] = {"all": [], "subsets": []}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
-        folders = [("all", Path(args.data))] + [
-            ("subsets", subset_folder([classes[i] for i in s], Path(scratch), f"subset{j}")) for j, s in enumerate(subsets)
-        ]
-        for seed in range(args.seeds):
-            for group, folder in folders:
-                r = run_folder(folder, model, seed=seed, max_k=args.max_k, device=args.device)
-                r["folder"], r["seed"] = folder.name, seed
-                results[group].append(r)
-                print(f"{folder.name:12s} seed {seed}: " + "  ".join(
-                    f"{m} {100 * r[m]['acc']:.1f}/K{r[m]['k_est']}" for m in METHODS), flush=True)
-    total = time.perf_counter() - started
+        # every seed on all classes first (the targets' folder), then the subsets; the results are written
+        # after every folder, so a run cut short still reports what it measured
+        subset_folders = [subset_folder([classes[i] for i in s], Path(scratch), f"subset{j}")
+                          for j, s in enumerate(subsets)]
+        runs = [("all", Path(args.data), seed) for seed in range(args.seeds)] + [
+            ("subsets", folder, seed) for seed in range(args.seeds) for folder in subset_folders]
+        for group, folder, seed in runs:
+            r = run_folder(folder, model, seed=seed, max_k=args.max_k, device=args.device)
+            r["folder"], r["seed"], r["load_average"] = folder.name, seed, os.getloadavg()
+            results[group].append(r)
+            print(f"{folder.name:12s} seed {seed}: " + "  ".join(
+                f"{m} {100 * r[m]['acc']:.1f}/K{r[m]['k_est']}" for m in METHODS), flush=True)
+            report(args, model, classes, subsets, results, time.perf_counter() - started, len(runs))
 
+
+def report(args, model, classes, subsets, results: dict, total: float, n_planned: int) -> None:
     card = model.card
+    done = len(results["all"]) + len(results["subsets"])
+    loads = [r["load_average"][0] for rs in results.values() for r in rs]
     lines = [
-        f"Machine: {machine_description(args.threads)}.",
+        f"Machine: {machine_description(args.threads)}; load average (1 min) after each folder "
+        f"{min(loads):.1f}-{max(loads):.1f} (other jobs shared the cores, so the seconds are upper bounds).",
         f"Similarity model: `{model.name}` (sha256 {model.digest[:12]}…), trained in "
         f"{card.get('training', {}).get('seconds', '?')} s on {card.get('training', {}).get('device', '?')}.",
         f"Data: `{args.data}` ({len(classes)} classes); {args.seeds} seed(s); {args.subsets} random "
-        f"{args.subset_size}-class subsets; whole benchmark {total / 60:.1f} min.",
+        f"{args.subset_size}-class subsets; {done} of {n_planned} folder runs measured in {total / 60:.1f} min.",
         "",
     ]
     lines += summary_table(f"All {len(classes)} classes ({results['all'][0]['ours-known']['k_true']} categories, "
-                           f"mean of {args.seeds} seeds)", results["all"]) + [""]
+                           f"mean of {len(results['all'])} seeds)", results["all"]) + [""]
     if results["subsets"]:
-        lines += summary_table(f"Random {args.subset_size}-class subsets (mean over {args.subsets} subsets x "
-                               f"{args.seeds} seeds)", results["subsets"]) + [""]
+        lines += summary_table(f"Random {args.subset_size}-class subsets (mean over {len(results['subsets'])} "
+                               "subset runs)", results["subsets"]) + [""]
     stages: dict[str, list[float]] = {}
     for r in results["all"]:
         for stage, seconds in r["ours-unknown"]["timings"].items():
@@ -171,8 +179,7 @@ def main() -> None:
         f"{stage.replace('_', '-')} {np.mean(v):.1f}" for stage, v in stages.items()) + ".")
     write_results(args.name, {"args": vars(args), "model_sha256": model.digest, "seconds": total,
                               "machine": machine_description(args.threads), "subsets": [list(map(int, s)) for s in subsets],
-                              "results": results}, "\n".join(lines))
-    print("\n".join(lines))
+                              "n_planned": n_planned, "results": results}, "\n".join(lines))
 
 
 if __name__ == "__main__":
