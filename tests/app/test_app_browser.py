@@ -276,7 +276,9 @@ def test_discover_explore_rename_and_export(page, served_app, tmp_path):
         for (const tr of gd._fullData) { const k = Array.from(tr.customdata).indexOf(i);
           if (k >= 0) return [r.left + xa._offset + xa.l2p(tr.x[k]), r.top + ya._offset + ya.l2p(tr.y[k])]; } }""",
                        hovered)
-    assert abs(at[0] - p["x"]) < 12 and abs(at[1] - p["y"]) < 12
+    # Plotly shows the point nearest to the last pointer position it processed, within its hover distance
+    # (20 px); on a busy machine that can be one of the last steps of the move rather than its end
+    assert abs(at[0] - p["x"]) <= 20 and abs(at[1] - p["y"]) <= 20, (at, p)
     src = page.get_attribute("#discover-map .l2c-hover img", "src")
     key = served_app.workbench.thumbs.key(target / result.paths[hovered])
     assert src.endswith(f"{key}.webp") and "gradio_api/file=" in src and str(target) not in src
