@@ -174,12 +174,14 @@ def train_cluster_head(
 
 
 # Seconds per unit of work of each stage of a fit on 2 CPU cores (reading and features: per image of 32x32
-# pixels; graph: per image, growing with the folder up to the dense eigensolver's limit; training: per
-# step, growing with the pairs it sees; self-training: per step). Only priors for the time left
-# (:class:`~l2c_explorer.progress.RunPlan`), which corrects them with what it measures during the run;
-# benchmarks/app_time_left.py measures how well the result holds.
-STAGE_COSTS = {"reading": 4e-4, "features": 2e-4, "graph": 2e-3, "graph_squared": 2e-6, "training": 0.01,
-               "training_pair": 1e-7, "self-training": 0.08}
+# pixels and pass; graph: per image and pass, growing with the folder up to the dense eigensolver's limit;
+# training: per step, growing with the pairs it sees; self-training: per step). Only priors for the time
+# left (:class:`~l2c_explorer.progress.RunPlan`), which scales them by how fast this machine has been so far,
+# so what matters is their ratios. Fitted to the per-stage times of a quiet run of benchmarks/omniglot.py
+# (benchmarks/results/omniglot.json: 120 fits of 400-900 images, 2 threads; times only, no accuracy);
+# benchmarks/app_time_left.py measures how well the resulting estimate holds.
+STAGE_COSTS = {"reading": 4e-4, "features": 9e-4, "graph": 2.7e-4, "graph_squared": 4e-8, "training": 1e-3,
+               "training_pair": 2.8e-8, "self-training": 0.08}
 
 # ---------------------------------------------------------------------------------------------------
 # estimator

@@ -285,7 +285,15 @@ def test_discover_explore_rename_and_export(page, served_app, tmp_path):
     assert result.paths[hovered] in page.inner_text("#discover-map .l2c-hover-text")
     group_line = "#discover-map .l2c-hover-group"
     assert page.inner_text(group_line).startswith(result.names[result.labels[hovered]])
-    assert page.eval_on_selector(group_line, "e => e.scrollWidth <= e.clientWidth && e.getClientRects().length === 1")
+    # the card hides when the pointer leaves the point (a live redraw can do that too): show it again, then
+    # check the group line while it is shown, in one go
+    page.mouse.move(p["x"] + 1, p["y"])
+    page.mouse.move(p["x"], p["y"])
+    page.wait_for_function("() => { const card = document.querySelector('#discover-map .l2c-hover');"
+                           " const e = card.querySelector('.l2c-hover-group');"
+                           " return card.style.display === 'block' && e.scrollWidth <= e.clientWidth"
+                           " && e.getClientRects().length === 1; }", timeout=60_000)
+    assert page.inner_text("#discover-map .l2c-hover-confidence").startswith("confidence ")
     shot(page, "#discover-map", "04-explore-hover.png")
 
     # clicking a point isolates its group and shows its exemplars, captions whole
