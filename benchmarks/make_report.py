@@ -46,6 +46,8 @@ SECTIONS = [
      "`l2c-explorer train-similarity ../shared/data/tiny-imagenet/source --recipe photos --out models/photos --name "
      "photos`, then `python benchmarks/train_model.py photos --card-only` (or the script alone, which runs the same "
      "command)"),
+    ("photos_speed", "Training speed of the `photos` recipe: bfloat16 autocast and channels-last on the CPU",
+     "`python benchmarks/photos_speed.py --steps 30 --threads 2`"),
     ("photos_recipe", "How the `photos` recipe was chosen (short runs, held-out source classes)",
      "`python benchmarks/photos_recipe.py --steps 1500 --jobs 2`"),
     ("spn_speed", "Similarity training speed: the authors' formulation against ours", "`python benchmarks/spn_speed.py --steps 60 --threads 1`"),
