@@ -178,7 +178,8 @@ def report(args, model, classes, subsets, results: dict, total: float, n_planned
     lines.append("Seconds per stage of ours, K unknown, all classes (mean): " + ", ".join(
         f"{stage.replace('_', '-')} {np.mean(v):.1f}" for stage, v in stages.items()) + ".")
     write_results(args.name, {"args": vars(args), "model_sha256": model.digest, "seconds": total,
-                              "machine": machine_description(args.threads), "subsets": [list(map(int, s)) for s in subsets],
+                              "machine": machine_description(args.threads),
+                              "subsets": [list(map(int, s)) for s in subsets],
                               "n_planned": n_planned, "results": results}, "\n".join(lines))
 
 

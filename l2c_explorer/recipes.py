@@ -24,7 +24,8 @@ SIMILARITY_RECIPES: dict[str, dict] = {
     # Chosen by short training runs on 127 of the 152 source classes, scored by k-means accuracy, nearest-
     # neighbour accuracy and pair ROC-AUC on the other 25 (never on the novel classes). The numbers below are
     # from those exploratory runs; benchmarks/photos_recipe.py repeats the comparison but has not been rerun
-    # for the committed results yet (BENCHMARKS.md, "How the photos recipe was chosen"): the classifier loss over all training classes is what makes the features transfer
+    # for the committed results yet (BENCHMARKS.md, "How the photos recipe was chosen"). The classifier loss
+    # over all training classes is what makes the features transfer
     # (pair losses alone: 24.9% k-means accuracy after 1,500 steps, with the classifier 28.9-29.8%); a deeper
     # (ResNet-18-like) or wider (x1.5) network, or 64x64 input with a strided stem, learnt no better per step
     # at up to twice the cost, so the time goes into more epochs instead. 25 classes stay held out for the

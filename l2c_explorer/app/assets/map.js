@@ -127,8 +127,8 @@ function showCard(i, ev) {
   card.classList.remove("missing");
   if (url) { cardImg.src = url; cardImg.style.display = ""; } else { cardImg.removeAttribute("src"); cardImg.style.display = "none"; }
   // one line per fact: a group name is never broken in the middle, a long path wraps where it must
-  const lines = [["l2c-hover-group", d.names[d.label[i]]], ["l2c-hover-confidence", `confidence ${d.confidence[i].toFixed(2)}`],
-    ["l2c-hover-path", d.path[i]]];
+  const lines = [["l2c-hover-group", d.names[d.label[i]]],
+    ["l2c-hover-confidence", `confidence ${d.confidence[i].toFixed(2)}`], ["l2c-hover-path", d.path[i]]];
   if (d.truth) lines.push(["l2c-hover-truth", `true: ${d.truth_names[d.truth[i]]}`]);
   cardText.replaceChildren(...lines.map(([cls, text]) => {
     const div = document.createElement("div");
