@@ -40,6 +40,8 @@ SECTIONS = [
      "--threads 1` (or the script alone, which runs the same command)"),
     ("photos", "Photos: discover unseen categories of colour photographs (Tiny ImageNet novel-dev)",
      "`python benchmarks/photos.py --data ../shared/data/tiny-imagenet/novel-dev --seeds 3 --subsets 5 --threads 1`"),
+    ("photos_quiet_timing", "Photos: discovery time on a quiet machine (all 25 novel-dev classes, one seed)",
+     "`python benchmarks/photos.py --seeds 1 --subsets 0 --threads 2 --name photos_quiet_timing`"),
     ("photos_settings", "Choosing the `photos` model's discovery settings on its held-out source classes",
      "`python benchmarks/photos_settings.py --model models/photos.safetensors --write`"),
     ("train_photos_model", "Training the shipped `photos` similarity model",

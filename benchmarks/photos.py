@@ -159,7 +159,8 @@ def report(args, model, classes, subsets, results: dict, total: float, n_planned
     loads = [r["load_average"][0] for rs in results.values() for r in rs]
     lines = [
         f"Machine: {machine_description(args.threads)}; load average (1 min) after each folder "
-        f"{min(loads):.1f}-{max(loads):.1f} (other jobs shared the cores, so the seconds are upper bounds).",
+        f"{min(loads):.1f}-{max(loads):.1f}"
+        + (" (other jobs shared the cores, so the seconds are upper bounds)." if max(loads) > os.cpu_count() else "."),
         f"Similarity model: `{model.name}` (sha256 {model.digest[:12]}…), trained in "
         f"{card.get('training', {}).get('seconds', '?')} s on {card.get('training', {}).get('device', '?')}.",
         f"Data: `{args.data}` ({len(classes)} classes); {args.seeds} seed(s); {args.subsets} random "
