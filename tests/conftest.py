@@ -40,6 +40,19 @@ def tiny_imagenet() -> Path:
     return _need(SHARED_DATA / "tiny-imagenet")
 
 
+@pytest.fixture
+def wordnet_photos(tmp_path, tiny_imagenet) -> Path:
+    """3 novel-dev categories x 8 photos in folders named by WordNet ids, with ``words.txt`` one level up."""
+    target = tmp_path / "photos" / "set"
+    codes = sorted(p.name for p in (tiny_imagenet / "novel-dev").iterdir() if p.is_dir())[:3]
+    for code in codes:
+        (target / code).mkdir(parents=True)
+        for f in sorted((tiny_imagenet / "novel-dev" / code).iterdir())[:8]:
+            shutil.copy(f, target / code / f.name)
+    shutil.copy(tiny_imagenet / "words.txt", tmp_path / "photos" / "words.txt")
+    return target
+
+
 @pytest.fixture(scope="session")
 def demo_keble() -> Path:
     """The shipped demo target: 26 Keble characters x 20 drawings."""

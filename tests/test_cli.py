@@ -191,15 +191,9 @@ def test_progress_in_a_log_is_one_line_per_stage(tmp_path, keble_subset):
     assert "120/120 img" in result.stderr and "30/30 step" in result.stderr and "loss" in result.stderr
 
 
-def test_groups_get_readable_names_from_a_names_file(tmp_path, tiny_imagenet):
+def test_groups_get_readable_names_from_a_names_file(tmp_path, wordnet_photos):
     """Folders named by WordNet ids, a words.txt above them: scored groups are named after their category."""
-    target = tmp_path / "photos" / "set"
-    codes = sorted(p.name for p in (tiny_imagenet / "novel-dev").iterdir() if p.is_dir())[:3]
-    for code in codes:
-        (target / code).mkdir(parents=True)
-        for f in sorted((tiny_imagenet / "novel-dev" / code).iterdir())[:8]:
-            shutil.copy(f, target / code / f.name)
-    shutil.copy(tiny_imagenet / "words.txt", tmp_path / "photos" / "words.txt")
+    target = wordnet_photos
     out = tmp_path / "out"
     result = run_cli("discover", target, "--out", out, "--k", 3, "--score", "--quiet", "--self-training-steps", 0)
     assert result.returncode == 0, result.stderr

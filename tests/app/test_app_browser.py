@@ -377,15 +377,9 @@ def test_discover_explore_rename_and_export(page, served_app, tmp_path):
     assert job_shown(page) == job_id
 
 
-def test_readable_names_from_a_names_file(page, served_app, tiny_imagenet, tmp_path):
+def test_readable_names_from_a_names_file(page, served_app, wordnet_photos, tmp_path):
     """Folders named by WordNet ids with a words.txt beside them: the page speaks of bullfrogs, not n01641577."""
-    target = tmp_path / "photos" / "set"
-    codes = sorted(p.name for p in (tiny_imagenet / "novel-dev").iterdir() if p.is_dir())[:3]
-    for code in codes:
-        (target / code).mkdir(parents=True)
-        for f in sorted((tiny_imagenet / "novel-dev" / code).iterdir())[:8]:
-            shutil.copy(f, target / code / f.name)
-    shutil.copy(tiny_imagenet / "words.txt", tmp_path / "photos" / "words.txt")
+    target = wordnet_photos
     clusterer = served_app.discover(target, n_clusters=3, steps=20, labelled=True, self_training_steps=0,
                                     device="cpu", make_map=False)
     page.goto(served_app.explore(clusterer))
