@@ -55,7 +55,7 @@ from .nets import CosineClusterHead
 from .options import DISCOVER, discovery_settings
 from .paper import train_paper_ccn
 from .progress import Callback, Reporter, Stage
-from .selftrain import self_train
+from .selftrain import batch_images, self_train
 from .similarity import SimilarityModel, load_similarity_model
 
 _DEFAULTS = DISCOVER.defaults
@@ -175,13 +175,21 @@ def train_cluster_head(
 
 # Seconds per unit of work of each stage of a fit on 2 CPU cores (reading and features: per image of 32x32
 # pixels and pass; graph: per image and pass, growing with the folder up to the dense eigensolver's limit;
-# training: per step, growing with the pairs it sees; self-training: per step). Only priors for the time
-# left (:class:`~l2c_explorer.progress.RunPlan`), which scales them by how fast this machine has been so far,
-# so what matters is their ratios. Fitted to the per-stage times of a quiet run of benchmarks/omniglot.py
-# (benchmarks/results/omniglot.json: 120 fits of 400-900 images, 2 threads; times only, no accuracy);
-# benchmarks/app_time_left.py measures how well the resulting estimate holds.
+# training: per step, growing with the pairs it sees; self-training: per step, plus per image of its batch).
+# Only priors for the time left (:class:`~l2c_explorer.progress.RunPlan`), which scales them by how fast this
+# machine has been so far, so what matters is their ratios. Fitted to the per-stage times of a quiet run of
+# benchmarks/omniglot.py (benchmarks/results/omniglot.json: 120 fits of 400-900 images, 2 threads; times
+# only, no accuracy): 0.08 s per 100-image self-training step, split 29% / 71% between the step and its
+# images as benchmarks/self_training_cost.py measured. benchmarks/app_time_left.py measures how well the
+# resulting estimate holds.
 STAGE_COSTS = {"reading": 4e-4, "features": 9e-4, "graph": 2.7e-4, "graph_squared": 4e-8, "training": 1e-3,
-               "training_pair": 2.8e-8, "self-training": 0.08}
+               "training_pair": 2.8e-8, "self-training": 0.023, "self-training_image": 5.7e-4}
+
+
+def _pixel_scale(model: SimilarityModel) -> float:
+    """How much more a model's input holds than the 32x32 grayscale images the priors were measured on."""
+    return (model.preprocessing.size / 32) ** 2 * model.preprocessing.channels
+
 
 # ---------------------------------------------------------------------------------------------------
 # estimator
@@ -323,7 +331,10 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         if self.method == "paper":
             result = self._paper_ccn(model, emb, device, report, stop, timings)
         else:
-            result = self._cluster(emb, device, report, stop, timings)
+            def replan(k: int) -> None:  # the self-training batch follows from the groups found
+                report.revise("self-training", self._self_training_step_cost(k, model))
+
+            result = self._cluster(emb, device, report, stop, timings, on_k=replan)
         if self.method == "graph" and self.settings_["self_training_steps"] and not report.should_stop():
             # None when stopped, or with nothing to learn from: the first clustering stands
             result = self._refine(model, data.pixels, result, device, report, stop, timings) or result
@@ -341,8 +352,11 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             should_stop=report.should_stop,
         )
 
-    def _cluster(self, emb: torch.Tensor, device, report, stop, timings: dict, pass_number: int = 1):
-        """Graph, K and clustering network from unit embeddings (n, d): (emb, features, probs, head)."""
+    def _cluster(self, emb: torch.Tensor, device, report, stop, timings: dict, pass_number: int = 1, on_k=None):
+        """Graph, K and clustering network from unit embeddings (n, d): (emb, features, probs, head).
+
+        ``on_k(k)`` is called once K is chosen, before training.
+        """
         t0 = time.perf_counter()
         n = len(emb)
         report("graph", 0, 1, message="Linking similar images")
@@ -356,6 +370,8 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         )
         self.k_eigengap_, self.eigenvalues_ = self._estimate_k(emb_on_device, eigenvalues, pass_number)
         k = int(self.n_clusters or self.k_eigengap_)
+        if on_k is not None:
+            on_k(k)
         centres = kmeans_centres(features, k, seed=self.random_state)
         feats = torch.from_numpy(features).to(device)
         positives = knn_graph(feats, k=max(1, neighbours // 2), mutual=True)
@@ -413,20 +429,29 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
     def _stages(self, n_images: int, model: SimilarityModel) -> list[Stage]:
         """The stages of a fit on ``n_images`` images, with their priors (see :data:`STAGE_COSTS`)."""
         c = STAGE_COSTS
-        pixels = (model.preprocessing.size / 32) ** 2 * model.preprocessing.channels  # 32x32 grayscale = 1
+        pixels = _pixel_scale(model)
         batch = min(n_images, 2048)  # a training step sees every pair of up to 2,048 images
         one_pass = [
             Stage("features", n_images, c["features"] * pixels),
             Stage("graph", n_images, c["graph"] + c["graph_squared"] * min(n_images, 3000)),
             Stage("training", self.steps, c["training"] + c["training_pair"] * batch ** 2),
         ]
-        stages = [Stage("reading", n_images, c["reading"]), *one_pass]
+        reading = Stage("reading", n_images, c["reading"], calibrates=False)
+        stages = [reading, *one_pass]
         if self.method == "paper":  # the paper's network on the embeddings: no graph, no second round
-            return [Stage("reading", n_images, c["reading"]), one_pass[0], one_pass[2]]
+            return [reading, one_pass[0], one_pass[2]]
         if self.settings_["self_training_steps"]:
-            stages += [Stage("self-training", self.settings_["self_training_steps"], c["self-training"] * pixels),
-                       *one_pass]
+            # until the first clustering says how many groups there are, as if every batch were full
+            groups = self.n_clusters or self.max_clusters
+            stages += [Stage("self-training", self.settings_["self_training_steps"],
+                             self._self_training_step_cost(groups, model)), *one_pass]
         return stages
+
+    @staticmethod
+    def _self_training_step_cost(n_clusters: int, model: SimilarityModel) -> float:
+        """Prior seconds of one self-training step after a first clustering into ``n_clusters`` groups."""
+        per_step = STAGE_COSTS["self-training"] + STAGE_COSTS["self-training_image"] * batch_images(n_clusters)
+        return per_step * _pixel_scale(model)
 
     def _estimate_k(self, emb: torch.Tensor, graph_eigenvalues: np.ndarray, pass_number: int):
         """The eigengap estimate of K and the spectrum it was read from: (k, eigenvalues (m,)).

@@ -332,6 +332,8 @@ def load_image_folder(
 
     n_workers = workers or min(8, (os.cpu_count() or 2) * 2)
     done = 0
+    if progress is not None:  # the count is known: a first estimate of the whole run can be shown now
+        progress(0, total)
     with ThreadPoolExecutor(max_workers=n_workers) as pool:
         for _ in pool.map(work, range(total)):
             done += 1

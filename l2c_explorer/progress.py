@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass
@@ -68,17 +68,25 @@ Callback = Callable[[Progress], None]
 # time left in a whole run
 
 
+# The share of a run's planned work whose measured pace is trusted fully to rescale the rest: the time left
+# is judged from a tenth of the run on (benchmarks/app_time_left.py, which measures how well it holds).
+TRUSTED_SHARE = 0.1
+
+
 @dataclass(frozen=True)
 class Stage:
     """One planned stage of a run: ``units`` of work (images, steps) at about ``cost`` seconds each.
 
     ``cost`` is a prior: seconds per unit on a reference machine (2 CPU cores). The plan corrects it with
-    what it measures while the run goes on.
+    what it measures while the run goes on. ``calibrates``: whether this stage's measured pace says how fast
+    the machine runs the other stages (not so for reading files, whose pace is the disk's and that of
+    whatever else reads at the same time).
     """
 
     name: str
     units: float
     cost: float
+    calibrates: bool = True
 
     @property
     def prior(self) -> float:
@@ -132,21 +140,34 @@ class RunPlan:
 
     def _speed(self, spent: float, done: float) -> float:
         """How much slower (>1) or faster than its priors this machine runs: measured over prior seconds of
-        the finished stages and of the current one's part done (1 before anything is measured)."""
+        the finished stages and of the current one's part done (1 before anything is measured), trusted
+        (geometrically, from 1) in proportion to the share of the planned work it covers, fully from
+        :data:`TRUSTED_SHARE` on: a first stage slowed by something else (a pass it does not report, a
+        thumbnailer reading at the same time) otherwise multiplies everything still to come."""
         measured = prior = 0.0
         for i, s in enumerate(self.stages[: self.current]):
-            if self.seconds[i] and s.prior > 0:
+            if self.seconds[i] and s.prior > 0 and s.calibrates:
                 measured, prior = measured + self.seconds[i], prior + s.prior
         current = self.stages[self.current]
-        if done > 0 and current.prior > 0:
+        if done > 0 and current.prior > 0 and current.calibrates:
             measured, prior = measured + spent, prior + done * current.prior
-        return measured / prior if prior > 0 and measured > 0 else 1.0
+        if prior <= 0 or measured <= 0:
+            return 1.0
+        planned = sum(s.prior for s in self.stages if s.calibrates)
+        trust = min(1.0, prior / (TRUSTED_SHARE * planned)) if planned > 0 else 1.0
+        return (measured / prior) ** trust
 
     def _measured_rate(self, kind: str) -> float | None:
         """Seconds per unit of the latest finished stage of this kind, if any."""
         rates = [self.seconds[i] / s.units for i, s in enumerate(self.stages[: self.current])
                  if s.name == kind and self.seconds[i]]
         return rates[-1] if rates else None
+
+    def revise(self, name: str, cost: float) -> None:
+        """A better prior for the stages of this name still to come (learnt on the way: a size, a count)."""
+        for i in range(self.current + 1, len(self.stages)):
+            if self.stages[i].name == name:
+                self.stages[i] = replace(self.stages[i], cost=cost)
 
     def update(self, name: str, step: int, total: int, now: float) -> float | None:
         """Record a report; return the estimated seconds left in the run (None: not a planned stage yet)."""
@@ -197,6 +218,11 @@ class Reporter:
     def plan(self, stages: list[Stage]) -> None:
         """Declare the stages still to come, in order (see :class:`RunPlan`)."""
         self.run_plan = RunPlan(stages)
+
+    def revise(self, stage: str, cost: float) -> None:
+        """A better prior for the planned stages of this name still to come (see :meth:`RunPlan.revise`)."""
+        if self.run_plan is not None:
+            self.run_plan.revise(stage, cost)
 
     def __call__(self, stage: str, step: int = 0, total: int = 0, *, message: str = "", epoch=None,
                  details: dict | None = None, **metrics) -> None:

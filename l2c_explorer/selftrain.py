@@ -20,6 +20,16 @@ from .data import normalise, to_unit
 from .options import SELF_TRAINING_KEEP, SELF_TRAINING_STEPS  # tuned values, with how they were chosen
 from .similarity import ClassBalancedSampler, SimilarityModel, adapted_copy, train_one_step
 
+# A step's batch: this many images of each of up to this many clusters (the pair loss needs several of
+# each; 20 x 5 matches the similarity models' own training batches).
+CLASSES_PER_BATCH = 20
+IMAGES_PER_CLASS = 5
+
+
+def batch_images(n_clusters: int) -> int:
+    """Images in one self-training step's batch when the first clustering found ``n_clusters`` groups."""
+    return min(CLASSES_PER_BATCH, max(n_clusters, 2)) * IMAGES_PER_CLASS
+
 
 def confident_members(labels: np.ndarray, confidence: np.ndarray, keep: float) -> np.ndarray:
     """Mask of the images kept as pseudo-labelled examples: labels, confidence (n,) -> bool (n,).
@@ -55,8 +65,8 @@ def self_train(
     steps: int = SELF_TRAINING_STEPS,
     keep: float = SELF_TRAINING_KEEP,
     lr: float = 1e-4,
-    classes_per_batch: int = 20,
-    images_per_class: int = 5,
+    classes_per_batch: int = CLASSES_PER_BATCH,
+    images_per_class: int = IMAGES_PER_CLASS,
     proto_weight: float = 1.0,
     device: torch.device = torch.device("cpu"),
     seed: int = 0,

@@ -119,6 +119,8 @@ class SimilarityModel:
         becomes true, :class:`~l2c_explorer.errors.StoppedError` is raised.
         """
         dev = resolve_device(device)
+        if progress is not None:  # this stage has begun (the batch-norm pass below reports nothing)
+            progress(0, len(inputs))
         net = adapted_copy(self.net, inputs, dev, batch_size) if adapt_norm else self.net.to(dev)
         net.eval()
         out = []

@@ -85,3 +85,42 @@ def test_details_reach_the_callback():
     seen = []
     Reporter(seen.append)("graph", 1, 1, details={"spectrum": {"k": 3}})
     assert seen[-1].details == {"spectrum": {"k": 3}}
+
+
+def test_a_revised_prior_applies_to_the_stages_still_to_come():
+    """Once the first clustering says how many groups there are, the self-training steps cost what that
+    batch costs, not what a full batch would."""
+    plan = RunPlan([Stage("training", 10, 0.1), Stage("self-training", 10, 1.0)])
+    assert plan.update("training", 0, 10, 0.0) == pytest.approx(1.0 + 10.0)
+    plan.revise("self-training", 0.3)
+    assert plan.update("training", 0, 10, 0.0) == pytest.approx(1.0 + 3.0)
+    plan.revise("training", 5.0)  # the stage under way keeps its prior
+    assert plan.update("training", 0, 10, 0.0) == pytest.approx(1.0 + 3.0)
+
+    report = Reporter(None)
+    report.revise("self-training", 0.3)  # no plan yet: nothing to revise, nothing fails
+    report.plan([Stage("self-training", 10, 1.0)])
+    report.revise("self-training", 0.3)
+    assert report.run_plan.stages[0].cost == pytest.approx(0.3)
+
+
+def test_reading_files_does_not_rescale_the_computing_stages():
+    """Reading runs at the disk's pace: 5x slower reading than its prior says nothing about training."""
+    plan = RunPlan([Stage("reading", 100, 0.01, calibrates=False), Stage("training", 10, 1.0)])
+    plan.update("reading", 0, 100, 0.0)
+    plan.update("reading", 100, 100, 5.0)  # prior 1 s, took 5 s
+    assert plan.update("training", 0, 10, 5.0) == pytest.approx(10.0)
+
+
+def test_a_short_slow_start_does_not_multiply_everything_left():
+    """A first stage 3x slower than its prior, covering 2% of the planned work, moves the rest's estimate
+    far less than 3x; once a tenth of the work is measured at that pace, the estimate follows it fully."""
+    plan = RunPlan([Stage("features", 100, 0.01), Stage("training", 49, 1.0)])
+    plan.update("features", 0, 100, 0.0)
+    plan.update("features", 100, 100, 3.0)  # prior 1 s of 50 s planned, took 3 s
+    early = plan.update("training", 0, 49, 3.0)
+    assert 49.0 < early < 49.0 * 3 ** 0.5
+    plan = RunPlan([Stage("features", 100, 0.05), Stage("training", 45, 1.0)])
+    plan.update("features", 0, 100, 0.0)
+    plan.update("features", 100, 100, 15.0)  # prior 5 s of 50 s planned (a tenth), took 15 s
+    assert plan.update("training", 0, 45, 15.0) == pytest.approx(45.0 * 3)
