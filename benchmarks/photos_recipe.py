@@ -19,7 +19,7 @@ import json
 import math
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -138,14 +138,22 @@ def main() -> None:
 
     holdout = load_similarity_model(args.model).card["trained_on"]["holdout_classes"]
     started = time.perf_counter()
+    runs = []
     with ProcessPoolExecutor(args.jobs) as pool:
-        runs = list(pool.map(run_variant, args.variants, [args.steps] * len(args.variants),
-                             [args.source] * len(args.variants), [holdout] * len(args.variants)))
-    total = time.perf_counter() - started
+        pending = {pool.submit(run_variant, v, args.steps, args.source, holdout): v for v in args.variants}
+        for done in as_completed(pending):  # the report is rewritten after each variant: nothing measured is lost
+            runs.append(done.result())
+            runs.sort(key=lambda r: args.variants.index(r["variant"]))
+            report(args, runs, time.perf_counter() - started)
+    print(json.dumps(runs, indent=1))
+
+
+def report(args, runs: list[dict], total: float) -> None:
+    measured = "" if len(runs) == len(args.variants) else f" ({len(runs)} of the {len(args.variants)} variants measured)"
     lines = [
         f"Machine: {machine_description(1)} ({args.jobs} variants at a time). {args.steps} training steps of 32 "
         f"classes x 4 photos each; scored on 25 held-out source classes x {PER_CLASS_EVAL} photos; "
-        f"{total / 60:.1f} min in all.",
+        f"{total / 60:.1f} min in all{measured}.",
         "",
         "| variant | what it tests | k-means ACC % | nearest-neighbour ACC % | pair ROC-AUC | seconds |",
         "|---|---|---|---|---|---|",
@@ -155,9 +163,7 @@ def main() -> None:
                      f"{100 * r['nn_acc']:.1f} | {r['roc_auc']:.3f} | {r['seconds']:.0f} |")
     write_results("photos_recipe", {"args": vars(args), "runs": runs, "machine": machine_description(1),
                                     "seconds": total}, "\n".join(lines))
-    print("\n".join(lines))
-    print(json.dumps(runs, indent=1))
-
+    print("\n".join(lines), flush=True)
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,10 @@ classes x 50 random photos, and 6 random 10-class subsets x 50 photos. Then:
    at neighbour ``s``) and each eigengap significance, the mean |K_est - K_true| over the folders.
 2. **Whole discovery, K unknown**: with the best first rule, self-training on or off and the second pass's
    significance; ACC and |K error| over the folders. Also K known, for the chosen settings.
+3. **Graph smoothing** (links per image of the graph the clustering learns from, and the diffusion time of
+   its features): with the settings of step 2 and K known, ACC over the folders for each pair of
+   ``SMOOTHING``; the best is kept (ties: the first listed). ``--smoothing-only`` runs this step alone on
+   top of the recorded steps 1-2 (for the model that carries their choice).
 
 The settings with the best mean ACC with K unknown (ties: lower K error) are written into the model file's
 card (``--write``), so `discover`, the app and the API use them for this model.
@@ -43,6 +47,7 @@ GRAPHS = [(10, 5), (20, 7), (30, 10)]  # (neighbours, scale neighbour) of the se
 SIGNIFICANCES = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0]
 SHARPENED = [0.5, 0.7, 1.0]
 SELF_TRAINING = [0, 100]
+SMOOTHING = [(10, 1.0), (30, 1.0), (10, 3.0), (30, 3.0)]  # (n_neighbors, diffusion_time)
 
 
 def validation_folders(source: Path, classes: list[str], scratch: Path, *, per_class: int = 50, full: int = 3,
@@ -91,6 +96,8 @@ def main() -> None:
     parser.add_argument("--max-k", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="store the chosen settings in the model file's card")
+    parser.add_argument("--smoothing-only", action="store_true",
+                        help="run step 3 alone, on top of the steps 1-2 recorded for this model's weights")
     parser.add_argument("--store-only", action="store_true",
                         help="do not rerun: store the choice recorded in benchmarks/results/photos_settings.json, "
                              "if it was made for this model's weights")
@@ -105,6 +112,9 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
+    if args.smoothing_only:
+        smoothing_only(args, started)
+        return
 
     model = load_similarity_model(args.model)
     held_out = model.card["trained_on"]["holdout_classes"]
@@ -126,11 +136,61 @@ def main() -> None:
             print(f"{settings}: ACC {100 * runs[-1]['acc']:.1f} K error {runs[-1]['k_error']:.2f}", flush=True)
         best = max(runs, key=lambda r: (round(r["acc"], 3), -r["k_error"]))
         known = [discover(model, f, k=len([c for c in f.iterdir()]), seed=0, settings=best["settings"]) for f in folders]
+        smoothing = smoothing_runs(model, folders, best["settings"])
     total = time.perf_counter() - started
+    chosen = dict(best["settings"], **best_smoothing(smoothing))
+    record = {"args": vars(args), "model_sha256": model.digest, "first": {
+        f"{g[0]},{g[1]},{s}": e for (g, s), e in first.items()}, "runs": runs, "known": known,
+        "smoothing": smoothing, "chosen": chosen, "machine": machine_description(args.threads), "seconds": total}
+    write_report(record, model, held_out)
+    if args.write:
+        store(args.model, chosen)
 
-    chosen = dict(best["settings"])
+
+def smoothing_runs(model, folders: list[Path], settings: dict) -> list[dict]:
+    """Step 3: mean ACC with K known over the folders for each (graph neighbours, diffusion time)."""
+    out = []
+    for n, t in SMOOTHING:
+        rs = [discover(model, f, k=sum(1 for c in f.iterdir() if c.is_dir()), seed=0,
+                       settings=dict(settings, n_neighbors=n, diffusion_time=t)) for f in folders]
+        out.append({"n_neighbors": n, "diffusion_time": t, "acc": float(np.mean([r["acc"] for r in rs])), "runs": rs})
+        print(f"n_neighbors {n}, diffusion time {t}: ACC {100 * out[-1]['acc']:.1f} with K known", flush=True)
+    return out
+
+
+def best_smoothing(smoothing: list[dict]) -> dict:
+    best = max(smoothing, key=lambda r: (round(r["acc"], 3), -smoothing.index(r)))
+    return {"n_neighbors": best["n_neighbors"], "diffusion_time": best["diffusion_time"]}
+
+
+def smoothing_only(args, started: float) -> None:
+    record = json.loads((RESULTS / "photos_settings.json").read_text())
+    model = load_similarity_model(args.model)
+    step3 = ("n_neighbors", "diffusion_time")
+    settings = {k: v for k, v in record["chosen"].items() if k not in step3}
+    carried = {k: v for k, v in (model.card.get("discovery") or {}).items() if k not in ("chosen_by", *step3)}
+    if record["model_sha256"] != model.digest and carried != settings:
+        sys.exit("Steps 1-2 were recorded for another model (its file neither has that sha256 nor carries the "
+                 "settings they chose): rerun without --smoothing-only.")
+    held_out = model.card["trained_on"]["holdout_classes"]
+    with tempfile.TemporaryDirectory() as scratch:
+        folders = validation_folders(Path(args.source), held_out, Path(scratch))
+        record["smoothing"] = smoothing_runs(model, folders, settings)
+    record["chosen"] = dict(settings, **best_smoothing(record["smoothing"]))
+    record["seconds"] = record["seconds"] + time.perf_counter() - started
+    record["smoothing_machine"] = machine_description(args.threads)
+    record["smoothing_model_sha256"] = model.digest
+    write_report(record, model, held_out)
+    if args.write:
+        store(args.model, record["chosen"])
+
+
+def write_report(record: dict, model, held_out: list[str]) -> None:
+    first = {tuple(int(x) for x in key.split(",")[:2]): None for key in record["first"]}  # graphs, in order
+    runs, known, chosen, total = record["runs"], record["known"], record["chosen"], record["seconds"]
+    best = max(runs, key=lambda r: (round(r["acc"], 3), -r["k_error"]))
     lines = [
-        f"Machine: {machine_description(args.threads)}. Model `{model.name}` (sha256 {model.digest[:12]}…); "
+        f"Machine: {record['machine']}. Model `{model.name}` (sha256 {record['model_sha256'][:12]}…); "
         f"validation: its {len(held_out)} held-out source classes, 3 folders of all of them and 6 random "
         f"10-class subsets, 50 photos per class; {total / 60:.1f} min.",
         "",
@@ -139,23 +199,26 @@ def main() -> None:
         "| graph | " + " | ".join(f"s = {s}" for s in SIGNIFICANCES) + " |",
         "|---|" + "---|" * len(SIGNIFICANCES),
     ]
-    for g in GRAPHS:
-        lines.append(f"| {g[0]}, {g[1]} | " + " | ".join(f"{first[(g, s)]:.2f}" for s in SIGNIFICANCES) + " |")
+    for g in first:
+        lines.append(f"| {g[0]}, {g[1]} | " + " | ".join(f"{record['first'][f'{g[0]},{g[1]},{s}']:.2f}"
+                                                         for s in SIGNIFICANCES) + " |")
     lines += ["", "**Whole discovery, K unknown** (mean over the 9 folders):", "",
               "| self-training steps | second-pass significance | ACC % | mean abs K error |", "|---|---|---|---|"]
     for r in runs:
         s = r["settings"]
         lines.append(f"| {s['self_training_steps']} | {s.get('k_sharpened_significance', '–')} | "
                      f"{100 * r['acc']:.1f} | {r['k_error']:.2f} |")
-    lines += ["", f"Chosen: {', '.join(f'`{k}` = {v}' for k, v in chosen.items())}: ACC {100 * best['acc']:.1f}%, "
-              f"K error {best['k_error']:.2f} with K unknown; {100 * np.mean([r['acc'] for r in known]):.1f}% with "
-              "K known."]
-    write_results("photos_settings", {"args": vars(args), "model_sha256": model.digest, "first": {
-        f"{g[0]},{g[1]},{s}": e for (g, s), e in first.items()}, "runs": runs, "known": known, "chosen": chosen,
-        "machine": machine_description(args.threads), "seconds": total}, "\n".join(lines))
+    lines += ["", f"Best: ACC {100 * best['acc']:.1f}%, K error {best['k_error']:.2f} with K unknown; with these "
+                  f"settings {100 * np.mean([r['acc'] for r in known]):.1f}% with K known."]
+    if record.get("smoothing"):
+        lines += ["", "**Graph smoothing** (links per image of the graph the clustering learns from, diffusion time "
+                      "of its features; the settings above, K known, mean over the 9 folders"
+                      + (f"; {record['smoothing_machine']}" if record.get("smoothing_machine") else "") + "):", "",
+                  "| neighbours | diffusion time | ACC % |", "|---|---|---|"]
+        lines += [f"| {r['n_neighbors']} | {r['diffusion_time']:g} | {100 * r['acc']:.1f} |" for r in record["smoothing"]]
+    lines += ["", f"Chosen: {', '.join(f'`{k}` = {v}' for k, v in chosen.items())}; {total / 60:.1f} min in all."]
+    write_results("photos_settings", record, "\n".join(lines))
     print("\n".join(lines))
-    if args.write:
-        store(args.model, chosen)
 
 
 def store(model_path: str, chosen: dict) -> None:
