@@ -1,0 +1,421 @@
+"""Pairwise answers ("these two images show the same category" / "different ones") and what follows from them.
+
+A user's answers are *must-links* (same) and *cannot-links* (different) between two images. What they imply
+(Hsu & Kira's partial pairwise similarity; the closure rules of constrained clustering):
+
+* must-links are transitive: the images linked by a chain of "same" answers form one *component*
+  (union-find);
+* a cannot-link holds between the two whole components of its images: if a ~ b and b !~ c then a !~ c;
+* an answer that contradicts the others ("different" inside one component) is refused, with the chain of
+  answers that says "same".
+
+How answers change a similarity graph (:func:`constrained_graph`): a single answer is about two images,
+but it is meant for what they stand for, so it is spread over their neighbourhoods first
+(:func:`memberships`, a random walk with restart on the graph, as in exhaustive constraint propagation, Lu &
+Ip, ECCV 2010). A "different" answer weakens every edge between the two neighbourhoods and cuts every edge
+between the two components outright; a "same" answer links the two neighbourhoods and makes each component
+a clique of strong edges.
+
+Everything here is plain numpy/scipy on image indices; reading and writing the ``path_a,path_b,same`` CSV
+maps paths to indices with the clusterer's ``paths_``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import InputError
+
+CSV_HEADER = ("path_a", "path_b", "same")
+# Restart probability 1 - PROPAGATION of the random walk that spreads an answer over the neighbourhoods of
+# its two images, and the membership from which an image counts as part of a neighbourhood that a "same"
+# answer links. Not tuned: 0.9 keeps a walk mostly inside a tight group of a 10-neighbour graph (about ten
+# steps), and half the membership of the answered image itself marks its group.
+PROPAGATION = 0.9
+MUST_LINK_FROM = 0.5
+
+
+class ContradictionError(InputError):
+    """An answer that contradicts earlier ones (a "different" inside a chain of "same" answers)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# the answers themselves
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer: images ``a`` and ``b`` (indices) show the same category (``same``) or not."""
+
+    a: int
+    b: int
+    same: bool
+
+
+def as_answers(constraints, n_images: int | None = None) -> list[Answer]:
+    """Answers from :class:`Answer` objects, ``(a, b, same)`` tuples or an (m, 3) array; indices checked."""
+    if constraints is None:
+        return []
+    if isinstance(constraints, ConstraintSet):
+        return list(constraints.answers)
+    rows = constraints.tolist() if isinstance(constraints, np.ndarray) else list(constraints)
+    out = []
+    for row in rows:
+        a, b, same = (row.a, row.b, row.same) if isinstance(row, Answer) else row
+        if isinstance(same, (int, np.integer)) and not isinstance(same, (bool, np.bool_)) and same not in (0, 1):
+            raise InputError(f"An answer's 'same' must be 1 (same category) or 0 (different), not {same!r}.")
+        a, b = int(a), int(b)
+        if n_images is not None and not (0 <= a < n_images and 0 <= b < n_images):
+            raise InputError(f"An answer names image {max(a, b)}, but there are only {n_images} images.")
+        out.append(Answer(a, b, bool(same)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# closure: components of must-links, cannot-links between components
+
+
+@dataclass
+class ConstraintSet:
+    """The answers over ``n_images`` images and their transitive consequences.
+
+    Attributes
+    ----------
+    answers : list of Answer
+        The answers, in the order given (duplicates kept: they change nothing).
+    component : ndarray of shape (n_images,)
+        Must-link component of each image (0..n_components-1); an image without "same" answers is a
+        component of its own.
+    cannot : ndarray of shape (n_cannot, 2)
+        Pairs of components (smaller id first, unique) said to be different.
+    names : list of str, optional
+        Image names (paths) for messages.
+    """
+
+    n_images: int
+    answers: list[Answer] = field(default_factory=list)
+    names: list[str] | None = None
+    component: np.ndarray = None
+    cannot: np.ndarray = None
+
+    def __post_init__(self):
+        self.answers = as_answers(self.answers, self.n_images)
+        if self.component is None:
+            self.component, self.cannot = close(self.n_images, self.answers, self.describe)
+
+    def describe(self, i: int) -> str:
+        return self.names[i] if self.names is not None else f"image {i}"
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.answers)
+
+    @property
+    def n_components(self) -> int:
+        return int(self.component.max()) + 1 if self.n_images else 0
+
+    def known(self, a: int, b: int) -> bool | None:
+        """What the answers imply about images ``a`` and ``b``: True (same), False (different) or None."""
+        ca, cb = self.component[a], self.component[b]
+        if ca == cb:
+            return True
+        lo, hi = min(ca, cb), max(ca, cb)
+        if len(self.cannot) and np.any((self.cannot[:, 0] == lo) & (self.cannot[:, 1] == hi)):
+            return False
+        return None
+
+    def constrained_images(self) -> np.ndarray:
+        """Indices of the images some answer (directly or by closure) says something about."""
+        touched = {x for ans in self.answers for x in (ans.a, ans.b)}
+        return np.array(sorted(touched), dtype=np.int64)
+
+    def must_pairs(self) -> np.ndarray:
+        """(m, 2) the "same" answers as index pairs."""
+        return np.array([(x.a, x.b) for x in self.answers if x.same], dtype=np.int64).reshape(-1, 2)
+
+    def cannot_pairs(self) -> np.ndarray:
+        """(m, 2) the "different" answers as index pairs."""
+        return np.array([(x.a, x.b) for x in self.answers if not x.same], dtype=np.int64).reshape(-1, 2)
+
+    def pair_targets(self, index: np.ndarray | None = None) -> np.ndarray:
+        """Implied pair targets among images ``index`` (all when None): (m, m) in {+1, -1, 0}.
+
+        +1 for two images of one must-link component (only components with an answer), -1 for images of
+        two components said to be different, 0 where nothing is implied (and on the diagonal). Computed
+        as products of the component indicator matrices, never pair by pair.
+        """
+        idx = np.arange(self.n_images) if index is None else np.asarray(index)
+        comp = self.component[idx]
+        touched = np.zeros(self.n_components, dtype=bool)
+        touched[self.component[self.constrained_images()]] = True
+        members = np.zeros((len(idx), self.n_components), dtype=np.float32)
+        rows = np.flatnonzero(touched[comp])
+        members[rows, comp[rows]] = 1.0
+        same = members @ members.T
+        targets = same.copy()
+        if len(self.cannot):
+            between = np.zeros((self.n_components, self.n_components), dtype=np.float32)
+            between[self.cannot[:, 0], self.cannot[:, 1]] = 1.0
+            between += between.T
+            targets -= members @ between @ members.T
+        np.fill_diagonal(targets, 0.0)
+        return np.clip(targets, -1.0, 1.0)
+
+    def violated_cannot(self, labels: np.ndarray) -> int:
+        """How many "different" answers a clustering ``labels`` (n,) breaks (both images in one cluster)."""
+        pairs = self.cannot_pairs()
+        return int(np.sum(labels[pairs[:, 0]] == labels[pairs[:, 1]])) if len(pairs) else 0
+
+    def violated_must(self, labels: np.ndarray) -> int:
+        """How many "same" answers a clustering ``labels`` (n,) breaks."""
+        pairs = self.must_pairs()
+        return int(np.sum(labels[pairs[:, 0]] != labels[pairs[:, 1]])) if len(pairs) else 0
+
+    def min_clusters(self) -> int:
+        """A lower bound on the number of categories: a set of components that are pairwise "different"
+        (a clique of cannot-links, found greedily) needs that many."""
+        if not len(self.cannot):
+            return 1
+        neighbours: dict[int, set[int]] = {}
+        for u, v in self.cannot.tolist():
+            neighbours.setdefault(u, set()).add(v)
+            neighbours.setdefault(v, set()).add(u)
+        best = 2
+        for start in sorted(neighbours, key=lambda u: -len(neighbours[u])):
+            clique = {start}
+            candidates = set(neighbours[start])
+            while candidates:
+                nxt = max(candidates, key=lambda u: (len(neighbours[u] & candidates), -u))
+                clique.add(nxt)
+                candidates &= neighbours[nxt]
+            best = max(best, len(clique))
+        return best
+
+    # -- changing -----------------------------------------------------------------------------------
+
+    def with_answer(self, answer: Answer) -> ConstraintSet:
+        """A new set with one more answer; :class:`ContradictionError` if it contradicts the others."""
+        return ConstraintSet(self.n_images, [*self.answers, *as_answers([answer], self.n_images)], self.names)
+
+    def without_last(self) -> ConstraintSet:
+        """A new set without the last answer (undo)."""
+        return ConstraintSet(self.n_images, self.answers[:-1], self.names)
+
+
+def _find(parent: np.ndarray, x: int) -> int:
+    root = x
+    while parent[root] != root:
+        root = parent[root]
+    while parent[x] != root:  # path compression
+        parent[x], x = root, parent[x]
+    return root
+
+
+def close(n_images: int, answers: list[Answer], describe=None) -> tuple[np.ndarray, np.ndarray]:
+    """Transitive closure of answers: (component of each image (n,), cannot-linked component pairs (c, 2)).
+
+    Raises :class:`ContradictionError` when a "different" answer falls inside a chain of "same" answers;
+    the message names that chain (``describe(i)`` names image i; default "image i").
+    """
+    parent = np.arange(n_images)
+    for ans in answers:
+        if ans.same:
+            ra, rb = _find(parent, ans.a), _find(parent, ans.b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    roots = np.array([_find(parent, i) for i in range(n_images)], dtype=np.int64)
+    _, component = np.unique(roots, return_inverse=True)
+    pairs = set()
+    for ans in answers:
+        if ans.same:
+            continue
+        ca, cb = int(component[ans.a]), int(component[ans.b])
+        if ca == cb:
+            raise ContradictionError(contradiction_message(answers, ans, describe))
+        pairs.add((min(ca, cb), max(ca, cb)))
+    cannot = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+    return component.astype(np.int64), cannot
+
+
+def same_chain(answers: list[Answer], a: int, b: int) -> list[Answer]:
+    """The shortest chain of "same" answers linking images ``a`` and ``b`` (empty when there is none)."""
+    graph: dict[int, list[tuple[int, Answer]]] = {}
+    for ans in answers:
+        if ans.same:
+            graph.setdefault(ans.a, []).append((ans.b, ans))
+            graph.setdefault(ans.b, []).append((ans.a, ans))
+    came: dict[int, tuple[int, Answer] | None] = {a: None}
+    queue = deque([a])
+    while queue:
+        x = queue.popleft()
+        if x == b:
+            break
+        for y, ans in graph.get(x, []):
+            if y not in came:
+                came[y] = (x, ans)
+                queue.append(y)
+    if b not in came:
+        return []
+    chain, x = [], b
+    while came[x] is not None:
+        x, ans = came[x]
+        chain.append(ans)
+    return chain[::-1]
+
+
+def contradiction_message(answers: list[Answer], answer: Answer, describe=None) -> str:
+    name = describe or (lambda i: f"image {i}")
+    if answer.a == answer.b:
+        return f"{name(answer.a)} was said to differ from itself."
+    chain = same_chain([x for x in answers if x is not answer], answer.a, answer.b)
+    links = "; ".join(f"{name(x.a)} = {name(x.b)}" for x in chain)
+    return (f"Contradictory answers: {name(answer.a)} and {name(answer.b)} were said to be different, but these "
+            f"answers say they are the same: {links}. Remove one of them.")
+
+
+# ---------------------------------------------------------------------------------------------------
+# the CSV file: path_a,path_b,same
+
+
+def read_constraints_csv(path: str | os.PathLike, paths: list[str]) -> list[Answer]:
+    """Answers from a ``path_a,path_b,same`` CSV file; ``paths`` are the clusterer's image paths.
+
+    Paths are as in ``assignments.csv`` (relative to the analysed folder, ``/`` separators). ``same`` is 1
+    (same category) or 0 (different). Empty lines are ignored. Raises :class:`InputError` naming the
+    line of the first malformed row, or the paths that are not images of this folder.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputError(f"Answers file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"Cannot read the answers file {path}: {exc}") from None
+    return parse_constraints_csv(text, paths, source=str(path))
+
+
+def parse_constraints_csv(text: str, paths: list[str], *, source: str = "the answers") -> list[Answer]:
+    index = {p: i for i, p in enumerate(paths)}
+    rows = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), start=1) if any(c.strip() for c in row)]
+    if not rows:
+        return []
+    first = [c.strip().lower() for c in rows[0][1]]
+    if first[:3] == list(CSV_HEADER):
+        rows = rows[1:]
+    elif first[:2] == ["path_a", "path_b"]:
+        raise InputError(f"{source}: the header must be {','.join(CSV_HEADER)} (answers need the 'same' column).")
+    answers, unknown = [], []
+    for line, row in rows:
+        if len(row) != 3:
+            raise InputError(f"{source}, line {line}: expected 3 columns (path_a,path_b,same), found {len(row)}.")
+        a, b, same = (c.strip() for c in row)
+        if same not in ("0", "1"):
+            raise InputError(f"{source}, line {line}: 'same' must be 1 (same category) or 0 (different), "
+                             f"not {same!r}.")
+        for p in (a, b):
+            if p not in index:
+                unknown.append(p)
+        if a in index and b in index:
+            answers.append(Answer(index[a], index[b], same == "1"))
+    if unknown:
+        shown = ", ".join(sorted(set(unknown))[:5])
+        more = f" and {len(set(unknown)) - 5} more" if len(set(unknown)) > 5 else ""
+        raise InputError(f"{source}: {len(set(unknown))} path(s) are not images of this folder: {shown}{more}. "
+                         "Paths must be as in assignments.csv (relative to the folder).")
+    return answers
+
+
+def write_constraints_csv(path: str | os.PathLike, answers, paths: list[str]) -> Path:
+    """Write answers as a ``path_a,path_b,same`` CSV file (atomically)."""
+    from .results import write_csv
+
+    rows = [(paths[x.a], paths[x.b], int(x.same)) for x in as_answers(answers)]
+    return write_csv(Path(path), list(CSV_HEADER), rows)
+
+
+# ---------------------------------------------------------------------------------------------------
+# answers in the similarity graph
+
+
+def memberships(graph: sp.spmatrix, points: np.ndarray, *, propagation: float = PROPAGATION) -> np.ndarray:
+    """How much each image belongs to the neighbourhood of each of ``points``: (n,) graph, (p,) -> (n, p).
+
+    Column j is the random walk with restart at ``points[j]`` on the normalised graph (the solution of
+    ``(I - propagation * S) x = e_j``), divided by its value at the point itself and clipped to [0, 1]:
+    1 at the point, near 1 in its tight group, near 0 beyond. One sparse factorisation serves all points.
+    """
+    from scipy.sparse.linalg import splu
+
+    from .graph import normalised_adjacency
+
+    points = np.asarray(points, dtype=np.int64)
+    n = graph.shape[0]
+    if len(points) == 0:
+        return np.zeros((n, 0))
+    system = sp.identity(n, format="csc") - propagation * sp.csc_matrix(normalised_adjacency(graph))
+    rhs = np.zeros((n, len(points)))
+    rhs[points, np.arange(len(points))] = 1.0
+    walk = splu(system).solve(rhs)
+    return np.clip(walk / walk[points, np.arange(len(points))][None, :], 0.0, 1.0)
+
+
+def constrained_graph(graph: sp.spmatrix, constraints: ConstraintSet, *, propagation: float = PROPAGATION,
+                      must_link_from: float = MUST_LINK_FROM) -> sp.csr_matrix:
+    """The similarity graph (n, n) with the answers in it: a weighted symmetric graph, weights in [0, 1].
+
+    * "different" (a, b): each edge (i, j) is multiplied by ``1 - max(m_a(i) m_b(j), m_b(i) m_a(j))``
+      (:func:`memberships` m), which cuts the links between the two neighbourhoods; edges between the two
+      must-link components are removed;
+    * "same" (a, b): the images with membership at least ``must_link_from`` in each neighbourhood are
+      linked with weight ``m_a(i) m_b(j)``, and each must-link component becomes a clique of weight-1 edges.
+    """
+    n = graph.shape[0]
+    coo = sp.coo_matrix(graph)
+    rows, cols = coo.row.astype(np.int64), coo.col.astype(np.int64)
+    weights = np.minimum(coo.data.astype(np.float64), 1.0)
+    points = constraints.constrained_images()
+    if len(points) == 0:
+        return sp.csr_matrix(graph, dtype=np.float64)
+    member = memberships(graph, points, propagation=propagation)
+    column = {int(p): j for j, p in enumerate(points)}
+    for a, b in constraints.cannot_pairs().tolist():
+        ma, mb = member[:, column[a]], member[:, column[b]]
+        weights *= 1.0 - np.maximum(ma[rows] * mb[cols], mb[rows] * ma[cols])
+    comp = constraints.component
+    if len(constraints.cannot):
+        n_comp = constraints.n_components
+        code = constraints.cannot[:, 0] * n_comp + constraints.cannot[:, 1]
+        lo, hi = np.minimum(comp[rows], comp[cols]), np.maximum(comp[rows], comp[cols])
+        weights[np.isin(lo * n_comp + hi, code)] = 0.0
+    extra_rows, extra_cols, extra_weights = [rows], [cols], [weights]
+    for a, b in constraints.must_pairs().tolist():
+        ma, mb = member[:, column[a]], member[:, column[b]]
+        ia, ib = np.flatnonzero(ma >= must_link_from), np.flatnonzero(mb >= must_link_from)
+        w = np.outer(ma[ia], mb[ib]).ravel()
+        r, c = np.repeat(ia, len(ib)), np.tile(ib, len(ia))
+        extra_rows += [r, c]
+        extra_cols += [c, r]
+        extra_weights += [w, w]
+    for c in np.unique(comp[points]):
+        group = np.flatnonzero(comp == c)
+        if len(group) > 1:
+            r, cc = np.repeat(group, len(group)), np.tile(group, len(group))
+            keep = r != cc
+            extra_rows.append(r[keep])
+            extra_cols.append(cc[keep])
+            extra_weights.append(np.ones(int(keep.sum())))
+    rows, cols, weights = np.concatenate(extra_rows), np.concatenate(extra_cols), np.concatenate(extra_weights)
+    out = sp.csr_matrix((weights, (rows, cols)), shape=(n, n))  # duplicates add up ...
+    out.data = np.minimum(out.data, 1.0)  # ... to at most one
+    out = out.maximum(out.T).tocsr()
+    out.eliminate_zeros()
+    return out
