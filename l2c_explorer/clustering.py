@@ -37,9 +37,9 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils.validation import check_is_fitted
 
 from . import __version__
+from .constraints import ConstraintSet, as_answers, constrained_graph, read_constraints_csv
 from .data import ImageSet
 from .device import describe_device, resolve_device
-from .constraints import ConstraintSet, as_answers, constrained_graph, read_constraints_csv
 from .errors import InputError, StoppedError
 from .graph import (
     DIFFUSION_COMPONENTS,

@@ -36,10 +36,13 @@ from .errors import InputError
 
 CSV_HEADER = ("path_a", "path_b", "same")
 # Restart probability 1 - PROPAGATION of the random walk that spreads an answer over the neighbourhoods of
-# its two images, and the membership from which an image counts as part of a neighbourhood that a "same"
-# answer links. Not tuned: 0.9 keeps a walk mostly inside a tight group of a 10-neighbour graph (about ten
-# steps), and half the membership of the answered image itself marks its group.
+# its two images; the walk's value at an image's REACH-th most visited other image counts as full
+# membership; and the membership from which an image counts as part of a neighbourhood that a "same" answer
+# links. Not tuned: 0.9 keeps a walk mostly inside a tight group of a 10-neighbour graph (about ten
+# steps), the 5 most visited images are the core of the group of an image (half its graph neighbours),
+# and half of that marks the group's edge.
 PROPAGATION = 0.9
+REACH = 5
 MUST_LINK_FROM = 0.5
 
 
@@ -346,12 +349,14 @@ def write_constraints_csv(path: str | os.PathLike, answers, paths: list[str]) ->
 # answers in the similarity graph
 
 
-def memberships(graph: sp.spmatrix, points: np.ndarray, *, propagation: float = PROPAGATION) -> np.ndarray:
+def memberships(graph: sp.spmatrix, points: np.ndarray, *, propagation: float = PROPAGATION,
+                reach: int = REACH) -> np.ndarray:
     """How much each image belongs to the neighbourhood of each of ``points``: (n,) graph, (p,) -> (n, p).
 
     Column j is the random walk with restart at ``points[j]`` on the normalised graph (the solution of
-    ``(I - propagation * S) x = e_j``), divided by its value at the point itself and clipped to [0, 1]:
-    1 at the point, near 1 in its tight group, near 0 beyond. One sparse factorisation serves all points.
+    ``(I - propagation * S) x = e_j``), divided by its value at the ``reach``-th most visited other image
+    and clipped to [0, 1]: 1 at the point and its closest images, falling towards 0 beyond its group. One
+    sparse factorisation serves all points.
     """
     from scipy.sparse.linalg import splu
 
@@ -365,7 +370,10 @@ def memberships(graph: sp.spmatrix, points: np.ndarray, *, propagation: float = 
     rhs = np.zeros((n, len(points)))
     rhs[points, np.arange(len(points))] = 1.0
     walk = splu(system).solve(rhs)
-    return np.clip(walk / walk[points, np.arange(len(points))][None, :], 0.0, 1.0)
+    walk[points, np.arange(len(points))] = np.inf  # the point itself: full membership
+    order = -np.sort(-walk, axis=0)
+    core = order[min(reach, n - 1)]  # the reach-th most visited other image of each column
+    return np.clip(walk / np.maximum(core, 1e-300)[None, :], 0.0, 1.0)
 
 
 def constrained_graph(graph: sp.spmatrix, constraints: ConstraintSet, *, propagation: float = PROPAGATION,
