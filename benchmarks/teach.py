@@ -1,0 +1,393 @@
+"""Teach it: a simulated person answers questions about pairs of images; how fast do the clusters improve?
+
+Protocol. Each folder (an Omniglot alphabet, or the 25 photo classes of Tiny ImageNet's `novel-dev`) is
+first clustered as `discover` does it, K unknown (at most 100), self-training on. Then every method gets the
+same budget of **answers**, 0, 10, 25, 50 and 100, from the same oracle, and the clustering after each
+budget is scored (accuracy with images in extra clusters counted as errors, |K error|).
+
+* **One answer** is the oracle's reply to one question about one pair of images: "do these two images show
+  the same category?". The oracle only ever sees the two images it is asked about and answers from their
+  folder names (first-level sub-folder = category). Our group questions ("is this group one category?",
+  "are these two groups one category?") are such pairs (the most typical image of each half, of each
+  group), so each costs one answer, like any other pair.
+* **ours**: `L2CClusterer.questions()` chooses the next pair, the oracle answers, `refit()` re-clusters with
+  every answer so far; repeated one answer at a time.
+* **random pairs**: the same, but the pair is drawn at random among the pairs whose answer does not follow
+  from the answers so far; the same refit.
+* **COBRAS** (Van Craenendonck et al. 2018, PyPI `cobras-ts`, `COBRAS_kmeans`): its own questions and
+  clustering, on the same features our clustering network uses (the run's diffusion features), with the
+  same oracle; K is its own. Its clustering after b questions is the intermediate clustering it records.
+* **NPU + PCKMeans** (Xiong et al. 2014; Basu et al. 2004; PyPI `active-semi-supervised-clustering`): the
+  NPU active learner chooses the pairs, PCKMeans clusters with them, on the same features, with the same
+  oracle. It needs K: it gets the run's own estimate (what ours starts from), so its K error is that of the
+  estimate. Run once per budget (NPU's choice of pairs depends on the budget only through when it stops).
+
+The two baselines run with the package versions installed by `pip install -e .[bench]`; where they do not
+work with current numpy/scikit-learn, this script patches around it (see `patch_baselines`).
+
+Also measured: the seconds of each refit (one answer) on a 1,000-image folder (50 characters: Kannada's 41 and
+Keble's first 9, as `discover_speed.py`), with the load average of the machine at the time.
+
+    python benchmarks/teach.py --threads 2                 # Omniglot; photos too when models/photos exists
+    python benchmarks/teach.py --only omniglot --methods ours random
+
+Writes benchmarks/results/teach.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine_description, write_results  # noqa: E402
+
+from l2c_explorer.clustering import L2CClusterer  # noqa: E402
+from l2c_explorer.constraints import Answer, ConstraintSet  # noqa: E402
+from l2c_explorer.metrics import clustering_scores  # noqa: E402
+from l2c_explorer.similarity import list_models, load_similarity_model  # noqa: E402
+
+BUDGETS = (0, 10, 25, 50, 100)
+METHODS = ("ours", "random", "cobras", "npu")
+METHOD_NAMES = {"ours": "our questions", "random": "random pairs", "cobras": "COBRAS",
+                "npu": "NPU + PCKMeans (K from the run)"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------------------------------
+# the oracle
+
+
+class Oracle:
+    """Answers "same category?" for a pair of images from their folder names, and counts the answers."""
+
+    def __init__(self, truth: np.ndarray, budget: int):
+        self.truth = np.asarray(truth)
+        self.budget = budget
+        self.asked = 0
+
+    def __call__(self, a: int, b: int) -> bool:
+        if self.asked >= self.budget:
+            raise RuntimeError("the budget of answers is spent")
+        self.asked += 1
+        return bool(self.truth[a] == self.truth[b])
+
+
+def score(truth, labels) -> tuple[float, int]:
+    s = clustering_scores(np.asarray(truth), np.asarray(labels))
+    return float(s["acc"]), int(len(np.unique(labels)) - s["k_true"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# ours and random pairs: one refit per answer
+
+
+def run_ours(clusterer: L2CClusterer, truth, budgets) -> dict:
+    oracle = Oracle(truth, max(budgets))
+    answers: list[Answer] = []
+    out, seconds, kinds = {}, [], []
+    clusterer.refit([])
+    for t in range(max(budgets) + 1):
+        if t in budgets:
+            out[t] = score(truth, clusterer.labels_)
+        if t == max(budgets):
+            break
+        found = clusterer.questions(1)
+        if not found:  # nothing left worth asking: the clustering stays
+            out.update({b: out[t] for b in budgets if b > t})
+            break
+        q = found[0]
+        answers.append(Answer(q.a, q.b, oracle(q.a, q.b)))
+        kinds.append(q.kind)
+        started = time.perf_counter()
+        clusterer.refit(answers)
+        seconds.append(time.perf_counter() - started)
+    return {"scores": out, "refit_seconds": seconds, "kinds": kinds}
+
+
+def run_random(clusterer: L2CClusterer, truth, budgets, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    n = len(truth)
+    oracle = Oracle(truth, max(budgets))
+    cs = ConstraintSet(n)
+    out = {}
+    for t in range(max(budgets) + 1):
+        if t in budgets:
+            out[t] = score(truth, clusterer.refit(cs).labels_)
+        if t == max(budgets):
+            break
+        while True:
+            a, b = (int(x) for x in rng.integers(0, n, 2))
+            if a != b and cs.known(a, b) is None:
+                break
+        cs = cs.with_answer(Answer(a, b, oracle(a, b)))
+    return {"scores": out}
+
+
+# ---------------------------------------------------------------------------------------------------
+# the baselines
+
+
+def patch_baselines() -> list[str]:
+    """Make the two baseline packages run with the installed numpy/scikit-learn; returns what was patched."""
+    notes = []
+    if not hasattr(np, "int"):  # removed in numpy 1.24; old packages still write np.int / np.float
+        np.int = int  # type: ignore[attr-defined]
+        np.float = float  # type: ignore[attr-defined]
+        notes.append("numpy aliases np.int/np.float (removed in numpy 1.24) restored for the baselines")
+    return notes
+
+
+class CobrasQuerier:
+    """cobras-ts querier backed by the oracle."""
+
+    def __init__(self, oracle: Oracle):
+        self.oracle = oracle
+
+    def query_points(self, i, j):
+        return self.oracle(int(i), int(j))
+
+    def continue_cluster_process(self):
+        return True
+
+    def update_clustering(self, clustering):
+        return None
+
+
+def run_cobras(features: np.ndarray, truth, budgets) -> dict:
+    from cobras_ts.cobras_kmeans import COBRAS_kmeans
+    from cobras_ts.querier.querier import Querier
+
+    class Q(CobrasQuerier, Querier):
+        def __init__(self, oracle):
+            Querier.__init__(self)
+            CobrasQuerier.__init__(self, oracle)
+
+    oracle = Oracle(truth, max(budgets))
+    np.random.seed(0)
+    result = COBRAS_kmeans(features.astype(np.float64), Q(oracle), max(budgets)).cluster()
+    intermediate = result[1] if len(result) == 5 else result[0]  # (clustering, intermediate, runtimes, ml, cl)
+    out = {}
+    for b in budgets:
+        if b == 0:
+            labels = np.zeros(len(truth), dtype=int)  # before any answer COBRAS has one cluster
+        else:
+            labels = np.asarray(intermediate[min(b, len(intermediate)) - 1])
+        out[b] = score(truth, labels)
+    return {"scores": out, "questions_asked": oracle.asked}
+
+
+def run_npu(features: np.ndarray, truth, budgets, k: int) -> dict:
+    from active_semi_supervised_clustering.active.pairwise_constraints import NPU
+    from active_semi_supervised_clustering.semi_supervised.pairwise_constraints import PCKMeans
+
+    class NpuOracle:
+        def __init__(self, oracle):
+            self.oracle = oracle
+            self.max_queries_cnt = oracle.budget
+            self.queries_cnt = 0
+
+        def query(self, i, j):
+            if self.queries_cnt < self.max_queries_cnt:
+                self.queries_cnt += 1
+                return self.oracle(int(i), int(j))
+            raise MaximumQueriesExceeded
+
+    from active_semi_supervised_clustering.exceptions import MaximumQueriesExceeded
+
+    out = {}
+    x = features.astype(np.float64)
+    for b in budgets:
+        np.random.seed(0)
+        if b == 0:
+            labels = PCKMeans(n_clusters=k).fit(x, ml=[], cl=[]).labels_
+        else:
+            learner = NPU(clusterer=PCKMeans(n_clusters=k))
+            learner.fit(x, oracle=NpuOracle(Oracle(truth, b)))
+            ml, cl = learner.pairwise_constraints_
+            labels = PCKMeans(n_clusters=k).fit(x, ml=ml, cl=cl).labels_
+        out[b] = score(truth, labels)
+    return {"scores": out}
+
+
+# ---------------------------------------------------------------------------------------------------
+# folders
+
+
+def alphabet_folders(data: Path) -> list[Path]:
+    return sorted(p for p in data.iterdir() if p.is_dir() and any(c.is_dir() for c in p.iterdir()))
+
+
+def run_folder(folder: Path, model, methods, budgets, seed: int) -> dict:
+    started = time.perf_counter()
+    clusterer = L2CClusterer(similarity=model, random_state=seed).fit(folder, labelled=True)
+    fit_seconds = time.perf_counter() - started
+    truth = np.unique(np.asarray(clusterer.true_labels_), return_inverse=True)[1]
+    features = np.asarray(clusterer.diffusion_features_)
+    k_run = int(clusterer.n_clusters_)
+    row = {"n_images": len(truth), "k_true": int(truth.max() + 1), "k_run": k_run, "fit_seconds": fit_seconds}
+    for method in methods:
+        t0 = time.perf_counter()
+        if method == "ours":
+            row[method] = run_ours(clusterer, truth, budgets)
+        elif method == "random":
+            row[method] = run_random(clusterer, truth, budgets, seed)
+        elif method == "cobras":
+            row[method] = run_cobras(features, truth, budgets)
+        elif method == "npu":
+            row[method] = run_npu(features, truth, budgets, k_run)
+        row[method]["seconds"] = time.perf_counter() - t0
+        line = " ".join(f"{b}:{100 * a:.1f}/{e:+d}" for b, (a, e) in row[method]["scores"].items())
+        print(f"  {method:7s} {line}  ({row[method]['seconds']:.0f} s)", flush=True)
+    return row
+
+
+def refit_speed(data: Path, model, seed: int, n_answers: int = 10) -> dict:
+    """Seconds of each refit (one answer) on 1,000 images, with the load average before and after."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "folder"
+        chars = sorted((data / "Kannada").iterdir()) + sorted((data / "Keble").iterdir())[:9]
+        for c in chars:
+            shutil.copytree(c, folder / f"{c.parent.name}_{c.name}")
+        clusterer = L2CClusterer(similarity=model, random_state=seed).fit(folder, labelled=True)
+        truth = np.unique(np.asarray(clusterer.true_labels_), return_inverse=True)[1]
+        load_before = os.getloadavg()
+        timing = run_ours(clusterer, truth, (0, n_answers))
+        load_after = os.getloadavg()
+    s = timing["refit_seconds"]
+    return {"n_images": len(truth), "seconds": s, "median": float(np.median(s)), "max": float(np.max(s)),
+            "load_before": load_before, "load_after": load_after}
+
+
+# ---------------------------------------------------------------------------------------------------
+# report
+
+
+def summary_table(rows: dict, methods, budgets) -> list[str]:
+    head = "| method | " + " | ".join(f"{b} answers" for b in budgets) + " |"
+    lines = [head, "|---|" + "---|" * len(budgets)]
+    for m in methods:
+        cells = []
+        for b in budgets:
+            acc = [100 * r[m]["scores"][b][0] for r in rows.values() if m in r]
+            kerr = [abs(r[m]["scores"][b][1]) for r in rows.values() if m in r]
+            cells.append(f"{np.mean(acc):.1f} (min {np.min(acc):.1f}), K err {np.mean(kerr):.2f}")
+        lines.append(f"| {METHOD_NAMES[m]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def per_folder_table(rows: dict, methods, budgets) -> list[str]:
+    lines = ["| folder | images | K | method | " + " | ".join(f"{b}" for b in budgets) + " |",
+             "|---|---|---|---|" + "---|" * len(budgets)]
+    for name, r in rows.items():
+        for m in methods:
+            if m not in r:
+                continue
+            cells = [f"{100 * r[m]['scores'][b][0]:.1f} ({r[m]['scores'][b][1]:+d})" for b in budgets]
+            lines.append(f"| {name} | {r['n_images']} | {r['k_true']} | {METHOD_NAMES[m]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def targets(rows: dict, methods, budgets) -> list[str]:
+    def acc(m, b):
+        return [100 * r[m]["scores"][b][0] for r in rows.values() if m in r]
+
+    out = []
+    if "ours" in methods and 25 in budgets:
+        a = acc("ours", 25)
+        met = np.mean(a) >= 97 and np.min(a) >= 93
+        out.append(f"- After 25 answers: mean accuracy {np.mean(a):.1f}%, lowest {np.min(a):.1f}% "
+                   f"(target: mean >= 97%, every alphabet >= 93%): **{'met' if met else 'not met'}**.")
+    if "ours" in methods and 50 in budgets:
+        e = np.mean([abs(r["ours"]["scores"][50][1]) for r in rows.values()])
+        out.append(f"- After 50 answers: mean |K error| {e:.2f} (target <= 0.3): **{'met' if e <= 0.3 else 'not met'}**.")
+    others = [m for m in methods if m != "ours"]
+    if "ours" in methods and others:
+        beaten = {m: all(np.mean(acc("ours", b)) > np.mean(acc(m, b)) for b in budgets if b > 0) for m in others}
+        words = ", ".join(f"{METHOD_NAMES[m]}: {'yes' if v else 'no'}" for m, v in beaten.items())
+        out.append(f"- Our questions above each other method at every budget from 10 answers (mean accuracy): {words}.")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--omniglot", default="../shared/data/omniglot/images_evaluation")
+    parser.add_argument("--photos", default="../shared/data/tiny-imagenet/novel-dev")
+    parser.add_argument("--omniglot-model", default="omniglot")
+    parser.add_argument("--photo-model", default="photos")
+    parser.add_argument("--only", choices=("omniglot", "photos"), default=None)
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS))
+    parser.add_argument("--alphabets", nargs="*", default=None, help="only these alphabets (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-speed", action="store_true", help="skip the 1,000-image refit timing")
+    parser.add_argument("--name", default="teach")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    budgets = sorted(set(args.budgets) | {0})
+    notes = patch_baselines() if {"cobras", "npu"} & set(args.methods) else []
+    started = time.perf_counter()
+    results: dict[str, dict] = {}
+    sections = []
+    if args.only in (None, "omniglot"):
+        model = load_similarity_model(args.omniglot_model)
+        folders = alphabet_folders(Path(args.omniglot))
+        if args.alphabets:
+            folders = [f for f in folders if f.name in args.alphabets]
+        rows = {}
+        for folder in folders:
+            print(folder.name, flush=True)
+            rows[folder.name] = run_folder(folder, model, args.methods, budgets, args.seed)
+        results["omniglot"] = rows
+        sections.append(("Omniglot, the 10 development alphabets (model `omniglot`), K unknown", rows))
+    if args.only in (None, "photos"):
+        if args.photo_model in list_models() or Path(args.photo_model).is_file():
+            model = load_similarity_model(args.photo_model)
+            print("photos", flush=True)
+            rows = {"novel-dev": run_folder(Path(args.photos), model, args.methods, budgets, args.seed)}
+            results["photos"] = rows
+            sections.append(("Photos, the 25 `novel-dev` classes of Tiny ImageNet (model `photos`), K unknown", rows))
+        else:
+            print(f"photo model {args.photo_model!r} not found: photo part skipped", flush=True)
+    speed = None
+    if not args.no_speed and args.only in (None, "omniglot"):
+        speed = refit_speed(Path(args.omniglot), load_similarity_model(args.omniglot_model), args.seed)
+        print("refit speed", speed, flush=True)
+    total = time.perf_counter() - started
+
+    lines = [f"Machine: {machine_description(args.threads)}; whole benchmark {total / 60:.1f} min.",
+             "One answer = the oracle's reply to one question about one pair of images, from the two images' "
+             "folder names (see the script's docstring). Cells: mean clustering accuracy % over the folders "
+             "(lowest), mean |K error|.", ""]
+    if notes:
+        lines += ["Baselines patched to run with this numpy/scikit-learn: " + "; ".join(notes) + ".", ""]
+    for title, rows in sections:
+        lines += [f"#### {title}", ""] + summary_table(rows, args.methods, budgets) + [""]
+        if title.startswith("Omniglot"):
+            lines += targets(rows, args.methods, budgets) + [""]
+        lines += ["Per folder: accuracy % (K found minus true K).", ""] + per_folder_table(rows, args.methods,
+                                                                                            budgets) + [""]
+    if speed:
+        met = speed["max"] <= 3.0
+        lines += [f"**One answer on {speed['n_images']:,} images**: refit in {speed['median']:.2f} s (median of "
+                  f"{len(speed['seconds'])}), at most {speed['max']:.2f} s (target <= 3 s: "
+                  f"{'met' if met else 'not met'}); load average (1, 5, 15 min) "
+                  f"{', '.join(f'{x:.1f}' for x in speed['load_before'])} before, "
+                  f"{', '.join(f'{x:.1f}' for x in speed['load_after'])} after."]
+    write_results(args.name, {"args": vars(args), "machine": machine_description(args.threads), "seconds": total,
+                              "load_average_end": os.getloadavg(), "results": results, "speed": speed,
+                              "patches": notes}, "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
