@@ -58,6 +58,8 @@ SECTIONS = [
     ("discover_speed", "Discovery speed on a 1,000-image folder", "`OMP_NUM_THREADS=1 python benchmarks/discover_speed.py`"),
     ("discover_large", "Discovery on a large folder: 6,180 images, 309 characters",
      "`python benchmarks/discover_large.py`"),
+    ("teach", "Teach it: a simulated person answers questions about pairs of images",
+     "`pip install -e .[bench]`, then `python benchmarks/teach.py --threads 2`"),
     ("digits_da", "Cross-domain digits: USPS <-> MNIST", "`python benchmarks/digits_da.py`"),
     ("app_explore_20k", "The app's explorer with 20,000 images", "`python benchmarks/app_explore_20k.py`"),
     ("app_time_left", "The time left the app shows during a discovery", "`python benchmarks/app_time_left.py --repeats 3`"),
