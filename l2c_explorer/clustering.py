@@ -118,12 +118,15 @@ def sample_batch(positives: sp.csr_matrix, batch_size: int, generator: torch.Gen
     return torch.as_tensor(np.unique(np.concatenate([anchors, partners])))
 
 
-def warm_centres(features: np.ndarray, previous: np.ndarray, n_clusters: int, *, seed: int = 0) -> np.ndarray:
-    """Unit k-means centres (k, d) of unit features (n, d), started from the clusters ``previous`` (n,).
+def warm_centres(features: np.ndarray, previous: np.ndarray, n_clusters: int, *, seed: int = 0,
+                 n_fresh: int = 3) -> np.ndarray:
+    """Unit k-means centres (k, d) of unit features (n, d), one of whose starts is the clusters ``previous`` (n,).
 
-    The centres of the previous clusters seed k-means (the largest ones when there are too many; k-means++
-    picks the missing ones), so a refit moves from the clusters a person has been looking at rather than
-    from a fresh random start. Deterministic for a given seed.
+    k-means runs from the centres of the previous clusters (the largest ones when there are too many,
+    k-means++ picks for the missing ones, among the images those centres fit worst) and from ``n_fresh``
+    k-means++ starts; the lowest inertia wins. Answers that merge or split groups change the features, and
+    a fresh start finds the new groups; where nothing changed, the warm start keeps the groups a person
+    has been looking at. Deterministic for a given seed.
     """
     from sklearn.cluster import KMeans, kmeans_plusplus
 
@@ -131,13 +134,16 @@ def warm_centres(features: np.ndarray, previous: np.ndarray, n_clusters: int, *,
     keep = ids[np.argsort(-sizes, kind="stable")][:n_clusters]
     seeds = np.stack([features[previous == c].mean(0) for c in keep])
     if len(seeds) < n_clusters:
-        # the extra seeds: k-means++ on the images the kept seeds explain worst
         fit = (features @ (seeds / (np.linalg.norm(seeds, axis=1, keepdims=True) + 1e-12)).T).max(1)
         far = np.argsort(fit, kind="stable")[: max(n_clusters * 4, 50)]
         extra, _ = kmeans_plusplus(features[far], n_clusters - len(seeds), random_state=seed)
         seeds = np.concatenate([seeds, extra])
-    km = KMeans(n_clusters, init=seeds.astype(features.dtype), n_init=1, random_state=seed).fit(features)
-    centres = km.cluster_centers_
+    warm = KMeans(n_clusters, init=seeds.astype(features.dtype), n_init=1, random_state=seed).fit(features)
+    best = warm
+    if n_fresh:
+        fresh = KMeans(n_clusters, n_init=n_fresh, random_state=seed).fit(features)
+        best = fresh if fresh.inertia_ < warm.inertia_ else warm
+    centres = best.cluster_centers_
     return (centres / (np.linalg.norm(centres, axis=1, keepdims=True) + 1e-12)).astype(np.float32)
 
 
