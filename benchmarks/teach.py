@@ -137,85 +137,82 @@ def run_random(clusterer: L2CClusterer, truth, budgets, seed: int = 0) -> dict:
 
 
 def patch_baselines() -> list[str]:
-    """Make the two baseline packages run with the installed numpy/scikit-learn; returns what was patched."""
+    """Make the two baseline packages run, and run in reasonable time, with current numpy/scikit-learn.
+
+    Returns what was patched. Every patch keeps the package's results: the same values computed without
+    Python loops over all pairs, and aliases that numpy removed.
+    """
     notes = []
-    if not hasattr(np, "int"):  # removed in numpy 1.24; old packages still write np.int / np.float
+    if "int" not in np.__dict__:  # np.int / np.float: removed in numpy 1.24, used by cobras-ts
         np.int = int  # type: ignore[attr-defined]
         np.float = float  # type: ignore[attr-defined]
-        notes.append("numpy aliases np.int/np.float (removed in numpy 1.24) restored for the baselines")
+        notes.append("the aliases np.int and np.float (removed in numpy 1.24, used by cobras-ts) restored")
+    try:
+        from active_semi_clustering.active.pairwise_constraints import npu as npu_module
+        from active_semi_clustering.exceptions import EmptyClustersException
+        from active_semi_clustering.semi_supervised.pairwise_constraints import pckmeans as pck_module
+    except ImportError:
+        return notes
+
+    def assign_clusters(self, X, cluster_centers, ml_graph, cl_graph, w):
+        # PCKMeans' own assignment (same visiting order, same objective), with the distances to the centres
+        # computed for all points at once instead of one Python call per point and cluster
+        labels = np.full(X.shape[0], fill_value=-1)
+        distance = 0.5 * ((X[:, None, :] - cluster_centers[None, :, :]) ** 2).sum(-1)
+        index = list(range(X.shape[0]))
+        np.random.shuffle(index)
+        for x_i in index:
+            cost = distance[x_i].copy()
+            for y_i in ml_graph[x_i]:
+                if labels[y_i] != -1:
+                    cost += w
+                    cost[labels[y_i]] -= w
+            for y_i in cl_graph[x_i]:
+                if labels[y_i] != -1:
+                    cost[labels[y_i]] += w
+            labels[x_i] = int(np.argmin(cost))
+        if np.any(np.bincount(labels, minlength=self.n_clusters) == 0):
+            raise EmptyClustersException
+        return labels
+
+    pck_module.PCKMeans._assign_clusters = assign_clusters
+    notes.append("PCKMeans' cluster assignment computes the point-to-centre distances in one array operation "
+                 "(same order, same objective, same result)")
+
+    def most_informative(self, X, clusterer, neighborhoods):
+        # NPU's choice (Xiong et al. 2014, as the package computes it): a 50-tree random forest learns the
+        # current clusters, S = share of trees where two images share a leaf, p = mean S to each
+        # neighbourhood (normalised), the most informative image maximises entropy(p) / expected cost. The
+        # package loops over every pair in Python; S here is one product of leaf indicators, the same values.
+        from sklearn.ensemble import RandomForestClassifier
+
+        n, n_hoods = X.shape[0], len(neighborhoods)
+        queried = {i for hood in neighborhoods for i in hood}
+        free = np.array(sorted(set(range(n)) - queried))
+        if n_hoods <= 1:
+            return np.random.choice(free), [1]
+        forest = RandomForestClassifier(n_estimators=50).fit(X, clusterer.labels_)
+        leaves = forest.apply(X)
+        codes = leaves + (np.arange(leaves.shape[1]) * (leaves.max() + 1))[None, :]
+        onehot = np.zeros((n, int(codes.max()) + 1))
+        onehot[np.repeat(np.arange(n), leaves.shape[1]), codes.ravel()] = 1.0
+        S = (onehot @ onehot.T) / 50
+        p = np.stack([S[:, hood].mean(1) for hood in neighborhoods], axis=1)
+        p[np.all(p == 0, axis=1)] = 1.0
+        p = p / p.sum(1, keepdims=True)
+        uncertainty, cost = np.zeros(n), np.ones(n)
+        for i in free:
+            if not np.any(p[i] == 1):
+                positive = p[i][p[i] > 0]
+                uncertainty[i] = -(positive * np.log2(positive)).sum()
+                cost[i] = (positive * np.arange(1, len(positive) + 1)).sum()
+        best = int(np.argmax(uncertainty / cost))
+        return best, p[best]
+
+    npu_module.NPU._most_informative = most_informative
+    notes.append("NPU's random-forest similarity computed as one product of leaf indicators instead of a Python "
+                 "loop over every pair of images (same values)")
     return notes
-
-
-class CobrasQuerier:
-    """cobras-ts querier backed by the oracle."""
-
-    def __init__(self, oracle: Oracle):
-        self.oracle = oracle
-
-    def query_points(self, i, j):
-        return self.oracle(int(i), int(j))
-
-    def continue_cluster_process(self):
-        return True
-
-    def update_clustering(self, clustering):
-        return None
-
-
-def run_cobras(features: np.ndarray, truth, budgets) -> dict:
-    from cobras_ts.cobras_kmeans import COBRAS_kmeans
-    from cobras_ts.querier.querier import Querier
-
-    class Q(CobrasQuerier, Querier):
-        def __init__(self, oracle):
-            Querier.__init__(self)
-            CobrasQuerier.__init__(self, oracle)
-
-    oracle = Oracle(truth, max(budgets))
-    np.random.seed(0)
-    result = COBRAS_kmeans(features.astype(np.float64), Q(oracle), max(budgets)).cluster()
-    intermediate = result[1] if len(result) == 5 else result[0]  # (clustering, intermediate, runtimes, ml, cl)
-    out = {}
-    for b in budgets:
-        if b == 0:
-            labels = np.zeros(len(truth), dtype=int)  # before any answer COBRAS has one cluster
-        else:
-            labels = np.asarray(intermediate[min(b, len(intermediate)) - 1])
-        out[b] = score(truth, labels)
-    return {"scores": out, "questions_asked": oracle.asked}
-
-
-def run_npu(features: np.ndarray, truth, budgets, k: int) -> dict:
-    from active_semi_supervised_clustering.active.pairwise_constraints import NPU
-    from active_semi_supervised_clustering.semi_supervised.pairwise_constraints import PCKMeans
-
-    class NpuOracle:
-        def __init__(self, oracle):
-            self.oracle = oracle
-            self.max_queries_cnt = oracle.budget
-            self.queries_cnt = 0
-
-        def query(self, i, j):
-            if self.queries_cnt < self.max_queries_cnt:
-                self.queries_cnt += 1
-                return self.oracle(int(i), int(j))
-            raise MaximumQueriesExceeded
-
-    from active_semi_supervised_clustering.exceptions import MaximumQueriesExceeded
-
-    out = {}
-    x = features.astype(np.float64)
-    for b in budgets:
-        np.random.seed(0)
-        if b == 0:
-            labels = PCKMeans(n_clusters=k).fit(x, ml=[], cl=[]).labels_
-        else:
-            learner = NPU(clusterer=PCKMeans(n_clusters=k))
-            learner.fit(x, oracle=NpuOracle(Oracle(truth, b)))
-            ml, cl = learner.pairwise_constraints_
-            labels = PCKMeans(n_clusters=k).fit(x, ml=ml, cl=cl).labels_
-        out[b] = score(truth, labels)
-    return {"scores": out}
 
 
 # ---------------------------------------------------------------------------------------------------
