@@ -208,6 +208,17 @@ def other_summaries() -> list[str]:
         walls = [r["wall_seconds"] for r in speed["rows"]]
         lines.append(f"- Discovering the categories of {speed['n_images']:,} images: at most {max(walls):.0f} s "
                      f"for the whole command on 2 CPU cores (target: under a minute).")
+    teach = load("teach")
+    if teach and "omniglot" in teach["results"] and "ours" in next(iter(teach["results"]["omniglot"].values())):
+        rows = teach["results"]["omniglot"].values()
+        accs = {b: [100 * r["ours"]["scores"][str(b)][0] for r in rows] for b in (0, 25)}
+        kerr = np.mean([abs(r["ours"]["scores"]["50"][1]) for r in rows])
+        line = (f"- Teach it (a simulated person answering from the folder names, K unknown): mean accuracy "
+                f"{np.mean(accs[0]):.1f}% with no answer, **{np.mean(accs[25]):.1f}%** after 25 answers (lowest "
+                f"alphabet {np.min(accs[25]):.1f}%), mean K error {kerr:.2f} after 50")
+        if teach.get("speed"):
+            line += f"; one answer re-clusters {teach['speed']['n_images']:,} images in {teach['speed']['max']:.1f} s"
+        lines.append(line + ".")
     for name in ("digits_da", "app_explore_20k"):
         md = RESULTS / f"{name}.headline.md"
         if md.exists():
