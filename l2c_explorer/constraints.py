@@ -157,17 +157,18 @@ class ConstraintSet:
         as products of the component indicator matrices, never pair by pair.
         """
         idx = np.arange(self.n_images) if index is None else np.asarray(index)
-        comp = self.component[idx]
-        touched = np.zeros(self.n_components, dtype=bool)
-        touched[self.component[self.constrained_images()]] = True
-        members = np.zeros((len(idx), self.n_components), dtype=np.float32)
-        rows = np.flatnonzero(touched[comp])
-        members[rows, comp[rows]] = 1.0
-        same = members @ members.T
-        targets = same.copy()
+        # only the components some answer is about get a column (t of them, t <= 2 * answers)
+        touched = np.unique(self.component[self.constrained_images()])
+        column = np.full(self.n_components, -1)
+        column[touched] = np.arange(len(touched))
+        col = column[self.component[idx]]
+        rows = np.flatnonzero(col >= 0)
+        members = np.zeros((len(idx), len(touched)), dtype=np.float32)
+        members[rows, col[rows]] = 1.0
+        targets = members @ members.T
         if len(self.cannot):
-            between = np.zeros((self.n_components, self.n_components), dtype=np.float32)
-            between[self.cannot[:, 0], self.cannot[:, 1]] = 1.0
+            between = np.zeros((len(touched), len(touched)), dtype=np.float32)
+            between[column[self.cannot[:, 0]], column[self.cannot[:, 1]]] = 1.0
             between += between.T
             targets -= members @ between @ members.T
         np.fill_diagonal(targets, 0.0)

@@ -36,6 +36,9 @@ KINDS = ("split", "merge", "member")
 # to score in milliseconds.
 MERGE_NEIGHBOURS = 3
 MEMBER_CANDIDATES = 100
+# A group larger than this is split on a seeded sample of its members (the others join the half they have
+# more links to), so that proposing a split never builds a matrix larger than this squared.
+SPLIT_SAMPLE = 1500
 WORDS = {
     "split": "Is this group one category? (the most typical image of each half of it)",
     "merge": "Are these two groups one category? (the most typical image of each)",
@@ -121,7 +124,18 @@ def split_in_two(graph: sp.spmatrix, members: np.ndarray) -> tuple[np.ndarray, f
 
 def group_split(graph: sp.spmatrix, embedding: np.ndarray, members: np.ndarray):
     """The proposed split of a group: (half A, half B, typical image of A, of B, normalised cut)."""
-    half, ncut = split_in_two(graph, members)
+    members = np.asarray(members)
+    if len(members) > SPLIT_SAMPLE:
+        sample = np.sort(np.random.default_rng(0).choice(len(members), SPLIT_SAMPLE, replace=False))
+        half_of_sample, ncut = split_in_two(graph, members[sample])
+        links = sp.csr_matrix(graph)[members][:, members[sample]]
+        half = np.asarray(links @ half_of_sample.astype(np.float64)).ravel() > \
+            np.asarray(links @ (~half_of_sample).astype(np.float64)).ravel()
+        half[sample] = half_of_sample
+        if half.all() or not half.any():
+            half[sample] = half_of_sample
+    else:
+        half, ncut = split_in_two(graph, members)
     first, second = members[half], members[~half]
     return first, second, representative(embedding, first), representative(embedding, second), ncut
 

@@ -102,3 +102,16 @@ def test_batches_spread_over_groups():
     q = next_questions(emb, graph, labels, one_hot(labels, 3), ConstraintSet(36), scale=10.0, bias=-5.0, n=3,
                        kinds=("split",))
     assert sorted(x.groups[0] for x in q) == [0, 1, 2]
+
+
+def test_a_large_group_is_split_on_a_sample(monkeypatch):
+    import l2c_explorer.questions as questions
+
+    graph = cliques([30, 30], bridges=[(29, 30)])
+    emb = embedding_of([0] * 30 + [1] * 30)
+    whole = questions.group_split(graph, emb, np.arange(60))
+    monkeypatch.setattr(questions, "SPLIT_SAMPLE", 20)
+    first, second, a, b, _ = questions.group_split(graph, emb, np.arange(60))
+    assert {tuple(sorted(first)), tuple(sorted(second))} == {tuple(range(30)), tuple(range(30, 60))}
+    assert {tuple(sorted(whole[0])), tuple(sorted(whole[1]))} == {tuple(range(30)), tuple(range(30, 60))}
+    assert (a < 30) != (b < 30)
