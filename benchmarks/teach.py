@@ -37,6 +37,7 @@ Writes benchmarks/results/teach.{json,md}.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -48,7 +49,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description, write_results  # noqa: E402
+from common import RESULTS, machine_description, write_results  # noqa: E402
 
 from l2c_explorer.clustering import L2CClusterer  # noqa: E402
 from l2c_explorer.constraints import Answer, ConstraintSet  # noqa: E402
@@ -215,6 +216,75 @@ def patch_baselines() -> list[str]:
     return notes
 
 
+class CobrasOracle:
+    """cobras-ts's querier interface, answered by the oracle."""
+
+    def __init__(self, oracle: Oracle):
+        self.oracle = oracle
+
+    def query_points(self, i, j):
+        return self.oracle(int(i), int(j))
+
+    def continue_cluster_process(self):
+        return True
+
+    def update_clustering(self, clustering):
+        return None
+
+    def update_clustering_detailed(self, clustering):
+        return None
+
+
+def run_cobras(features: np.ndarray, truth, budgets) -> dict:
+    """COBRAS (k-means super-instances) with the oracle; its clustering after b answers is the intermediate
+    clustering it records at its b-th question (before the first question it has one cluster)."""
+    from cobras_ts.cobras_kmeans import COBRAS_kmeans
+
+    oracle = Oracle(truth, max(budgets))
+    np.random.seed(0)  # COBRAS' k-means splits draw from numpy's global generator
+    result = COBRAS_kmeans(features.astype(np.float64), CobrasOracle(oracle), max(budgets)).cluster()
+    intermediate = result[1]  # (clustering, intermediate labellings, runtimes, ml, cl)
+    out = {}
+    for b in budgets:
+        labels = np.zeros(len(truth), dtype=int) if b == 0 or not intermediate else \
+            np.asarray(intermediate[min(b, len(intermediate)) - 1])
+        out[b] = score(truth, labels)
+    return {"scores": out, "questions_asked": oracle.asked}
+
+
+def run_npu(features: np.ndarray, truth, budgets, k: int) -> dict:
+    """NPU choosing the pairs, PCKMeans clustering with them, K = ``k``; one run up to the largest budget.
+
+    The clustering after b answers is PCKMeans' clustering when NPU is about to ask its (b+1)-th question:
+    NPU adds constraints only between questions and refits PCKMeans right after, so that clustering is
+    fitted on exactly the answers a run with budget b ends with, from the same random draws (what the
+    package returns for a budget of b answers), without running NPU once per budget.
+    """
+    from active_semi_clustering.active.pairwise_constraints import NPU
+    from active_semi_clustering.active.pairwise_constraints.example_oracle import MaximumQueriesExceeded
+
+    wanted = sorted(set(budgets))
+    snapshots: dict[int, np.ndarray] = {}
+    oracle = Oracle(truth, max(wanted))
+    learner = NPU(clusterer=None)
+
+    class SnapshotOracle:
+        def query(self, i, j):
+            if oracle.asked in wanted and oracle.asked not in snapshots:
+                snapshots[oracle.asked] = np.asarray(learner.clusterer.labels_).copy()
+            if oracle.asked >= oracle.budget:
+                raise MaximumQueriesExceeded
+            return oracle(int(i), int(j))
+
+    from active_semi_clustering.semi_supervised.pairwise_constraints import PCKMeans
+
+    np.random.seed(0)  # NPU, PCKMeans and the random forest draw from numpy's global generator
+    learner.clusterer = PCKMeans(n_clusters=k)
+    learner.fit(features.astype(np.float64), oracle=SnapshotOracle())
+    out = {b: score(truth, snapshots[b]) for b in wanted}
+    return {"scores": out, "questions_asked": oracle.asked}
+
+
 # ---------------------------------------------------------------------------------------------------
 # folders
 
@@ -293,25 +363,80 @@ def per_folder_table(rows: dict, methods, budgets) -> list[str]:
     return lines
 
 
-def targets(rows: dict, methods, budgets) -> list[str]:
+def targets(rows: dict, methods, budgets, *, accuracy_targets: bool = True) -> list[str]:
+    """The issue's targets, met or not (the accuracy and K ones are for the Omniglot alphabets)."""
     def acc(m, b):
         return [100 * r[m]["scores"][b][0] for r in rows.values() if m in r]
 
     out = []
-    if "ours" in methods and 25 in budgets:
+    if not accuracy_targets:
+        pass
+    elif "ours" in methods and 25 in budgets:
         a = acc("ours", 25)
         met = np.mean(a) >= 97 and np.min(a) >= 93
         out.append(f"- After 25 answers: mean accuracy {np.mean(a):.1f}%, lowest {np.min(a):.1f}% "
                    f"(target: mean >= 97%, every alphabet >= 93%): **{'met' if met else 'not met'}**.")
-    if "ours" in methods and 50 in budgets:
+    if accuracy_targets and "ours" in methods and 50 in budgets:
         e = np.mean([abs(r["ours"]["scores"][50][1]) for r in rows.values()])
         out.append(f"- After 50 answers: mean |K error| {e:.2f} (target <= 0.3): **{'met' if e <= 0.3 else 'not met'}**.")
     others = [m for m in methods if m != "ours"]
     if "ours" in methods and others:
         beaten = {m: all(np.mean(acc("ours", b)) > np.mean(acc(m, b)) for b in budgets if b > 0) for m in others}
         words = ", ".join(f"{METHOD_NAMES[m]}: {'yes' if v else 'no'}" for m, v in beaten.items())
-        out.append(f"- Our questions above each other method at every budget from 10 answers (mean accuracy): {words}.")
+        out.append(f"- Our questions above each other method at every budget from {min(b for b in budgets if b > 0)} "
+                   f"answers on (mean accuracy): {words}.")
     return out
+
+
+def render(data: dict) -> str:
+    """benchmarks/results/teach.md from the results (also those of earlier, resumed runs)."""
+    methods, budgets = data["methods"], [int(b) for b in data["budgets"]]
+    lines = [f"Machine: {data['machine']}; benchmark time {data['seconds'] / 60:.1f} min (all runs added up).",
+             "One answer = the oracle's reply to one question about one pair of images, from the two images' "
+             "folder names (see the script's docstring). Cells: mean clustering accuracy % over the folders "
+             "(lowest), mean |K error|. Accuracies do not depend on the machine's load; the seconds do.", ""]
+    if data.get("patches"):
+        lines += ["Baselines patched to run with this numpy/scikit-learn: " + "; ".join(data["patches"]) + ".", ""]
+    for part, rows in data["results"].items():
+        lines += [f"#### {data['titles'][part]}", ""] + summary_table(rows, methods, budgets) + [""]
+        if part == "omniglot":
+            lines += targets(rows, methods, budgets) + [""]
+        else:
+            lines += targets(rows, methods, budgets, accuracy_targets=False) + [""]
+        lines += ["Per folder: accuracy % (K found minus true K); the clustering before any answer took "
+                  + ", ".join(f"{r['fit_seconds']:.0f} s ({name})" for name, r in rows.items())
+                  + "; load average (1 min) at the end of each folder "
+                  + ", ".join(f"{r['load_average'][0]:.1f}" for r in rows.values() if "load_average" in r) + ".",
+                  ""] + per_folder_table(rows, methods, budgets) + [""]
+    speed = data.get("speed")
+    if speed:
+        met = speed["max"] <= 3.0
+        lines += [f"**One answer on {speed['n_images']:,} images**: refit in {speed['median']:.2f} s (median of "
+                  f"{len(speed['seconds'])}), at most {speed['max']:.2f} s (target <= 3 s: "
+                  f"{'met' if met else 'not met'}); load average (1, 5, 15 min) "
+                  f"{', '.join(f'{x:.1f}' for x in speed['load_before'])} before, "
+                  f"{', '.join(f'{x:.1f}' for x in speed['load_after'])} after."]
+    return "\n".join(lines)
+
+
+def with_int_budgets(rows: dict) -> dict:
+    """Rows read back from JSON: budgets as whole numbers again."""
+    for r in rows.values():
+        for m in METHODS:
+            if m in r:
+                r[m]["scores"] = {int(b): tuple(v) for b, v in r[m]["scores"].items()}
+    return rows
+
+
+def photo_folder(source: Path, n_classes: int | None, per_class: int | None, into: Path) -> Path:
+    """``source`` itself, or a copy of its first ``n_classes`` classes with their first ``per_class`` images."""
+    if n_classes is None and per_class is None:
+        return source
+    for c in sorted(d for d in source.iterdir() if d.is_dir())[:n_classes]:
+        (into / c.name).mkdir(parents=True)
+        for f in sorted(x for x in c.rglob("*") if x.is_file())[:per_class]:
+            shutil.copy2(f, into / c.name / f.name)
+    return into
 
 
 def main() -> None:
@@ -320,6 +445,10 @@ def main() -> None:
     parser.add_argument("--photos", default="../shared/data/tiny-imagenet/novel-dev")
     parser.add_argument("--omniglot-model", default="omniglot")
     parser.add_argument("--photo-model", default="photos")
+    parser.add_argument("--photo-classes", type=int, default=None,
+                        help="only the first N classes of --photos (default: all); stated in the results")
+    parser.add_argument("--photo-per-class", type=int, default=None,
+                        help="only the first N images of each photo class (default: all); stated in the results")
     parser.add_argument("--only", choices=("omniglot", "photos"), default=None)
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS))
@@ -327,63 +456,75 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-speed", action="store_true", help="skip the 1,000-image refit timing")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the folders (and the refit timing) already in benchmarks/results/NAME.json, "
+                             "measured with the same methods, budgets and seed, and add the others")
     parser.add_argument("--name", default="teach")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     budgets = sorted(set(args.budgets) | {0})
     notes = patch_baselines() if {"cobras", "npu"} & set(args.methods) else []
+    data = {"methods": list(args.methods), "budgets": budgets, "seed": args.seed,
+            "machine": machine_description(args.threads), "patches": notes, "seconds": 0.0, "results": {},
+            "titles": {}, "speed": None, "runs": []}
+    previous = RESULTS / f"{args.name}.json"
+    if args.resume and previous.is_file():
+        old = json.loads(previous.read_text())
+        if (old.get("methods"), old.get("budgets"), old.get("seed")) == (data["methods"], budgets, args.seed):
+            data.update({k: old[k] for k in ("seconds", "results", "titles", "speed", "runs") if k in old})
+            for rows in data["results"].values():
+                with_int_budgets(rows)
+        else:
+            print(f"{previous} has other methods, budgets or seed: starting afresh", flush=True)
+    data["runs"].append({"args": vars(args), "load_average_start": os.getloadavg()})
     started = time.perf_counter()
-    results: dict[str, dict] = {}
-    sections = []
+
+    def save():
+        data["seconds"] += time.perf_counter() - save.last
+        save.last = time.perf_counter()
+        data["runs"][-1]["load_average_end"] = os.getloadavg()
+        write_results(args.name, data, render(data))
+
+    save.last = started
+
+    def run_part(part: str, title: str, folders: list[Path], model) -> None:
+        rows = data["results"].setdefault(part, {})
+        data["titles"][part] = title
+        for folder, name in folders:
+            if name in rows:
+                print(f"{name}: kept from {previous.name}", flush=True)
+                continue
+            print(name, flush=True)
+            rows[name] = run_folder(folder, model, args.methods, budgets, args.seed)
+            rows[name]["load_average"] = os.getloadavg()
+            save()  # after every folder: a stopped run keeps what it measured
+
     if args.only in (None, "omniglot"):
         model = load_similarity_model(args.omniglot_model)
         folders = alphabet_folders(Path(args.omniglot))
         if args.alphabets:
             folders = [f for f in folders if f.name in args.alphabets]
-        rows = {}
-        for folder in folders:
-            print(folder.name, flush=True)
-            rows[folder.name] = run_folder(folder, model, args.methods, budgets, args.seed)
-        results["omniglot"] = rows
-        sections.append(("Omniglot, the 10 development alphabets (model `omniglot`), K unknown", rows))
+        which = "the 10" if len(folders) == 10 else f"{len(folders)} of the 10"
+        run_part("omniglot", f"Omniglot, {which} development alphabets (model `omniglot`), K unknown",
+                 [(f, f.name) for f in folders], model)
     if args.only in (None, "photos"):
         if args.photo_model in list_models() or Path(args.photo_model).is_file():
             model = load_similarity_model(args.photo_model)
-            print("photos", flush=True)
-            rows = {"novel-dev": run_folder(Path(args.photos), model, args.methods, budgets, args.seed)}
-            results["photos"] = rows
-            sections.append(("Photos, the 25 `novel-dev` classes of Tiny ImageNet (model `photos`), K unknown", rows))
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = photo_folder(Path(args.photos), args.photo_classes, args.photo_per_class, Path(tmp) / "photos")
+                classes = sorted(d for d in folder.iterdir() if d.is_dir())
+                n_images = sum(1 for c in classes for f in c.rglob("*") if f.is_file())
+                subset = "" if folder == Path(args.photos) else \
+                    f" (subset: the first {len(classes)} classes, first {args.photo_per_class or 'all'} images of each)"
+                run_part("photos", f"Photos, {len(classes)} classes of Tiny ImageNet's `novel-dev`, {n_images:,} "
+                         f"images{subset} (model `{args.photo_model}`), K unknown", [(folder, "novel-dev")], model)
         else:
             print(f"photo model {args.photo_model!r} not found: photo part skipped", flush=True)
-    speed = None
-    if not args.no_speed and args.only in (None, "omniglot"):
-        speed = refit_speed(Path(args.omniglot), load_similarity_model(args.omniglot_model), args.seed)
-        print("refit speed", speed, flush=True)
-    total = time.perf_counter() - started
-
-    lines = [f"Machine: {machine_description(args.threads)}; whole benchmark {total / 60:.1f} min.",
-             "One answer = the oracle's reply to one question about one pair of images, from the two images' "
-             "folder names (see the script's docstring). Cells: mean clustering accuracy % over the folders "
-             "(lowest), mean |K error|.", ""]
-    if notes:
-        lines += ["Baselines patched to run with this numpy/scikit-learn: " + "; ".join(notes) + ".", ""]
-    for title, rows in sections:
-        lines += [f"#### {title}", ""] + summary_table(rows, args.methods, budgets) + [""]
-        if title.startswith("Omniglot"):
-            lines += targets(rows, args.methods, budgets) + [""]
-        lines += ["Per folder: accuracy % (K found minus true K).", ""] + per_folder_table(rows, args.methods,
-                                                                                            budgets) + [""]
-    if speed:
-        met = speed["max"] <= 3.0
-        lines += [f"**One answer on {speed['n_images']:,} images**: refit in {speed['median']:.2f} s (median of "
-                  f"{len(speed['seconds'])}), at most {speed['max']:.2f} s (target <= 3 s: "
-                  f"{'met' if met else 'not met'}); load average (1, 5, 15 min) "
-                  f"{', '.join(f'{x:.1f}' for x in speed['load_before'])} before, "
-                  f"{', '.join(f'{x:.1f}' for x in speed['load_after'])} after."]
-    write_results(args.name, {"args": vars(args), "machine": machine_description(args.threads), "seconds": total,
-                              "load_average_end": os.getloadavg(), "results": results, "speed": speed,
-                              "patches": notes}, "\n".join(lines))
-    print("\n".join(lines))
+    if not args.no_speed and args.only in (None, "omniglot") and not (args.resume and data["speed"]):
+        data["speed"] = refit_speed(Path(args.omniglot), load_similarity_model(args.omniglot_model), args.seed)
+        print("refit speed", data["speed"], flush=True)
+    save()
+    print(render(data))
 
 
 if __name__ == "__main__":
