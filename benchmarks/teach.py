@@ -26,10 +26,15 @@ The two baselines run with the package versions installed by `pip install -e .[b
 work with current numpy/scikit-learn, this script patches around it (see `patch_baselines`).
 
 Also measured: the seconds of each refit (one answer) on a 1,000-image folder (50 characters: Kannada's 41 and
-Keble's first 9, as `discover_speed.py`), with the load average of the machine at the time.
+Keble's first 9, as `discover_speed.py`), and of one answer in the app's engine on the demo folder (re-cluster,
+files, counts, map colours), with the load average of the machine at the time.
 
     python benchmarks/teach.py --threads 2                 # Omniglot; photos too when models/photos exists
     python benchmarks/teach.py --only omniglot --methods ours random
+    python benchmarks/teach.py --only photos --resume --photo-classes 25 --photo-per-class 20   # a subset
+
+Results are saved after every folder; `--resume` keeps what an earlier run with the same methods, budgets and
+seed measured, so the parts (and the timings, best on a quiet machine) can be run at different times.
 
 Writes benchmarks/results/teach.{json,md}.
 """
@@ -148,12 +153,18 @@ def patch_baselines() -> list[str]:
         np.int = int  # type: ignore[attr-defined]
         np.float = float  # type: ignore[attr-defined]
         notes.append("the aliases np.int and np.float (removed in numpy 1.24, used by cobras-ts) restored")
+    errors = np.geterr()
     try:
         from active_semi_clustering.active.pairwise_constraints import npu as npu_module
         from active_semi_clustering.exceptions import EmptyClustersException
         from active_semi_clustering.semi_supervised.pairwise_constraints import pckmeans as pck_module
     except ImportError:
         return notes
+    finally:
+        if np.geterr() != errors:  # its MPCKMeans module makes every floating-point warning an error on import
+            np.seterr(**errors)
+            notes.append("numpy's floating-point error handling, which importing active-semi-supervised-clustering "
+                         "sets to 'raise', restored")
 
     def assign_clusters(self, X, cluster_centers, ml_graph, cl_graph, w):
         # PCKMeans' own assignment (same visiting order, same objective), with the distances to the centres
@@ -334,6 +345,41 @@ def refit_speed(data: Path, model, seed: int, n_answers: int = 10) -> dict:
             "load_before": load_before, "load_after": load_after}
 
 
+def app_speed(folder: Path, seed: int, n_answers: int = 5) -> dict:
+    """Seconds of one answer in the app's engine on the demo folder, as the Teach it panel gives it.
+
+    A finished demo run (the settings of the app's "Try the demo": model `omniglot`, K unknown), its map
+    computed; then each answer re-clusters, rewrites the run's files and recomputes the groups' counts and
+    the map colours (:meth:`~l2c_explorer.app.teaching.Teacher.answer`). The page's drawing is not counted.
+    """
+    from l2c_explorer.app.handlers import DEMO_STEPS
+    from l2c_explorer.app.workbench import Workbench
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bench = Workbench(Path(tmp) / "work")
+        try:
+            job = bench.start_discovery(folder, model="omniglot", labelled=True, steps=DEMO_STEPS,
+                                        random_state=seed, device="cpu")
+            if not job.wait(3600) or job.result is None:
+                raise RuntimeError(f"the demo run failed: {job.error}")
+            deadline = time.monotonic() + 3600
+            while not job.extra("map_final") and time.monotonic() < deadline:
+                time.sleep(0.5)
+            teacher = bench.teacher(job.id)
+            truth = np.unique(np.asarray(job.result.truth), return_inverse=True)[1]
+            load_before, seconds = os.getloadavg(), []
+            for _ in range(n_answers):
+                q = teacher.question()
+                teacher.answer(q["a"], q["b"], bool(truth[q["a"]] == truth[q["b"]]))
+                seconds.append(teacher.seconds)
+            load_after = os.getloadavg()
+            n_images = len(job.result.paths)
+        finally:
+            bench.close()
+    return {"folder": folder.name, "n_images": n_images, "seconds": seconds, "median": float(np.median(seconds)),
+            "max": float(np.max(seconds)), "load_before": load_before, "load_after": load_after}
+
+
 # ---------------------------------------------------------------------------------------------------
 # report
 
@@ -391,7 +437,10 @@ def targets(rows: dict, methods, budgets, *, accuracy_targets: bool = True) -> l
 def render(data: dict) -> str:
     """benchmarks/results/teach.md from the results (also those of earlier, resumed runs)."""
     methods, budgets = data["methods"], [int(b) for b in data["budgets"]]
-    lines = [f"Machine: {data['machine']}; benchmark time {data['seconds'] / 60:.1f} min (all runs added up).",
+    runs = "; ".join(f"{r['args'].get('only') or 'all parts'}{' (timings skipped)' if r['args'].get('no_speed') else ''}"
+                     f" with {r['args']['threads']} torch thread(s)" for r in data["runs"])
+    lines = [f"Machine: {data['machine']}; benchmark time {data['seconds'] / 60:.1f} min (all runs added up; "
+             f"runs: {runs}).",
              "One answer = the oracle's reply to one question about one pair of images, from the two images' "
              "folder names (see the script's docstring). Cells: mean clustering accuracy % over the folders "
              "(lowest), mean |K error|. Accuracies do not depend on the machine's load; the seconds do.", ""]
@@ -410,13 +459,22 @@ def render(data: dict) -> str:
                   ""] + per_folder_table(rows, methods, budgets) + [""]
     speed = data.get("speed")
     if speed:
-        met = speed["max"] <= 3.0
-        lines += [f"**One answer on {speed['n_images']:,} images**: refit in {speed['median']:.2f} s (median of "
-                  f"{len(speed['seconds'])}), at most {speed['max']:.2f} s (target <= 3 s: "
-                  f"{'met' if met else 'not met'}); load average (1, 5, 15 min) "
-                  f"{', '.join(f'{x:.1f}' for x in speed['load_before'])} before, "
-                  f"{', '.join(f'{x:.1f}' for x in speed['load_after'])} after."]
+        lines += [f"**One answer on {speed['n_images']:,} images** (`refit`, {speed.get('threads', 2)} threads): "
+                  + timing(speed) + "."]
+    app = data.get("app_speed")
+    if app:
+        lines += ["", f"**One answer in the app's engine on the demo folder** (`{app['folder']}`, "
+                  f"{app['n_images']:,} images: re-cluster, rewrite the run's files, new counts and map colours; "
+                  f"the page's drawing not counted): " + timing(app) + "."]
     return "\n".join(lines)
+
+
+def timing(speed: dict, target: float = 3.0) -> str:
+    met = speed["max"] <= target
+    return (f"{speed['median']:.2f} s (median of {len(speed['seconds'])}), at most {speed['max']:.2f} s (target "
+            f"<= {target:g} s: {'met' if met else 'not met'}); load average (1, 5, 15 min) "
+            f"{', '.join(f'{x:.1f}' for x in speed['load_before'])} before, "
+            f"{', '.join(f'{x:.1f}' for x in speed['load_after'])} after")
 
 
 def with_int_budgets(rows: dict) -> dict:
@@ -455,7 +513,8 @@ def main() -> None:
     parser.add_argument("--alphabets", nargs="*", default=None, help="only these alphabets (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-speed", action="store_true", help="skip the 1,000-image refit timing")
+    parser.add_argument("--no-speed", action="store_true",
+                        help="skip the timings (refit on 1,000 images, one answer in the app on the demo folder)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the folders (and the refit timing) already in benchmarks/results/NAME.json, "
                              "measured with the same methods, budgets and seed, and add the others")
@@ -465,13 +524,14 @@ def main() -> None:
     budgets = sorted(set(args.budgets) | {0})
     notes = patch_baselines() if {"cobras", "npu"} & set(args.methods) else []
     data = {"methods": list(args.methods), "budgets": budgets, "seed": args.seed,
-            "machine": machine_description(args.threads), "patches": notes, "seconds": 0.0, "results": {},
-            "titles": {}, "speed": None, "runs": []}
+            "machine": machine_description(), "patches": notes, "seconds": 0.0, "results": {},
+            "titles": {}, "speed": None, "app_speed": None, "runs": []}
     previous = RESULTS / f"{args.name}.json"
     if args.resume and previous.is_file():
         old = json.loads(previous.read_text())
         if (old.get("methods"), old.get("budgets"), old.get("seed")) == (data["methods"], budgets, args.seed):
-            data.update({k: old[k] for k in ("seconds", "results", "titles", "speed", "runs") if k in old})
+            data.update({k: old[k] for k in ("seconds", "results", "titles", "speed", "app_speed", "runs")
+                         if k in old})
             for rows in data["results"].values():
                 with_int_budgets(rows)
         else:
@@ -520,9 +580,14 @@ def main() -> None:
                          f"images{subset} (model `{args.photo_model}`), K unknown", [(folder, "novel-dev")], model)
         else:
             print(f"photo model {args.photo_model!r} not found: photo part skipped", flush=True)
-    if not args.no_speed and args.only in (None, "omniglot") and not (args.resume and data["speed"]):
+    if not args.no_speed and args.only in (None, "omniglot"):
         data["speed"] = refit_speed(Path(args.omniglot), load_similarity_model(args.omniglot_model), args.seed)
+        data["speed"]["threads"] = args.threads
         print("refit speed", data["speed"], flush=True)
+        save()
+        data["app_speed"] = app_speed(ROOT / "demo_data" / "omniglot_keble", args.seed)
+        data["app_speed"]["threads"] = args.threads
+        print("app speed", data["app_speed"], flush=True)
     save()
     print(render(data))
 
