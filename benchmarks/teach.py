@@ -437,7 +437,8 @@ def targets(rows: dict, methods, budgets, *, accuracy_targets: bool = True) -> l
 def render(data: dict) -> str:
     """benchmarks/results/teach.md from the results (also those of earlier, resumed runs)."""
     methods, budgets = data["methods"], [int(b) for b in data["budgets"]]
-    runs = "; ".join(f"{r['args'].get('only') or 'all parts'}{' (timings skipped)' if r['args'].get('no_speed') else ''}"
+    runs = "; ".join(f"{'timings' if r['args'].get('timings_only') else r['args'].get('only') or 'all parts'}"
+                     f"{' (timings skipped)' if r['args'].get('no_speed') else ''}"
                      f" with {r['args']['threads']} torch thread(s)" for r in data["runs"])
     lines = [f"Machine: {data['machine']}; benchmark time {data['seconds'] / 60:.1f} min (all runs added up; "
              f"runs: {runs}).",
@@ -515,6 +516,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-speed", action="store_true",
                         help="skip the timings (refit on 1,000 images, one answer in the app on the demo folder)")
+    parser.add_argument("--timings-only", action="store_true",
+                        help="only the timings (with --resume: added to the results already there)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the folders (and the refit timing) already in benchmarks/results/NAME.json, "
                              "measured with the same methods, budgets and seed, and add the others")
@@ -559,7 +562,7 @@ def main() -> None:
             rows[name]["load_average"] = os.getloadavg()
             save()  # after every folder: a stopped run keeps what it measured
 
-    if args.only in (None, "omniglot"):
+    if args.only in (None, "omniglot") and not args.timings_only:
         model = load_similarity_model(args.omniglot_model)
         folders = alphabet_folders(Path(args.omniglot))
         if args.alphabets:
@@ -567,7 +570,7 @@ def main() -> None:
         which = "the 10" if len(folders) == 10 else f"{len(folders)} of the 10"
         run_part("omniglot", f"Omniglot, {which} development alphabets (model `omniglot`), K unknown",
                  [(f, f.name) for f in folders], model)
-    if args.only in (None, "photos"):
+    if args.only in (None, "photos") and not args.timings_only:
         if args.photo_model in list_models() or Path(args.photo_model).is_file():
             model = load_similarity_model(args.photo_model)
             with tempfile.TemporaryDirectory() as tmp:
