@@ -409,10 +409,19 @@ def per_folder_table(rows: dict, methods, budgets) -> list[str]:
     return lines
 
 
+N_ALPHABETS = 10  # the development alphabets of images_evaluation: the accuracy and K targets are about all
+
+
 def targets(rows: dict, methods, budgets, *, accuracy_targets: bool = True) -> list[str]:
-    """The issue's targets, met or not (the accuracy and K ones are for the Omniglot alphabets)."""
+    """The targets, met or not (the accuracy and K ones are about all 10 Omniglot development alphabets: with
+    fewer measured, their numbers are shown and the verdict is left open)."""
     def acc(m, b):
         return [100 * r[m]["scores"][b][0] for r in rows.values() if m in r]
+
+    def verdict(met: bool) -> str:
+        if accuracy_targets and len(rows) < N_ALPHABETS:
+            return f"not assessed: {len(rows)} of the {N_ALPHABETS} alphabets measured"
+        return "met" if met else "not met"
 
     out = []
     if not accuracy_targets:
@@ -421,16 +430,17 @@ def targets(rows: dict, methods, budgets, *, accuracy_targets: bool = True) -> l
         a = acc("ours", 25)
         met = np.mean(a) >= 97 and np.min(a) >= 93
         out.append(f"- After 25 answers: mean accuracy {np.mean(a):.1f}%, lowest {np.min(a):.1f}% "
-                   f"(target: mean >= 97%, every alphabet >= 93%): **{'met' if met else 'not met'}**.")
+                   f"(target: mean >= 97%, every alphabet >= 93%): **{verdict(met)}**.")
     if accuracy_targets and "ours" in methods and 50 in budgets:
         e = np.mean([abs(r["ours"]["scores"][50][1]) for r in rows.values()])
-        out.append(f"- After 50 answers: mean |K error| {e:.2f} (target <= 0.3): **{'met' if e <= 0.3 else 'not met'}**.")
+        out.append(f"- After 50 answers: mean |K error| {e:.2f} (target <= 0.3): **{verdict(e <= 0.3)}**.")
     others = [m for m in methods if m != "ours"]
     if "ours" in methods and others:
         beaten = {m: all(np.mean(acc("ours", b)) > np.mean(acc(m, b)) for b in budgets if b > 0) for m in others}
         words = ", ".join(f"{METHOD_NAMES[m]}: {'yes' if v else 'no'}" for m, v in beaten.items())
         out.append(f"- Our questions above each other method at every budget from {min(b for b in budgets if b > 0)} "
-                   f"answers on (mean accuracy): {words}.")
+                   f"answers on (mean accuracy; target: yes for all): {words}"
+                   f"{f' ({verdict(False)})' if accuracy_targets and len(rows) < N_ALPHABETS else ''}.")
     return out
 
 
@@ -448,7 +458,12 @@ def render(data: dict) -> str:
     if data.get("patches"):
         lines += ["Baselines patched to run with this numpy/scikit-learn: " + "; ".join(data["patches"]) + ".", ""]
     for part, rows in data["results"].items():
-        lines += [f"#### {data['titles'][part]}", ""] + summary_table(rows, methods, budgets) + [""]
+        title = data["titles"][part]
+        if part == "omniglot":
+            which = f"the {N_ALPHABETS}" if len(rows) == N_ALPHABETS else \
+                f"{len(rows)} of the {N_ALPHABETS} ({', '.join(rows)})"
+            title = f"Omniglot, {which} development alphabets (model `omniglot`), K unknown"
+        lines += [f"#### {title}", ""] + summary_table(rows, methods, budgets) + [""]
         if part == "omniglot":
             lines += targets(rows, methods, budgets) + [""]
         else:
