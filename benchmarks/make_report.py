@@ -222,7 +222,9 @@ def other_summaries() -> list[str]:
                 f"(lowest alphabet {np.min(accs[25]):.1f}%; target: 97%, every alphabet 93%), mean K error "
                 f"{kerr:.2f} after 50 (target 0.3)")
         if teach.get("speed"):
-            line += f"; one answer re-clusters {teach['speed']['n_images']:,} images in {teach['speed']['max']:.1f} s"
+            line += (f"; one answer re-clusters {teach['speed']['n_images']:,} images in at most "
+                     f"{teach['speed']['max']:.1f} s (target 3 s; load average {teach['speed']['load_before'][0]:.0f} "
+                     f"on 2 cores when measured)")
         lines.append(line + ".")
     for name in ("digits_da", "app_explore_20k"):
         md = RESULTS / f"{name}.headline.md"

@@ -490,7 +490,9 @@ def timing(speed: dict, target: float = 3.0) -> str:
     return (f"{speed['median']:.2f} s (median of {len(speed['seconds'])}), at most {speed['max']:.2f} s (target "
             f"<= {target:g} s: {'met' if met else 'not met'}); load average (1, 5, 15 min) "
             f"{', '.join(f'{x:.1f}' for x in speed['load_before'])} before, "
-            f"{', '.join(f'{x:.1f}' for x in speed['load_after'])} after")
+            f"{', '.join(f'{x:.1f}' for x in speed['load_after'])} after"
+            + ("; measured on a shared machine (load above its 2 cores): an upper bound, to rerun on a quiet one"
+               if max(speed["load_before"][0], speed["load_after"][0]) > 2.5 else ""))
 
 
 def with_int_budgets(rows: dict) -> dict:
