@@ -720,7 +720,8 @@ class Workbench:
         if out is None or not str(out).strip():
             raise InputError("Choose an output folder for the export.")
         out_dir = check_output_folder(out, result.root)
-        extra = [result.run_dir / f for f in ("assignments.csv", "summary.json", "answers.csv") if (result.run_dir / f).exists()]
+        extra = [result.run_dir / f for f in ("assignments.csv", "summary.json", "answers.csv")
+                 if (result.run_dir / f).exists()]
         counts = export_cluster_folders(result.root, result.paths, result.labels, out_dir, mode=mode,
                                         names=dict(enumerate(result.names)), overwrite=overwrite, extra_files=extra)
         return {"folder": out_dir, "counts": counts, "n_files": int(sum(counts.values()))}
