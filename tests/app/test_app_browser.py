@@ -488,7 +488,7 @@ def test_teach_it_answers_questions_and_merges_groups(page, served_app, keble6):
 
     job = served_app.discover(keble6, wait=False, labelled=True, device="cpu", steps=30, self_training_steps=0)
     assert job.wait(600) and job.result is not None, job.error
-    page.goto(f"{served_app.url}?job={job.id}")
+    page.goto(served_app.page_url(job=job.id))  # the page's address carries the launch token
     page.wait_for_function("() => document.querySelector('#discover-map .l2c-map')?.dataset.ready === '1'",
                            timeout=300_000)
     truth = np.unique(np.asarray(job.result.truth), return_inverse=True)[1]
