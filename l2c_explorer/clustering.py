@@ -37,7 +37,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils.validation import check_is_fitted
 
 from . import __version__
-from .constraints import ConstraintSet, as_answers, constrained_graph, read_constraints_csv
+from .constraints import ConstraintSet, apply_answers, as_answers, read_constraints_csv
 from .data import ImageSet
 from .device import describe_device, resolve_device
 from .errors import InputError, StoppedError
@@ -65,12 +65,6 @@ _DEFAULTS = DISCOVER.defaults
 # much as all the graph's pairs). Not tuned: by design, so that a handful of answers is heard above
 # hundreds of thousands of graph pairs, and the graph still decides about everything the answers leave open.
 CONSTRAINT_SHARE = 0.5
-# Training steps of the clustering network in a refit: it starts from the k-means centres of the new
-# features, seeded with the run's own clusters, and settles in fewer steps than from scratch. Not tuned on
-# accuracy: chosen so that one answer re-clusters 1,000 images in about a second on 2 CPU cores.
-REFIT_STEPS = 40
-# How many times a refit adds a cluster when two images said to be different still share one.
-REFIT_REPAIRS = 3
 
 # ---------------------------------------------------------------------------------------------------
 # pure steps
@@ -116,35 +110,6 @@ def sample_batch(positives: sp.csr_matrix, batch_size: int, generator: torch.Gen
     pick = (torch.rand(len(anchors), generator=generator).numpy() * np.maximum(degree, 1)).astype(np.int64)
     partners = np.where(degree > 0, positives.indices[np.minimum(start + pick, positives.nnz - 1)], anchors)
     return torch.as_tensor(np.unique(np.concatenate([anchors, partners])))
-
-
-def warm_centres(features: np.ndarray, previous: np.ndarray, n_clusters: int, *, seed: int = 0,
-                 n_fresh: int = 3) -> np.ndarray:
-    """Unit k-means centres (k, d) of unit features (n, d), one of whose starts is the clusters ``previous`` (n,).
-
-    k-means runs from the centres of the previous clusters (the largest ones when there are too many,
-    k-means++ picks for the missing ones, among the images those centres fit worst) and from ``n_fresh``
-    k-means++ starts; the lowest inertia wins. Answers that merge or split groups change the features, and
-    a fresh start finds the new groups; where nothing changed, the warm start keeps the groups a person
-    has been looking at. Deterministic for a given seed.
-    """
-    from sklearn.cluster import KMeans, kmeans_plusplus
-
-    ids, sizes = np.unique(previous, return_counts=True)
-    keep = ids[np.argsort(-sizes, kind="stable")][:n_clusters]
-    seeds = np.stack([features[previous == c].mean(0) for c in keep])
-    if len(seeds) < n_clusters:
-        fit = (features @ (seeds / (np.linalg.norm(seeds, axis=1, keepdims=True) + 1e-12)).T).max(1)
-        far = np.argsort(fit, kind="stable")[: max(n_clusters * 4, 50)]
-        extra, _ = kmeans_plusplus(features[far], n_clusters - len(seeds), random_state=seed)
-        seeds = np.concatenate([seeds, extra])
-    warm = KMeans(n_clusters, init=seeds.astype(features.dtype), n_init=1, random_state=seed).fit(features)
-    best = warm
-    if n_fresh:
-        fresh = KMeans(n_clusters, n_init=n_fresh, random_state=seed).fit(features)
-        best = fresh if fresh.inertia_ < warm.inertia_ else warm
-    centres = best.cluster_centers_
-    return (centres / (np.linalg.norm(centres, axis=1, keepdims=True) + 1e-12)).astype(np.float32)
 
 
 def clusters_in_use(probs: torch.Tensor) -> int:
@@ -439,20 +404,14 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
 
     def refit(self, constraints, *, callback: Callback | None = None,
               stop: threading.Event | None = None) -> L2CClusterer:
-        """Cluster again with a person's answers about pairs of images; return ``self``.
+        """Change this run's clusters as a person's answers about pairs of images say; return ``self``.
 
-        Continues from this run: the (self-trained) features and the similarity graph are reused, so an
-        answer costs a graph, K and a short training of the clustering network, not a whole run. The
-        answers enter three places (:mod:`l2c_explorer.constraints`):
-
-        1. the graph: every "same" answer links the neighbourhoods of its two images, every "different"
-           one cuts the links between them (must-links transitively, cannot-links across must-linked
-           components, :func:`~l2c_explorer.constraints.constrained_graph`);
-        2. K, when it is estimated: from the spectrum of that graph, with the rule that gave this run's
-           K, and at least as many clusters as there are images said to be pairwise different; while two
-           images said to be different still share a cluster, one more (at most ``REFIT_REPAIRS``);
-        3. the clustering network: the pairs the answers imply are its targets with a strong weight
-           (``CONSTRAINT_SHARE``), on top of the graph's.
+        Each answer is applied to the clusters as they were when it was given
+        (:func:`~l2c_explorer.constraints.apply_answers`): "same" for the most typical images of two groups
+        merges the groups, "same" for another image moves it (with the images chained to it by "same"
+        answers) to the other's group, "different" inside a group splits the group, its other members
+        following the group's own links. Nothing else moves, K changes only by those merges and splits
+        (never re-estimated), and afterwards every answer holds, with its transitive consequences.
 
         The result depends only on this run and the answers, not on earlier refits: answering one by one
         gives what the same answers in a file give, and refitting with fewer answers undoes. With no
@@ -466,53 +425,72 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             raise InputError(f"The answers say that {cs.min_clusters()} images are all different categories, "
                              f"but K was given as {self.n_clusters}.")
         del self.history_[len(base["history"]):]
+        self.n_clusters_, self.diffusion_features_, self.eigenvalues_ = base["n_clusters"], base["features"], \
+            base["eigenvalues"]
+        self.k_eigengap_ = base["k_eigengap"]
+        self.constraints_ = cs
         if len(cs) == 0:
             self.labels_, self.probabilities_, self.confidence_ = base["labels"], base["probabilities"], \
                 base["confidence"]
-            self.n_clusters_, self.diffusion_features_, self.eigenvalues_ = base["n_clusters"], base["features"], \
-                base["eigenvalues"]
-            self.k_eigengap_, self.head_state_ = base["k_eigengap"], base["head_state"]
-            self.constraints_ = cs
+            self.head_state_ = base["head_state"]
             self.timings_["refit"] = 0.0
             return self
-        device = self.device_
-        n = len(self.paths_)
-        report("graph", 0, 1, message="Adding the answers to the similarity graph")
-        graph = constrained_graph(self.graph_, cs)
-        n_components = min(max(DIFFUSION_COMPONENTS, self.max_clusters, self.n_clusters or 0) + 1, n)
-        settings = self.settings_
-        features, eigenvalues = diffusion_features(
-            graph, n_components=n_components, diffusion_time=settings["diffusion_time"], seed=self.random_state
-        )
-        significance = settings["k_sharpened_significance" if base["pass_number"] > 1 else "k_significance"]
-        k_eigengap = eigengap_k(eigenvalues, max_k=min(self.max_clusters, n - 1), significance=significance)
-        k = int(self.n_clusters or min(max(k_eigengap, cs.min_clusters()), n))
-        feats = torch.from_numpy(features).to(device)
-        positives = knn_graph(feats, k=max(1, settings["n_neighbors"] // 2), mutual=True)
-        report("graph", 1, 1, message=f"Graph with the answers ready: {k} clusters")
-        history: list[dict] = []
-        for _ in range(REFIT_REPAIRS + 1):
-            centres = warm_centres(features, base["labels"], k, seed=self.random_state)
-            history.clear()
-            head, probs = train_cluster_head(
-                feats, positives, torch.from_numpy(centres).to(device), loss=self.loss, steps=REFIT_STEPS,
-                seed=self.random_state, report=report, history=history, stop=stop, constraints=cs,
-            )
-            probs = probs.cpu().numpy()
-            if self.n_clusters is not None or k >= min(self.max_clusters, n) or report.should_stop():
-                break
-            if not cs.violated_cannot(probs.argmax(1)):
-                break
-            k += 1
-        for point in history:
-            point["pass"] = "answers"
-        self.history_ += history
-        self._adopt(probs, head)
-        self.diffusion_features_, self.eigenvalues_, self.k_eigengap_ = features, eigenvalues, k_eigengap
-        self.constraints_ = cs
-        self.stopped_ = report.should_stop()
+        report("graph", 0, 1, message="Applying the answers to the groups")
+        labels = apply_answers(self.graph_, self.embedding_, base["labels"], cs)
+        if self.n_clusters is not None:
+            labels = self._keep_k(labels, cs)
+        self._adopt_labels(labels, base["features"])
+        report("graph", 1, 1, message=f"Groups with the answers: {self.n_clusters_} clusters")
+        self.stopped_ = False
         self.timings_["refit"] = round(time.perf_counter() - started, 3)
         return self
+
+    def _keep_k(self, labels: np.ndarray, cs: ConstraintSet) -> np.ndarray:
+        """With K given, merge the two most similar groups (mean directions of the embedding) that no answer
+        says differ until there are at most K groups."""
+        labels = labels.copy()
+        cannot = {(int(a), int(b)) for a, b in cs.cannot.tolist()}
+        while labels.max() + 1 > self.n_clusters:
+            k = int(labels.max()) + 1
+            onehot = np.zeros((len(labels), k))
+            onehot[np.arange(len(labels)), labels] = 1.0
+            centres = onehot.T @ self.embedding_
+            centres /= np.linalg.norm(centres, axis=1, keepdims=True) + 1e-12
+            near = centres @ centres.T
+            np.fill_diagonal(near, -np.inf)
+            comps = [set(cs.component[labels == g].tolist()) for g in range(k)]
+            for flat in np.argsort(-near, axis=None, kind="stable"):
+                g, h = divmod(int(flat), k)
+                if g < h and not any((min(x, y), max(x, y)) in cannot for x in comps[g] for y in comps[h]):
+                    labels[labels == h] = g
+                    break
+            else:  # cannot happen: min_clusters <= K was checked
+                break
+            _, labels = np.unique(labels, return_inverse=True)
+        return labels
+
+    def _adopt_labels(self, labels: np.ndarray, features: np.ndarray) -> None:
+        """Labels as given, and probabilities from a cosine head whose centres are the groups' mean diffusion
+        features (the clustering network's form), the label always the most probable cluster."""
+        k = int(labels.max()) + 1
+        onehot = np.zeros((len(labels), k), dtype=np.float64)
+        onehot[np.arange(len(labels)), labels] = 1.0
+        centres = onehot.T @ features.astype(np.float64)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True) + 1e-12
+        head = CosineClusterHead(dim=features.shape[1], n_clusters=k)
+        logits = head.temperature * features.astype(np.float64) @ centres.T
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        rows = np.arange(len(labels))
+        top = probs.argmax(1)
+        swap = top != labels  # give the label the largest probability, the former best the label's
+        p_label, p_top = probs[rows, labels].copy(), probs[rows, top].copy()
+        probs[rows[swap], labels[swap]], probs[rows[swap], top[swap]] = p_top[swap], p_label[swap]
+        self.labels_ = labels.astype(np.int64)
+        self.probabilities_ = probs
+        self.confidence_ = probs[rows, self.labels_]
+        self.n_clusters_ = k
+        self.head_state_ = {"centres": torch.from_numpy(centres.astype(np.float32))}
 
     def _embed(self, model: SimilarityModel, pixels: torch.Tensor, device, report, what: str = "features"):
         return model.embed(

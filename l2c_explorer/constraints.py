@@ -428,3 +428,176 @@ def constrained_graph(graph: sp.spmatrix, constraints: ConstraintSet, *, propaga
     out = out.maximum(out.T).tocsr()
     out.eliminate_zeros()
     return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# answers applied to a clustering
+
+# Label spreading's propagation (Zhou et al., NIPS 2004, who use 0.99): how far the two sides of a split
+# reach into the group before the group's own links decide. Not tuned: the value of the original paper.
+SPREADING = 0.99
+
+
+def typicality(embedding: np.ndarray, labels: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """How typical each of ``images`` is of its group: the cosine of its unit embedding with the group's
+    mean direction (the measure :func:`l2c_explorer.questions.representative` takes the maximum of)."""
+    images = np.asarray(images, dtype=np.int64)
+    out = np.empty(len(images))
+    for j, i in enumerate(images.tolist()):
+        members = np.flatnonzero(labels == labels[i])
+        centre = embedding[members].sum(0)
+        out[j] = float(embedding[i] @ centre) / (np.linalg.norm(centre) + 1e-12)
+    return out
+
+
+def is_representative(embedding: np.ndarray, labels: np.ndarray, i: int) -> bool:
+    """Whether image ``i`` is the most typical image of its group (what the app and the questions show for
+    a group)."""
+    from .questions import representative
+
+    return representative(embedding, np.flatnonzero(labels == labels[i])) == i
+
+
+def spread_labels(graph: sp.spmatrix, members: np.ndarray, seeds: list[np.ndarray], *,
+                  spreading: float = SPREADING) -> np.ndarray:
+    """Which of the ``seeds`` (lists of images, all in ``members``) each of ``members`` goes with: (m,) in
+    0..len(seeds)-1.
+
+    Label spreading on the group's own graph (Zhou et al. 2004): ``F = (I - spreading * S)^-1 Y`` with S the
+    normalised graph among ``members`` and Y the seeds' indicators, each column of F divided by its sum
+    (class mass normalisation); each member takes the seed of its largest F. A member with no link to any seed goes with the first seed. The seeds themselves keep their
+    own side.
+    """
+    from scipy.sparse.linalg import splu
+
+    members = np.asarray(members, dtype=np.int64)
+    m = len(members)
+    where = {int(x): j for j, x in enumerate(members.tolist())}
+    sub = sp.csr_matrix(graph, dtype=np.float64)[members][:, members]
+    sub = sub.maximum(sub.T)
+    degree = np.asarray(sub.sum(1)).ravel()
+    scale = 1.0 / np.sqrt(np.maximum(degree, 1e-12))
+    norm = sp.diags(scale) @ sub @ sp.diags(scale)
+    rhs = np.zeros((m, len(seeds)))
+    for s, images in enumerate(seeds):
+        rhs[[where[int(x)] for x in images], s] = 1.0
+    spread = splu(sp.csc_matrix(sp.identity(m) - spreading * norm)).solve(rhs)
+    # class mass normalisation (Zhu, Ghahramani & Lafferty 2003): without it, the seed of more links takes
+    # almost the whole group, since a walk this long nearly forgets where it started
+    spread /= np.maximum(spread.sum(0, keepdims=True), 1e-300)
+    side = np.argmax(spread, axis=1)
+    side[spread.max(1) <= 0] = 0
+    for s, images in enumerate(seeds):
+        side[[where[int(x)] for x in images]] = s
+    return side
+
+
+def _colour(components: list[int], cannot: set[tuple[int, int]]) -> dict[int, int]:
+    """Greedy colouring of must-link components so that no two said to be different share a colour."""
+    colour: dict[int, int] = {}
+    for c in components:
+        taken = {colour[d] for d in colour if (min(c, d), max(c, d)) in cannot}
+        colour[c] = next(x for x in range(len(components) + 1) if x not in taken)
+    return colour
+
+
+def _split_group(graph, embedding: np.ndarray, labels: np.ndarray, group: int, cs: ConstraintSet, cannot: set) -> bool:
+    """Split ``group`` of ``labels`` (in place) so that no two components said to be different stay in it;
+    a member leaves with a new part where label spreading and its features agree. Returns whether it split."""
+    members = np.flatnonzero(labels == group)
+    told = np.unique(cs.component[np.intersect1d(members, cs.constrained_images())]).tolist()
+    conflicting = [c for c in told if any((min(c, d), max(c, d)) in cannot for d in told)]
+    if not conflicting:
+        return False
+    colour = _colour(conflicting, cannot)
+    n_colours = max(colour.values()) + 1
+    seeds = [np.flatnonzero(np.isin(cs.component, [c for c in conflicting if colour[c] == k]) &
+                            (labels == group)) for k in range(n_colours)]
+    side = spread_labels(graph, members, seeds)
+    # a member leaves only where its links and its features agree; otherwise it stays with the part that
+    # keeps the group (the largest by its links)
+    stays = int(np.argmax(np.bincount(side, minlength=n_colours)))
+    means = np.stack([embedding[x].mean(0) for x in seeds])
+    nearest = np.argmax(embedding[members] @ means.T, axis=1)
+    side = np.where(side == nearest, side, stays)
+    for k, x in enumerate(seeds):
+        side[np.isin(members, x)] = k
+    # a component nobody said anything against stays whole, with the side most of it went to
+    for c in told:
+        if c not in colour:
+            inside = np.isin(members, np.flatnonzero(cs.component == c))
+            side[inside] = np.bincount(side[inside], minlength=n_colours).argmax()
+    sizes = np.bincount(side, minlength=n_colours)
+    keeps = int(np.argmax(sizes))  # the largest side keeps the group's number
+    next_id = int(labels.max()) + 1
+    for k in range(n_colours):
+        if k != keeps and sizes[k]:
+            labels[members[side == k]] = next_id
+            next_id += 1
+    return True
+
+
+def apply_answers(graph: sp.spmatrix, embedding: np.ndarray, labels: np.ndarray, cs: ConstraintSet) -> np.ndarray:
+    """A clustering (n,) changed by the answers, each one as the person meant it, in the order given.
+
+    * "same" for the most typical images of two groups (what "one category" says in the app, and what a
+      merge question asks): the two groups become one, unless some answer says they hold different
+      categories;
+    * "same" for two images of different groups otherwise: the less typical of the two (the one that is
+      not its group's most typical image, else the one further from its group's mean direction) moves to
+      the other's group, with every image chained to it by "same" answers;
+    * "different" for two images of one group (what "split it" and "not here" say in the app): the group
+      is split, the images said to be different seeding the parts; a member of the group leaves with a
+      new part only where its own links (:func:`spread_labels`) and its features (the nearest part's mean
+      direction) both send it there, else it stays;
+    * an answer that the clustering already agrees with changes nothing.
+
+    Nothing else moves: images no answer is about keep their group unless their group is merged or split.
+    Afterwards every answer holds, with its consequences: the images chained by "same" answers share one
+    group, and no group holds two images said to be different (directly or through such chains). The
+    groups are numbered as in ``labels``, new ones after them, without gaps. ``embedding``: unit features
+    (n, d) that define how typical an image is of its group.
+    """
+    labels = np.asarray(labels, dtype=np.int64).copy()
+    cannot = {(int(a), int(b)) for a, b in cs.cannot.tolist()}
+    comp = cs.component
+
+    for k, ans in enumerate(cs.answers):
+        a, b = ans.a, ans.b
+        ga, gb = int(labels[a]), int(labels[b])
+        if ans.same and ga != gb:
+            reps = is_representative(embedding, labels, a), is_representative(embedding, labels, b)
+            told_so_far = ConstraintSet(cs.n_images, cs.answers[: k + 1])
+            comp_now, cannot_now = told_so_far.component, {(int(x), int(y)) for x, y in told_so_far.cannot.tolist()}
+            differ = any((min(x, y), max(x, y)) in cannot_now
+                         for x in set(comp_now[labels == ga].tolist()) for y in set(comp_now[labels == gb].tolist()))
+            if all(reps) and not differ:
+                labels[labels == gb] = ga
+                continue
+            if reps[0] != reps[1]:
+                mover = b if reps[0] else a
+            else:
+                ta, tb = typicality(embedding, labels, np.array([a, b]))
+                mover = a if ta < tb else b
+            target = gb if mover == a else ga
+            labels[comp_now == comp_now[mover]] = target
+        elif not ans.same and ga == gb:
+            told_so_far = ConstraintSet(cs.n_images, cs.answers[: k + 1])
+            cannot_now = {(int(x), int(y)) for x, y in told_so_far.cannot.tolist()}
+            _split_group(graph, embedding, labels, ga, told_so_far, cannot_now)
+    # every answer holds: chains of "same" answers in one group, then no group with a "different" inside
+    for _ in range(len(cs.answers) + 1):
+        changed = False
+        for c in np.unique(comp[cs.constrained_images()]).tolist():
+            inside = comp == c
+            held = labels[inside]
+            if len(np.unique(held)) > 1:
+                values, counts = np.unique(held, return_counts=True)
+                labels[inside] = values[np.argmax(counts)]
+                changed = True
+        for g in np.unique(labels).tolist():
+            changed |= _split_group(graph, embedding, labels, g, cs, cannot)
+        if not changed:
+            break
+    _, labels = np.unique(labels, return_inverse=True)
+    return labels.astype(np.int64)

@@ -80,7 +80,51 @@ def test_answers_are_honoured(tengwar):
     c, d = int(members[0]), int(members[-1])
     clusterer.refit([(a, b, 1), (c, d, 0)])
     assert clusterer.labels_[a] == clusterer.labels_[b] and clusterer.labels_[c] != clusterer.labels_[d]
-    assert clusterer.history_[-1]["pass"] == "answers"
+    clusterer.refit([])
+
+
+def test_every_answer_is_respected_and_nothing_else_moves(tengwar):
+    """Answers of every kind at once: a chain of "same" answers across three groups, "different" inside a
+    group, two groups said to be one category (their typical images), and an answer the clusters already
+    agree with. After the refit each holds, with its consequences, and images no answer is about keep their
+    group unless their group was merged or split."""
+    from l2c_explorer.questions import representative
+
+    clusterer, _, _ = tengwar
+    clusterer.refit([])
+    base = clusterer.labels_.copy()
+    emb = clusterer.embedding_
+    groups = [np.flatnonzero(base == g) for g in range(base.max() + 1)]
+    assert len(groups) >= 6
+    # the least typical image of groups 0, 1, 2 chained by "same" answers (not their typical images)
+    loose = [int(g[np.argmin(emb[g] @ emb[g].sum(0))]) for g in groups[:3]]
+    # group 3: its two least alike images said to differ
+    g3 = groups[3]
+    cos = emb[g3] @ emb[g3].T
+    i, j = np.unravel_index(np.argmin(cos), cos.shape)
+    c, d = int(g3[i]), int(g3[j])
+    # groups 4 and 5: one category (their typical images), as the app's "one category" says it
+    r4, r5 = representative(emb, groups[4]), representative(emb, groups[5])
+    e, f = (int(x) for x in groups[4][:2])  # already together
+    answers = [(loose[0], loose[1], 1), (loose[1], loose[2], 1), (c, d, 0), (r4, r5, 1), (e, f, 1),
+               (loose[0], c, 0)]
+    labels = clusterer.refit(answers).labels_
+    cs = clusterer.constraints_
+    assert cs.violated_must(labels) == 0 and cs.violated_cannot(labels) == 0
+    assert len(set(labels[loose].tolist())) == 1  # the chain, transitively
+    assert labels[c] != labels[d] and labels[loose[0]] != labels[c]
+    assert len(set(labels[np.concatenate([groups[4], groups[5]])].tolist())) == 1  # merged, whole
+    # untouched: every other group keeps its members together, apart from the images answers moved
+    answered = set(cs.constrained_images().tolist())
+    for g in groups[6:]:
+        rest = [x for x in g.tolist() if x not in answered]
+        assert len(set(labels[rest].tolist())) == 1
+        assert not (set(np.flatnonzero(labels == labels[rest[0]]).tolist()) - set(g.tolist()) - answered)
+    for g in groups[:3]:  # the loose image left, the rest stayed together
+        rest = [x for x in g.tolist() if x not in answered]
+        assert len(set(labels[rest].tolist())) == 1
+    k_before = len(groups)
+    assert clusterer.n_clusters_ == k_before - 1 + 1  # one merge, one split; K is not re-estimated
     clusterer.refit([])
 
 
