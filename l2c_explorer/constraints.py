@@ -501,21 +501,29 @@ def _colour(components: list[int], cannot: set[tuple[int, int]]) -> dict[int, in
     return colour
 
 
-def _split_group(graph, embedding: np.ndarray, labels: np.ndarray, group: int, cs: ConstraintSet, cannot: set) -> bool:
-    """Split ``group`` of ``labels`` (in place) so that no two components said to be different stay in it;
-    a member leaves with a new part where label spreading and its features agree. Returns whether it split."""
-    members = np.flatnonzero(labels == group)
+def _split(graph, embedding: np.ndarray, labels: np.ndarray, groups: list[int], cs: ConstraintSet,
+           cannot: set) -> list[int] | None:
+    """Split the images of ``groups`` (in place) into as many parts as the answers among them need, so that
+    no two components said to be different share one; a member leaves the part that keeps most of the
+    images only where label spreading and its features agree. Each part takes the number of the group it
+    overlaps most (each number once), the others new numbers, returned; None when nothing needs a split.
+
+    Given several groups that came out of one (its earlier splits), they are split again together from
+    every answer about them, so that the parts follow the categories the answers name rather than the
+    order the answers came in."""
+    members = np.flatnonzero(np.isin(labels, groups))
     told = np.unique(cs.component[np.intersect1d(members, cs.constrained_images())]).tolist()
     conflicting = [c for c in told if any((min(c, d), max(c, d)) in cannot for d in told)]
     if not conflicting:
-        return False
+        return None
     colour = _colour(conflicting, cannot)
     n_colours = max(colour.values()) + 1
-    seeds = [np.flatnonzero(np.isin(cs.component, [c for c in conflicting if colour[c] == k]) &
-                            (labels == group)) for k in range(n_colours)]
+    in_members = np.isin(np.arange(len(labels)), members)
+    seeds = [np.flatnonzero(np.isin(cs.component, [c for c in conflicting if colour[c] == k]) & in_members)
+             for k in range(n_colours)]
     side = spread_labels(graph, members, seeds)
     # a member leaves only where its links and its features agree; otherwise it stays with the part that
-    # keeps the group (the largest by its links)
+    # keeps most of the images (by its links)
     stays = int(np.argmax(np.bincount(side, minlength=n_colours)))
     means = np.stack([embedding[x].mean(0) for x in seeds])
     nearest = np.argmax(embedding[members] @ means.T, axis=1)
@@ -527,14 +535,26 @@ def _split_group(graph, embedding: np.ndarray, labels: np.ndarray, group: int, c
         if c not in colour:
             inside = np.isin(members, np.flatnonzero(cs.component == c))
             side[inside] = np.bincount(side[inside], minlength=n_colours).argmax()
-    sizes = np.bincount(side, minlength=n_colours)
-    keeps = int(np.argmax(sizes))  # the largest side keeps the group's number
+    overlap = np.zeros((n_colours, len(groups)), dtype=np.int64)
+    np.add.at(overlap, (side, np.searchsorted(np.asarray(groups), labels[members])), 1)
+    number = np.full(n_colours, -1)
+    used = set()
+    for flat in np.argsort(-overlap, axis=None, kind="stable"):
+        k, j = divmod(int(flat), len(groups))
+        if overlap[k, j] and number[k] < 0 and j not in used:
+            number[k] = groups[j]
+            used.add(j)
+    created = []
     next_id = int(labels.max()) + 1
     for k in range(n_colours):
-        if k != keeps and sizes[k]:
-            labels[members[side == k]] = next_id
+        if not np.any(side == k):
+            continue
+        if number[k] < 0:
+            number[k] = next_id
+            created.append(next_id)
             next_id += 1
-    return True
+        labels[members[side == k]] = number[k]
+    return created
 
 
 def apply_answers(graph: sp.spmatrix, embedding: np.ndarray, labels: np.ndarray, cs: ConstraintSet) -> np.ndarray:
@@ -549,7 +569,9 @@ def apply_answers(graph: sp.spmatrix, embedding: np.ndarray, labels: np.ndarray,
     * "different" for two images of one group (what "split it" and "not here" say in the app): the group
       is split, the images said to be different seeding the parts; a member of the group leaves with a
       new part only where its own links (:func:`spread_labels`) and its features (the nearest part's mean
-      direction) both send it there, else it stays;
+      direction) both send it there, else it stays. The groups earlier answers split from the same group
+      of the run are split again with it, from all the answers about them (:func:`_split`), so that a
+      few answers about one merged group give a few parts, not a fragment per answer;
     * an answer that the clustering already agrees with changes nothing.
 
     Nothing else moves: images no answer is about keep their group unless their group is merged or split.
@@ -561,6 +583,7 @@ def apply_answers(graph: sp.spmatrix, embedding: np.ndarray, labels: np.ndarray,
     labels = np.asarray(labels, dtype=np.int64).copy()
     cannot = {(int(a), int(b)) for a, b in cs.cannot.tolist()}
     comp = cs.component
+    origin = {g: g for g in np.unique(labels).tolist()}  # the group of the run each group was split from
 
     for k, ans in enumerate(cs.answers):
         a, b = ans.a, ans.b
@@ -584,7 +607,9 @@ def apply_answers(graph: sp.spmatrix, embedding: np.ndarray, labels: np.ndarray,
         elif not ans.same and ga == gb:
             told_so_far = ConstraintSet(cs.n_images, cs.answers[: k + 1])
             cannot_now = {(int(x), int(y)) for x, y in told_so_far.cannot.tolist()}
-            _split_group(graph, embedding, labels, ga, told_so_far, cannot_now)
+            family = sorted(g for g in np.unique(labels).tolist() if origin[g] == origin[ga])
+            for g in _split(graph, embedding, labels, family, told_so_far, cannot_now) or []:
+                origin[g] = origin[ga]
     # every answer holds: chains of "same" answers in one group, then no group with a "different" inside
     for _ in range(len(cs.answers) + 1):
         changed = False
@@ -596,7 +621,7 @@ def apply_answers(graph: sp.spmatrix, embedding: np.ndarray, labels: np.ndarray,
                 labels[inside] = values[np.argmax(counts)]
                 changed = True
         for g in np.unique(labels).tolist():
-            changed |= _split_group(graph, embedding, labels, g, cs, cannot)
+            changed |= _split(graph, embedding, labels, [g], cs, cannot) is not None
         if not changed:
             break
     _, labels = np.unique(labels, return_inverse=True)
