@@ -92,12 +92,14 @@ def split_in_two(graph: sp.spmatrix, members: np.ndarray) -> tuple[np.ndarray, f
 
     The sweep over the group's Fiedler vector (second eigenvector of its normalised graph) that minimises
     the normalised cut ``cut / vol(A) + cut / vol(B)`` (Shi & Malik); both halves keep at least two images.
-    Members without a link inside the group form the first half on their own. A small cut says the group
-    is two loosely linked parts.
+    Members without a link inside the group form the first half on their own (when no member has one, the
+    first half of ``members``). A small cut says the group is two loosely linked parts.
     """
     sub = sp.csr_matrix(graph)[members][:, members].toarray().astype(np.float64)
     m = len(members)
     degree = sub.sum(1)
+    if np.all(degree == 0):  # no links at all inside the group: halves in the given order
+        return np.arange(m) < m // 2, 1.0
     if np.any(degree == 0):
         return degree == 0, 0.0
     scale = 1.0 / np.sqrt(degree)

@@ -115,3 +115,11 @@ def test_a_large_group_is_split_on_a_sample(monkeypatch):
     assert {tuple(sorted(first)), tuple(sorted(second))} == {tuple(range(30)), tuple(range(30, 60))}
     assert {tuple(sorted(whole[0])), tuple(sorted(whole[1]))} == {tuple(range(30)), tuple(range(30, 60))}
     assert (a < 30) != (b < 30)
+
+
+def test_a_group_without_inner_links_still_splits_in_two():
+    """A group whose images have no link among themselves (images moved there by answers) gets two
+    non-empty halves, not an empty one."""
+    graph = sp.csr_matrix((6, 6))
+    half, ncut = split_in_two(graph, np.arange(6))
+    assert half.sum() == 3 and ncut == 1.0
