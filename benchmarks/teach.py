@@ -352,13 +352,13 @@ def app_speed(folder: Path, seed: int, n_answers: int = 5) -> dict:
     computed; then each answer re-clusters, rewrites the run's files and recomputes the groups' counts and
     the map colours (:meth:`~l2c_explorer.app.teaching.Teacher.answer`). The page's drawing is not counted.
     """
-    from l2c_explorer.app.handlers import DEMO_STEPS
     from l2c_explorer.app.workbench import Workbench
+    from l2c_explorer.options import DISCOVER
 
     with tempfile.TemporaryDirectory() as tmp:
         bench = Workbench(Path(tmp) / "work")
         try:
-            job = bench.start_discovery(folder, model="omniglot", labelled=True, steps=DEMO_STEPS,
+            job = bench.start_discovery(folder, model="omniglot", labelled=True, steps=DISCOVER.defaults.steps,
                                         random_state=seed, device="cpu")
             if not job.wait(3600) or job.result is None:
                 raise RuntimeError(f"the demo run failed: {job.error}")

@@ -61,10 +61,6 @@ from .selftrain import batch_images, self_train
 from .similarity import SimilarityModel, load_similarity_model
 
 _DEFAULTS = DISCOVER.defaults
-# The answers' share of the clustering loss in a refit (every pair an answer implies together weighs as
-# much as all the graph's pairs). Not tuned: by design, so that a handful of answers is heard above
-# hundreds of thousands of graph pairs, and the graph still decides about everything the answers leave open.
-CONSTRAINT_SHARE = 0.5
 
 # ---------------------------------------------------------------------------------------------------
 # pure steps
@@ -132,18 +128,12 @@ def train_cluster_head(
     report=None,
     history: list | None = None,
     stop: threading.Event | None = None,
-    constraints: ConstraintSet | None = None,
-    constraint_share: float = CONSTRAINT_SHARE,
 ) -> tuple[CosineClusterHead, torch.Tensor]:
     """Train a :class:`CosineClusterHead` starting at ``centres`` (k, d) on unit features (n, d).
 
     Up to ``batch_size`` images all pairs are used at every step (n x n matrix products); beyond, each
     step takes a batch of anchors and linked partners. Returns the head and the cluster probabilities
     (n, k) of every image.
-
-    ``constraints`` (a :class:`~l2c_explorer.constraints.ConstraintSet`): the pairs its answers imply
-    (:meth:`~l2c_explorer.constraints.ConstraintSet.pair_targets`) replace the graph's targets and
-    together weigh ``constraint_share`` of the loss, whatever their number.
     """
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -155,36 +145,19 @@ def train_cluster_head(
     loss_fn = CLUSTERING_LOSSES[loss]
     n = len(features)
     full_batch = n <= batch_size
-    answered = constraints is not None and len(constraints) > 0
-
-    def targets_and_weights(index: torch.Tensor | None):
-        targets = pair_targets(features, positives, index, negative_below=negative_below)
-        if not answered:
-            return targets, None
-        implied = torch.from_numpy(constraints.pair_targets(None if index is None else index.cpu().numpy()))
-        implied = implied.to(device=targets.device, dtype=targets.dtype)
-        told = implied != 0
-        n_told = int(told.sum())
-        if n_told == 0:
-            return targets, None
-        targets = torch.where(told, implied, targets)
-        n_other = int((targets != 0).sum()) - n_told
-        weight = constraint_share / (1.0 - constraint_share) * max(n_other, 1) / n_told
-        return targets, torch.where(told, weight, 1.0).to(targets.dtype)
-
-    targets, weights = targets_and_weights(None) if full_batch else (None, None)
+    targets = pair_targets(features, positives, negative_below=negative_below) if full_batch else None
     report_every = max(1, steps // 100)
     for step in range(1, steps + 1):
         if stop is not None and stop.is_set():
             break
         if full_batch:
-            batch, batch_targets, batch_weights = features, targets, weights
+            batch, batch_targets = features, targets
         else:
             index = sample_batch(positives, batch_size, g).to(features.device)
             batch = features[index]
-            batch_targets, batch_weights = targets_and_weights(index)
+            batch_targets = pair_targets(features, positives, index, negative_below=negative_below)
         probs = torch.softmax(head(batch), dim=1)
-        value = loss_fn(probs, batch_targets, weights=batch_weights)
+        value = loss_fn(probs, batch_targets)
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         optimizer.step()

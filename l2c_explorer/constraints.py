@@ -9,12 +9,12 @@ A user's answers are *must-links* (same) and *cannot-links* (different) between 
 * an answer that contradicts the others ("different" inside one component) is refused, with the chain of
   answers that says "same".
 
-How answers change a similarity graph (:func:`constrained_graph`): a single answer is about two images,
-but it is meant for what they stand for, so it is spread over their neighbourhoods first
-(:func:`memberships`, a random walk with restart on the graph, as in exhaustive constraint propagation, Lu &
-Ip, ECCV 2010). A "different" answer weakens every edge between the two neighbourhoods and cuts every edge
-between the two components outright; a "same" answer links the two neighbourhoods and makes each component
-a clique of strong edges.
+How answers change a clustering (:func:`apply_answers`): each answer as the person meant it, in the order
+given, on the groups as they were when it was given. "Same" for the typical images of two groups merges the
+groups, "same" for another image moves it to the other's group, "different" inside a group splits the group
+(label spreading on the group's own links decides where its other members go, Zhou et al. 2004). Images no
+answer is about keep their group unless their group is merged or split, and K changes only by those merges
+and splits.
 
 Everything here is plain numpy/scipy on image indices; reading and writing the ``path_a,path_b,same`` CSV
 maps paths to indices with the clusterer's ``paths_``.
@@ -35,15 +35,6 @@ import scipy.sparse as sp
 from .errors import InputError
 
 CSV_HEADER = ("path_a", "path_b", "same")
-# Restart probability 1 - PROPAGATION of the random walk that spreads an answer over the neighbourhoods of
-# its two images; the walk's value at an image's REACH-th most visited other image counts as full
-# membership; and the membership from which an image counts as part of a neighbourhood that a "same" answer
-# links. Not tuned: 0.9 keeps a walk mostly inside a tight group of a 10-neighbour graph (about ten
-# steps), the 5 most visited images are the core of the group of an image (half its graph neighbours),
-# and half of that marks the group's edge.
-PROPAGATION = 0.9
-REACH = 5
-MUST_LINK_FROM = 0.5
 
 
 class ContradictionError(InputError):
@@ -148,31 +139,6 @@ class ConstraintSet:
     def cannot_pairs(self) -> np.ndarray:
         """(m, 2) the "different" answers as index pairs."""
         return np.array([(x.a, x.b) for x in self.answers if not x.same], dtype=np.int64).reshape(-1, 2)
-
-    def pair_targets(self, index: np.ndarray | None = None) -> np.ndarray:
-        """Implied pair targets among images ``index`` (all when None): (m, m) in {+1, -1, 0}.
-
-        +1 for two images of one must-link component (only components with an answer), -1 for images of
-        two components said to be different, 0 where nothing is implied (and on the diagonal). Computed
-        as products of the component indicator matrices, never pair by pair.
-        """
-        idx = np.arange(self.n_images) if index is None else np.asarray(index)
-        # only the components some answer is about get a column (t of them, t <= 2 * answers)
-        touched = np.unique(self.component[self.constrained_images()])
-        column = np.full(self.n_components, -1)
-        column[touched] = np.arange(len(touched))
-        col = column[self.component[idx]]
-        rows = np.flatnonzero(col >= 0)
-        members = np.zeros((len(idx), len(touched)), dtype=np.float32)
-        members[rows, col[rows]] = 1.0
-        targets = members @ members.T
-        if len(self.cannot):
-            between = np.zeros((len(touched), len(touched)), dtype=np.float32)
-            between[column[self.cannot[:, 0]], column[self.cannot[:, 1]]] = 1.0
-            between += between.T
-            targets -= members @ between @ members.T
-        np.fill_diagonal(targets, 0.0)
-        return np.clip(targets, -1.0, 1.0)
 
     def violated_cannot(self, labels: np.ndarray) -> int:
         """How many "different" answers a clustering ``labels`` (n,) breaks (both images in one cluster)."""
@@ -344,90 +310,6 @@ def write_constraints_csv(path: str | os.PathLike, answers, paths: list[str]) ->
 
     rows = [(paths[x.a], paths[x.b], int(x.same)) for x in as_answers(answers)]
     return write_csv(Path(path), list(CSV_HEADER), rows)
-
-
-# ---------------------------------------------------------------------------------------------------
-# answers in the similarity graph
-
-
-def memberships(graph: sp.spmatrix, points: np.ndarray, *, propagation: float = PROPAGATION,
-                reach: int = REACH) -> np.ndarray:
-    """How much each image belongs to the neighbourhood of each of ``points``: (n,) graph, (p,) -> (n, p).
-
-    Column j is the random walk with restart at ``points[j]`` on the normalised graph (the solution of
-    ``(I - propagation * S) x = e_j``), divided by its value at the ``reach``-th most visited other image
-    and clipped to [0, 1]: 1 at the point and its closest images, falling towards 0 beyond its group. One
-    sparse factorisation serves all points.
-    """
-    from scipy.sparse.linalg import splu
-
-    from .graph import normalised_adjacency
-
-    points = np.asarray(points, dtype=np.int64)
-    n = graph.shape[0]
-    if len(points) == 0:
-        return np.zeros((n, 0))
-    system = sp.identity(n, format="csc") - propagation * sp.csc_matrix(normalised_adjacency(graph))
-    rhs = np.zeros((n, len(points)))
-    rhs[points, np.arange(len(points))] = 1.0
-    walk = splu(system).solve(rhs)
-    walk[points, np.arange(len(points))] = np.inf  # the point itself: full membership
-    order = -np.sort(-walk, axis=0)
-    core = order[min(reach, n - 1)]  # the reach-th most visited other image of each column
-    return np.clip(walk / np.maximum(core, 1e-300)[None, :], 0.0, 1.0)
-
-
-def constrained_graph(graph: sp.spmatrix, constraints: ConstraintSet, *, propagation: float = PROPAGATION,
-                      must_link_from: float = MUST_LINK_FROM) -> sp.csr_matrix:
-    """The similarity graph (n, n) with the answers in it: a weighted symmetric graph, weights in [0, 1].
-
-    * "different" (a, b): each edge (i, j) is multiplied by ``1 - max(m_a(i) m_b(j), m_b(i) m_a(j))``
-      (:func:`memberships` m), which cuts the links between the two neighbourhoods; edges between the two
-      must-link components are removed;
-    * "same" (a, b): the images with membership at least ``must_link_from`` in each neighbourhood are
-      linked with weight ``m_a(i) m_b(j)``, and each must-link component becomes a clique of weight-1 edges.
-    """
-    n = graph.shape[0]
-    coo = sp.coo_matrix(graph)
-    rows, cols = coo.row.astype(np.int64), coo.col.astype(np.int64)
-    weights = np.minimum(coo.data.astype(np.float64), 1.0)
-    points = constraints.constrained_images()
-    if len(points) == 0:
-        return sp.csr_matrix(graph, dtype=np.float64)
-    member = memberships(graph, points, propagation=propagation)
-    column = {int(p): j for j, p in enumerate(points)}
-    for a, b in constraints.cannot_pairs().tolist():
-        ma, mb = member[:, column[a]], member[:, column[b]]
-        weights *= 1.0 - np.maximum(ma[rows] * mb[cols], mb[rows] * ma[cols])
-    comp = constraints.component
-    if len(constraints.cannot):
-        n_comp = constraints.n_components
-        code = constraints.cannot[:, 0] * n_comp + constraints.cannot[:, 1]
-        lo, hi = np.minimum(comp[rows], comp[cols]), np.maximum(comp[rows], comp[cols])
-        weights[np.isin(lo * n_comp + hi, code)] = 0.0
-    extra_rows, extra_cols, extra_weights = [rows], [cols], [weights]
-    for a, b in constraints.must_pairs().tolist():
-        ma, mb = member[:, column[a]], member[:, column[b]]
-        ia, ib = np.flatnonzero(ma >= must_link_from), np.flatnonzero(mb >= must_link_from)
-        w = np.outer(ma[ia], mb[ib]).ravel()
-        r, c = np.repeat(ia, len(ib)), np.tile(ib, len(ia))
-        extra_rows += [r, c]
-        extra_cols += [c, r]
-        extra_weights += [w, w]
-    for c in np.unique(comp[points]):
-        group = np.flatnonzero(comp == c)
-        if len(group) > 1:
-            r, cc = np.repeat(group, len(group)), np.tile(group, len(group))
-            keep = r != cc
-            extra_rows.append(r[keep])
-            extra_cols.append(cc[keep])
-            extra_weights.append(np.ones(int(keep.sum())))
-    rows, cols, weights = np.concatenate(extra_rows), np.concatenate(extra_cols), np.concatenate(extra_weights)
-    out = sp.csr_matrix((weights, (rows, cols)), shape=(n, n))  # duplicates add up ...
-    out.data = np.minimum(out.data, 1.0)  # ... to at most one
-    out = out.maximum(out.T).tocsr()
-    out.eliminate_zeros()
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------

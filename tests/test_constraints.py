@@ -1,4 +1,4 @@
-"""Answers about pairs of images: closure, contradictions, implied pair targets, the CSV file, the graph."""
+"""Answers about pairs of images: closure, contradictions, the CSV file, answers applied to a clustering."""
 
 import numpy as np
 import pytest
@@ -8,10 +8,10 @@ from l2c_explorer.constraints import (
     Answer,
     ConstraintSet,
     ContradictionError,
-    constrained_graph,
-    memberships,
+    apply_answers,
     parse_constraints_csv,
     read_constraints_csv,
+    spread_labels,
     write_constraints_csv,
 )
 from l2c_explorer.errors import InputError
@@ -63,18 +63,6 @@ def test_undo_removes_the_last_answer_only():
     assert len(back) == 1 and back.known(0, 1) is True and back.known(1, 2) is None
 
 
-def test_pair_targets_follow_the_closure():
-    cs = ConstraintSet(5, [(0, 1, 1), (1, 2, 0)])
-    t = cs.pair_targets()
-    expected = np.zeros((5, 5))
-    expected[0, 1] = expected[1, 0] = 1
-    for i in (0, 1):
-        expected[i, 2] = expected[2, i] = -1
-    assert np.array_equal(t, expected)  # small integers: exact in float32
-    sub = cs.pair_targets(np.array([2, 0, 4]))
-    assert np.array_equal(sub, expected[np.ix_([2, 0, 4], [2, 0, 4])])
-
-
 def test_violations_are_counted():
     cs = ConstraintSet(4, [(0, 1, 1), (2, 3, 0)])
     assert cs.violated_must(np.array([0, 1, 2, 2])) == 1 and cs.violated_cannot(np.array([0, 1, 2, 2])) == 1
@@ -117,29 +105,53 @@ def test_missing_csv_file(tmp_path):
         read_constraints_csv(tmp_path / "nope.csv", PATHS)
 
 
-def test_memberships_stay_inside_a_group():
+def three_groups():
+    """Three cliques of 6 images (0-5, 6-11, 12-17) and unit features: one direction per clique, a little
+    spread so that each clique has one most typical image (its first)."""
+    graph = sp.block_diag([two_cliques(bridge=True), two_cliques(size=3, bridge=False)]).tocsr()
+    # images 0-5 and 6-11: one clique each, joined by a bridge; 12-14 and 15-17: two small cliques
+    rng = np.random.default_rng(0)
+    directions = np.eye(4)[[0] * 6 + [1] * 6 + [2] * 3 + [3] * 3]
+    emb = directions + 0.05 * rng.standard_normal(directions.shape)
+    emb[[0, 6, 12, 15]] = np.eye(4)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    return graph, emb
+
+
+def test_label_spreading_follows_the_links():
     graph = two_cliques()
-    m = memberships(graph, np.array([0, 11]))
-    assert m.shape == (12, 2) and m[0, 0] == 1.0 and m[11, 1] == 1.0
-    assert m[1:5, 0].min() > 2 * m[7:, 0].max()  # own clique far above the other one
-    assert m[7:11, 1].min() > 2 * m[:5, 1].max()
+    side = spread_labels(graph, np.arange(12), [np.array([0]), np.array([11])])
+    assert side.tolist() == [0] * 6 + [1] * 6
+    # only the members given count: the other clique is out of reach
+    assert spread_labels(graph, np.arange(6), [np.array([0]), np.array([5])])[[0, 5]].tolist() == [0, 1]
 
 
-def test_a_different_answer_cuts_the_bridge_and_a_same_answer_links_the_groups():
-    graph = two_cliques()
-    cut = constrained_graph(graph, ConstraintSet(12, [(0, 11, 0)]))
-    assert cut[5, 6] < 0.5 * graph[5, 6] and cut[0, 1] > 0.5  # the bridge is weakened, the cliques stay
-    assert abs(cut - cut.T).max() == 0
-    apart = two_cliques(bridge=False)
-    linked = constrained_graph(apart, ConstraintSet(12, [(0, 11, 1)]))
-    assert linked[0, 11] == 1.0 and linked[:6, 6:].nnz > 6  # many links between the two neighbourhoods
-    from scipy.sparse.csgraph import connected_components
-
-    assert connected_components(apart)[0] == 2 and connected_components(linked)[0] == 1
-    assert linked.max() <= 1.0
+def test_a_different_answer_splits_a_merged_group_and_nothing_else_moves():
+    graph, emb = three_groups()
+    labels = np.array([0] * 12 + [1] * 3 + [2] * 3)  # the first group is two categories
+    out = apply_answers(graph, emb, labels, ConstraintSet(18, [(0, 11, 0)]))
+    assert out[:6].tolist() == [out[0]] * 6 and out[6:12].tolist() == [out[11]] * 6 and out[0] != out[11]
+    assert len(np.unique(out)) == 4 and len(np.unique(out[12:15])) == 1 and len(np.unique(out[15:])) == 1
 
 
-def test_different_components_lose_every_direct_edge():
-    graph = two_cliques()
-    g = constrained_graph(graph, ConstraintSet(12, [(5, 4, 1), (6, 7, 1), (4, 7, 0)]))
-    assert g[5, 6] == 0 and g[4, 6] == 0 and g[4, 5] == 1.0
+def test_same_for_typical_images_merges_otherwise_moves():
+    graph, emb = three_groups()
+    labels = np.array([0] * 6 + [1] * 6 + [2] * 3 + [3] * 3)
+    merged = apply_answers(graph, emb, labels, ConstraintSet(18, [(12, 15, 1)]))  # the two typical images
+    assert len(set(merged[12:].tolist())) == 1 and len(np.unique(merged)) == 3
+    moved = apply_answers(graph, emb, labels, ConstraintSet(18, [(13, 15, 1)]))  # 13 is not typical
+    assert moved[13] == moved[15] and moved[12] == moved[14] != moved[15] and len(np.unique(moved)) == 4
+    # a "same" answer between two groups said to differ moves, never merges
+    kept = apply_answers(graph, emb, labels, ConstraintSet(18, [(13, 16, 0), (12, 15, 1)]))
+    assert kept[12] == kept[15] and kept[13] != kept[16]
+
+
+def test_every_answer_holds_with_its_consequences():
+    graph, emb = three_groups()
+    labels = np.array([0] * 12 + [1] * 3 + [2] * 3)
+    answers = [(1, 7, 1), (7, 13, 1), (2, 3, 0), (16, 17, 0), (0, 11, 0)]
+    cs = ConstraintSet(18, answers)
+    out = apply_answers(graph, emb, labels, cs)
+    assert cs.violated_must(out) == 0 and cs.violated_cannot(out) == 0
+    assert out[1] == out[7] == out[13]
+    assert np.array_equal(apply_answers(graph, emb, labels, ConstraintSet(18, [])), labels)
