@@ -21,7 +21,19 @@ from pathlib import Path
 
 from . import __version__
 from .errors import L2CError
-from .options import ADAPT, APP, BOOLEAN, DISCOVER, TRAIN_SIMILARITY, Number, OneOf, Option, RunSpec, Whole
+from .options import (
+    ADAPT,
+    APP,
+    BOOLEAN,
+    DISCOVER,
+    QUESTIONS,
+    TRAIN_SIMILARITY,
+    Number,
+    OneOf,
+    Option,
+    RunSpec,
+    Whole,
+)
 from .recipes import SIMILARITY_RECIPES, similarity_recipe
 
 SUBCOMMANDS = ("app", "train-similarity", "discover", "questions", "adapt", "models", "backbones")
@@ -237,8 +249,7 @@ def build_parser(*, recipe: str = "default") -> argparse.ArgumentParser:
                                     "most and does not follow from the answers it used. Answer them (add a column "
                                     "same: 1 or 0) and run `discover ... --constraints answers.csv` again.")
     qu.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of a `discover` run")
-    qu.add_argument("--n", type=_positive, default=10, metavar="N", help="how many questions (default 10)")
-    qu.add_argument("--out", metavar="FILE", help="CSV file to write (default: standard output)")
+    add_options(qu, QUESTIONS)
 
     ad = sub.add_parser("adapt", help="predict source classes in a new domain (labelled source, unlabelled target)")
     ad.add_argument("source", metavar="SOURCE_DIR", help="labelled folder: one subfolder per class")
@@ -284,20 +295,10 @@ def cmd_train_similarity(args) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text}")
-    return value
-
-
 def cmd_discover(args) -> int:
     from .clustering import L2CClusterer
-    from .names import category_names, has_readable_names, names_from_truth
     from .errors import InputError
+    from .names import category_names, has_readable_names, names_from_truth
     from .results import check_output_folder, write_discovery_results
 
     out = check_output_folder(args.out, args.target)
