@@ -485,9 +485,14 @@ def render(data: dict) -> str:
     return "\n".join(lines)
 
 
+def seconds_text(x: float) -> str:
+    return f"{1000 * x:.0f} ms" if x < 0.1 else f"{x:.2f} s"
+
+
 def timing(speed: dict, target: float = 3.0) -> str:
     met = speed["max"] <= target
-    return (f"{speed['median']:.2f} s (median of {len(speed['seconds'])}), at most {speed['max']:.2f} s (target "
+    return (f"{seconds_text(speed['median'])} (median of {len(speed['seconds'])}), at most "
+            f"{seconds_text(speed['max'])} (target "
             f"<= {target:g} s: {'met' if met else 'not met'}); load average (1, 5, 15 min) "
             f"{', '.join(f'{x:.1f}' for x in speed['load_before'])} before, "
             f"{', '.join(f'{x:.1f}' for x in speed['load_after'])} after"
