@@ -347,8 +347,8 @@ def spread_labels(graph: sp.spmatrix, members: np.ndarray, seeds: list[np.ndarra
 
     Label spreading on the group's own graph (Zhou et al. 2004): ``F = (I - spreading * S)^-1 Y`` with S the
     normalised graph among ``members`` and Y the seeds' indicators, each column of F divided by its sum
-    (class mass normalisation); each member takes the seed of its largest F. A member with no link to any
-    seed goes with the first seed. The seeds themselves keep their own side.
+    (class mass normalisation); each member takes the seed of its largest F. A member with no link to any seed goes with the first seed. The seeds themselves keep their
+    own side.
     """
     from scipy.sparse.linalg import splu
 
@@ -439,27 +439,6 @@ def _split(graph, embedding: np.ndarray, labels: np.ndarray, groups: list[int], 
     return created
 
 
-def _split_as_proposed(graph, embedding, labels: np.ndarray, group: int, a: int, b: int,
-                       cs: ConstraintSet) -> bool:
-    """When ``a`` and ``b`` are the typical images of the two halves proposed for ``group``
-    (:func:`l2c_explorer.questions.group_split`: what the app shows before "split it", what a split
-    question asks about), split it into exactly those halves (in place), the smaller one a new group;
-    unless the answers so far keep together images of both halves. Returns whether it split."""
-    from .questions import group_split
-
-    first, second, ra, rb, _ = group_split(graph, embedding, np.flatnonzero(labels == group))
-    if {ra, rb} != {a, b}:
-        return False
-    told = cs.constrained_images()
-    comp_first = set(cs.component[np.intersect1d(first, told)].tolist())
-    comp_second = set(cs.component[np.intersect1d(second, told)].tolist())
-    if comp_first & comp_second:
-        return False
-    leaving = second if len(second) <= len(first) else first
-    labels[leaving] = int(labels.max()) + 1
-    return True
-
-
 def apply_answers(graph: sp.spmatrix, embedding: np.ndarray, labels: np.ndarray, cs: ConstraintSet) -> np.ndarray:
     """A clustering (n,) changed by the answers, each one as the person meant it, in the order given.
 
@@ -469,12 +448,9 @@ def apply_answers(graph: sp.spmatrix, embedding: np.ndarray, labels: np.ndarray,
     * "same" for two images of different groups otherwise: the less typical of the two (the one that is
       not its group's most typical image, else the one further from its group's mean direction) moves to
       the other's group, with every image chained to it by "same" answers;
-    * "different" for the typical images of the two halves proposed for a group (what "split it" says in
-      the app after showing the halves, and what a split question asks about): the group is split into
-      exactly those halves;
-    * "different" for two other images of one group (what "not here" says in the app): the group is
-      split, the images said to be different seeding the parts; a member of the group leaves with a new
-      part only where its own links (:func:`spread_labels`) and its features (the nearest part's mean
+    * "different" for two images of one group (what "split it" and "not here" say in the app): the group
+      is split, the images said to be different seeding the parts; a member of the group leaves with a
+      new part only where its own links (:func:`spread_labels`) and its features (the nearest part's mean
       direction) both send it there, else it stays. The groups earlier answers split from the same group
       of the run are split again with it, from all the answers about them (:func:`_split`), so that a
       few answers about one merged group give a few parts, not a fragment per answer;
@@ -514,9 +490,6 @@ def apply_answers(graph: sp.spmatrix, embedding: np.ndarray, labels: np.ndarray,
             told_so_far = ConstraintSet(cs.n_images, cs.answers[: k + 1])
             cannot_now = {(int(x), int(y)) for x, y in told_so_far.cannot.tolist()}
             family = sorted(g for g in np.unique(labels).tolist() if origin[g] == origin[ga])
-            if len(family) == 1 and _split_as_proposed(graph, embedding, labels, ga, a, b, told_so_far):
-                origin[int(labels.max())] = origin[ga]
-                continue
             for g in _split(graph, embedding, labels, family, told_so_far, cannot_now) or []:
                 origin[g] = origin[ga]
     # every answer holds: chains of "same" answers in one group, then no group with a "different" inside

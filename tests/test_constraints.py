@@ -155,16 +155,3 @@ def test_every_answer_holds_with_its_consequences():
     assert cs.violated_must(out) == 0 and cs.violated_cannot(out) == 0
     assert out[1] == out[7] == out[13]
     assert np.array_equal(apply_answers(graph, emb, labels, ConstraintSet(18, [])), labels)
-
-
-def test_splitting_a_group_as_proposed_gives_exactly_the_proposed_halves():
-    from l2c_explorer.questions import group_split
-
-    graph, emb = three_groups()
-    labels = np.array([0] * 12 + [1] * 3 + [2] * 3)
-    # "split it" in the app: "different" between the typical images of the two halves it showed
-    members = np.arange(12)
-    first, second, ra, rb, _ = group_split(graph, emb, members)
-    out = apply_answers(graph, emb, labels, ConstraintSet(18, [(ra, rb, 0)]))
-    assert len(set(out[first].tolist())) == 1 and len(set(out[second].tolist())) == 1
-    assert out[first[0]] != out[second[0]] and np.array_equal(out[12:], labels[12:])
