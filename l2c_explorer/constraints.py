@@ -347,8 +347,8 @@ def spread_labels(graph: sp.spmatrix, members: np.ndarray, seeds: list[np.ndarra
 
     Label spreading on the group's own graph (Zhou et al. 2004): ``F = (I - spreading * S)^-1 Y`` with S the
     normalised graph among ``members`` and Y the seeds' indicators, each column of F divided by its sum
-    (class mass normalisation); each member takes the seed of its largest F. A member with no link to any seed goes with the first seed. The seeds themselves keep their
-    own side.
+    (class mass normalisation); each member takes the seed of its largest F. A member with no link to any
+    seed goes with the first seed. The seeds themselves keep their own side.
     """
     from scipy.sparse.linalg import splu
 
