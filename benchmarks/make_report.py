@@ -58,6 +58,13 @@ SECTIONS = [
     ("discover_speed", "Discovery speed on a 1,000-image folder", "`OMP_NUM_THREADS=1 python benchmarks/discover_speed.py`"),
     ("discover_large", "Discovery on a large folder: 6,180 images, 309 characters",
      "`python benchmarks/discover_large.py`"),
+    ("teach", "Teach it: a simulated person answers questions about pairs of images",
+     "`pip install -e .[bench]`, then `python benchmarks/teach.py --only omniglot --alphabets Tengwar Sylheti "
+     "Aurek-Besh --methods ours random --threads 1 --no-speed`, `python benchmarks/teach.py --only photos "
+     "--photo-classes 25 --photo-per-class 20 --methods ours random --threads 1 --no-speed --resume` and the "
+     "timings with `python benchmarks/teach.py --timings-only --resume --methods ours random --threads 1` (all "
+     "alphabets and the baselines: leave out `--alphabets` and `--methods`; the folders can also run in parallel "
+     "processes with `--name` and `--alphabets`)"),
     ("digits_da", "Cross-domain digits: USPS <-> MNIST", "`python benchmarks/digits_da.py`"),
     ("app_explore_20k", "The app's explorer with 20,000 images", "`python benchmarks/app_explore_20k.py`"),
     ("app_time_left", "The time left the app shows during a discovery", "`python benchmarks/app_time_left.py --repeats 3`"),
@@ -206,6 +213,22 @@ def other_summaries() -> list[str]:
         walls = [r["wall_seconds"] for r in speed["rows"]]
         lines.append(f"- Discovering the categories of {speed['n_images']:,} images: at most {max(walls):.0f} s "
                      f"for the whole command on 2 CPU cores (target: under a minute).")
+    teach = load("teach")
+    if teach and "omniglot" in teach["results"] and "ours" in next(iter(teach["results"]["omniglot"].values())):
+        rows = teach["results"]["omniglot"].values()
+        accs = {b: [100 * r["ours"]["scores"][str(b)][0] for r in rows] for b in (0, 25)}
+        kerr = np.mean([abs(r["ours"]["scores"]["50"][1]) for r in rows])
+        which = "every development alphabet" if len(rows) == 10 else f"{len(rows)} of the 10 development alphabets"
+        line = (f"- Teach it (a simulated person answering from the folder names, K unknown, {which}): mean "
+                f"accuracy {np.mean(accs[0]):.1f}% with no answer, **{np.mean(accs[25]):.1f}%** after 25 answers "
+                f"(lowest alphabet {np.min(accs[25]):.1f}%; target: 97%, every alphabet 93%), mean K error "
+                f"{kerr:.2f} after 50 (target 0.3)")
+        if teach.get("speed"):
+            worst = teach["speed"]["max"]
+            took = f"{1000 * worst:.0f} ms" if worst < 1 else f"{worst:.1f} s"
+            line += (f"; one answer re-clusters {teach['speed']['n_images']:,} images in at most {took} (target 3 s; "
+                     f"load average {teach['speed']['load_before'][0]:.0f} on 2 cores when measured)")
+        lines.append(line + ".")
     for name in ("digits_da", "app_explore_20k"):
         md = RESULTS / f"{name}.headline.md"
         if md.exists():

@@ -3,6 +3,7 @@
 ``l2c-explorer [FOLDER] [--port N] [--no-browser] ...``   open the app (the default)
 ``l2c-explorer train-similarity SOURCE_DIR --out model``    learn a similarity model from labelled folders
 ``l2c-explorer discover TARGET_DIR --out results/``        find the categories of an unlabelled folder
+``l2c-explorer questions RUN_DIR --n N``                  the next questions worth asking about a run
 ``l2c-explorer adapt SOURCE_DIR TARGET_DIR --out results/`` same categories, new domain
 ``l2c-explorer models``                                    list the similarity models available by name
 ``l2c-explorer backbones``                                 list the encoders ``train-similarity --backbone`` takes
@@ -16,13 +17,26 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from . import __version__
 from .errors import L2CError
-from .options import ADAPT, APP, BOOLEAN, DISCOVER, TRAIN_SIMILARITY, Number, OneOf, Option, RunSpec, Whole
+from .options import (
+    ADAPT,
+    APP,
+    BOOLEAN,
+    DISCOVER,
+    QUESTIONS,
+    TRAIN_SIMILARITY,
+    Number,
+    OneOf,
+    Option,
+    RunSpec,
+    Whole,
+)
 from .recipes import SIMILARITY_RECIPES, similarity_recipe
 
-SUBCOMMANDS = ("app", "train-similarity", "discover", "adapt", "models", "backbones")
+SUBCOMMANDS = ("app", "train-similarity", "discover", "questions", "adapt", "models", "backbones")
 EXIT_USAGE = 2
 
 
@@ -224,7 +238,18 @@ def build_parser(*, recipe: str = "default") -> argparse.ArgumentParser:
     di.add_argument("--score", action="store_true",
                     help="evaluate against TARGET_DIR's first-level subfolder names (ground truth, for evaluation only)")
     di.add_argument("--save-model", action="store_true", help="also save the trained clustering model in --out")
+    di.add_argument("--constraints", metavar="FILE",
+                    help="answers about pairs of images: a CSV file path_a,path_b,same (paths as in assignments.csv, "
+                         "same 1 or 0); the clusters honour them (see `l2c-explorer questions`)")
     add_quiet(di)
+
+    qu = sub.add_parser("questions", help="the next pairs of images worth asking a person about, for a finished run",
+                        description="Write the next N questions about a finished `discover` run as CSV path_a,path_b "
+                                    "(paths as in its assignments.csv): pairs whose answer would change the clusters "
+                                    "most and does not follow from the answers it used. Answer them (add a column "
+                                    "same: 1 or 0) and run `discover ... --constraints answers.csv` again.")
+    qu.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of a `discover` run")
+    add_options(qu, QUESTIONS)
 
     ad = sub.add_parser("adapt", help="predict source classes in a new domain (labelled source, unlabelled target)")
     ad.add_argument("source", metavar="SOURCE_DIR", help="labelled folder: one subfolder per class")
@@ -272,15 +297,18 @@ def cmd_train_similarity(args) -> int:
 
 def cmd_discover(args) -> int:
     from .clustering import L2CClusterer
+    from .errors import InputError
     from .names import category_names, has_readable_names, names_from_truth
     from .results import check_output_folder, write_discovery_results
 
     out = check_output_folder(args.out, args.target)
     warn_if_the_model_does_not_fit(args.similarity, args.target)
+    if args.constraints is not None and not Path(args.constraints).expanduser().is_file():
+        raise InputError(f"Answers file not found: {args.constraints}")
     clusterer = L2CClusterer(**options_from(args, DISCOVER))
     bar = progress_display(args.quiet)
     try:
-        clusterer.fit(args.target, callback=bar, labelled=args.score)
+        clusterer.fit(args.target, constraints=args.constraints, callback=bar, labelled=args.score)
     finally:
         bar.close()
     names = None
@@ -298,6 +326,8 @@ def cmd_discover(args) -> int:
         line += f"; ACC {m['acc']:.3f}, NMI {m['nmi']:.3f}, ARI {m['ari']:.3f}, true K {m['k_true']}"
     if summary["n_skipped"]:
         line += f"; {summary['n_skipped']} file(s) skipped (see summary.json)"
+    if summary.get("answers"):
+        line += f"; {summary['answers']['n_answers']} answers used"
     print(line + f"; results in {out}")
     return 0
 
@@ -311,6 +341,36 @@ def warn_if_the_model_does_not_fit(model_name: str, target: str) -> None:
     if message:
         hint = f" (--model {better})" if better else ""
         print(f"l2c-explorer: warning: {message}{hint}", file=sys.stderr)
+
+
+def cmd_questions(args) -> int:
+    import csv
+    import io
+
+    import torch
+
+    from .constraints import ConstraintSet
+    from .graph import knn_graph
+    from .questions import next_questions
+    from .results import read_run_state, write_csv
+
+    state = read_run_state(args.run_dir)
+    paths = state["paths"]
+    answers = ConstraintSet(len(paths), state["answers"], names=paths)
+    graph = knn_graph(torch.from_numpy(state["embedding"]), k=int(state["n_neighbors"]))
+    found = next_questions(state["embedding"], graph, state["labels"], state["probabilities"], answers,
+                           scale=state["pair_scale"], bias=state["pair_bias"], n=args.n)
+    rows = [(paths[q.a], paths[q.b]) for q in found]
+    if args.out:
+        write_csv(Path(args.out).expanduser(), ["path_a", "path_b"], rows)
+        print(f"{len(rows)} question(s) written to {args.out}", file=sys.stderr)
+    else:
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(["path_a", "path_b"])
+        writer.writerows(rows)
+        sys.stdout.write(text.getvalue())
+    return 0
 
 
 def cmd_adapt(args) -> int:
@@ -378,6 +438,7 @@ COMMANDS = {
     "app": cmd_app,
     "train-similarity": cmd_train_similarity,
     "discover": cmd_discover,
+    "questions": cmd_questions,
     "adapt": cmd_adapt,
     "models": cmd_models,
     "backbones": cmd_backbones,

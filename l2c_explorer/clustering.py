@@ -34,8 +34,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.utils.validation import check_is_fitted
 
 from . import __version__
+from .constraints import ConstraintSet, apply_answers, as_answers, read_constraints_csv
 from .data import ImageSet
 from .device import describe_device, resolve_device
 from .errors import InputError, StoppedError
@@ -291,14 +293,16 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
 
     # -- fit --------------------------------------------------------------------------------------------
 
-    def fit(self, images, *, callback: Callback | None = None, stop: threading.Event | None = None,
-            labelled: bool = False) -> L2CClusterer:
+    def fit(self, images, *, constraints=None, callback: Callback | None = None,
+            stop: threading.Event | None = None, labelled: bool = False) -> L2CClusterer:
         """Cluster a folder, an :class:`ImageSet` or in-memory images; return ``self``.
 
-        ``labelled=True`` also records each image's first-level subfolder as its true class, for
-        :meth:`score` only: the labels are never used to cluster. When ``stop`` is set during training
-        the clusters learnt so far are kept (``stopped_`` is True); set before training, it raises
-        :class:`~l2c_explorer.errors.StoppedError`.
+        ``constraints``: a person's answers about pairs of images (same category or not), applied as by
+        :meth:`refit` once the folder is clustered: a ``path_a,path_b,same`` CSV file (paths as in
+        ``paths_``), or answers as :meth:`refit` takes them. ``labelled=True`` also records each image's
+        first-level subfolder as its true class, for :meth:`score` only: the labels are never used to
+        cluster. When ``stop`` is set during training the clusters learnt so far are kept (``stopped_``
+        is True); set before training, it raises :class:`~l2c_explorer.errors.StoppedError`.
         """
         self._validate()
         report = Reporter(callback, stop)
@@ -341,7 +345,125 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         self.stopped_ = report.should_stop()
         self.timings_ = {key: round(v, 3) for key, v in timings.items()}
         self._finish(data, *result, model, device, started)
+        if constraints is not None and not self.stopped_:
+            self.refit(constraints, callback=callback, stop=stop)
+            self.seconds_ = time.perf_counter() - started
         return self
+
+    # -- answers ------------------------------------------------------------------------------------
+
+    def constraint_set(self, constraints) -> ConstraintSet:
+        """Answers as a :class:`~l2c_explorer.constraints.ConstraintSet` over this run's images.
+
+        ``constraints``: a ``path_a,path_b,same`` CSV file (str or path), a ConstraintSet, or answers as
+        :class:`~l2c_explorer.constraints.Answer` objects or ``(a, b, same)`` rows of image indices
+        (``same`` 1/True or 0/False). Contradictory answers raise
+        :class:`~l2c_explorer.constraints.ContradictionError`, naming the images by path.
+        """
+        check_is_fitted(self, "graph_")
+        if self.graph_ is None:
+            raise InputError("Answers about pairs need the graph method's clustering; this run used the paper's "
+                             "pipeline (method='paper').")
+        n = len(self.paths_)
+        if isinstance(constraints, (str, os.PathLike)):
+            answers = read_constraints_csv(constraints, self.paths_)
+        elif isinstance(constraints, ConstraintSet):
+            if constraints.n_images != n:
+                raise InputError(f"These answers are about {constraints.n_images} images; this run has {n}.")
+            answers = constraints.answers
+        else:
+            answers = as_answers(constraints, n)
+        return ConstraintSet(n, answers, names=self.paths_)
+
+    def refit(self, constraints, *, callback: Callback | None = None,
+              stop: threading.Event | None = None) -> L2CClusterer:
+        """Change this run's clusters as a person's answers about pairs of images say; return ``self``.
+
+        Each answer is applied to the clusters as they were when it was given
+        (:func:`~l2c_explorer.constraints.apply_answers`): "same" for the most typical images of two groups
+        merges the groups, "same" for another image moves it (with the images chained to it by "same"
+        answers) to the other's group, "different" inside a group splits the group, its other members
+        following the group's own links. Nothing else moves, K changes only by those merges and splits
+        (never re-estimated), and afterwards every answer holds, with its transitive consequences.
+
+        The result depends only on this run and the answers, not on earlier refits: answering one by one
+        gives what the same answers in a file give, and refitting with fewer answers undoes. With no
+        answers, the run's own clusters come back. ``constraints``: as :meth:`constraint_set` takes them.
+        """
+        cs = self.constraint_set(constraints)
+        base = self._base
+        report = Reporter(callback, stop)
+        started = time.perf_counter()
+        if self.n_clusters is not None and cs.min_clusters() > self.n_clusters:
+            raise InputError(f"The answers say that {cs.min_clusters()} images are all different categories, "
+                             f"but K was given as {self.n_clusters}.")
+        del self.history_[len(base["history"]):]
+        self.n_clusters_, self.diffusion_features_, self.eigenvalues_ = base["n_clusters"], base["features"], \
+            base["eigenvalues"]
+        self.k_eigengap_ = base["k_eigengap"]
+        self.constraints_ = cs
+        if len(cs) == 0:
+            self.labels_, self.probabilities_, self.confidence_ = base["labels"], base["probabilities"], \
+                base["confidence"]
+            self.head_state_ = base["head_state"]
+            self.timings_["refit"] = 0.0
+            return self
+        report("graph", 0, 1, message="Applying the answers to the groups")
+        labels = apply_answers(self.graph_, self.embedding_, base["labels"], cs)
+        if self.n_clusters is not None:
+            labels = self._keep_k(labels, cs)
+        self._adopt_labels(labels, base["features"])
+        report("graph", 1, 1, message=f"Groups with the answers: {self.n_clusters_} clusters")
+        self.stopped_ = False
+        self.timings_["refit"] = round(time.perf_counter() - started, 3)
+        return self
+
+    def _keep_k(self, labels: np.ndarray, cs: ConstraintSet) -> np.ndarray:
+        """With K given, merge the two most similar groups (mean directions of the embedding) that no answer
+        says differ until there are at most K groups."""
+        labels = labels.copy()
+        cannot = {(int(a), int(b)) for a, b in cs.cannot.tolist()}
+        while labels.max() + 1 > self.n_clusters:
+            k = int(labels.max()) + 1
+            onehot = np.zeros((len(labels), k))
+            onehot[np.arange(len(labels)), labels] = 1.0
+            centres = onehot.T @ self.embedding_
+            centres /= np.linalg.norm(centres, axis=1, keepdims=True) + 1e-12
+            near = centres @ centres.T
+            np.fill_diagonal(near, -np.inf)
+            comps = [set(cs.component[labels == g].tolist()) for g in range(k)]
+            for flat in np.argsort(-near, axis=None, kind="stable"):
+                g, h = divmod(int(flat), k)
+                if g < h and not any((min(x, y), max(x, y)) in cannot for x in comps[g] for y in comps[h]):
+                    labels[labels == h] = g
+                    break
+            else:  # cannot happen: min_clusters <= K was checked
+                break
+            _, labels = np.unique(labels, return_inverse=True)
+        return labels
+
+    def _adopt_labels(self, labels: np.ndarray, features: np.ndarray) -> None:
+        """Labels as given, and probabilities from a cosine head whose centres are the groups' mean diffusion
+        features (the clustering network's form), the label always the most probable cluster."""
+        k = int(labels.max()) + 1
+        onehot = np.zeros((len(labels), k), dtype=np.float64)
+        onehot[np.arange(len(labels)), labels] = 1.0
+        centres = onehot.T @ features.astype(np.float64)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True) + 1e-12
+        head = CosineClusterHead(dim=features.shape[1], n_clusters=k)
+        logits = head.temperature * features.astype(np.float64) @ centres.T
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        rows = np.arange(len(labels))
+        top = probs.argmax(1)
+        swap = top != labels  # give the label the largest probability, the former best the label's
+        p_label, p_top = probs[rows, labels].copy(), probs[rows, top].copy()
+        probs[rows[swap], labels[swap]], probs[rows[swap], top[swap]] = p_top[swap], p_label[swap]
+        self.labels_ = labels.astype(np.int64)
+        self.probabilities_ = probs
+        self.confidence_ = probs[rows, self.labels_]
+        self.n_clusters_ = k
+        self.head_state_ = {"centres": torch.from_numpy(centres.astype(np.float32))}
 
     def _embed(self, model: SimilarityModel, pixels: torch.Tensor, device, report, what: str = "features"):
         return model.embed(
@@ -353,7 +475,8 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         )
 
     def _cluster(self, emb: torch.Tensor, device, report, stop, timings: dict, pass_number: int = 1, on_k=None):
-        """Graph, K and clustering network from unit embeddings (n, d): (emb, features, probs, head).
+        """Graph, K and clustering network from unit embeddings (n, d):
+        (emb, features, probs, head, graph, pass_number).
 
         ``on_k(k)`` is called once K is chosen, before training.
         """
@@ -397,10 +520,11 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         timings["training"] = timings.get("training", 0.0) + time.perf_counter() - t0
         for point in self.history_[first_point:]:
             point["pass"] = pass_number
-        return emb.numpy(), features, probs.cpu().numpy(), head
+        return emb.numpy(), features, probs.cpu().numpy(), head, graph, pass_number
 
     def _paper_ccn(self, model: SimilarityModel, emb: torch.Tensor, device, report, stop, timings: dict):
-        """The paper's pipeline (:mod:`l2c_explorer.paper`) on the same embeddings: (emb, None, probs, None).
+        """The paper's pipeline (:mod:`l2c_explorer.paper`) on the same embeddings, as :meth:`_cluster` returns
+        it without diffusion features, network or graph: (emb, None, probs, None, None, 1).
 
         With K unknown the network has ``max_clusters`` outputs and K is the number of dominant ones; images
         whose most probable output is not dominant go to their most probable dominant one.
@@ -418,7 +542,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             probs = probs[:, dominant]
         for point in self.history_:
             point["pass"] = 1
-        return emb.numpy(), None, probs, None
+        return emb.numpy(), None, probs, None, None, 1
 
     def _spectrum(self, k: int, pass_number: int) -> dict:
         """What K was chosen from, for people: the spectrum, the eigengap estimate and the K used."""
@@ -505,7 +629,29 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             return None
         return result
 
-    def _finish(self, data: ImageSet, emb, features, probs, head, model, device, started) -> None:
+    def _finish(self, data: ImageSet, emb, features, probs, head, graph, pass_number, model, device, started) -> None:
+        self._adopt(probs, head)
+        self.embedding_ = emb
+        self.diffusion_features_ = features
+        self.graph_ = graph
+        self.paths_ = list(data.paths)
+        self.skipped_ = list(data.skipped)
+        self.root_ = data.root
+        self.true_labels_ = data.labels
+        self.similarity_model_ = model
+        self.device_ = device
+        self.seconds_ = time.perf_counter() - started
+        head_of_pairs = model.net.head
+        self.pair_head_ = (float(head_of_pairs.scale.detach()), float(head_of_pairs.bias.detach()))
+        self.constraints_ = ConstraintSet(len(data.paths), names=self.paths_)
+        # what a refit starts from: this run's clusters, before any answer
+        self._base = dict(labels=self.labels_, probabilities=self.probabilities_, confidence=self.confidence_,
+                          n_clusters=self.n_clusters_, features=features, eigenvalues=self.eigenvalues_,
+                          k_eigengap=self.k_eigengap_, head_state=self.head_state_, history=list(self.history_),
+                          pass_number=pass_number)
+
+    def _adopt(self, probs: np.ndarray, head) -> None:
+        """Labels, probabilities and confidence from the network's cluster probabilities (n, k)."""
         raw = probs.argmax(1)
         ids, sizes = np.unique(raw, return_counts=True)
         order = ids[np.argsort(-sizes, kind="stable")]  # clusters in use, largest first
@@ -519,16 +665,17 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         self.probabilities_ = sub
         self.confidence_ = sub[np.arange(len(sub)), self.labels_]
         self.n_clusters_ = int(len(order))
-        self.embedding_ = emb
-        self.diffusion_features_ = features
-        self.paths_ = list(data.paths)
-        self.skipped_ = list(data.skipped)
-        self.root_ = data.root
-        self.true_labels_ = data.labels
-        self.similarity_model_ = model
-        self.device_ = device
-        self.seconds_ = time.perf_counter() - started
         self.head_state_ = None if head is None else {"centres": head.centres.detach().cpu()[torch.as_tensor(order)]}
+
+    def questions(self, n: int = 1, *, kinds: tuple[str, ...] = ("split", "merge", "member")) -> list:
+        """The ``n`` most informative questions about the current clusters, best first
+        (:func:`l2c_explorer.questions.next_questions`): pairs of images whose answer is not yet known."""
+        from .questions import next_questions
+
+        check_is_fitted(self, "graph_")
+        scale, bias = self.pair_head_
+        return next_questions(self.embedding_, self.graph_, self.labels_, self.probabilities_, self.constraints_,
+                              scale=scale, bias=bias, n=n, kinds=kinds)
 
     # -- results ------------------------------------------------------------------------------------
 
@@ -574,6 +721,12 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             "version": __version__,
             "target": str(self.root_) if self.root_ else None,
         }
+        answers = getattr(self, "constraints_", None)
+        if answers is not None and len(answers):
+            out["answers"] = {"n_answers": len(answers), "n_same": int(len(answers.must_pairs())),
+                              "n_different": int(len(answers.cannot_pairs())),
+                              "k_before_answers": int(self._base["n_clusters"]),
+                              "refit_seconds": self.timings_.get("refit")}
         if score:
             m = self.scores()
             out["metrics"] = {"acc": m["acc"], "nmi": m["nmi"], "ari": m["ari"], "k_true": m["k_true"]}

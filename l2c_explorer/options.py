@@ -603,4 +603,13 @@ APP = RunSpec("app", [
            "every request, as Jupyter does", allowed=BOOLEAN, flag="--no-token"),
 ])
 
+
+# ---------------------------------------------------------------------------------------------------
+# the next questions about a finished run (`l2c-explorer questions RUN_DIR`, l2c_explorer.questions)
+
+QUESTIONS = RunSpec("questions", [
+    Option("n", 10, "how many questions", allowed=Whole(1), flag="--n"),
+    Option("out", None, "CSV file to write", none="standard output", flag="--out", metavar="FILE"),
+])
+
 RUNS = {spec.name: spec for spec in (DISCOVER, TRAIN_SIMILARITY, ADAPT, APP)}

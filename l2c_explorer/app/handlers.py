@@ -453,6 +453,115 @@ class Handlers:
     def replace_export(self, job_id: str, out_dir: str, mode: str):
         return self.export(job_id, out_dir, mode, overwrite=True)
 
+    # -- teach it ---------------------------------------------------------------------------------------
+
+    def teach_outputs(self) -> list:
+        """What every teach handler updates (see :meth:`_taught`)."""
+        e, t = self.page.explore, self.page.explore.teach
+        return [t.question, t.current, t.answers, t.status, t.groups, t.split_group, t.split_first, t.split_second,
+                t.confirm_split, e.map, e.clusters, e.cluster, e.results_md, self.page.run.curves]
+
+    def _teacher(self, job_id: str):
+        try:
+            return self.bench.teacher(job_id)
+        except L2CError as exc:
+            _fail(exc)
+
+    def _question(self, teacher) -> tuple[str, dict | None]:
+        q = teacher.question()
+        if q is None:
+            return views.question_html(None, "", ""), None
+        result = teacher.job.result
+        urls = []
+        for i in (q["a"], q["b"]):
+            thumb = self.bench.thumbnail(result, i)
+            urls.append(f"{self.thumb_prefix}{Path(thumb).name}" if thumb else "")
+        return views.question_html(q, *urls), q
+
+    def _taught(self, teacher, message: str, *, ask: bool = True) -> list:
+        """The page after a change: next question, answers, groups, map colours, counts and curves."""
+        job, result = teacher.job, teacher.job.result
+        names = result.names
+        clusters = job.extra("clusters") or []
+        header = ["group", "images", "mean confidence"] + (["main true category", "share of it"]
+                                                           if result.truth is not None else [])
+        question, current = self._question(teacher) if ask else (gr.update(), gr.update())
+        choices = [(label, c) for label, c in views.cluster_choices(clusters, names) if c >= 0]
+        payload = job.extra("map")
+        refs = {"k_estimated": (job.params["k_true"], "true number of categories")} if job.params.get("k_true") \
+            else None
+        return [question, current, teacher.rows(), message,
+                gr.update(choices=choices, value=[]), gr.update(choices=choices, value=None),
+                gr.update(value=None, visible=False), gr.update(value=None, visible=False), gr.update(visible=False),
+                json.dumps({**payload, "thumb_prefix": self.thumb_prefix}, separators=(",", ":")) if payload
+                else gr.update(),
+                gr.update(value=views.cluster_rows(clusters, names), headers=header),
+                gr.update(choices=views.cluster_choices(clusters, names), value=None),
+                views.results_markdown(result),
+                views.curves_json(job.metrics.read()[0], views.DISCOVER_SERIES, references=refs)]
+
+    def _change(self, job_id: str, change) -> list:
+        teacher = self._teacher(job_id)
+        before = teacher.job.result.n_clusters
+        try:
+            result = change(teacher)
+        except L2CError as exc:
+            _fail(exc)
+        return self._taught(teacher, views.teach_status(teacher, before, result.n_clusters))
+
+    def teach_ask(self, job_id: str) -> list:
+        teacher = self._teacher(job_id)
+        return self._taught(teacher, views.teach_status(teacher, None, None))
+
+    def teach_answer(self, job_id: str, question: dict | None, verdict: str) -> list:
+        """Same / Different / Skip for the question shown."""
+        if not question:
+            raise gr.Error("Click \"Ask me a question\" first.", print_exception=False)
+        a, b = int(question["a"]), int(question["b"])
+        if verdict == "skip":
+            teacher = self._teacher(job_id)
+            teacher.skip(a, b)
+            return self._taught(teacher, "Skipped; here is another question.")
+        return self._change(job_id, lambda t: t.answer(a, b, verdict == "same"))
+
+    def teach_same(self, job_id: str, question: dict | None) -> list:
+        return self.teach_answer(job_id, question, "same")
+
+    def teach_different(self, job_id: str, question: dict | None) -> list:
+        return self.teach_answer(job_id, question, "different")
+
+    def teach_skip(self, job_id: str, question: dict | None) -> list:
+        return self.teach_answer(job_id, question, "skip")
+
+    def teach_merge(self, job_id: str, groups: list | None) -> list:
+        if not groups or len(groups) != 2:
+            raise gr.Error("Choose two groups to merge.", print_exception=False)
+        return self._change(job_id, lambda t: t.merge(int(groups[0]), int(groups[1])))
+
+    def teach_propose_split(self, job_id: str, group) -> list:
+        if group is None or group == "":
+            raise gr.Error("Choose the group to split.", print_exception=False)
+        teacher = self._teacher(job_id)
+        try:
+            plan = teacher.propose_split(int(group))
+        except L2CError as exc:
+            _fail(exc)
+        result = teacher.job.result
+        return [gr.update(value=self.bench.gallery(result, plan["first"], with_group=False), visible=True),
+                gr.update(value=self.bench.gallery(result, plan["second"], with_group=False), visible=True),
+                gr.update(visible=True)]
+
+    def teach_split(self, job_id: str, group) -> list:
+        if group is None or group == "":
+            raise gr.Error("Choose the group to split.", print_exception=False)
+        return self._change(job_id, lambda t: t.split(int(group)))
+
+    def teach_not_here(self, job_id: str, selection: list[int] | None) -> list:
+        return self._change(job_id, lambda t: t.not_here(selection or []))
+
+    def teach_undo(self, job_id: str) -> list:
+        return self._change(job_id, lambda t: t.undo())
+
     def save_model(self, job_id: str, out_dir: str):
         try:
             path = self.bench.save_model(job_id, out_dir or None)

@@ -120,6 +120,76 @@ def run_panel(prefix: str, head: str, start_label: str = "Start") -> RunPanel:
 
 
 @dataclass
+class TeachPanel:
+    """Teach it: questions with Same / Different / Skip, merge, split, "not here", the answers and Undo."""
+
+    ask: gr.Button
+    question: gr.HTML
+    current: gr.State
+    same: gr.Button
+    different: gr.Button
+    skip: gr.Button
+    groups: gr.Dropdown
+    merge: gr.Button
+    split_group: gr.Dropdown
+    propose_split: gr.Button
+    split_first: gr.Gallery
+    split_second: gr.Gallery
+    confirm_split: gr.Button
+    not_here: gr.Button
+    status: gr.Markdown
+    answers: gr.Dataframe
+    undo: gr.Button
+
+
+def teach_panel(prefix: str) -> TeachPanel:
+    """The "Teach it" panel of the explore step (the discover tab only)."""
+    with gr.Column(elem_id=f"{prefix}-teach", elem_classes="l2c-teach"):
+        gr.Markdown("### Teach it", elem_classes="l2c-step-title")
+        gr.Markdown(
+            "Correct the groups and the app learns from it at once: answer its questions about two images "
+            "(keys **S** same, **D** different, **K** skip, **U** undo), say that two groups are one category, "
+            "that a group is two, or that images selected on the map do not belong in their group. Every "
+            "answer is about a pair of images; they are saved with the run (`answers.csv`) and exported with "
+            "it, and `l2c-explorer discover --constraints answers.csv` gives the same groups.",
+            elem_classes="l2c-help")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                ask = gr.Button("Ask me a question", elem_id=f"{prefix}-teach-ask", size="sm")
+                question = gr.HTML(
+                    "<div class='l2c-question'>The questions appear here when a run has finished.</div>",
+                    elem_id=f"{prefix}-teach-question", js_on_load=asset("teach.js"))
+                with gr.Row():
+                    same = gr.Button("Same category (S)", variant="primary", elem_id=f"{prefix}-teach-same")
+                    different = gr.Button("Different (D)", variant="stop", elem_id=f"{prefix}-teach-different")
+                    skip = gr.Button("Skip (K)", elem_id=f"{prefix}-teach-skip")
+            with gr.Column(scale=2):
+                groups = gr.Dropdown(label="Two groups that are one category", choices=[], multiselect=True,
+                                     max_choices=2, elem_id=f"{prefix}-teach-groups")
+                merge = gr.Button("One category: merge them", elem_id=f"{prefix}-teach-merge", size="sm")
+                split_group = gr.Dropdown(label="A group that is two categories", choices=[], value=None,
+                                          elem_id=f"{prefix}-teach-split-group")
+                propose_split = gr.Button("Split it…", elem_id=f"{prefix}-teach-propose-split", size="sm")
+                not_here = gr.Button("The selected images do not belong in their group",
+                                     elem_id=f"{prefix}-teach-not-here", size="sm")
+        with gr.Row(visible=True):
+            split_first = gr.Gallery(label="The split the app proposes: one half", columns=8, height=120,
+                                     object_fit="contain", visible=False, elem_id=f"{prefix}-teach-split-first")
+            split_second = gr.Gallery(label="the other half", columns=8, height=120, object_fit="contain",
+                                      visible=False, elem_id=f"{prefix}-teach-split-second")
+        confirm_split = gr.Button("Confirm: these are two categories", visible=False,
+                                  elem_id=f"{prefix}-teach-confirm-split", size="sm")
+        status = gr.Markdown(elem_id=f"{prefix}-teach-status")
+        with gr.Row():
+            answers = gr.Dataframe(headers=["#", "how", "image", "other image", "answer"], label="Answers given",
+                                   interactive=False, wrap=True, max_height=220, elem_id=f"{prefix}-teach-answers",
+                                   scale=5)
+            undo = gr.Button("Undo (U)", elem_id=f"{prefix}-teach-undo", size="sm", scale=1)
+    return TeachPanel(ask, question, gr.State(None), same, different, skip, groups, merge, split_group, propose_split,
+                      split_first, split_second, confirm_split, not_here, status, answers, undo)
+
+
+@dataclass
 class ExplorePanel:
     """The map, the selection gallery, the cluster galleries and the results of one kind of run."""
 
@@ -146,6 +216,7 @@ class ExplorePanel:
     export_md: gr.Markdown
     save_btn: gr.Button | None
     model_file: gr.File | None
+    teach: TeachPanel | None = None
 
 
 def explore_panel(prefix: str, head: str, *, group_word: str, groups_word: str, savable: bool, explore_title: str,
@@ -183,6 +254,7 @@ def explore_panel(prefix: str, head: str, *, group_word: str, groups_word: str, 
         clusters = gr.Dataframe(headers=[group_word, "images", "mean confidence"],
                                 label=f"All {groups_word} (largest first)", interactive=False, wrap=True,
                                 max_height=260, elem_id=f"{prefix}-clusters")
+        teach = teach_panel(prefix) if savable else None
 
     with gr.Column(elem_id=f"{prefix}-step-results"):
         gr.Markdown(results_title, elem_classes="l2c-step-title")
@@ -212,7 +284,8 @@ def explore_panel(prefix: str, head: str, *, group_word: str, groups_word: str, 
                                 elem_id=f"{prefix}-export-replace")
     return ExplorePanel(emap, selection_md, selection_gallery, gr.State([]), selection_csv_btn, selection_csv,
                         cluster, rename, rename_btn, cluster_md, typical, uncertain, clusters, results_md, skipped,
-                        assignments, out_dir, mode, export_btn, replace_btn, export_md, save_btn, model_file)
+                        assignments, out_dir, mode, export_btn, replace_btn, export_md, save_btn, model_file,
+                        teach)
 
 
 class Page:

@@ -257,6 +257,22 @@ class Wiring:
             e.save_btn.click(h.save_model, inputs=[run.job, e.out_dir], outputs=[e.model_file, e.export_md],
                              api_name=f"save_model_{kind}", **quiet)
         gr.api(h.select_points, api_name=f"select_points_{kind}")
+        if e.teach is not None:
+            self.wire_teach(run, e)
+
+    def wire_teach(self, run: RunPanel, e: ExplorePanel) -> None:
+        h, t = self.handlers, e.teach
+        outputs = h.teach_outputs()
+        t.ask.click(h.teach_ask, inputs=[run.job], outputs=outputs, api_name="teach_ask")
+        for button, fn, name in ((t.same, h.teach_same, "teach_same"), (t.different, h.teach_different,
+                                 "teach_different"), (t.skip, h.teach_skip, "teach_skip")):
+            button.click(fn, inputs=[run.job, t.current], outputs=outputs, api_name=name)
+        t.merge.click(h.teach_merge, inputs=[run.job, t.groups], outputs=outputs, api_name="teach_merge")
+        t.propose_split.click(h.teach_propose_split, inputs=[run.job, t.split_group],
+                              outputs=[t.split_first, t.split_second, t.confirm_split], api_name="teach_propose_split")
+        t.confirm_split.click(h.teach_split, inputs=[run.job, t.split_group], outputs=outputs, api_name="teach_split")
+        t.not_here.click(h.teach_not_here, inputs=[run.job, e.selection], outputs=outputs, api_name="teach_not_here")
+        t.undo.click(h.teach_undo, inputs=[run.job], outputs=outputs, api_name="teach_undo")
 
 
 def build_app(bench: Workbench, *, folder: str | None = None) -> tuple[gr.Blocks, Handlers]:

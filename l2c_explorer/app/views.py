@@ -339,3 +339,30 @@ def selection_markdown(selection: dict, limit: int) -> str:
 def fit_note_markdown(message: str) -> str:
     """The model-fit message of the folder step, or nothing when the model suits the images."""
     return f"⚠️ **Similarity model and images do not match.** {message}" if message else ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# teach it
+
+
+def question_html(question: dict | None, url_a: str, url_b: str) -> str:
+    """A question as two thumbnails and one sentence (``question``: a Teacher question, or None)."""
+    if question is None:
+        return "<div class='l2c-question'>No question left worth asking: the groups look settled.</div>"
+    cells = "".join(
+        f"<figure><img src='{esc(url)}' alt='{esc(path)}' data-index='{i}'/><figcaption>{esc(path)}</figcaption>"
+        "</figure>" for url, path, i in ((url_a, question["path_a"], question["a"]),
+                                         (url_b, question["path_b"], question["b"])))
+    return (f"<div class='l2c-question' data-kind='{esc(question['kind'])}' data-a='{question['a']}' "
+            f"data-b='{question['b']}'><p>{esc(question['text'])}</p><div class='l2c-pair'>{cells}</div>"
+            "<p class='l2c-help'>Do these two images show the same category?</p></div>")
+
+
+def teach_status(teacher, before: int | None, after: int | None) -> str:
+    """One line after a change: what it did and how long it took."""
+    n = len(teacher.answers)
+    if before is None:
+        return f"{n} answer{'s' if n != 1 else ''} so far." if n else "Answer a few questions: the groups change at once."
+    change = "" if before == after else f" ({before} → {after} groups)"
+    seconds = f" in {teacher.seconds:.1f} s" if teacher.seconds is not None else ""
+    return f"Re-grouped with {n} answer{'s' if n != 1 else ''}{seconds}: **{after} groups**{change}."

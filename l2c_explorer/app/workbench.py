@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -311,6 +312,7 @@ class Workbench:
         self.registry = JobRegistry(max_running=max_running)
         self.thumbs = ThumbnailCache(self.workspace.thumbnails, size=thumbnail_size)
         self._card_cache: dict[tuple[str, int], dict] = {}
+        self._teach_lock = threading.Lock()
 
     # -- models -----------------------------------------------------------------------------------------
 
@@ -647,6 +649,19 @@ class Workbench:
             raise InputError("This run has no result (yet): it is still running, was stopped early, or failed.")
         return job.result
 
+    def teacher(self, job_id: str):
+        """The :class:`~l2c_explorer.app.teaching.Teacher` of a finished discovery: answers that re-cluster it."""
+        from .teaching import Teacher
+
+        job = self.job(job_id, "discover")
+        self.result(job_id)
+        with self._teach_lock:
+            teacher = job.extra("teacher")
+            if teacher is None:
+                teacher = Teacher(self, job)
+                job.publish(teacher=teacher)
+        return teacher
+
     def clusters(self, job_id: str) -> list[ClusterSummary]:
         self.result(job_id)
         return self.job(job_id).extra("clusters") or []
@@ -705,7 +720,8 @@ class Workbench:
         if out is None or not str(out).strip():
             raise InputError("Choose an output folder for the export.")
         out_dir = check_output_folder(out, result.root)
-        extra = [result.run_dir / f for f in ("assignments.csv", "summary.json") if (result.run_dir / f).exists()]
+        extra = [result.run_dir / f for f in ("assignments.csv", "summary.json", "answers.csv")
+                 if (result.run_dir / f).exists()]
         counts = export_cluster_folders(result.root, result.paths, result.labels, out_dir, mode=mode,
                                         names=dict(enumerate(result.names)), overwrite=overwrite, extra_files=extra)
         return {"folder": out_dir, "counts": counts, "n_files": int(sum(counts.values()))}

@@ -480,3 +480,53 @@ def test_same_categories_new_domain_tab(page, served_app):
     assert page.eval_on_selector("#adapt-map .l2c-map-plot", "e => e.offsetWidth") > 500
     assert page.input_value("#adapt-target textarea, #adapt-target input").endswith("digits_usps")
     assert page.input_value("#adapt-epochs input") == "2"
+
+
+def test_teach_it_answers_questions_and_merges_groups(page, served_app, keble6):
+    """Three answers (by keyboard and by button), then two groups merged: groups, map and counts change."""
+    import numpy as np
+
+    job = served_app.discover(keble6, wait=False, labelled=True, device="cpu", steps=30, self_training_steps=0)
+    assert job.wait(600) and job.result is not None, job.error
+    page.goto(served_app.page_url(job=job.id))  # the page's address carries the launch token
+    page.wait_for_function("() => document.querySelector('#discover-map .l2c-map')?.dataset.ready === '1'",
+                           timeout=300_000)
+    truth = np.unique(np.asarray(job.result.truth), return_inverse=True)[1]
+    labels_on_map = "() => JSON.parse(document.querySelector('#discover-map .l2c-map').l2c.state.raw).label"
+    page.locator("#discover-teach").scroll_into_view_if_needed()
+    page.click("#discover-teach-ask")
+    page.wait_for_selector("#discover-teach-question .l2c-question[data-a]", timeout=150_000)
+    for n in range(1, 4):
+        q = page.eval_on_selector("#discover-teach-question .l2c-question", "e => [Number(e.dataset.a), Number(e.dataset.b)]")
+        same = bool(truth[q[0]] == truth[q[1]])
+        if n == 2:  # the keyboard shortcut
+            page.locator("body").press("s" if same else "d")
+        else:
+            page.click("#discover-teach-same" if same else "#discover-teach-different")
+        # the status counts the answers; the table (a virtualised Gradio dataframe that draws only the rows
+        # in view) shows the new one once in view
+        page.wait_for_function(f"() => document.querySelector('#discover-teach-status').innerText"
+                               f".includes('with {n} answer')", timeout=150_000)
+        page.locator("#discover-teach-answers").scroll_into_view_if_needed()
+        newest = job.result.paths[q[1]]
+        page.wait_for_function(f"() => document.querySelector('#discover-teach-answers').innerText"
+                               f".includes('{newest}')", timeout=150_000)
+    teacher = served_app.workbench.teacher(job.id)
+    assert len(teacher.answers) == 3
+    assert all(x.same == bool(truth[x.a] == truth[x.b]) for x in teacher.answers)
+    shot(page, "#discover-teach", "10-teach-it.png")
+
+    # merge two groups: one group fewer in the counts, on the map and in the run
+    k = job.result.n_clusters
+    before = page.evaluate(labels_on_map)
+    page.click("#discover-teach-groups input")
+    page.get_by_role("option").nth(0).click()
+    page.click("#discover-teach-groups input")
+    page.get_by_role("option").nth(1).click()
+    page.click("#discover-teach-merge")
+    page.wait_for_function(f"() => document.querySelector('#discover-teach-status').innerText"
+                           f".includes('{k} → {k - 1} groups')", timeout=150_000)
+    after = page.evaluate(labels_on_map)
+    assert job.result.n_clusters == k - 1 and max(after) == k - 2 and after != before
+    assert len(teacher.answers) == 4 and teacher.answers[-1].same
+    assert "groups" in page.inner_text("#discover-teach-status")

@@ -1,0 +1,234 @@
+"""Which questions to ask a person next: the pairs of images whose answer would change the clusters most.
+
+Every question is a pair of images, "do these two show the same category?", so that any answer is one
+must-link or cannot-link (:mod:`l2c_explorer.constraints`) and a script can answer from a file. Three kinds
+of pairs are worth a person's time, each scored by the number of images its likely answer would move:
+
+* **split** ("is this group one category?"): a group whose own graph falls apart in two (its best
+  normalised cut, :func:`split_in_two`) may be two categories merged; the pair is the most typical image
+  of each half. A "different" answer splits the group: about the smaller half changes.
+* **merge** ("are these two groups one category?"): two groups close to each other (by their mean
+  features); the pair is their most typical images. A "same" answer merges them: the smaller group moves.
+* **member** ("does this image belong there?"): an image the clustering is least sure about, with the
+  most typical image of the group it almost joined. A "same" answer moves it.
+
+The score of a question is the probability of its changing answer (from the similarity model's pair
+probability, sigmoid(scale * cos + bias), of the two images shown) times the images that would move. A
+pair whose answer follows from the answers so far is never asked, nor a group question already settled
+(a group whose halves are said to be the same, two groups said to be different).
+
+Pure numpy on the clusterer's arrays; :meth:`l2c_explorer.clustering.L2CClusterer.questions` calls
+:func:`next_questions` on a fitted run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from .constraints import ConstraintSet
+
+KINDS = ("split", "merge", "member")
+# Groups each group is compared with for merge questions, and how many of the least certain images are
+# considered for member questions. Not tuned: enough to cover every near neighbour of a group, few enough
+# to score in milliseconds.
+MERGE_NEIGHBOURS = 3
+MEMBER_CANDIDATES = 100
+# A group larger than this is split on a seeded sample of its members (the others join the half they have
+# more links to), so that proposing a split never builds a matrix larger than this squared.
+SPLIT_SAMPLE = 1500
+WORDS = {
+    "split": "Is this group one category? (the most typical image of each half of it)",
+    "merge": "Are these two groups one category? (the most typical image of each)",
+    "member": "Does this image belong with this group? (the image, and the group's most typical image)",
+}
+
+
+@dataclass
+class Question:
+    """A pair of images to ask about, and why.
+
+    Attributes
+    ----------
+    a, b : int
+        The two images (indices).
+    kind : {"split", "merge", "member"}
+    score : float
+        Expected number of images whose cluster the answer changes.
+    groups : tuple of int
+        The clusters the question is about (one for a split, two otherwise).
+    halves : tuple of ndarray, optional
+        For a split: the members of each proposed half (``a`` is in the first, ``b`` in the second).
+    """
+
+    a: int
+    b: int
+    kind: str
+    score: float
+    groups: tuple[int, ...] = ()
+    halves: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def text(self) -> str:
+        return WORDS[self.kind]
+
+
+def pair_probability(embedding: np.ndarray, a, b, *, scale: float, bias: float) -> np.ndarray:
+    """The similarity model's P(same) = sigmoid(scale * cos + bias) of images ``a`` and ``b`` (indices)."""
+    cos = np.sum(embedding[np.asarray(a)] * embedding[np.asarray(b)], axis=-1)
+    return 1.0 / (1.0 + np.exp(-(scale * cos + bias)))
+
+
+def representative(embedding: np.ndarray, members: np.ndarray) -> int:
+    """The most typical of ``members``: the one closest to their mean direction (unit embeddings (n, d))."""
+    x = embedding[members]
+    return int(members[int(np.argmax(x @ x.sum(0)))])
+
+
+def split_in_two(graph: sp.spmatrix, members: np.ndarray) -> tuple[np.ndarray, float]:
+    """The best two-way split of a group by its own graph: (mask over ``members``, normalised cut).
+
+    The sweep over the group's Fiedler vector (second eigenvector of its normalised graph) that minimises
+    the normalised cut ``cut / vol(A) + cut / vol(B)`` (Shi & Malik); both halves keep at least two images.
+    Members without a link inside the group form the first half on their own (when no member has one, the
+    first half of ``members``). A small cut says the group is two loosely linked parts.
+    """
+    sub = sp.csr_matrix(graph)[members][:, members].toarray().astype(np.float64)
+    m = len(members)
+    degree = sub.sum(1)
+    if np.all(degree == 0):  # no links at all inside the group: halves in the given order
+        return np.arange(m) < m // 2, 1.0
+    if np.any(degree == 0):
+        return degree == 0, 0.0
+    scale = 1.0 / np.sqrt(degree)
+    _, vectors = np.linalg.eigh(scale[:, None] * sub * scale[None, :])
+    order = np.argsort(vectors[:, -2] * scale, kind="stable")
+    # cut and volume of every prefix of the order, with matrix products instead of a loop
+    indicator = np.tril(np.ones((m, m)))[:, np.argsort(order)]  # row t: the first t+1 images of the order
+    inside = indicator @ sub  # (m, m): links from each image to each prefix
+    vol_a = indicator @ degree
+    cut = vol_a - np.einsum("ti,ti->t", inside, indicator)
+    vol_b = degree.sum() - vol_a
+    sizes = np.arange(1, m + 1)
+    valid = (sizes >= 2) & (sizes <= m - 2)
+    if not np.any(valid):
+        half = np.zeros(m, dtype=bool)
+        half[order[: m // 2]] = True
+        return half, 1.0
+    ncut = np.where(valid, cut / np.maximum(vol_a, 1e-12) + cut / np.maximum(vol_b, 1e-12), np.inf)
+    t = int(np.argmin(ncut))
+    half = np.zeros(m, dtype=bool)
+    half[order[: t + 1]] = True
+    return half, float(ncut[t])
+
+
+def group_split(graph: sp.spmatrix, embedding: np.ndarray, members: np.ndarray):
+    """The proposed split of a group: (half A, half B, typical image of A, of B, normalised cut)."""
+    members = np.asarray(members)
+    if len(members) > SPLIT_SAMPLE:
+        sample = np.sort(np.random.default_rng(0).choice(len(members), SPLIT_SAMPLE, replace=False))
+        half_of_sample, ncut = split_in_two(graph, members[sample])
+        links = sp.csr_matrix(graph)[members][:, members[sample]]
+        half = np.asarray(links @ half_of_sample.astype(np.float64)).ravel() > \
+            np.asarray(links @ (~half_of_sample).astype(np.float64)).ravel()
+        half[sample] = half_of_sample
+        if half.all() or not half.any():
+            half[sample] = half_of_sample
+    else:
+        half, ncut = split_in_two(graph, members)
+    first, second = members[half], members[~half]
+    return first, second, representative(embedding, first), representative(embedding, second), ncut
+
+
+def next_questions(
+    embedding: np.ndarray,
+    graph: sp.spmatrix,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    constraints: ConstraintSet,
+    *,
+    scale: float,
+    bias: float,
+    n: int = 1,
+    kinds: tuple[str, ...] = KINDS,
+) -> list[Question]:
+    """The ``n`` most informative questions about a clustering, best first, each about other groups.
+
+    Parameters
+    ----------
+    embedding : ndarray of shape (n_images, d)
+        Unit features of the images (the clusterer's ``embedding_``).
+    graph : sparse matrix of shape (n_images, n_images)
+        The similarity graph (the clusterer's ``graph_``).
+    labels : ndarray of shape (n_images,)
+    probabilities : ndarray of shape (n_images, n_clusters)
+    constraints : ConstraintSet
+        The answers so far: no question has an answer that follows from them.
+    scale, bias : float
+        The similarity model's pair head: P(same) = sigmoid(scale * cos + bias).
+    """
+    labels = np.asarray(labels)
+    k = int(labels.max()) + 1 if len(labels) else 0
+    groups = [np.flatnonzero(labels == c) for c in range(k)]
+    reps = np.array([representative(embedding, g) if len(g) else -1 for g in groups])
+    comp = constraints.component
+    answered = constraints.constrained_images()
+
+    def p_same(a, b):
+        return float(pair_probability(embedding, a, b, scale=scale, bias=bias))
+
+    found: list[Question] = []
+    if "split" in kinds:
+        for c, members in enumerate(groups):
+            if len(members) < 4:
+                continue
+            first, second, ra, rb, _ = group_split(graph, embedding, members)
+            if np.intersect1d(comp[first], comp[second]).size:  # its halves were said to be one category
+                continue
+            found.append(Question(ra, rb, "split", (1.0 - p_same(ra, rb)) * min(len(first), len(second)), (c,),
+                                  (first, second)))
+    if ("merge" in kinds or "member" in kinds) and k > 1:
+        centres = np.stack([embedding[g].mean(0) for g in groups])
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True) + 1e-12
+    if "merge" in kinds and k > 1:
+        settled = set()  # pairs of groups with a "different" answer between them
+        for a, b in constraints.cannot_pairs().tolist():
+            settled.add((min(labels[a], labels[b]), max(labels[a], labels[b])))
+        near = centres @ centres.T
+        np.fill_diagonal(near, -np.inf)
+        pairs = {(min(c, int(d)), max(c, int(d))) for c in range(k) for d in np.argsort(-near[c])[:MERGE_NEIGHBOURS]}
+        for c, d in sorted(pairs):
+            if (c, d) in settled:
+                continue
+            found.append(Question(int(reps[c]), int(reps[d]), "merge",
+                                  p_same(reps[c], reps[d]) * min(len(groups[c]), len(groups[d])), (c, d)))
+    if "member" in kinds and k > 1:
+        probs = np.asarray(probabilities)
+        other = probs.copy()
+        other[np.arange(len(labels)), labels] = -np.inf
+        second = other.argmax(1)
+        margin = probs[np.arange(len(labels)), labels] - other.max(1)
+        candidates = [i for i in np.argsort(margin, kind="stable") if i not in set(answered.tolist())]
+        for i in candidates[:MEMBER_CANDIDATES]:
+            r = int(reps[second[i]])
+            found.append(Question(int(i), r, "member", p_same(i, r), (int(labels[i]), int(second[i]))))
+
+    found.sort(key=lambda q: (-q.score, q.a, q.b))
+    chosen: list[Question] = []
+    used_groups: set[int] = set()
+    asked: set[tuple[int, int]] = set()
+    for q in found:
+        if q.a == q.b or constraints.known(q.a, q.b) is not None:
+            continue
+        key = (min(q.a, q.b), max(q.a, q.b))
+        if key in asked or (q.kind != "member" and used_groups & set(q.groups)):
+            continue
+        asked.add(key)
+        if q.kind != "member":
+            used_groups |= set(q.groups)
+        chosen.append(q)
+        if len(chosen) >= n:
+            break
+    return chosen

@@ -1,0 +1,101 @@
+"""Teach it, in the app's engine: answers, merges, splits, "not here", undo; the run's files follow; answers
+given in the app and the same answers in a file give the same clusters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from l2c_explorer.app.workbench import Workbench
+from l2c_explorer.clustering import L2CClusterer
+from l2c_explorer.constraints import ContradictionError, read_constraints_csv
+from l2c_explorer.errors import InputError
+
+OPTIONS = dict(self_training_steps=0, steps=30, random_state=0, device="cpu")
+
+
+@pytest.fixture
+def taught(tmp_path, keble6):
+    bench = Workbench(tmp_path / "work")
+    job = bench.start_discovery(keble6, model="omniglot", labelled=True, make_map=False, **OPTIONS)
+    assert job.wait(600) and job.result is not None, job.error
+    yield bench, job, keble6
+    bench.close()
+
+
+def truth_of(result) -> np.ndarray:
+    return np.unique(np.asarray(result.truth), return_inverse=True)[1]
+
+
+def test_answers_merges_and_undo(taught):
+    bench, job, _ = taught
+    teacher = bench.teacher(job.id)
+    assert bench.teacher(job.id) is teacher  # one per run
+    truth = truth_of(job.result)
+    for _ in range(3):
+        q = teacher.question()
+        assert q is not None and q["path_a"] == job.result.paths[q["a"]]
+        teacher.answer(q["a"], q["b"], bool(truth[q["a"]] == truth[q["b"]]))
+    assert len(teacher.rows()) == 3 and teacher.version == 3
+    before = job.result
+    k = before.n_clusters
+    merged = teacher.merge(0, 1)  # two groups said to be one category
+    assert merged.n_clusters == k - 1 and job.result is merged
+    a, b = teacher.given[-1].answers[0].a, teacher.given[-1].answers[0].b
+    assert merged.labels[a] == merged.labels[b] and before.labels[a] != before.labels[b]
+    assert job.extra("teach_version") == 4 and len(job.extra("clusters")) == k - 1
+    assert (merged.run_dir / "answers.csv").is_file()
+    saved = read_constraints_csv(merged.run_dir / "answers.csv", merged.paths)
+    assert len(saved) == 4 and saved[-1].same
+    back = teacher.undo()
+    assert back.n_clusters == k and np.array_equal(back.labels, before.labels)
+    with pytest.raises(InputError, match="Choose two different groups"):
+        teacher.merge(2, 2)
+
+
+def test_split_and_not_here(taught):
+    bench, job, _ = taught
+    teacher = bench.teacher(job.id)
+    k = job.result.n_clusters
+    plan = teacher.propose_split(0)
+    assert plan["a"] in plan["first"] and plan["b"] in plan["second"]
+    assert sorted(plan["first"] + plan["second"]) == np.flatnonzero(job.result.labels == 0).tolist()
+    split = teacher.split(0)
+    assert split.labels[plan["a"]] != split.labels[plan["b"]] and split.n_clusters >= k
+    members = np.flatnonzero(split.labels == split.labels[plan["a"]])
+    moved = teacher.not_here(members[:2])
+    assert all(moved.labels[i] != moved.labels[x.b] for x, i in zip(teacher.given[-1].answers, members[:2]))
+    assert [r[1] for r in teacher.rows()] == ["split", "not here", "not here"]
+    with pytest.raises(InputError, match="Select some images"):
+        teacher.not_here([])
+
+
+def test_a_contradiction_is_refused_and_changes_nothing(taught):
+    bench, job, _ = taught
+    teacher = bench.teacher(job.id)
+    members = np.flatnonzero(job.result.labels == 0)
+    a, b, c = (int(x) for x in members[:3])
+    teacher.answer(a, b, True)
+    teacher.answer(b, c, True)
+    labels = job.result.labels.copy()
+    with pytest.raises(ContradictionError, match="Contradictory"):
+        teacher.answer(a, c, False)
+    assert len(teacher.rows()) == 2 and np.array_equal(job.result.labels, labels)
+
+
+def test_answers_in_the_app_and_in_a_file_give_the_same_clusters(taught, tmp_path):
+    bench, job, folder = taught
+    teacher = bench.teacher(job.id)
+    truth = truth_of(job.result)
+    for _ in range(3):
+        q = teacher.question()
+        teacher.answer(q["a"], q["b"], bool(truth[q["a"]] == truth[q["b"]]))
+    teacher.merge(0, 1)
+    in_app = job.result
+    answers_file = in_app.run_dir / "answers.csv"
+    from_file = L2CClusterer(similarity="omniglot", **OPTIONS).fit(folder, constraints=str(answers_file))
+    assert from_file.paths_ == in_app.paths
+    assert np.array_equal(from_file.labels_, in_app.labels)
+    # and the export carries the answers
+    info = bench.export(job.id, tmp_path / "exported")
+    assert (info["folder"] / "answers.csv").read_text() == answers_file.read_text()

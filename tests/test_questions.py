@@ -1,0 +1,125 @@
+"""Choosing questions: splits of groups that fall apart, merges of close groups, unsure members; never a
+pair whose answer is known."""
+
+import numpy as np
+import scipy.sparse as sp
+
+from l2c_explorer.constraints import ConstraintSet
+from l2c_explorer.questions import next_questions, representative, split_in_two
+
+
+def cliques(sizes, bridges=()):
+    """Disjoint cliques of the given sizes (images numbered clique after clique), plus bridge edges."""
+    n = sum(sizes)
+    dense = np.zeros((n, n))
+    start = 0
+    for s in sizes:
+        dense[start : start + s, start : start + s] = 1
+        start += s
+    for i, j in bridges:
+        dense[i, j] = dense[j, i] = 1
+    np.fill_diagonal(dense, 0)
+    return sp.csr_matrix(dense)
+
+
+def embedding_of(groups, d=16, spread=0.05, seed=0):
+    """Unit features: one random direction per group, members scattered a little around it."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(groups) + 1, d))
+    x = centres[np.asarray(groups)] + spread * rng.standard_normal((len(groups), d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def one_hot(labels, k):
+    p = np.full((len(labels), k), 0.05 / max(k - 1, 1))
+    p[np.arange(len(labels)), labels] = 0.95
+    return p
+
+
+def test_split_in_two_finds_the_bridge():
+    graph = cliques([6, 8], bridges=[(5, 6)])
+    members = np.arange(14)
+    half, ncut = split_in_two(graph, members)
+    assert sorted(map(sorted, [members[half].tolist(), members[~half].tolist()])) == [list(range(6)),
+                                                                                      list(range(6, 14))]
+    _, tight = split_in_two(cliques([14]), members)
+    assert ncut < tight  # two loosely linked parts cut far more cheaply than one clique
+
+
+def test_representative_is_the_most_central():
+    emb = embedding_of([0] * 5 + [1])
+    assert representative(emb, np.arange(5)) in range(5)
+    x = np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8]], dtype=np.float32)
+    assert representative(x, np.arange(3)) == 1
+
+
+def test_a_merged_group_is_asked_to_split_first():
+    # truth: three groups of 8; the clustering merged the last two (labels 0 0 ... 1 1 ...)
+    truth = [0] * 8 + [1] * 8 + [2] * 8
+    emb = embedding_of(truth)
+    graph = cliques([8, 8, 8], bridges=[(15, 16), (14, 17)])
+    labels = np.array([0] * 8 + [1] * 16)
+    q = next_questions(emb, graph, labels, one_hot(labels, 2), ConstraintSet(24), scale=10.0, bias=-5.0, n=3)
+    assert q[0].kind == "split" and q[0].groups == (1,)
+    assert {truth[q[0].a], truth[q[0].b]} == {1, 2}  # one typical image of each half
+    assert len({(x.a, x.b) for x in q}) == len(q)
+
+
+def test_two_halves_of_one_category_are_asked_to_merge():
+    truth = [0] * 8 + [1] * 8
+    emb = embedding_of([0] * 16, spread=0.02)  # one category ...
+    graph = cliques([8, 8], bridges=[(7, 8), (6, 9), (5, 10)])
+    labels = np.array([0] * 8 + [1] * 8)  # ... found as two groups
+    q = next_questions(emb, graph, labels, one_hot(labels, 2), ConstraintSet(16), scale=10.0, bias=-5.0, n=5,
+                       kinds=("merge",))
+    assert q[0].kind == "merge" and set(q[0].groups) == {0, 1} and truth[q[0].a] != truth[q[0].b]
+
+
+def test_known_pairs_and_settled_groups_are_not_asked_again():
+    truth = [0] * 8 + [1] * 8 + [2] * 8
+    emb = embedding_of(truth)
+    graph = cliques([8, 8, 8], bridges=[(15, 16), (14, 17)])
+    labels = np.array([0] * 8 + [1] * 16)
+    probs = one_hot(labels, 2)
+    first = next_questions(emb, graph, labels, probs, ConstraintSet(24), scale=10.0, bias=-5.0)[0]
+    # the person says the two halves are one category: that split is not proposed again
+    said_same = ConstraintSet(24, [(first.a, first.b, 1)])
+    again = next_questions(emb, graph, labels, probs, said_same, scale=10.0, bias=-5.0, n=20)
+    assert all(not (q.kind == "split" and q.groups == (1,)) for q in again)
+    for q in again:
+        assert said_same.known(q.a, q.b) is None
+    # answers imply pairs through the closure: none of those is asked either
+    chain = ConstraintSet(24, [(0, 1, 1), (1, 2, 1), (2, 8, 0)])
+    for q in next_questions(emb, graph, labels, probs, chain, scale=10.0, bias=-5.0, n=50):
+        assert chain.known(q.a, q.b) is None
+
+
+def test_batches_spread_over_groups():
+    truth = np.repeat(np.arange(6), 6)
+    emb = embedding_of(truth.tolist(), spread=0.3)
+    graph = cliques([6] * 6, bridges=[(5, 6), (11, 12), (17, 18), (23, 24), (29, 30)])
+    labels = truth // 2  # three groups, each two categories
+    q = next_questions(emb, graph, labels, one_hot(labels, 3), ConstraintSet(36), scale=10.0, bias=-5.0, n=3,
+                       kinds=("split",))
+    assert sorted(x.groups[0] for x in q) == [0, 1, 2]
+
+
+def test_a_large_group_is_split_on_a_sample(monkeypatch):
+    import l2c_explorer.questions as questions
+
+    graph = cliques([30, 30], bridges=[(29, 30)])
+    emb = embedding_of([0] * 30 + [1] * 30)
+    whole = questions.group_split(graph, emb, np.arange(60))
+    monkeypatch.setattr(questions, "SPLIT_SAMPLE", 20)
+    first, second, a, b, _ = questions.group_split(graph, emb, np.arange(60))
+    assert {tuple(sorted(first)), tuple(sorted(second))} == {tuple(range(30)), tuple(range(30, 60))}
+    assert {tuple(sorted(whole[0])), tuple(sorted(whole[1]))} == {tuple(range(30)), tuple(range(30, 60))}
+    assert (a < 30) != (b < 30)
+
+
+def test_a_group_without_inner_links_still_splits_in_two():
+    """A group whose images have no link among themselves (images moved there by answers) gets two
+    non-empty halves, not an empty one."""
+    graph = sp.csr_matrix((6, 6))
+    half, ncut = split_in_two(graph, np.arange(6))
+    assert half.sum() == 3 and ncut == 1.0
