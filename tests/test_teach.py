@@ -39,10 +39,10 @@ def test_a_few_answers_fix_merged_characters(tengwar):
     before = clusterer.scores()
     answers = oracle_answers(clusterer, truth, 10)
     after = clusterer.scores()
-    # measured: K 9 -> 11 and ACC 0.855 -> 0.895 after 10 answers (0.92 after 20); the margin allows one
-    # drawing less than measured
+    # measured: K 9 -> 11 and ACC 0.855 -> 0.895 after 10 answers with 2 threads, 0.885 with 1 (the first
+    # clustering's float sums differ, and so do the questions); at least 4 of the 200 drawings must be fixed
     assert before["acc"] < 0.9 and clusterer.n_clusters_ > 9, (before, after)
-    assert after["acc"] >= before["acc"] + 0.035, (before, after)
+    assert after["acc"] >= before["acc"] + 0.02, (before, after)
     assert clusterer.constraints_.violated_cannot(clusterer.labels_) == 0
     assert clusterer.constraints_.violated_must(clusterer.labels_) == 0
     assert len(answers) == 10 and clusterer.summary()["answers"]["n_answers"] == 10
