@@ -53,7 +53,8 @@ SECTIONS = [
     ("photos_speed", "Training speed of the `photos` recipe: bfloat16 autocast and channels-last on the CPU",
      "`python benchmarks/photos_speed.py --steps 30 --threads 2`"),
     ("photos_recipe", "How the `photos` recipe was chosen (short runs, held-out source classes)",
-     "`python benchmarks/photos_recipe.py --steps 1500 --jobs 2`"),
+     "`python benchmarks/photos_recipe.py --steps 1500 --jobs 2 --variants base \"pair only\" \"classifier only\"` "
+     "(the loss variants; the deeper, wider and 64x64 ones, about twice the cost each, run without `--variants`)"),
     ("spn_speed", "Similarity training speed: the authors' formulation against ours", "`python benchmarks/spn_speed.py --steps 60 --threads 1`"),
     ("discover_speed", "Discovery speed on a 1,000-image folder", "`OMP_NUM_THREADS=1 python benchmarks/discover_speed.py`"),
     ("discover_large", "Discovery on a large folder: 6,180 images, 309 characters",
