@@ -54,6 +54,14 @@ SECTIONS = [
      "`python benchmarks/discover_large.py`"),
     ("digits_da", "Cross-domain digits: USPS <-> MNIST", "`python benchmarks/digits_da.py`"),
     ("app_explore_20k", "The app's explorer with 20,000 images", "`python benchmarks/app_explore_20k.py`"),
+    ("knn_search", "Nearest-neighbour search at scale: exact, inverted-file (IVF) and pynndescent",
+     "`python benchmarks/knn_search.py --threads 2`"),
+    ("scale", "Discovery at scale: 10,000 to 100,000 images, K unknown (up to 1,000) and known",
+     "`python benchmarks/scale.py --sets 10k 25k --k unknown known --pipelines new exact today --max-k 1000`, then "
+     "`python benchmarks/scale.py --sets 50k 100k --pipelines new --max-k 1000`"),
+    ("assign", "New images into a finished run (`assign`) against discovery on the union",
+     "`python benchmarks/assign.py`"),
+    ("threads", "Threads: a discovery run alone and beside a busy process", "`python benchmarks/threads.py`"),
 ]
 
 # Reading notes (no numbers here: those are in the tables above each note).

@@ -224,3 +224,27 @@ def test_the_papers_pipeline_runs_on_the_same_model(keble_subset):
     assert c.summary()["method"] == "paper" and c.summary()["k_eigengap"] is None
     known = L2CClusterer(similarity="omniglot", method="paper", n_clusters=6, random_state=0).fit(keble_subset)
     assert known.n_clusters_ == 6
+
+
+def test_a_second_run_reuses_the_cache_and_gives_the_same_clusters(tmp_path, keble_subset):
+    cache = tmp_path / "cache"
+    first = L2CClusterer(random_state=0, self_training_steps=5, cache=cache).fit(keble_subset)
+    second = L2CClusterer(random_state=0, self_training_steps=5, cache=str(cache)).fit(keble_subset)
+    assert first.cached_ == [] and second.cached_ == ["pixels", "embeddings", "neighbours"]
+    assert np.array_equal(first.labels_, second.labels_)
+    assert np.allclose(first.embedding_, second.embedding_, atol=1e-6)
+    (keble_subset / "character01" / "extra.png").write_bytes(
+        (next((keble_subset / "character02").glob("*.png"))).read_bytes())
+    third = L2CClusterer(random_state=0, self_training_steps=0, cache=cache).fit(keble_subset)
+    assert third.cached_ == [] and len(third.paths_) == 121  # a changed folder is never served stale
+    assert all(p.suffix == ".png" for p in keble_subset.rglob("*") if p.is_file())  # the folder is only read
+    assert any(cache.rglob("*.safetensors")) and not any(cache.rglob("*.pkl"))
+    none = L2CClusterer(random_state=0, self_training_steps=0, cache=False).fit(keble_subset)
+    assert none.cached_ == []
+
+
+def test_approximate_search_and_estimated_spectrum_cluster_a_real_folder(keble_subset):
+    c = L2CClusterer(random_state=0, self_training_steps=0, neighbours="ivf", spectrum="stochastic",
+                     cache=False).fit(keble_subset, labelled=True)
+    assert abs(c.n_clusters_ - 6) <= 1 and c.score() >= 0.8
+    assert c.diffusion_features_.shape[1] == 256 and c.prototypes_.shape == (c.n_clusters_, c.embedding_.shape[1])

@@ -345,6 +345,17 @@ class Handlers:
         return (f"{verb} **{info['n_files']:,} images** into **{len(info['counts'])} folders** under "
                 f"`{info['folder']}` (with `assignments.csv` and `summary.json`).")
 
+    def add_images(self, job_id: str, folder: str):
+        """Assign a folder of new images to the finished run's groups (the workbench does the work)."""
+        if not folder or not str(folder).strip():
+            raise gr.Error("Type the folder of the new images first.", print_exception=False)
+        try:
+            done = self.bench.assign_images(job_id, folder)
+        except L2CError as exc:
+            _fail(exc)
+        return (views.added_markdown(done["summary"]), gr.update(value=str(done["csv"]), visible=True),
+                done["unlike"], done["assigned"])
+
     def save_model(self, job_id: str, out_dir: str):
         try:
             path = self.bench.save_model(job_id, out_dir or None)

@@ -122,8 +122,14 @@ def serve(
     open_browser: bool = _DEFAULTS.open_browser,
     models_dirs: list[str] | None = _DEFAULTS.models_dirs,
     work_dir: str | None = _DEFAULTS.work_dir,
+    n_jobs: int | None = _DEFAULTS.n_jobs,
 ) -> None:
-    """Run the app until interrupted (the ``l2c-explorer`` command)."""
+    """Run the app until interrupted (the ``l2c-explorer`` command); ``n_jobs``: CPU threads of its runs
+    (default: as set for the process, :mod:`l2c_explorer.threads`)."""
+    if n_jobs is not None:
+        from ..threads import set_threads
+
+        set_threads(n_jobs)
     blocks, bench, url = start(folder, host=host, port=port, open_browser=open_browser, models_dirs=models_dirs,
                                work_dir=work_dir, inline=False)
     print(f"l2c-explorer is running at {url}  (press Ctrl+C to stop)", flush=True)

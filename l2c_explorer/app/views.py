@@ -294,3 +294,15 @@ def selection_markdown(selection: dict, limit: int) -> str:
 def fit_note_markdown(message: str) -> str:
     """The model-fit message of the folder step, or nothing when the model suits the images."""
     return f"⚠️ **Similarity model and images do not match.** {message}" if message else ""
+
+
+def added_markdown(summary: dict) -> str:
+    """What adding new images to a finished run did, in plain words."""
+    n, unlike = summary["n_images"], summary["n_unlike_any"]
+    used = sum(1 for c in summary["assigned_per_cluster"] if c)
+    text = (f"Put **{n - unlike:,} of {n:,} new images** into {used} of the {summary['n_clusters']} groups. "
+            f"**{unlike:,}** look unlike every group (less alike to their nearest group member than 99% of the "
+            "images the groups were found from): check them, they may be a new category.")
+    if summary.get("n_skipped"):
+        text += f" {summary['n_skipped']} file(s) could not be read."
+    return text
