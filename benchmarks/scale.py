@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE))
 from common import RESULTS, machine_description  # noqa: E402
 from scale_sets import SETS, build_set, default_scratch, true_label  # noqa: E402
 
-BASELINE = "835e9bc"  # main before the scale work: "today's" pipeline
+BASELINE = "f1b477a"  # main before the scale work: "today's" pipeline
 TARGETS = {"100k_minutes": 15, "100k_gb": 6, "10k_unknown_s": 120}
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..errors import L2CError
-from ..options import DISCOVER
+from ..options import ASSIGN, DISCOVER
 from . import views
 from .layout import ExplorePanel, Page, RunPanel
 from .workbench import GALLERY_LIMIT, Workbench, list_subfolders
@@ -345,12 +345,12 @@ class Handlers:
         return (f"{verb} **{info['n_files']:,} images** into **{len(info['counts'])} folders** under "
                 f"`{info['folder']}` (with `assignments.csv` and `summary.json`).")
 
-    def add_images(self, job_id: str, folder: str):
+    def add_images(self, job_id: str, folder: str, device: str = ASSIGN.defaults.device):
         """Assign a folder of new images to the finished run's groups (the workbench does the work)."""
         if not folder or not str(folder).strip():
             raise gr.Error("Type the folder of the new images first.", print_exception=False)
         try:
-            done = self.bench.assign_images(job_id, folder)
+            done = self.bench.assign_images(job_id, folder, device=device)
         except L2CError as exc:
             _fail(exc)
         return (views.added_markdown(done["summary"]), gr.update(value=str(done["csv"]), visible=True),

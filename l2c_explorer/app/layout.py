@@ -14,7 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..options import ADAPT, DISCOVER, TRAIN_SIMILARITY, RunSpec, Whole
+from ..options import ADAPT, ASSIGN, DISCOVER, TRAIN_SIMILARITY, RunSpec, Whole
 
 TICK_SECONDS = 1.0
 # the words of the explore and results steps of each kind of run
@@ -300,6 +300,7 @@ class Page:
                 self.steps = self._widget(gr.Slider, DISCOVER, "steps", elem_id="steps")
                 self.device = self._widget(gr.Dropdown, DISCOVER, "device", elem_id="device")
                 self.widgets[(TRAIN_SIMILARITY.name, "device")] = self.device  # training a model uses it too
+                self.widgets[(ASSIGN.name, "device")] = self.device  # and adding images to a finished run
             self.sharpen = self._widget(gr.Checkbox, DISCOVER, "self_training_steps", elem_id="sharpen")
             self.run = run_panel("discover", self.head, "Start")
 

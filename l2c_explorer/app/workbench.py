@@ -668,8 +668,8 @@ class Workbench:
                 shutil.copy2(result.run_dir / f, out_dir / f)
         return {"folder": out_dir, "counts": counts, "n_files": int(sum(counts.values()))}
 
-    def assign_images(self, job_id: str, folder: str | os.PathLike, *, owner: str | None = None,
-                      timeout: float | None = None) -> dict:
+    def assign_images(self, job_id: str, folder: str | os.PathLike, *, device: str | None = None,
+                      owner: str | None = None, timeout: float | None = None) -> dict:
         """Put the images of a new folder into the categories of a finished discovery, without clustering again.
 
         The run's fitted clusterer does the work (:meth:`~l2c_explorer.clustering.L2CClusterer.assign`); its
@@ -694,7 +694,7 @@ class Workbench:
             from ..results import check_output_folder, write_assignment_results
 
             started = time.perf_counter()
-            assigned = clusterer.assign(root, callback=callback)
+            assigned = clusterer.assign(root, device=device, callback=callback)
             out = check_output_folder(out_dir, root)
             summary = write_assignment_results(clusterer, assigned, out, run_dir=result.run_dir,
                                                seconds=time.perf_counter() - started)

@@ -145,7 +145,7 @@ def test_discovery_live_curves_map_explore_and_results(client, served_app, tmp_p
     for f in sorted((DEMO / "omniglot_keble").rglob("*.png"))[:6]:
         (new / f.parent.name).mkdir(parents=True, exist_ok=True)
         (new / f.parent.name / f.name).write_bytes(f.read_bytes())
-    md, csv_file, unlike, assigned = client.predict(job_id, str(new), api_name="/add_images")
+    md, csv_file, unlike, assigned = client.predict(job_id, str(new), "cpu", api_name="/add_images")
     assert "of 6 new images" in md and file_name(csv_file) == "assignments.csv"
     assert len(unlike) + len(assigned) == 6
 
