@@ -6,10 +6,12 @@ splits the images into about sqrt(n) lists, and each image is compared only with
 ``n_probe`` lists whose centres are nearest to it. Both are plain torch matrix products, so they need no
 compilation and follow the thread count set for torch.
 
-Measured on the similarity model's embeddings of 25,000 and 100,000 images (``benchmarks/knn_search.py``,
-BENCHMARKS.md): 16 probes find 98-99% of the exact 20 nearest neighbours at 2-5x less CPU time; pynndescent
-(installed with umap-learn) finds 99% but spends tens of seconds compiling its numba kernels in every new
-process, more than the whole search saves below about 50,000 images.
+``benchmarks/knn_search.py`` measures the exact search, this IVF search and pynndescent (installed with
+umap-learn) on the similarity model's embeddings of 5,000 to 93,828 images: recall of the exact 20 nearest,
+wall and CPU seconds, and pynndescent's numba compilation apart (paid in every new process). The limit and
+probe count below were set from development runs of it (16 probes: 98-99% recall at 25,000-100,000 images,
+at 2-5x less CPU time than exact; pynndescent about as accurate, but its compilation costs more than it
+saves below about 50,000 images); its results file is not committed yet, so they await that measurement.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 
 # Exact search up to this many images. Below it the IVF search saves under a few seconds and its recall is
-# below 1 (measured in benchmarks/knn_search.py on Omniglot background characters).
+# below 1 (development runs of benchmarks/knn_search.py on Omniglot background characters; see above).
 EXACT_LIMIT = 20_000
 # Lists probed per image: 98% recall of the 20 nearest at 100,000 images, 99% at 25,000 (same benchmark).
 IVF_PROBES = 16
