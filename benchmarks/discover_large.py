@@ -11,6 +11,8 @@ Writes benchmarks/results/discover_large.{json,md}.
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import sys
 from pathlib import Path
 
@@ -33,7 +35,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     characters = sorted({p.parent.relative_to(args.data).as_posix() for p in Path(args.data).rglob("*.png")})
-    clusterer = L2CClusterer(n_clusters=len(characters), random_state=args.seed).fit(args.data)
+    load_before = os.getloadavg()
+    # nothing from the cache: every stage is measured
+    clusterer = L2CClusterer(n_clusters=len(characters), random_state=args.seed, cache=False).fit(args.data)
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     truth = np.unique(["/".join(p.split("/")[:2]) for p in clusterer.paths_], return_inverse=True)[1]
     scores = clustering_scores(truth, clusterer.labels_)
     machine = machine_description(args.threads)
@@ -41,15 +46,19 @@ def main() -> None:
     md = "\n".join([
         f"Machine: {machine}. Folder: `{args.data}`, {len(clusterer.paths_):,} images of {len(characters)} characters "
         "(10 alphabets mixed), K known. Features, graph and training: both passes (before and after "
-        "self-training).",
+        f"self-training); nothing cached. Load average (1 min) before the run: {load_before[0]:.1f} (above 2: "
+        "the run shared the cores).",
         "",
-        "| ACC % | NMI | reading s | features s | graph + K s | training s | self-training s | total s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| ACC % | NMI | reading s | features s | graph + K s | training s | self-training s | total s | peak GB |",
+        "|---|---|---|---|---|---|---|---|---|",
         f"| {100 * scores['acc']:.1f} | {scores['nmi']:.3f} | {t['reading']:.1f} | {t['features']:.1f} | "
-        f"{t['graph']:.1f} | {t['training']:.1f} | {t.get('self_training', 0.0):.1f} | {clusterer.seconds_:.1f} |",
+        f"{t['graph']:.1f} | {t['training']:.1f} | {t.get('self_training', 0.0):.1f} | {clusterer.seconds_:.1f} | "
+        f"{peak_gb:.2f} |",
     ])
     write_results("discover_large", {"scores": scores, "timings": t, "seconds": clusterer.seconds_,
-                                     "n_images": len(clusterer.paths_), "machine": machine}, md)
+                                     "n_images": len(clusterer.paths_), "machine": machine,
+                                     "cpu_timings": clusterer.cpu_timings_, "peak_rss_gb": peak_gb,
+                                     "load_before": load_before, "load_after": os.getloadavg()}, md)
     print(md)
 
 

@@ -71,6 +71,14 @@ SECTIONS = [
     ("app_time_left", "The time left the app shows during a discovery", "`python benchmarks/app_time_left.py --repeats 3`"),
     ("self_training_cost", "Seconds per self-training step, by the images in its batch (a prior of the time left)",
      "`python benchmarks/self_training_cost.py`"),
+    ("knn_search", "Nearest-neighbour search at scale: exact, inverted-file (IVF) and pynndescent",
+     "`python benchmarks/knn_search.py --threads 2`"),
+    ("scale", "Discovery at scale: 10,000 to 100,000 images, K unknown (up to 1,000) and known",
+     "`python benchmarks/scale.py --sets 10k 25k --k unknown known --pipelines new exact today --max-k 1000`, then "
+     "`python benchmarks/scale.py --sets 50k 100k --pipelines new --max-k 1000`"),
+    ("assign", "New images into a finished run (`assign`) against discovery on the union",
+     "`python benchmarks/assign.py`"),
+    ("threads", "Threads: a discovery run alone and beside a busy process", "`python benchmarks/threads.py`"),
 ]
 
 # Reading notes (no numbers here: those are in the tables above each note).

@@ -4,6 +4,7 @@
 ``l2c-explorer train-similarity SOURCE_DIR --out model``    learn a similarity model from labelled folders
 ``l2c-explorer discover TARGET_DIR --out results/``        find the categories of an unlabelled folder
 ``l2c-explorer questions RUN_DIR --n N``                  the next questions worth asking about a run
+``l2c-explorer assign NEW_DIR --run results/ --out new/``  put new images into a finished run's categories
 ``l2c-explorer adapt SOURCE_DIR TARGET_DIR --out results/`` same categories, new domain
 ``l2c-explorer models``                                    list the similarity models available by name
 ``l2c-explorer backbones``                                 list the encoders ``train-similarity --backbone`` takes
@@ -24,6 +25,7 @@ from .errors import L2CError
 from .options import (
     ADAPT,
     APP,
+    ASSIGN,
     BOOLEAN,
     DISCOVER,
     QUESTIONS,
@@ -36,7 +38,7 @@ from .options import (
 )
 from .recipes import SIMILARITY_RECIPES, similarity_recipe
 
-SUBCOMMANDS = ("app", "train-similarity", "discover", "questions", "adapt", "models", "backbones")
+SUBCOMMANDS = ("app", "train-similarity", "discover", "questions", "assign", "adapt", "models", "backbones")
 EXIT_USAGE = 2
 
 
@@ -250,6 +252,12 @@ def build_parser(*, recipe: str = "default") -> argparse.ArgumentParser:
                                     "same: 1 or 0) and run `discover ... --constraints answers.csv` again.")
     qu.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of a `discover` run")
     add_options(qu, QUESTIONS)
+    asg = sub.add_parser("assign", help="assign new images to the categories of a finished discover run")
+    asg.add_argument("new", metavar="NEW_DIR", help="folder of new images (searched recursively; only read)")
+    asg.add_argument("--run", required=True, metavar="RESULTS_DIR", help="the --out folder of a finished discover run")
+    asg.add_argument("--out", required=True, help="output folder for assignments.csv and summary.json")
+    add_options(asg, ASSIGN)
+    add_quiet(asg)
 
     ad = sub.add_parser("adapt", help="predict source classes in a new domain (labelled source, unlabelled target)")
     ad.add_argument("source", metavar="SOURCE_DIR", help="labelled folder: one subfolder per class")
@@ -341,6 +349,28 @@ def warn_if_the_model_does_not_fit(model_name: str, target: str) -> None:
     if message:
         hint = f" (--model {better})" if better else ""
         print(f"l2c-explorer: warning: {message}{hint}", file=sys.stderr)
+def cmd_assign(args) -> int:
+    import time
+
+    from .results import check_output_folder, write_assignment_results
+    from .runs import load_run
+
+    started = time.perf_counter()
+    out = check_output_folder(args.out, args.new)
+    clusterer = load_run(args.run)
+    bar = TqdmProgress(disable=args.quiet)
+    try:
+        assigned = clusterer.assign(args.new, device=args.device, callback=bar)  # threads: set by main()
+    finally:
+        bar.close()
+    summary = write_assignment_results(clusterer, assigned, out, run_dir=args.run,
+                                       seconds=time.perf_counter() - started)
+    line = (f"{summary['n_images']} new images -> {summary['n_clusters']} clusters of {args.run}; "
+            f"{summary['n_unlike_any']} unlike any of them, in {summary['seconds']:.1f} s")
+    if summary["n_skipped"]:
+        line += f"; {summary['n_skipped']} file(s) skipped (see summary.json)"
+    print(line + f"; results in {out}")
+    return 0
 
 
 def cmd_questions(args) -> int:
@@ -439,6 +469,7 @@ COMMANDS = {
     "train-similarity": cmd_train_similarity,
     "discover": cmd_discover,
     "questions": cmd_questions,
+    "assign": cmd_assign,
     "adapt": cmd_adapt,
     "models": cmd_models,
     "backbones": cmd_backbones,
@@ -452,7 +483,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "recipe", "default") != "default":  # the recipe's values become the defaults
         args = build_parser(recipe=args.recipe).parse_args(argv)
+    from .threads import configure_environment, set_threads
+
+    threads = configure_environment(getattr(args, "n_jobs", None))  # before torch and BLAS start their pools
     try:
+        if args.command != "app" or getattr(args, "n_jobs", None):
+            set_threads(threads)
         return COMMANDS[args.command](args)
     except L2CError as exc:
         return _fail(str(exc))

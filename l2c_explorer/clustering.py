@@ -38,7 +38,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import __version__
 from .constraints import ConstraintSet, apply_answers, as_answers, read_constraints_csv
-from .data import ImageSet
 from .device import describe_device, resolve_device
 from .errors import InputError, StoppedError
 from .graph import (
@@ -46,6 +45,7 @@ from .graph import (
     NEIGHBOUR_SHARE,
     diffusion_features,
     eigengap_k,
+    knn_adjacency,
     knn_graph,
     neighbourhood,
     self_tuning_spectrum,
@@ -53,12 +53,14 @@ from .graph import (
 from .losses import CLUSTERING_LOSSES
 from .metrics import clustering_scores
 from .model_io import model_file_path, save_model_file
+from .neighbours import Neighbours, nearest_neighbours, rerank
 from .nets import CosineClusterHead
 from .options import DISCOVER, discovery_settings
 from .paper import train_paper_ccn
 from .progress import Callback, Reporter, Stage
 from .selftrain import batch_images, self_train
 from .similarity import SimilarityModel, load_similarity_model
+from .store import PixelStore
 
 _DEFAULTS = DISCOVER.defaults
 
@@ -86,11 +88,18 @@ def pair_targets(
     return targets
 
 
-def kmeans_centres(features: np.ndarray, n_clusters: int, *, seed: int = 0, n_init: int = 10) -> np.ndarray:
+# k-means restarts: 10 while n * k is at most this (every folder of the Omniglot benchmarks), 1 above, where
+# one run of k-means++ and Lloyd iterations already costs seconds and the clustering network refines it.
+KMEANS_RESTART_WORK = 1e7
+
+
+def kmeans_centres(features: np.ndarray, n_clusters: int, *, seed: int = 0, n_init: int | None = None) -> np.ndarray:
     """Unit k-means centres (k, d) of unit features (n, d): the clustering network's starting point."""
     from sklearn.cluster import KMeans
 
-    km = KMeans(n_clusters, n_init=n_init, random_state=seed).fit(features)
+    if n_init is None:
+        n_init = 10 if len(features) * n_clusters <= KMEANS_RESTART_WORK else 1
+    km = KMeans(n_clusters, n_init=n_init, random_state=seed, max_iter=300 if n_init > 1 else 100).fit(features)
     centres = km.cluster_centers_
     return (centres / (np.linalg.norm(centres, axis=1, keepdims=True) + 1e-12)).astype(np.float32)
 
@@ -175,6 +184,43 @@ def train_cluster_head(
     return head, probs
 
 
+def mutual_neighbour_graph(neighbours: Neighbours, k: int) -> sp.csr_matrix:
+    """0/1 graph linking i and j when each is among the other's first ``k`` neighbours."""
+    return knn_adjacency(neighbours, k, mutual=True)
+
+
+def unlike_threshold(neighbours: Neighbours, labels: np.ndarray, quantile: float) -> float:
+    """The cosine below which an image counts as unlike every category of a clustering.
+
+    For each image, its cosine to the nearest other member of its own cluster among its ``neighbours``
+    (-1 when none of them is); the threshold is the ``quantile`` of these. A new image whose nearest
+    member of its assigned cluster is less similar than that is rarer than a ``quantile`` share of the
+    clustered images themselves.
+    """
+    idx = neighbours.indices.numpy()
+    cos = neighbours.cosines.numpy()
+    same = labels[idx] == labels[:, None]
+    nearest_same = np.where(same, cos, -1.0).max(1)
+    return float(np.quantile(nearest_same, quantile))
+
+
+def vote(
+    neighbour_labels: np.ndarray, weights: np.ndarray, n_clusters: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster and confidence of each query from its neighbours' clusters (m, k) and weights (m, k).
+
+    The score of a cluster is the sum of the weights of the neighbours in it; the answer is the best
+    cluster, its confidence its share of the total.
+    """
+    m = len(neighbour_labels)
+    scores = np.zeros((m, n_clusters))
+    np.add.at(scores, (np.repeat(np.arange(m), neighbour_labels.shape[1]), neighbour_labels.ravel()), weights.ravel())
+    best = scores.argmax(1)
+    total = scores.sum(1)
+    confidence = np.where(total > 0, scores[np.arange(m), best] / np.maximum(total, 1e-12), 0.0)
+    return best, confidence
+
+
 # Seconds per unit of work of each stage of a fit on 2 CPU cores (reading and features: per image of 32x32
 # pixels and pass; graph: per image and pass, growing with the folder up to the dense eigensolver's limit;
 # training: per step, growing with the pairs it sees; self-training: per step, plus per image of its batch).
@@ -195,6 +241,31 @@ def _pixel_scale(model: SimilarityModel) -> float:
 
 # ---------------------------------------------------------------------------------------------------
 # estimator
+
+# Share of a clustering's own images that the unlike-any rule would flag: a policy (a 1% false-alarm
+# rate on images like those already clustered), not a tuned constant. benchmarks/assign.py measures how
+# many images of categories absent from the run it flags.
+UNLIKE_QUANTILE = 0.01
+# Each image's neighbour lists are searched once per pass, this long at least: the self-tuning graph of the
+# K estimate needs 20, and they are the candidates of the positive pairs of large folders.
+NEIGHBOUR_LISTS = 20
+
+
+class Stopwatch(dict):
+    """Seconds per stage (wall clock), with the process's CPU seconds per stage in :attr:`cpu`."""
+
+    def __init__(self):
+        super().__init__()
+        self.cpu: dict[str, float] = {}
+        self._open: dict[str, tuple[float, float]] = {}
+
+    def start(self, stage: str) -> None:
+        self._open[stage] = (time.perf_counter(), time.process_time())
+
+    def stop(self, stage: str) -> None:
+        wall, cpu = self._open.pop(stage)
+        self[stage] = self.get(stage, 0.0) + time.perf_counter() - wall
+        self.cpu[stage] = self.cpu.get(stage, 0.0) + time.process_time() - cpu
 
 
 class L2CClusterer(ClusterMixin, BaseEstimator):
@@ -226,7 +297,8 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
     diffusion_time : float, optional
         Random-walk steps of the diffusion features (larger: smoother, fewer fine distinctions).
     adapt_norm : bool
-        Re-estimate the similarity model's batch-norm statistics on the target images.
+        Re-estimate the similarity model's batch-norm statistics on the target images (on a random sample
+        of 10,000 of a larger folder, :data:`l2c_explorer.embedding.NORM_SAMPLE`).
     self_training_steps : int, optional
         After a first clustering, fine-tune a copy of the similarity model for this many steps on the most
         confident members of each cluster (:mod:`l2c_explorer.selftrain`), then compute the features, the
@@ -238,6 +310,19 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         of the largest drop (first pass; after self-training).
     k_graph_neighbours, k_graph_scale_neighbour : int, optional
         The self-tuning graph the first K estimate reads.
+    neighbours : {"auto", "exact", "ivf"}
+        The nearest-neighbour search: exact, or approximate (an inverted-file search); "auto" is exact up to
+        20,000 images (:mod:`l2c_explorer.neighbours`).
+    spectrum : {"auto", "exact", "stochastic"}
+        The graph spectrum and diffusion features: exact eigenpairs, or estimated at linear cost
+        (:mod:`l2c_explorer.spectrum`); "auto" estimates them when exact ones would cost much
+        (:func:`l2c_explorer.graph.stochastic_spectrum`).
+    cache : bool or path
+        Keep a folder's decoded pixels, embeddings and first neighbour lists for the next run on it (True:
+        in the per-user cache folder, :func:`l2c_explorer.cache.default_cache_dir`; a path: there; False:
+        nothing is kept). The analysed folder is never written to.
+    n_jobs : int, optional
+        Threads used during ``fit`` (default: as set for the process, see :mod:`l2c_explorer.threads`).
     device : {"auto", "cpu", "cuda"}
     random_state : int
 
@@ -247,6 +332,8 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
 
     Attributes
     ----------
+    settings_ : dict
+        The discovery settings this run used (see above).
     labels_ : ndarray of shape (n_images,)
         Cluster of each image, numbered 0..n_clusters_-1 by decreasing size.
     n_clusters_ : int
@@ -256,23 +343,33 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
     eigenvalues_ : ndarray of shape (n_eigen,)
         The spectrum ``k_eigengap_`` was read from, in decreasing order: the largest eigenvalues of the
         normalised self-tuning graph (first pass) or of the sharpened similarity graph (after
-        self-training).
-    probabilities_ : ndarray of shape (n_images, n_clusters_)
+        self-training); estimated ones for large folders.
+    probabilities_ : ndarray of shape (n_images, n_clusters_), float32
         Each image's distribution over the final clusters.
     confidence_ : ndarray of shape (n_images,)
         Probability of the assigned cluster.
     embedding_ : ndarray of shape (n_images, d)
-        The similarity model's unit features of the images (for maps and exemplars).
+        The similarity model's unit features of the images (for maps, exemplars and :meth:`predict`).
+    prototypes_ : ndarray of shape (n_clusters_, d)
+        Each cluster's mean embedding direction (unit vectors).
+    embedding_model_ : SimilarityModel
+        The similarity model the final embeddings were computed with: self-trained when self-training ran,
+        with the batch-norm statistics of this folder. :meth:`predict` embeds new images with it.
+    unlike_threshold_ : float
+        Cosine below which :meth:`predict` flags an image as unlike every category (see :meth:`predict`).
     history_ : list of dict
         ``step``, ``epoch``, ``loss``, ``k_estimated`` (clusters in use) and ``pass`` (1, or 2 after
         self-training) during training.
-    settings_ : dict
-        The discovery settings this run used (see above).
     stopped_ : bool
         Whether training was ended early by the stop flag (the result is what was learnt so far; a stop
         during self-training or the second pass keeps the first clustering).
     timings_ : dict
         Seconds spent reading, embedding, building the graph, training and self-training (both passes).
+    cpu_timings_ : dict
+        The process's CPU seconds in the same stages (all threads; steadier than wall-clock seconds on a busy
+        machine).
+    cached_ : list of str
+        What was reused from the cache ("pixels", "embeddings", "neighbours").
     paths_, skipped_ : list
         Image paths (relative to the folder) and skipped files with reasons.
     """
@@ -293,8 +390,16 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
 
     # -- fit --------------------------------------------------------------------------------------------
 
-    def fit(self, images, *, constraints=None, callback: Callback | None = None,
-            stop: threading.Event | None = None, labelled: bool = False) -> L2CClusterer:
+    def fit(
+        self,
+        images,
+        *,
+        constraints=None,
+        callback: Callback | None = None,
+        stop: threading.Event | None = None,
+        labelled: bool = False,
+        client=None,
+    ) -> L2CClusterer:
         """Cluster a folder, an :class:`ImageSet` or in-memory images; return ``self``.
 
         ``constraints``: a person's answers about pairs of images (same category or not), applied as by
@@ -302,52 +407,124 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         ``paths_``), or answers as :meth:`refit` takes them. ``labelled=True`` also records each image's
         first-level subfolder as its true class, for :meth:`score` only: the labels are never used to
         cluster. When ``stop`` is set during training the clusters learnt so far are kept (``stopped_``
-        is True); set before training, it raises :class:`~l2c_explorer.errors.StoppedError`.
+        is True); set before training, it raises :class:`~l2c_explorer.errors.StoppedError`. With a Dask
+        ``client`` the images of a folder are read and embedded by the cluster's workers
+        (:mod:`l2c_explorer.embedding`); the rest runs here.
         """
+        from .threads import limited_threads
+
         self._validate()
+        started = time.perf_counter()
+        with limited_threads(self.n_jobs), _scratch_folder() as scratch:
+            self._fit(images, callback, stop, labelled, client, scratch)
+            if constraints is not None and not self.stopped_:
+                self.refit(constraints, callback=callback, stop=stop)
+                self.seconds_ = time.perf_counter() - started
+        return self
+
+    def _fit(self, images, callback, stop, labelled, client, scratch: Path) -> L2CClusterer:
         report = Reporter(callback, stop)
         started = time.perf_counter()
-        timings: dict[str, float] = {}
+        timings = Stopwatch()
+        timings.start("reading")
         device = resolve_device(self.device)
         model = load_similarity_model(self.similarity)
         self.settings_ = discovery_settings(model.card.get("discovery"), self.get_params())
+        self.cached_: list[str] = []
 
         def stopped_before_training() -> None:
             if report.should_stop():
                 raise StoppedError("Stopped before training began; nothing was learnt.")
 
-        def reading(done: int, total: int) -> None:
+        def reading(done: int, total: int, message: str | None = None) -> None:
             if report.run_plan is None:  # the first report gives the number of images: plan the whole run
                 report.plan(self._stages(total, model))
-            report("reading", done, total, message=f"Reading images {done}/{total}")
+            report("reading", done, total, message=message or f"Reading images {done}/{total}")
 
-        data = model.prepare(images, labelled=labelled, progress=reading, should_stop=report.should_stop)
+        source, folder_cache = self._open_images(images, model, labelled, reading, report.should_stop, client,
+                                                 scratch)
         stopped_before_training()
-        self._validate(len(data))
-        timings["reading"] = time.perf_counter() - started
+        self._validate(len(source))
+        timings.stop("reading")
 
-        t0 = time.perf_counter()
-        emb = self._embed(model, data.pixels, device, report)
+        timings.start("features")
+        emb, adapted = self._first_embeddings(model, source, folder_cache, device, report, client)
         stopped_before_training()
-        timings["features"] = time.perf_counter() - t0
+        timings.stop("features")
 
         self.history_: list[dict] = []
+        neighbours = None
+        if folder_cache is not None:
+            neighbours = self._cached_neighbours(folder_cache, model, emb)
         if self.method == "paper":
-            result = self._paper_ccn(model, emb, device, report, stop, timings)
+            result = self._paper_ccn(model, emb, device, report, stop, timings, neighbours)
         else:
             def replan(k: int) -> None:  # the self-training batch follows from the groups found
                 report.revise("self-training", self._self_training_step_cost(k, model))
 
-            result = self._cluster(emb, device, report, stop, timings, on_k=replan)
+            result = self._cluster(emb, device, report, stop, timings, neighbours=neighbours,
+                                   folder_cache=folder_cache, model=model, on_k=replan)
+        final_model = adapted
         if self.method == "graph" and self.settings_["self_training_steps"] and not report.should_stop():
             # None when stopped, or with nothing to learn from: the first clustering stands
-            result = self._refine(model, data.pixels, result, device, report, stop, timings) or result
+            refined = self._refine(adapted, source, result, device, report, stop, timings, client)
+            if refined is not None:
+                result, final_model = refined
         self.stopped_ = report.should_stop()
         self.timings_ = {key: round(v, 3) for key, v in timings.items()}
-        self._finish(data, *result, model, device, started)
-        if constraints is not None and not self.stopped_:
-            self.refit(constraints, callback=callback, stop=stop)
-            self.seconds_ = time.perf_counter() - started
+        self.cpu_timings_ = {key: round(v, 3) for key, v in timings.cpu.items()}
+        self._finish(source, *result, model, final_model, device, started)
+        return self
+
+    def fit_embeddings(
+        self,
+        embedded,
+        paths: list[str] | None = None,
+        *,
+        root=None,
+        labels: list[str] | None = None,
+        callback: Callback | None = None,
+        stop: threading.Event | None = None,
+    ) -> L2CClusterer:
+        """Cluster precomputed unit embeddings (one pass: no self-training, which needs the images).
+
+        ``embedded`` is an :class:`~l2c_explorer.embedding.EmbeddedImages` (from
+        :func:`~l2c_explorer.embedding.embed_folder`, e.g. on a Dask cluster) or an array (n, d); with an
+        array, ``paths``, ``root`` and ``labels`` (true classes, for :meth:`score`) describe the images, and
+        :meth:`predict` embeds new images with ``similarity`` as it is.
+        """
+        from .embedding import EmbeddedImages
+        from .threads import limited_threads
+
+        self._validate()
+        report = Reporter(callback, stop)
+        started = time.perf_counter()
+        device = resolve_device(self.device)
+        if isinstance(embedded, EmbeddedImages):
+            emb, model = embedded.embeddings, embedded.model
+            paths, root, labels = embedded.paths, embedded.root, embedded.labels
+            skipped = embedded.skipped
+        else:
+            emb, model, skipped = np.asarray(embedded), load_similarity_model(self.similarity), []
+        emb = torch.nn.functional.normalize(torch.as_tensor(np.asarray(emb, dtype=np.float32)), dim=1)
+        paths = list(paths) if paths is not None else [f"image_{i:06d}" for i in range(len(emb))]
+        if len(paths) != len(emb) or (labels is not None and len(labels) != len(emb)):
+            raise InputError("embeddings, paths and labels must describe the same images.")
+        self._validate(len(emb))
+        source = PixelStore(paths=paths, shape=(0, 0, 0), root=Path(root) if root else None,
+                            labels=list(labels) if labels is not None else None, skipped=list(skipped))
+        timings = Stopwatch()
+        self.history_, self.cached_ = [], []
+        self.settings_ = discovery_settings(model.card.get("discovery"), self.get_params())
+        with limited_threads(self.n_jobs):
+            if self.method == "paper":
+                result = self._paper_ccn(model, emb, device, report, stop, timings)
+            else:
+                result = self._cluster(emb, device, report, stop, timings, model=model)
+        self.stopped_ = report.should_stop()
+        self.timings_ = {key: round(v, 3) for key, v in timings.items()}
+        self.cpu_timings_ = {key: round(v, 3) for key, v in timings.cpu.items()}
+        self._finish(source, *result, model, model, device, started)
         return self
 
     # -- answers ------------------------------------------------------------------------------------
@@ -465,46 +642,158 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         self.n_clusters_ = k
         self.head_state_ = {"centres": torch.from_numpy(centres.astype(np.float32))}
 
-    def _embed(self, model: SimilarityModel, pixels: torch.Tensor, device, report, what: str = "features"):
-        return model.embed(
-            pixels,
-            device=device,
-            adapt_norm=self.adapt_norm,
-            progress=lambda done, total: report("features", done, total, message=f"Computing {what} {done}/{total}"),
-            should_stop=report.should_stop,
-        )
+    # -- reading and embedding ----------------------------------------------------------------------
 
-    def _cluster(self, emb: torch.Tensor, device, report, stop, timings: dict, pass_number: int = 1, on_k=None):
+    def _open_images(self, images, model: SimilarityModel, labelled: bool, reading, should_stop, client,
+                     scratch: Path):
+        """(source of pixels, the folder's cache or None). A folder is decoded into a pixel store once;
+        ``reading(done, total, message=None)`` hears how far it is."""
+        from .cache import FolderCache, resolve_cache_dir
+        from .data import as_image_set
+        from .store import folder_listing, from_image_set, open_store, read_folder
+
+        prep = model.preprocessing
+        if not isinstance(images, (str, os.PathLike)):
+            store = from_image_set(as_image_set(images, size=prep.size, channels=prep.channels))
+            reading(len(store), len(store))
+            return store, None
+        listing = folder_listing(images)
+        root, files, _, fingerprint = listing
+        if not files:
+            from .data import IMAGE_EXTENSIONS
+
+            raise InputError(
+                f"No images found in {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}, in all subfolders)."
+            )
+        cache_dir = resolve_cache_dir(self.cache)
+        folder_cache = FolderCache(cache_dir, fingerprint) if cache_dir is not None else None
+        if client is not None:
+            return _FileSource(root, listing, prep, labelled), folder_cache
+        file = folder_cache.pixels(prep.size, prep.channels) if folder_cache else scratch / "pixels.u8"
+        store = open_store(file, root, labelled=labelled) if folder_cache else None
+        if store is not None:
+            self.cached_.append("pixels")
+            reading(len(store), len(store), message=f"Read {len(store)} images (cached)")
+            return store, folder_cache
+        store = read_folder(
+            root, file, size=prep.size, channels=prep.channels, labelled=labelled, listing=listing,
+            progress=reading, should_stop=should_stop,
+        )
+        return store, folder_cache
+
+    def _embed(self, model: SimilarityModel, source, device, report, client, what: str = "features"):
+        """(unit embeddings (n, d), the model with this folder's batch-norm statistics)."""
+        from .embedding import adapt_model, embed_store
+
+        progress = lambda done, total: report("features", done, total, message=f"Computing {what} {done}/{total}")  # noqa: E731
+        progress(0, len(source))  # this stage has begun (the batch-norm pass below reports nothing)
+        adapted = model
+        if self.adapt_norm:
+            adapted = adapt_model(model, source.take, len(source), device=device)
+        if client is not None:
+            emb = source.embed_on(client, adapted, progress)
+        else:
+            emb = embed_store(adapted, source, device=device, progress=progress, should_stop=report.should_stop)
+        return emb, adapted
+
+    def _first_embeddings(self, model: SimilarityModel, source, folder_cache, device, report, client):
+        """First-pass embeddings and adapted model, from the cache when this folder was embedded before."""
+        key = f"embeddings-{model.digest[:16]}-{'norm' if self.adapt_norm else 'raw'}"
+        if folder_cache is not None and model.digest:
+            cached = folder_cache.load(key, ("embeddings",))
+            if cached is not None and len(cached["embeddings"]) == len(source) and _same_paths(cached, source):
+                adapted = _with_norm_state(model, cached) if self.adapt_norm else model
+                self.cached_.append("embeddings")
+                report("features", len(source), len(source), message="Features reused from the cache")
+                return torch.from_numpy(cached["embeddings"]), adapted
+        emb, adapted = self._embed(model, source, device, report, client)
+        if folder_cache is not None and model.digest:
+            norm = {f"norm::{k}": v.cpu().numpy() for k, v in adapted.net.state_dict().items()
+                    if "running_" in k or "num_batches" in k} if self.adapt_norm else {}
+            folder_cache.save(key, embeddings=emb.numpy(), paths_digest=np.frombuffer(_paths_digest(source.paths), np.uint8),
+                              **norm)
+        return emb, adapted
+
+    def _cached_neighbours(self, folder_cache, model: SimilarityModel, emb: torch.Tensor) -> Neighbours | None:
+        if not model.digest or "embeddings" not in self.cached_:
+            return None
+        cached = folder_cache.load(self._neighbour_key(model), ("indices", "cosines"))
+        if cached is None or len(cached["indices"]) != len(emb):
+            return None
+        self.cached_.append("neighbours")
+        return Neighbours(torch.from_numpy(cached["indices"].astype(np.int64)), torch.from_numpy(cached["cosines"]),
+                          exact=bool(cached["exact"]))
+
+    def _neighbour_key(self, model: SimilarityModel) -> str:
+        return (f"neighbours-{model.digest[:16]}-{'norm' if self.adapt_norm else 'raw'}-{self._lists()}-"
+                f"{self.neighbours}-{self.random_state}")
+
+    # -- clustering ---------------------------------------------------------------------------------
+
+    def _lists(self) -> int:
+        """How many neighbours of each image are searched: enough for the graph and the K estimate's graph."""
+        s = self.settings_
+        return max(s["n_neighbors"], s["k_graph_neighbours"], NEIGHBOUR_LISTS)
+
+    def _search(self, emb: torch.Tensor) -> Neighbours:
+        return nearest_neighbours(emb, min(self._lists(), len(emb) - 1), method=self.neighbours,
+                                  seed=self.random_state)
+
+    def _cluster(self, emb: torch.Tensor, device, report, stop, timings: dict, pass_number: int = 1,
+                 neighbours: Neighbours | None = None, folder_cache=None, model=None, on_k=None):
         """Graph, K and clustering network from unit embeddings (n, d):
-        (emb, features, probs, head, graph, pass_number).
+        (emb, features, probs, head, neighbours, graph, pass_number).
 
         ``on_k(k)`` is called once K is chosen, before training.
         """
-        t0 = time.perf_counter()
+        timings.start("graph")
         n = len(emb)
         report("graph", 0, 1, message="Linking similar images")
-        emb_on_device = emb.to(device)
+        emb = emb.float()
+        if neighbours is None:
+            neighbours = self._search(emb.to(device))
+            neighbours = Neighbours(neighbours.indices.cpu(), neighbours.cosines.cpu(), neighbours.exact)
+            if folder_cache is not None and pass_number == 1 and model is not None and model.digest:
+                folder_cache.save(self._neighbour_key(model), indices=neighbours.indices.numpy().astype(np.int32),
+                                  cosines=neighbours.cosines.numpy(), exact=np.array(neighbours.exact))
         settings = self.settings_
-        neighbours = neighbourhood(settings["n_neighbors"], n, share=NEIGHBOUR_SHARE)
-        graph = knn_graph(emb_on_device, k=neighbours)
+        linked = neighbourhood(settings["n_neighbors"], n, share=NEIGHBOUR_SHARE)
+        graph = knn_adjacency(neighbours, linked)
+        max_k = min(self.max_clusters, n - 1)
+        spectrum_before = None
+        if pass_number == 1:
+            # the self-tuning graph of the similarity model's features, where categories drawn in two styles
+            # stay one group; after self-training the sharpened graph's own spectrum has one clear drop
+            values = self_tuning_spectrum(emb, max_k + 1, neighbours=settings["k_graph_neighbours"],
+                                          scale_neighbour=settings["k_graph_scale_neighbour"], seed=self.random_state,
+                                          found=neighbours, method=self.spectrum)
+            spectrum_before = (eigengap_k(values, max_k=max_k, significance=settings["k_significance"]), values)
         n_components = min(max(DIFFUSION_COMPONENTS, self.max_clusters, self.n_clusters or 0) + 1, n)
         features, eigenvalues = diffusion_features(
-            graph, n_components=n_components, diffusion_time=settings["diffusion_time"], seed=self.random_state
+            graph, n_components=n_components, diffusion_time=settings["diffusion_time"], seed=self.random_state,
+            n_values=max_k + 1, method=self.spectrum,
         )
-        self.k_eigengap_, self.eigenvalues_ = self._estimate_k(emb_on_device, eigenvalues, pass_number)
+        if pass_number > 1:
+            spectrum_before = (eigengap_k(eigenvalues, max_k=max_k, significance=settings["k_sharpened_significance"]),
+                               eigenvalues)
+        self.k_eigengap_, self.eigenvalues_ = spectrum_before
         k = int(self.n_clusters or self.k_eigengap_)
         if on_k is not None:
             on_k(k)
         centres = kmeans_centres(features, k, seed=self.random_state)
         feats = torch.from_numpy(features).to(device)
-        positives = knn_graph(feats, k=max(1, neighbours // 2), mutual=True)
+        k_positive = max(1, linked // 2)
+        if neighbours.exact:
+            positives = knn_graph(feats, k=k_positive, mutual=True)
+        else:  # the feature-space neighbours among the embedding neighbours: O(n k m), not O(n^2 m)
+            positives = knn_adjacency(rerank(feats.cpu(), neighbours.indices, k_positive), k_positive, mutual=True)
         report("graph", 1, 1, message=f"Similarity graph ready: starting from {k} clusters",
                details={"spectrum": self._spectrum(k, pass_number)})
-        timings["graph"] = timings.get("graph", 0.0) + time.perf_counter() - t0
+        timings.stop("graph")
         if stop is not None and stop.is_set():
             raise StoppedError("Stopped before training began; nothing was learnt.")
 
-        t0 = time.perf_counter()
+        timings.start("training")
         first_point = len(self.history_)
         head, probs = train_cluster_head(
             feats,
@@ -517,24 +806,30 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             history=self.history_,
             stop=stop,
         )
-        timings["training"] = timings.get("training", 0.0) + time.perf_counter() - t0
+        timings.stop("training")
         for point in self.history_[first_point:]:
             point["pass"] = pass_number
-        return emb.numpy(), features, probs.cpu().numpy(), head, graph, pass_number
+        return emb.cpu().numpy(), features, probs.cpu().numpy(), head, neighbours, graph, pass_number
 
-    def _paper_ccn(self, model: SimilarityModel, emb: torch.Tensor, device, report, stop, timings: dict):
+    def _paper_ccn(self, model: SimilarityModel, emb: torch.Tensor, device, report, stop, timings: dict,
+                   neighbours: Neighbours | None = None):
         """The paper's pipeline (:mod:`l2c_explorer.paper`) on the same embeddings, as :meth:`_cluster` returns
-        it without diffusion features, network or graph: (emb, None, probs, None, None, 1).
+        it without diffusion features, network or graph: (emb, None, probs, None, neighbours, None, 1).
 
         With K unknown the network has ``max_clusters`` outputs and K is the number of dominant ones; images
-        whose most probable output is not dominant go to their most probable dominant one.
+        whose most probable output is not dominant go to their most probable dominant one. The neighbour
+        lists serve :meth:`predict`'s unlike-any rule only.
         """
         n_outputs = int(self.n_clusters or min(self.max_clusters, len(emb)))
         self.k_eigengap_, self.eigenvalues_ = None, None
-        t0 = time.perf_counter()
+        emb = emb.float()
+        if neighbours is None:
+            found = self._search(emb.to(device))
+            neighbours = Neighbours(found.indices.cpu(), found.cosines.cpu(), found.exact)
+        timings.start("training")
         probs = train_paper_ccn(emb.to(device), model.pair_probabilities, n_outputs=n_outputs, loss=self.loss,
                                 seed=self.random_state, report=report, history=self.history_, stop=stop)
-        timings["training"] = time.perf_counter() - t0
+        timings.stop("training")
         if self.n_clusters is None:
             sizes = np.bincount(probs.argmax(1), minlength=n_outputs)
             dominant = np.flatnonzero(sizes >= len(probs) / n_outputs)
@@ -542,7 +837,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             probs = probs[:, dominant]
         for point in self.history_:
             point["pass"] = 1
-        return emb.numpy(), None, probs, None, None, 1
+        return emb.numpy(), None, probs, None, neighbours, None, 1
 
     def _spectrum(self, k: int, pass_number: int) -> dict:
         """What K was chosen from, for people: the spectrum, the eigengap estimate and the K used."""
@@ -577,29 +872,16 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         per_step = STAGE_COSTS["self-training"] + STAGE_COSTS["self-training_image"] * batch_images(n_clusters)
         return per_step * _pixel_scale(model)
 
-    def _estimate_k(self, emb: torch.Tensor, graph_eigenvalues: np.ndarray, pass_number: int):
-        """The eigengap estimate of K and the spectrum it was read from: (k, eigenvalues (m,)).
+    def _refine(self, adapted: SimilarityModel, source, first, device, report, stop, timings: dict, client):
+        """Self-train the similarity model on the first clusters, then cluster again.
 
-        First pass: the spectrum of the self-tuning graph of the similarity model's features, where
-        categories drawn in two styles stay one group. After self-training the sharpened features'
-        own graph has one clear drop, and its largest gap is the answer.
+        Returns (result, the model of the second embeddings), or None if stopped or nothing was learnt.
         """
-        settings = self.settings_
-        max_k = min(self.max_clusters, len(emb) - 1)
-        if pass_number > 1:
-            k = eigengap_k(graph_eigenvalues, max_k=max_k, significance=settings["k_sharpened_significance"])
-            return k, graph_eigenvalues
-        values = self_tuning_spectrum(emb, max_k + 1, neighbours=settings["k_graph_neighbours"],
-                                      scale_neighbour=settings["k_graph_scale_neighbour"], seed=self.random_state)
-        return eigengap_k(values, max_k=max_k, significance=settings["k_significance"]), values
-
-    def _refine(self, model: SimilarityModel, pixels: torch.Tensor, first, device, report, stop, timings: dict):
-        """Self-train the similarity model on the first clusters, then cluster again; None if stopped."""
         probs = first[2]
-        t0 = time.perf_counter()
+        timings.start("self_training")
         tuned = self_train(
-            model,
-            pixels,
+            adapted,
+            source,
             probs.argmax(1),
             probs.max(1),
             steps=self.settings_["self_training_steps"],
@@ -610,16 +892,17 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
                 "self-training", step, total, message=f"Sharpening the features on these images: step {step}/{total}"
             ),
             should_stop=report.should_stop,
+            adapted=adapted if self.adapt_norm else None,
         )
-        timings["self_training"] = time.perf_counter() - t0
+        timings.stop("self_training")
         if tuned is None:
             return None
         history_before = len(self.history_)
         spectrum_before = self.eigenvalues_, self.k_eigengap_
         try:
-            t0 = time.perf_counter()
-            emb = self._embed(tuned, pixels, device, report, what="sharpened features")
-            timings["features"] += time.perf_counter() - t0
+            timings.start("features")
+            emb, tuned_adapted = self._embed(tuned, source, device, report, client, what="sharpened features")
+            timings.stop("features")
             result = self._cluster(emb, device, report, stop, timings, pass_number=2)
         except StoppedError:
             result = None
@@ -627,23 +910,27 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             del self.history_[history_before:]
             self.eigenvalues_, self.k_eigengap_ = spectrum_before
             return None
-        return result
+        return result, tuned_adapted
 
-    def _finish(self, data: ImageSet, emb, features, probs, head, graph, pass_number, model, device, started) -> None:
+    def _finish(self, source, emb, features, probs, head, neighbours, graph, pass_number, model, final_model, device,
+                started) -> None:
         self._adopt(probs, head)
         self.embedding_ = emb
         self.diffusion_features_ = features
         self.graph_ = graph
-        self.paths_ = list(data.paths)
-        self.skipped_ = list(data.skipped)
-        self.root_ = data.root
-        self.true_labels_ = data.labels
+        self.prototypes_ = cluster_prototypes(emb, self.labels_, self.n_clusters_)
+        self.unlike_threshold_ = unlike_threshold(neighbours, self.labels_, UNLIKE_QUANTILE)
+        self.paths_ = list(source.paths)
+        self.skipped_ = list(source.skipped)
+        self.root_ = source.root
+        self.true_labels_ = source.labels
         self.similarity_model_ = model
+        self.embedding_model_ = final_model
         self.device_ = device
         self.seconds_ = time.perf_counter() - started
         head_of_pairs = model.net.head
         self.pair_head_ = (float(head_of_pairs.scale.detach()), float(head_of_pairs.bias.detach()))
-        self.constraints_ = ConstraintSet(len(data.paths), names=self.paths_)
+        self.constraints_ = ConstraintSet(len(source.paths), names=self.paths_)
         # what a refit starts from: this run's clusters, before any answer
         self._base = dict(labels=self.labels_, probabilities=self.probabilities_, confidence=self.confidence_,
                           n_clusters=self.n_clusters_, features=features, eigenvalues=self.eigenvalues_,
@@ -660,8 +947,8 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         new_id = np.full(probs.shape[1], -1, dtype=np.int64)
         new_id[order] = np.arange(len(order))
         self.labels_ = new_id[raw]
-        sub = probs[:, order]
-        sub = sub / sub.sum(1, keepdims=True).clip(1e-12)
+        sub = probs[:, order].astype(np.float32, copy=False)
+        sub /= sub.sum(1, keepdims=True).clip(1e-12)
         self.probabilities_ = sub
         self.confidence_ = sub[np.arange(len(sub)), self.labels_]
         self.n_clusters_ = int(len(order))
@@ -676,6 +963,78 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         scale, bias = self.pair_head_
         return next_questions(self.embedding_, self.graph_, self.labels_, self.probabilities_, self.constraints_,
                               scale=scale, bias=bias, n=n, kinds=kinds)
+
+    # -- new images -----------------------------------------------------------------------------------
+
+    def predict(self, images, *, k: int | None = None, device: str | None = None) -> np.ndarray:
+        """The discovered cluster of new images (a folder, an :class:`ImageSet` or arrays): (m,) labels.
+
+        See :meth:`assign` for the rule and for confidences and the unlike-any flag.
+        """
+        return self.assign(images, k=k, device=device)["labels"]
+
+    def assign(self, images, *, k: int | None = None, device: str | None = None, labelled: bool = False,
+               callback: Callback | None = None) -> dict:
+        """Assign new images to the discovered clusters without clustering again.
+
+        Each new image is embedded with :attr:`embedding_model_` (the folder's batch-norm statistics, the
+        self-trained weights) and compared with every clustered image; its ``k`` (default ``n_neighbors``)
+        nearest vote for their clusters, each with the similarity model's P(same) for the pair. Its
+        confidence is the winning cluster's share of the votes. It is **unlike any** category when even the
+        nearest member of its cluster is less similar than :attr:`unlike_threshold_`: the cosine that only
+        1% of the clustered images fall below for their own nearest cluster-mate.
+
+        Returns
+        -------
+        dict with ``labels`` (m,), ``confidence`` (m,), ``unlike_any`` (m,) bool, ``nearest`` (m,) the
+        cosine to the nearest member of the assigned cluster, ``paths`` and ``skipped`` (and ``true_labels``
+        with ``labelled``).
+        """
+        self._check_fitted()
+        model = self.embedding_model_
+        prep = model.preprocessing
+        from .data import as_image_set
+
+        report = Reporter(callback)
+        data = as_image_set(images, size=prep.size, channels=prep.channels, labelled=labelled,
+                            progress=lambda d, t: report("reading", d, t, message=f"Reading images {d}/{t}"))
+        dev = resolve_device(device or self.device)
+        from .embedding import embed_store
+        from .store import from_image_set
+
+        emb = embed_store(model, from_image_set(data), device=dev,
+                          progress=lambda d, t: report("features", d, t, message=f"Computing features {d}/{t}"))
+        labels, confidence, unlike, nearest = self._assign_embeddings(emb, k)
+        return {"labels": labels, "confidence": confidence, "unlike_any": unlike, "nearest": nearest,
+                "paths": list(data.paths), "skipped": list(data.skipped), "true_labels": data.labels}
+
+    def _assign_embeddings(self, emb: torch.Tensor, k: int | None = None):
+        run = torch.from_numpy(np.ascontiguousarray(self.embedding_, dtype=np.float32))
+        emb = torch.nn.functional.normalize(emb.float(), dim=1)
+        k = int(min(k or self.settings_["n_neighbors"], len(run)))
+        idx, cos = [], []
+        for s in range(0, len(emb), 1024):
+            top = torch.topk(emb[s : s + 1024] @ run.T, k, dim=1)
+            idx.append(top.indices)
+            cos.append(top.values)
+        idx, cos = torch.cat(idx).numpy(), torch.cat(cos)
+        weights = torch.sigmoid(self._pair_logits(cos)).numpy().astype(np.float64)
+        neighbour_labels = self.labels_[idx]
+        labels, confidence = vote(neighbour_labels, np.maximum(weights, 1e-9), self.n_clusters_)
+        cos = cos.numpy()
+        nearest = np.where(neighbour_labels == labels[:, None], cos, -1.0).max(1)
+        unlike = nearest < self.unlike_threshold_
+        return labels, confidence, unlike, nearest
+
+    def _pair_logits(self, cosines: torch.Tensor) -> torch.Tensor:
+        """The similarity model's pair logits for given cosines (its head is scale * cos + bias)."""
+        head = self.embedding_model_.net.head
+        with torch.no_grad():
+            return head.scale.detach() * cosines + head.bias.detach()
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "labels_") or not hasattr(self, "embedding_model_"):
+            raise InputError("This clusterer has not been fitted (or loaded from a run folder) yet.")
 
     # -- results ------------------------------------------------------------------------------------
 
@@ -709,7 +1068,11 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             "settings": self.settings_,
             "stopped_early": bool(self.stopped_),
             "timings": self.timings_,
+            "cpu_timings": getattr(self, "cpu_timings_", {}),
+            "cached": list(self.cached_),
             "loss": self.loss,
+            "neighbours": self.neighbours,
+            "spectrum": self.spectrum,
             "seconds": round(self.seconds_, 2),
             "device": describe_device(self.device_),
             "model": model.name,
@@ -717,6 +1080,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             "model_sha256": model.digest,
             "seed": self.random_state,
             "cluster_sizes": np.bincount(self.labels_, minlength=self.n_clusters_).tolist(),
+            "unlike_threshold": round(float(self.unlike_threshold_), 6),
             "history": self.history_,
             "version": __version__,
             "target": str(self.root_) if self.root_ else None,
@@ -748,3 +1112,111 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             "version": __version__,
         }
         return save_model_file(path, self.head_state_, kind="clustering", config=config)
+
+    def save_run(self, folder: str | os.PathLike) -> Path:
+        """Write what :meth:`predict` needs into a run folder: ``run.safetensors`` (the clustered images'
+        embeddings, clusters and confidences, the prototypes, the settings) and ``embedding_model.safetensors``
+        (the similarity model the embeddings came from). Read back with :func:`load_run`."""
+        from .runs import save_run
+
+        return save_run(self, folder)
+
+
+def cluster_prototypes(emb: np.ndarray, labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Each cluster's mean embedding direction: unit embeddings (n, d), labels (n,) -> (n_clusters, d)."""
+    sums = np.zeros((n_clusters, emb.shape[1]), dtype=np.float64)
+    np.add.at(sums, labels, emb)
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return (sums / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------
+# helpers
+
+
+class _scratch_folder:
+    """A temporary folder for the pixels of an uncached run (removed afterwards)."""
+
+    def __enter__(self) -> Path:
+        import tempfile
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="l2c-run-")
+        return Path(self._tmp.name)
+
+    def __exit__(self, *exc):
+        self._tmp.cleanup()
+
+
+def _paths_digest(paths: list[str]) -> bytes:
+    import hashlib
+
+    return hashlib.sha256("\n".join(paths).encode("utf-8", "surrogateescape")).digest()
+
+
+def _same_paths(cached: dict, source) -> bool:
+    digest = cached.get("paths_digest")
+    return digest is not None and bytes(digest.tobytes()) == _paths_digest(source.paths)
+
+
+def _with_norm_state(model: SimilarityModel, cached: dict) -> SimilarityModel:
+    """``model`` with the batch-norm statistics saved next to cached embeddings."""
+    import copy
+
+    net = copy.deepcopy(model.net)
+    state = net.state_dict()
+    for key in list(state):
+        if f"norm::{key}" in cached:
+            state[key] = torch.from_numpy(np.asarray(cached[f"norm::{key}"])).reshape(state[key].shape)
+    net.load_state_dict(state)
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = None
+    adapted = SimilarityModel(net.eval(), model.preprocessing, dict(model.card))
+    adapted.digest, adapted.source = model.digest, model.source
+    return adapted
+
+
+class _FileSource:
+    """The images of a folder read from their files on demand (when a cluster embeds them)."""
+
+    def __init__(self, root: Path, listing, prep, labelled: bool):
+        from .data import class_of
+
+        self.root = root
+        self.files = listing[1]
+        self.prep = prep
+        self.paths = [f.relative_to(root).as_posix() for f in self.files]
+        self.skipped = list(listing[2])
+        self.labels = [class_of(p) for p in self.paths] if labelled else None
+        self.shape = (prep.channels, prep.size, prep.size)
+        self._labelled = labelled
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def take(self, indices) -> torch.Tensor:
+        from .data import read_image
+
+        arrays = [read_image(self.root / self.paths[i], size=self.prep.size, channels=self.prep.channels)
+                  for i in np.asarray(indices, dtype=np.int64).reshape(-1).tolist()]
+        return torch.from_numpy(np.stack(arrays))
+
+    def embed_on(self, client, model: SimilarityModel, progress) -> torch.Tensor:
+        """Embed every image on the cluster's workers; files that fail to read are dropped (and listed)."""
+        from .data import class_of
+        from .embedding import embed_on_cluster
+
+        emb, ok, reasons = embed_on_cluster(client, model, [str(self.root / p) for p in self.paths])
+        if len(ok) < len(self.paths):  # unreadable files are skipped, as when reading locally
+            self.skipped = sorted(self.skipped + [(self.paths[i], r) for i, r in enumerate(reasons) if r])
+            self.paths = [self.paths[i] for i in ok]
+            self.labels = [class_of(p) for p in self.paths] if self._labelled else None
+        progress(len(self.paths), len(self.paths))
+        return torch.from_numpy(emb)
+
+
+def load_run(folder: str | os.PathLike) -> L2CClusterer:
+    """A clusterer restored from a ``discover`` run folder, ready to :meth:`~L2CClusterer.predict` new images."""
+    from .runs import load_run as _load
+
+    return _load(folder)

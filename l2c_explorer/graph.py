@@ -14,7 +14,9 @@ categories are compact, and into an estimate of their number:
    mistake one category drawn in two styles for two categories as readily as 0/1 links do.
 
 Everything is O(n k) memory for the graph; the eigenvectors use a dense solver for small folders and
-Lanczos (``scipy.sparse.linalg.eigsh``) for large ones, so 20,000 images never build an n x n matrix.
+Lanczos (``scipy.sparse.linalg.eigsh``) for larger ones. When hundreds of eigenpairs of a large graph would
+be needed (:func:`stochastic_spectrum`), the spectrum is estimated and the features are filtered random
+signals instead (:mod:`l2c_explorer.spectrum`): linear in the number of images.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .options import MODEL_SETTINGS
+from .neighbours import Neighbours, exact_neighbours
+from .options import MODEL_SETTINGS, SPECTRUM_METHODS
+from .spectrum import chebyshev_moments, estimated_eigenvalues, lowpass_features
 
 # above this many images the eigenvectors come from Lanczos on the sparse graph
 DENSE_EIGEN_LIMIT = 3000
@@ -53,6 +57,10 @@ def neighbourhood(k: int, n_images: int, *, share: float) -> int:
     of more than ``k / share`` images are not affected.
     """
     return int(max(1, min(k, n_images - 1, int(share * n_images))))
+# Above DENSE_EIGEN_LIMIT images, m eigenpairs are computed exactly while n * m^2 is at most this (Lanczos
+# then takes seconds: 6,180 images and 101 eigenpairs); beyond, the spectrum is estimated and the diffusion
+# features are filtered random signals (l2c_explorer.spectrum), at a cost linear in n.
+EXACT_EIGEN_WORK = 1e8
 
 
 def nearest_neighbours(
@@ -60,18 +68,40 @@ def nearest_neighbours(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each image's ``k`` nearest other images by cosine: unit embeddings (n, d) -> indices, cosines (n, k).
 
-    Rows are found in blocks, so memory stays O(block_size * n); neighbours come nearest first.
+    Exact; rows are found in blocks, so memory stays O(block_size * n); neighbours come nearest first.
+    (:func:`l2c_explorer.neighbours.nearest_neighbours` chooses an approximate search for large folders.)
     """
-    emb = embedding.float()
-    indices, cosines = [], []
-    for start in range(0, len(emb), block_size):
-        block = emb[start : start + block_size] @ emb.T  # (b, n) cosines
-        rows = torch.arange(start, start + len(block))
-        block[torch.arange(len(block)), rows] = -float("inf")  # no self-loops
-        top = torch.topk(block, k, dim=1)
-        indices.append(top.indices)
-        cosines.append(top.values)
-    return torch.cat(indices), torch.cat(cosines)
+    found = exact_neighbours(embedding, k, block_size=block_size)
+    return found.indices, found.cosines
+
+
+def knn_adjacency(neighbours: Neighbours, k: int, *, mutual: bool = False) -> sp.csr_matrix:
+    """Symmetric 0/1 graph of each image's ``k`` nearest neighbours (the first ``k`` of ``neighbours``).
+
+    ``i ~ j`` when either is among the other's k (or, with ``mutual``, when both are).
+    """
+    n = len(neighbours.indices)
+    k = _checked_k(k, n)
+    cols = neighbours.first(k).indices.numpy().ravel()
+    rows = np.repeat(np.arange(n), k)
+    adjacency = sp.csr_matrix((np.ones(n * k), (rows, cols)), shape=(n, n))
+    return (adjacency.minimum(adjacency.T) if mutual else adjacency.maximum(adjacency.T)).tocsr()
+
+
+def self_tuning_adjacency(neighbours: Neighbours, k: int = 20, scale_neighbour: int = 7) -> sp.csr_matrix:
+    """The locally scaled graph of :func:`self_tuning_graph` from precomputed neighbour lists."""
+    n = len(neighbours.indices)
+    k = _checked_k(k, n)
+    scale_neighbour = int(min(max(scale_neighbour, 1), k))
+    first = neighbours.first(k)
+    # for unit vectors |x_i - x_j|^2 = 2 (1 - cos); the factor 2 cancels against s_i s_j
+    distance = (1.0 - first.cosines.double()).clamp_min(0.0).numpy()  # (n, k), nearest first
+    scale = np.sqrt(distance[:, scale_neighbour - 1]) + 1e-12
+    cols = first.indices.numpy()
+    rows = np.repeat(np.arange(n), k)
+    weights = np.exp(-distance.ravel() / (scale[rows] * scale[cols.ravel()]))
+    adjacency = sp.csr_matrix((weights, (rows, cols.ravel())), shape=(n, n))
+    return adjacency.maximum(adjacency.T).tocsr()
 
 
 def knn_graph(
@@ -83,12 +113,8 @@ def knn_graph(
     image's k most probable "same" partners are its k nearest neighbours by cosine. ``i ~ j`` when
     either is among the other's k (or, with ``mutual``, when both are).
     """
-    n = len(embedding)
-    k = _checked_k(k, n)
-    cols, _ = nearest_neighbours(embedding, k, block_size=block_size)
-    rows = np.repeat(np.arange(n), k)
-    adjacency = sp.csr_matrix((np.ones(n * k), (rows, cols.numpy().ravel())), shape=(n, n))
-    return (adjacency.minimum(adjacency.T) if mutual else adjacency.maximum(adjacency.T)).tocsr()
+    k = _checked_k(k, len(embedding))
+    return knn_adjacency(exact_neighbours(embedding, k, block_size=block_size), k, mutual=mutual)
 
 
 def self_tuning_graph(
@@ -108,18 +134,8 @@ def self_tuning_graph(
 
     unit embeddings (n, d) -> sparse (n, n) weights in (0, 1].
     """
-    n = len(embedding)
-    k = _checked_k(k, n)
-    scale_neighbour = int(min(max(scale_neighbour, 1), k))
-    cols, cosines = nearest_neighbours(embedding, k, block_size=block_size)
-    # for unit vectors |x_i - x_j|^2 = 2 (1 - cos); the factor 2 cancels against s_i s_j
-    distance = (1.0 - cosines.double()).clamp_min(0.0).numpy()  # (n, k), nearest first
-    scale = np.sqrt(distance[:, scale_neighbour - 1]) + 1e-12
-    cols = cols.numpy()
-    rows = np.repeat(np.arange(n), k)
-    weights = np.exp(-distance.ravel() / (scale[rows] * scale[cols.ravel()]))
-    adjacency = sp.csr_matrix((weights, (rows, cols.ravel())), shape=(n, n))
-    return adjacency.maximum(adjacency.T).tocsr()
+    k = _checked_k(k, len(embedding))
+    return self_tuning_adjacency(exact_neighbours(embedding, k, block_size=block_size), k, scale_neighbour)
 
 
 def self_tuning_spectrum(
@@ -129,13 +145,42 @@ def self_tuning_spectrum(
     neighbours: int = K_GRAPH_NEIGHBOURS,
     scale_neighbour: int = K_GRAPH_SCALE_NEIGHBOUR,
     seed: int = 0,
+    found: Neighbours | None = None,
+    method: str = "auto",
 ) -> np.ndarray:
     """The ``n_values`` largest eigenvalues (descending) of the normalised self-tuning graph of unit
-    embeddings (n, d), with the neighbourhood the first K estimate uses (default: the package's ``K_GRAPH_*``),
-    at most half of a small folder (:func:`neighbourhood`)."""
+    embeddings (n, d), with the neighbourhood the first K estimate uses (default: the package's ``K_GRAPH_*``);
+    ``found`` (neighbour lists of at least ``neighbours`` per image) saves the search, ``method`` as
+    :func:`top_eigenvalues`; the neighbourhood is at most half of a small folder (:func:`neighbourhood`)."""
     k = neighbourhood(neighbours, len(embedding), share=K_GRAPH_NEIGHBOUR_SHARE)
-    graph = self_tuning_graph(embedding, k=k, scale_neighbour=min(scale_neighbour, max(1, k // 2)))
-    values, _ = top_eigenpairs(normalised_adjacency(graph), n_values, seed=seed)
+    if found is None:
+        found = exact_neighbours(embedding, k)
+    graph = self_tuning_adjacency(found, k, min(scale_neighbour, max(1, k // 2)))
+    return top_eigenvalues(normalised_adjacency(graph), n_values, seed=seed, method=method)
+
+
+def stochastic_spectrum(n: int, n_values: int, method: str = "auto") -> bool:
+    """Whether the spectrum of an ``n``-image graph is estimated (:mod:`l2c_explorer.spectrum`) rather than
+    computed exactly when its ``n_values`` largest eigenpairs are wanted.
+
+    ``"auto"``: exactly while the folder is small enough for dense solvers (``DENSE_EIGEN_LIMIT``) or the
+    Lanczos work, about n * n_values^2, is at most ``EXACT_EIGEN_WORK``.
+    """
+    if method not in SPECTRUM_METHODS:
+        raise ValueError(f"method must be one of {', '.join(SPECTRUM_METHODS)}, not {method!r}")
+    if method != "auto":
+        return method == "stochastic"
+    return n > DENSE_EIGEN_LIMIT and n * float(n_values) ** 2 > EXACT_EIGEN_WORK
+
+
+def top_eigenvalues(matrix: sp.spmatrix, n_values: int, *, seed: int = 0, method: str = "auto") -> np.ndarray:
+    """The ``n_values`` largest eigenvalues (descending) of a normalised adjacency: exact eigenpairs, or the
+    kernel-polynomial estimate (see :func:`stochastic_spectrum`)."""
+    n = matrix.shape[0]
+    m = int(min(n_values, n))
+    if stochastic_spectrum(n, m, method):
+        return estimated_eigenvalues(chebyshev_moments(matrix, seed=seed), m)
+    values, _ = top_eigenpairs(matrix, m, seed=seed)
     return values
 
 
@@ -197,18 +242,38 @@ def _component_eigenpairs(matrix: sp.csr_matrix, m: int, seed: int) -> tuple[np.
 
 
 def diffusion_features(
-    adjacency: sp.spmatrix, *, diffusion_time: float, n_components: int = DIFFUSION_COMPONENTS, seed: int = 0
+    adjacency: sp.spmatrix,
+    *,
+    diffusion_time: float,
+    n_components: int = DIFFUSION_COMPONENTS,
+    seed: int = 0,
+    n_values: int | None = None,
+    method: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Unit diffusion-map features (n, m) of a graph and the eigenvalues (m,) they come from.
+    """Unit diffusion-map features of a graph and the largest eigenvalues of its normalised adjacency.
 
     ``diffusion_time`` is the clusterer's option (:data:`l2c_explorer.options.DISCOVER`), given explicitly.
 
-    Feature j of image i is u_j(i) * max(lambda_j, 0) ** t: components of slowly mixing groups (lambda
-    near 1) survive t steps of the random walk, noise (small lambda) fades. Rows are L2-normalised, so
-    the cosine between two images says how much their walks end up in the same places.
+    Feature j of image i is u_j(i) * max(lambda_j, 0) ** t for the top ``n_components`` eigenpairs:
+    components of slowly mixing groups (lambda near 1) survive t steps of the random walk, noise (small
+    lambda) fades. Rows are L2-normalised, so the cosine between two images says how much their walks end up
+    in the same places. Returns features (n, m) and eigenvalues (max(m, ``n_values``),), descending.
+
+    For large graphs (:func:`stochastic_spectrum`) the eigenvalues are estimated and the features are
+    low-pass filtered random signals of ``FEATURE_DIM`` dimensions whose cosines approximate those of the
+    exact features (:mod:`l2c_explorer.spectrum`).
     """
-    values, vectors = top_eigenpairs(normalised_adjacency(adjacency), n_components, seed=seed)
-    features = vectors * np.clip(values, 0.0, None) ** diffusion_time
+    matrix = normalised_adjacency(adjacency)
+    n = matrix.shape[0]
+    m = int(min(n_components, n))
+    wanted = int(min(max(m, n_values or 0), n))
+    if stochastic_spectrum(n, wanted, method):
+        values = estimated_eigenvalues(chebyshev_moments(matrix, seed=seed), min(max(wanted, m + 1), n))
+        cutoff = 0.5 * (values[m - 1] + values[m]) if m < len(values) else -1.0
+        features = lowpass_features(matrix, cutoff, diffusion_time=diffusion_time, seed=seed)
+        return features, values[:wanted]
+    values, vectors = top_eigenpairs(matrix, wanted, seed=seed)
+    features = vectors[:, :m] * np.clip(values[:m], 0.0, None) ** diffusion_time
     features /= np.linalg.norm(features, axis=1, keepdims=True) + 1e-12
     return features.astype(np.float32), values
 

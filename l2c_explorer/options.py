@@ -36,6 +36,8 @@ ADAPTATION_METHODS = ("source-only", "dann", "ccn+", "ccn++", "srdc")
 SRDC_ASSIGNMENT_NORMS = ("sum", "softmax")
 SRDC_CENTRE_INITS = ("mean", "target")
 SRDC_COLUMN_SUMS = ("target", "batch")
+NEIGHBOUR_SEARCHES = ("auto", "exact", "ivf")  # l2c_explorer.neighbours
+SPECTRUM_METHODS = ("auto", "exact", "stochastic")  # l2c_explorer.graph.stochastic_spectrum
 
 DISCOVERY_METHODS = ("graph", "paper")  # ours (l2c_explorer.clustering) and the paper's CCN (l2c_explorer.paper)
 
@@ -243,6 +245,22 @@ class Sizes:
         return "a sequence of whole numbers of at least 1"
 
 
+class CacheSetting:
+    """Where a folder's decoded images, features and neighbour lists are kept: True (the per-user cache folder),
+    False (nothing is kept) or a folder."""
+
+    def accepts(self, value) -> bool:
+        import os
+
+        return isinstance(value, (bool, str, os.PathLike)) and value != ""
+
+    def parse(self, text: str):
+        return text
+
+    def describe(self) -> str:
+        return "yes, no or a folder"
+
+
 BOOLEAN = OneOf((True, False))
 
 
@@ -417,6 +435,8 @@ DEVICE = Option("device", "auto", "where to compute: auto = a GPU when there is 
                 widget=Widget("Compute on", choice_labels=_frozen(auto="Automatic (GPU if there is one)", cpu="CPU",
                                                                    cuda="GPU (CUDA)")))
 SEED = Option("random_state", 0, "random seed", allowed=Whole(0), flag="--seed")
+THREADS = Option("n_jobs", None, "CPU threads", allowed=Whole(1), flag="--threads",
+                 none="the physical cores this process may use, or $L2C_THREADS (l2c_explorer.threads)")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -430,7 +450,7 @@ DISCOVER = RunSpec("discover", [
            flag="--k", metavar="K", widget=Widget("How many categories", minimum=1, value=10)),
     Option("max_clusters", 100, "the largest number of categories considered when K is estimated",
            allowed=Whole(2), flag="--max-k",
-           widget=Widget("At most (when estimating)", minimum=2, maximum=200, step=1)),
+           widget=Widget("At most (when estimating)", minimum=2, maximum=1000, step=1)),
     Option("loss", "mcl", "the clustering network's pairwise loss: mcl (meta classification likelihood) or kcl "
            "(KL-divergence contrastive loss)", allowed=OneOf(CLUSTERING_LOSSES), flag="--loss",
            widget=Widget("Training loss", info="Two ways of learning from pairs; MCL is usually better.",
@@ -464,9 +484,25 @@ DISCOVER = RunSpec("discover", [
            allowed=Whole(2), none=_model_setting("k_graph_neighbours")),
     Option("k_graph_scale_neighbour", None, "the neighbour whose distance sets each image's local scale in that graph",
            allowed=Whole(1), none=_model_setting("k_graph_scale_neighbour")),
+    Option("neighbours", "auto", "nearest-neighbour search: exact, or ivf (approximate, an inverted-file search); "
+           "auto: exact up to 20,000 images (l2c_explorer.neighbours)", allowed=OneOf(NEIGHBOUR_SEARCHES),
+           flag="--neighbour-search"),
+    Option("spectrum", "auto", "graph spectrum and diffusion features: exact eigenpairs, or stochastic (estimated "
+           "at a cost linear in the folder); auto: estimated when exact ones would cost much",
+           allowed=OneOf(SPECTRUM_METHODS), flag="--spectrum"),
+    Option("cache", True, "keep the folder's decoded images, features and neighbour lists for the next run on it: "
+           "yes (in the per-user cache folder, $L2C_CACHE_DIR), no, or a folder", allowed=CacheSetting(),
+           flag="--cache", spellings=_frozen(yes=True, no=False), metavar="{yes,no,DIR}"),
+    THREADS,
     DEVICE,
     SEED,
 ])
+
+
+# ---------------------------------------------------------------------------------------------------
+# new images into the categories of a finished run (l2c_explorer.runs.load_run, L2CClusterer.assign)
+
+ASSIGN = RunSpec("assign", [THREADS, DEVICE])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -601,6 +637,7 @@ APP = RunSpec("app", [
            flag="--work-dir", metavar="DIR"),
     Option("token", True, "require this launch's secret token (in the address the app opens and prints) with "
            "every request, as Jupyter does", allowed=BOOLEAN, flag="--no-token"),
+    THREADS,
 ])
 
 
@@ -612,4 +649,4 @@ QUESTIONS = RunSpec("questions", [
     Option("out", None, "CSV file to write", none="standard output", flag="--out", metavar="FILE"),
 ])
 
-RUNS = {spec.name: spec for spec in (DISCOVER, TRAIN_SIMILARITY, ADAPT, APP)}
+RUNS = {spec.name: spec for spec in (DISCOVER, ASSIGN, TRAIN_SIMILARITY, ADAPT, APP)}

@@ -79,7 +79,8 @@ def write_discovery_results(clusterer, out: Path, *, score: bool = False, save_m
     ``assignments.csv`` has one row per image: ``path``, ``cluster``, ``confidence`` and, when the groups have
     names (``names``, by cluster number: given by a person, or read from the true categories), ``name``. Also
     the answers it used (``answers.csv``, when there are any) and the state that questions about it are asked
-    from (``run_state.safetensors``, see :func:`write_run_state`).
+    from (``run_state.safetensors``, see :func:`write_run_state`), and the run that ``assign`` reads
+    (``run.safetensors``, ``embedding_model.safetensors``, :mod:`l2c_explorer.runs`).
     """
     from .constraints import write_constraints_csv
 
@@ -101,6 +102,38 @@ def write_discovery_results(clusterer, out: Path, *, score: bool = False, save_m
     elif (out / ANSWERS_FILE).exists():
         (out / ANSWERS_FILE).unlink()  # an earlier run's answers in the same folder are not this run's
     write_run_state(clusterer, out)
+    summary["run_file"] = str(clusterer.save_run(out))
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def write_assignment_results(clusterer, assigned: dict, out: Path, *, run_dir=None, seconds: float | None = None,
+                             score: bool = False) -> dict:
+    """Write ``assignments.csv`` (path, cluster, confidence, unlike_any) and ``summary.json`` for new images
+    assigned to a run's clusters (:meth:`~l2c_explorer.clustering.L2CClusterer.assign`)."""
+    out = Path(out)
+    labels, confidence, unlike = assigned["labels"], assigned["confidence"], assigned["unlike_any"]
+    rows = zip(assigned["paths"], np.asarray(labels).tolist(), np.round(confidence, 4).tolist(),
+               np.asarray(unlike, dtype=int).tolist())
+    write_csv(out / "assignments.csv", ["path", "cluster", "confidence", "unlike_any"], rows)
+    counts = np.bincount(np.asarray(labels)[~np.asarray(unlike, dtype=bool)], minlength=clusterer.n_clusters_)
+    summary = {
+        "n_images": len(assigned["paths"]),
+        "n_skipped": len(assigned["skipped"]),
+        "skipped": [{"file": f, "reason": r} for f, r in assigned["skipped"]],
+        "n_unlike_any": int(np.sum(unlike)),
+        "unlike_threshold": round(float(clusterer.unlike_threshold_), 6),
+        "rule": ("each image goes to the cluster its nearest clustered images vote for (weighted by the similarity "
+                 "model's P(same)); unlike_any = 1 when its nearest member of that cluster is less similar than "
+                 "the cosine 99% of the run's own images exceed for their nearest cluster-mate"),
+        "n_clusters": int(clusterer.n_clusters_),
+        "assigned_per_cluster": counts.tolist(),
+        "run": str(run_dir) if run_dir is not None else None,
+        "model": clusterer.embedding_model_.name,
+        "seconds": round(seconds, 2) if seconds is not None else None,
+    }
+    if score and assigned.get("true_labels") is not None:
+        summary["true_labels_known"] = True
     write_json(out / "summary.json", summary)
     return summary
 

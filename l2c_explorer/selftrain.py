@@ -11,6 +11,8 @@ This is transductive: the fine-tuned copy serves this folder only and is never s
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -40,13 +42,14 @@ def confident_members(labels: np.ndarray, confidence: np.ndarray, keep: float) -
     labels = np.asarray(labels)
     confidence = np.asarray(confidence)
     mask = np.zeros(len(labels), dtype=bool)
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        if len(members) < 2:
-            continue
-        n_keep = max(2, int(round(keep * len(members))))
-        best = members[np.argsort(-confidence[members], kind="stable")[:n_keep]]
-        mask[best] = True
+    # one sort by (cluster, confidence descending, index): each cluster's members, most confident first
+    order = np.lexsort((np.arange(len(labels)), -confidence, labels))
+    sorted_labels = labels[order]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    sizes = np.diff(np.r_[starts, len(labels)])
+    n_keep = np.where(sizes < 2, 0, np.maximum(2, np.round(keep * sizes).astype(np.int64)))
+    rank = np.arange(len(labels)) - np.repeat(starts, sizes)  # position inside its cluster
+    mask[order[rank < np.repeat(n_keep, sizes)]] = True
     return mask
 
 
@@ -58,7 +61,7 @@ def model_augmentation(model: SimilarityModel) -> Augmentation:
 
 def self_train(
     model: SimilarityModel,
-    pixels: torch.Tensor,
+    pixels,
     labels: np.ndarray,
     confidence: np.ndarray,
     *,
@@ -72,12 +75,15 @@ def self_train(
     seed: int = 0,
     progress=None,
     should_stop=None,
+    adapted: SimilarityModel | None = None,
 ) -> SimilarityModel | None:
     """A copy of ``model`` fine-tuned on the confident members of each cluster of these images.
 
-    pixels (n, C, S, S) uint8, labels and confidence (n,) from a first clustering. Returns None when fewer
-    than two clusters have two confident members, or when ``should_stop()`` became true (nothing is kept
-    from an interrupted fine-tuning). ``progress(step, steps)`` is called after every step.
+    pixels (n, C, S, S) uint8 (a tensor, or a :class:`~l2c_explorer.store.PixelStore` whose rows are read
+    as batches need them), labels and confidence (n,) from a first clustering. ``adapted``: ``model`` with
+    the batch-norm statistics of these images already estimated (saves a pass over them). Returns None when
+    fewer than two clusters have two confident members, or when ``should_stop()`` became true (nothing is
+    kept from an interrupted fine-tuning). ``progress(step, steps)`` is called after every step.
     """
     keep_mask = confident_members(labels, confidence, keep)
     kept = np.flatnonzero(keep_mask)
@@ -90,19 +96,22 @@ def self_train(
         pseudo, classes_per_batch=classes_per_batch, images_per_class=images_per_class, generator=g
     )
     prep = model.preprocessing
-    all_unit = to_unit(pixels, prep.invert)
-    unit = all_unit[torch.from_numpy(kept)]
+    take = (lambda idx: pixels[torch.as_tensor(idx)]) if isinstance(pixels, torch.Tensor) else pixels.take
     augmentation = model_augmentation(model)
     # as fast as the model was trained, where the hardware allows it
     mixed_precision = bool(model.card.get("training", {}).get("mixed_precision")) and bf16_supported(device)
     # Start from the model with batch-norm statistics of this folder, as the first clustering saw it.
-    net = adapted_copy(model.net, normalise(all_unit, prep), device)
+    if adapted is not None:
+        net = copy.deepcopy(adapted.net).to(device)
+    else:
+        net = adapted_copy(model.net, normalise(to_unit(pixels, prep.invert), prep), device)
     optimizer = torch.optim.Adam(net.encoder.parameters(), lr=lr)  # the pair head's calibration stays as learnt
     for step in range(1, steps + 1):
         if should_stop is not None and should_stop():
             return None
         idx, y = sampler.sample()
-        x = normalise(augment_batch(unit[idx], augmentation, generator=g), prep).to(device)
+        unit = to_unit(take(kept[idx.numpy()]), prep.invert)
+        x = normalise(augment_batch(unit, augmentation, generator=g), prep).to(device)
         net.train()
         train_one_step(net, optimizer, x, y.to(device), proto_weight=proto_weight, mixed_precision=mixed_precision)
         if progress is not None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Discovery keeps decoded images and features between runs; the tests keep theirs in a folder of their own.
+os.environ.setdefault("L2C_CACHE_DIR", tempfile.mkdtemp(prefix="l2c-test-cache-"))
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 REPO = Path(__file__).resolve().parents[1]

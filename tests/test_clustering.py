@@ -250,3 +250,25 @@ def test_progress_plans_the_whole_run_and_publishes_the_spectrum(fitted):
     last = spectra[-1]
     assert last["k"] == c.k_eigengap_ == last["k_eigengap"] >= c.n_clusters_ and not last["k_given"]
     assert last["eigenvalues"] == pytest.approx(c.eigenvalues_.tolist(), abs=1e-5)
+def test_a_second_run_reuses_the_cache_and_gives_the_same_clusters(tmp_path, keble_subset):
+    cache = tmp_path / "cache"
+    first = L2CClusterer(random_state=0, self_training_steps=5, cache=cache).fit(keble_subset)
+    second = L2CClusterer(random_state=0, self_training_steps=5, cache=str(cache)).fit(keble_subset)
+    assert first.cached_ == [] and second.cached_ == ["pixels", "embeddings", "neighbours"]
+    assert np.array_equal(first.labels_, second.labels_)
+    assert np.allclose(first.embedding_, second.embedding_, atol=1e-6)
+    (keble_subset / "character01" / "extra.png").write_bytes(
+        (next((keble_subset / "character02").glob("*.png"))).read_bytes())
+    third = L2CClusterer(random_state=0, self_training_steps=0, cache=cache).fit(keble_subset)
+    assert third.cached_ == [] and len(third.paths_) == 121  # a changed folder is never served stale
+    assert all(p.suffix == ".png" for p in keble_subset.rglob("*") if p.is_file())  # the folder is only read
+    assert any(cache.rglob("*.safetensors")) and not any(cache.rglob("*.pkl"))
+    none = L2CClusterer(random_state=0, self_training_steps=0, cache=False).fit(keble_subset)
+    assert none.cached_ == []
+
+
+def test_approximate_search_and_estimated_spectrum_cluster_a_real_folder(keble_subset):
+    c = L2CClusterer(random_state=0, self_training_steps=0, neighbours="ivf", spectrum="stochastic",
+                     cache=False).fit(keble_subset, labelled=True)
+    assert abs(c.n_clusters_ - 6) <= 1 and c.score() >= 0.8
+    assert c.diffusion_features_.shape[1] == 256 and c.prototypes_.shape == (c.n_clusters_, c.embedding_.shape[1])

@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..errors import FolderNotEmptyError, L2CError
-from ..options import DISCOVER
+from ..options import ASSIGN, DISCOVER
 from . import views
 from .layout import ExplorePanel, Page, RunPanel
 from .workbench import GALLERY_LIMIT, Workbench, list_subfolders
@@ -561,6 +561,17 @@ class Handlers:
 
     def teach_undo(self, job_id: str) -> list:
         return self._change(job_id, lambda t: t.undo())
+
+    def add_images(self, job_id: str, folder: str, device: str = ASSIGN.defaults.device):
+        """Assign a folder of new images to the finished run's groups (the workbench does the work)."""
+        if not folder or not str(folder).strip():
+            raise gr.Error("Type the folder of the new images first.", print_exception=False)
+        try:
+            done = self.bench.assign_images(job_id, folder, device=device)
+        except L2CError as exc:
+            _fail(exc)
+        return (views.added_markdown(done["summary"]), gr.update(value=str(done["csv"]), visible=True),
+                done["unlike"], done["assigned"])
 
     def save_model(self, job_id: str, out_dir: str):
         try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..options import ADAPT, DISCOVER, TRAIN_SIMILARITY, RunSpec, Whole
+from ..options import ADAPT, ASSIGN, DISCOVER, TRAIN_SIMILARITY, RunSpec, Whole
 
 TICK_SECONDS = 1.0
 # the words of the explore and results steps of each kind of run
@@ -404,10 +404,25 @@ class Page:
                 self.steps = self._widget(gr.Slider, DISCOVER, "steps", elem_id="steps")
                 self.device = self._widget(gr.Dropdown, DISCOVER, "device", elem_id="device")
                 self.widgets[(TRAIN_SIMILARITY.name, "device")] = self.device  # training a model uses it too
+                self.widgets[(ASSIGN.name, "device")] = self.device  # and adding images to a finished run
             self.sharpen = self._widget(gr.Checkbox, DISCOVER, "self_training_steps", elem_id="sharpen")
             self.run = run_panel("discover", self.head, "Start")
 
         self.explore = explore_panel("discover", self.head, **DISCOVER_RESULTS)  # 4 · explore, 5 · results
+        with gr.Column(elem_id="step-add"):
+            gr.Markdown("### Add new images to these groups", elem_classes="l2c-step-title")
+            gr.Markdown("New images of the same kind? Put them into the groups found above without starting over: "
+                        "each goes to the group of the images it looks most alike, and images unlike every group "
+                        "are set apart. The new folder is only read.", elem_classes="l2c-help")
+            with gr.Row():
+                self.add_folder = gr.Textbox(label="Folder of new images", scale=4, elem_id="add-folder")
+                self.add_btn = gr.Button("Add images", scale=1, elem_id="add-images")
+            self.add_md = gr.Markdown(elem_id="add-md")
+            self.add_csv = gr.File(label="Their assignments (CSV)", visible=False, height=60)
+            self.add_unlike = gr.Gallery(label="Unlike every group", columns=8, height=170, object_fit="contain",
+                                         elem_id="add-unlike")
+            self.add_assigned = gr.Gallery(label="Put into a group", columns=8, height=170, object_fit="contain",
+                                           elem_id="add-assigned")
 
     def _adapt_tab(self) -> None:
         demo_choices = [(f"{name}", str(path)) for name, path in self.demos.items()]

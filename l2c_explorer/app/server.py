@@ -180,8 +180,14 @@ def serve(
     models_dirs: list[str] | None = _DEFAULTS.models_dirs,
     work_dir: str | None = _DEFAULTS.work_dir,
     token: bool = _DEFAULTS.token,
+    n_jobs: int | None = _DEFAULTS.n_jobs,
 ) -> None:
-    """Run the app until interrupted (the ``l2c-explorer`` command)."""
+    """Run the app until interrupted (the ``l2c-explorer`` command); ``n_jobs``: CPU threads of its runs
+    (default: as set for the process, :mod:`l2c_explorer.threads`)."""
+    if n_jobs is not None:
+        from ..threads import set_threads
+
+        set_threads(n_jobs)
     started = start(folder, host=host, port=port, open_browser=open_browser, models_dirs=models_dirs,
                     work_dir=work_dir, token=token, inline=False)
     print(f"l2c-explorer is running at {started.url}  (press Ctrl+C to stop)", flush=True)

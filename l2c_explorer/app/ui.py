@@ -192,6 +192,8 @@ class Wiring:
         p.run.stop.click(h.stop_job, inputs=[p.run.job], outputs=[p.run.progress], api_name="stop_discovery",
                          concurrency_limit=None, **quiet)
         self.wire_explore(p.run, p.explore, "discover")
+        p.add_btn.click(h.add_images, inputs=[p.run.job, p.add_folder, p.device],
+                        outputs=[p.add_md, p.add_csv, p.add_unlike, p.add_assigned], api_name="add_images")
 
     def wire_adapt(self) -> None:
         p, h = self.page, self.handlers

@@ -366,3 +366,13 @@ def teach_status(teacher, before: int | None, after: int | None) -> str:
     change = "" if before == after else f" ({before} → {after} groups)"
     seconds = f" in {teacher.seconds:.1f} s" if teacher.seconds is not None else ""
     return f"Re-grouped with {n} answer{'s' if n != 1 else ''}{seconds}: **{after} groups**{change}."
+def added_markdown(summary: dict) -> str:
+    """What adding new images to a finished run did, in plain words."""
+    n, unlike = summary["n_images"], summary["n_unlike_any"]
+    used = sum(1 for c in summary["assigned_per_cluster"] if c)
+    text = (f"Put **{n - unlike:,} of {n:,} new images** into {used} of the {summary['n_clusters']} groups. "
+            f"**{unlike:,}** look unlike every group (less alike to their nearest group member than 99% of the "
+            "images the groups were found from): check them, they may be a new category.")
+    if summary.get("n_skipped"):
+        text += f" {summary['n_skipped']} file(s) could not be read."
+    return text

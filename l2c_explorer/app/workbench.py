@@ -750,6 +750,61 @@ class Workbench:
             self._publish_map(job, job.extra("coords"), job.extra("map_method") or "umap",
                               preview=bool(job.extra("map", {}).get("preview")))
         return result
+    def assign_images(self, job_id: str, folder: str | os.PathLike, *, device: str | None = None,
+                      owner: str | None = None, timeout: float | None = None) -> dict:
+        """Put the images of a new folder into the categories of a finished discovery, without clustering again.
+
+        The run's fitted clusterer does the work (:meth:`~l2c_explorer.clustering.L2CClusterer.assign`); its
+        ``assignments.csv`` (path, cluster, confidence, unlike_any) and ``summary.json`` go into a new
+        sub-folder of the run's folder. Returns the summary, the CSV path, and galleries of the images that
+        are unlike every category and of a sample of the others.
+        """
+        from ..data import check_folder
+
+        result = self.result(job_id, kind="discover")
+        clusterer = result.estimator
+        if clusterer is None or not hasattr(clusterer, "embedding_model_"):
+            from ..runs import load_run
+
+            clusterer = load_run(result.run_dir)
+        root = check_folder(folder)
+        out_dir = result.run_dir / f"added-{new_job_id()[:8]}"
+
+        def target(callback, stop):
+            import time
+
+            from ..results import check_output_folder, write_assignment_results
+
+            started = time.perf_counter()
+            assigned = clusterer.assign(root, device=device, callback=callback)
+            out = check_output_folder(out_dir, root)
+            summary = write_assignment_results(clusterer, assigned, out, run_dir=result.run_dir,
+                                               seconds=time.perf_counter() - started)
+            return {"summary": summary, "assigned": assigned, "folder": out}
+
+        job = self.registry.submit("assign", target, owner=owner, params={"of": job_id, "folder": str(root)},
+                                   partial_stages=())
+        if not job.wait(timeout):
+            raise InputError("Assigning the new images is taking long; it goes on in the background.")
+        if job.result is None:
+            raise InputError(job.error or "The new images could not be assigned.")
+        done = job.result
+        assigned = done["assigned"]
+        flagged = [i for i, u in enumerate(assigned["unlike_any"]) if u]
+        kept = [i for i, u in enumerate(assigned["unlike_any"]) if not u]
+
+        def gallery(indices):
+            items = []
+            for i in indices[:GALLERY_LIMIT]:
+                thumb = self.thumbs.get(root / assigned["paths"][i])
+                label = int(assigned["labels"][i])
+                name = result.names[label] if label < len(result.names) else f"cluster {label}"
+                if thumb is not None:
+                    items.append((str(thumb), f"{name} · {assigned['confidence'][i]:.2f} · {assigned['paths'][i]}"))
+            return items
+
+        return {"summary": done["summary"], "csv": done["folder"] / "assignments.csv", "folder": done["folder"],
+                "unlike": gallery(flagged), "assigned": gallery(kept)}
 
     def save_model(self, job_id: str, out: str | os.PathLike | None = None) -> Path:
         """Save the trained clustering model (in the run's folder, or in ``out`` when given)."""

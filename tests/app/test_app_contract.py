@@ -151,6 +151,15 @@ def test_discovery_live_curves_map_explore_and_results(client, served_app, tmp_p
     model_file, msg = client.predict(job_id, "", api_name="/save_model_discover")
     assert file_name(model_file) == "clustering_model.safetensors" and "Saved" in msg
 
+    # new images added to the finished run: a few drawings of the demo again
+    new = tmp_path / "new"
+    for f in sorted((DEMO / "omniglot_keble").rglob("*.png"))[:6]:
+        (new / f.parent.name).mkdir(parents=True, exist_ok=True)
+        (new / f.parent.name / f.name).write_bytes(f.read_bytes())
+    md, csv_file, unlike, assigned = client.predict(job_id, str(new), "cpu", api_name="/add_images")
+    assert "of 6 new images" in md and file_name(csv_file) == "assignments.csv"
+    assert len(unlike) + len(assigned) == 6
+
 
 def test_stop_ends_the_run_and_keeps_results(client, served_app, keble6):
     job_id = start(client, keble6, steps=1000)

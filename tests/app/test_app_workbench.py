@@ -148,6 +148,19 @@ def test_discovery_run_map_exports_and_model(bench, keble6, tmp_path):
     assert model_file.is_file() and model_file.parent == result.run_dir
     assert snapshot(keble6) == before  # the analysed folder is never written to
 
+    # new images added to the finished run: two characters' drawings again
+    new = tmp_path / "new"
+    for char_dir in sorted(keble6.iterdir())[:2]:
+        (new / char_dir.name).mkdir(parents=True)
+        for f in sorted(char_dir.glob("*.png"))[:5]:
+            (new / char_dir.name / f.name).write_bytes(f.read_bytes())
+    added = bench.assign_images(job.id, new)
+    assert added["summary"]["n_images"] == 10 and added["csv"].is_file()
+    assert added["folder"].parent == result.run_dir and len(added["assigned"]) + len(added["unlike"]) == 10
+    assert "new images" in views.added_markdown(added["summary"])
+    with pytest.raises(InputError):
+        bench.assign_images(job.id, tmp_path / "missing")
+
     text = views.results_markdown(result)
     assert "ACC" in text and "K error" in text
     # one definition of the clusters found, in the heading and in the K error alike

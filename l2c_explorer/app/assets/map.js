@@ -14,6 +14,9 @@ const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
   "#bcbd22", "#17becf", "#393b79", "#e6550d", "#31a354", "#843c39", "#7b4173", "#3182bd", "#fd8d3c",
   "#74c476", "#9e9ac8", "#e7ba52", "#ad494a", "#636363", "#6baed6", "#a1d99b", "#d6616b", "#ce6dbd"];
 const state = { data: null, raw: null, colour: "cluster", isolated: null, hoverTimer: null, hovered: -1 };
+// Above this many groups the map is one WebGL trace coloured point by point (hundreds of traces and legend
+// entries would make every redraw slow); clicking a point still shows only its group.
+const LEGEND_LIMIT = 40;
 
 function parse() {
   if (!props.value) { state.raw = null; return null; }
@@ -66,6 +69,13 @@ function traces() {
   const useTruth = state.colour === "truth" && d.truth;
   const values = useTruth ? d.truth : d.label;
   const names = useTruth ? d.truth_names : d.names;
+  if (names.length > LEGEND_LIMIT) {
+    const idx = [];
+    for (let i = 0; i < d.n; i++) if (useTruth || state.isolated === null || d.label[i] === state.isolated) idx.push(i);
+    const t = scatter(idx, { name: useTruth ? "true categories" : "groups", showlegend: false });
+    t.marker.color = idx.map(i => PALETTE[values[i] % PALETTE.length]);
+    return [t];
+  }
   // By group, the other groups stay in the legend (greyed out), so a click there switches to them.
   return groups(values, names.length, useTruth).map((idx, k) => idx.length === 0 ? null : scatter(idx, {
     name: `${names[k]} (${idx.length})`, meta: k,
