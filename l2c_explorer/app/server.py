@@ -191,6 +191,7 @@ def serve(
     started = start(folder, host=host, port=port, open_browser=open_browser, models_dirs=models_dirs,
                     work_dir=work_dir, token=token, inline=False)
     print(f"l2c-explorer is running at {started.url}  (press Ctrl+C to stop)", flush=True)
+    _stop_on_terminate()
     try:
         started.blocks.block_thread()
     except KeyboardInterrupt:
@@ -198,3 +199,15 @@ def serve(
     finally:
         started.bench.close(wait=2.0)
         started.blocks.close()
+
+
+def _stop_on_terminate() -> None:
+    """Stop as on Ctrl+C when asked to terminate (``kill``, a service manager): runs are stopped and the
+    server closed, instead of dying mid-write."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)

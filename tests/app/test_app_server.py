@@ -31,8 +31,11 @@ def read_lines(stream, into: queue.Queue) -> None:
 @pytest.mark.slow
 def test_command_serves_the_page_on_the_address_it_reports(tmp_path):
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    # Ctrl+C reaches the app even when this test runs where SIGINT is ignored (a background job inherits
+    # that, and Python then installs no KeyboardInterrupt handler)
     proc = subprocess.Popen([*COMMAND, "--no-browser", "--work-dir", str(tmp_path / "work")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+                            preexec_fn=_default_interrupt)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=read_lines, args=(proc.stdout, lines), daemon=True).start()
     out = []
@@ -59,6 +62,30 @@ def test_command_serves_the_page_on_the_address_it_reports(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    assert proc.returncode == 0, out[-5:]  # Ctrl+C stops it cleanly
+
+
+@pytest.mark.slow
+def test_command_stops_cleanly_when_terminated(tmp_path):
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.Popen([*COMMAND, "--no-browser", "--work-dir", str(tmp_path / "work")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=read_lines, args=(proc.stdout, lines), daemon=True).start()
+    out = []
+    try:
+        wait_until(lambda: _running_at(lines, out), timeout=600, what="the command to report its address")
+        proc.terminate()  # SIGTERM, as `kill` or a service manager sends it
+        proc.wait(timeout=150)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out[-5:]
+
+
+def _default_interrupt() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _running_at(lines: queue.Queue, seen: list) -> str | None:
