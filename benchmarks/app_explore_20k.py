@@ -65,7 +65,7 @@ def synthetic_result(folder: Path, paths: list[str], groups: np.ndarray, k: int,
     summary = {"n_images": len(paths), "k_estimated": k, "k_given": None, "seconds": 0.0, "device": "n/a"}
     return RunResult(kind="discover", estimator=None, run_dir=run_dir, summary=summary, labels=labels,
                      confidence=confidence, embedding=emb.astype(np.float32), paths=paths, root=folder, skipped=[],
-                     names=[f"cluster {i}" for i in range(k)], truth=[f"group{g:02d}" for g in groups])
+                     names=[f"cluster {i}" for i in range(k)], n_clusters=k, truth=[f"group{g:02d}" for g in groups])
 
 
 def timed(fn):
@@ -175,7 +175,8 @@ def main() -> None:
 
 
 def write_summary(report: dict) -> None:
-    """benchmarks/results/app_explore_20k.{json,md} and the one-line headline of the README."""
+    """benchmarks/results/app_explore_20k.{json,md} and the one-line headline of the README (other sizes:
+    app_explore_<n/1000>k.{json,md}, no headline)."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -198,7 +199,10 @@ def write_summary(report: dict) -> None:
     md = [f"Machine: {machine}; Debian Chromium driven by Playwright. {report['n_images']:,} images in "
           f"{report['n_groups']} groups.", "", "| what | time |", "|---|---|"]
     md += [f"| {a} | {b} |" for a, b in rows]
-    write_results("app_explore_20k", {**report, "machine": machine}, "\n".join(md))
+    name = f"app_explore_{report['n_images'] // 1000}k"
+    write_results(name, {**report, "machine": machine}, "\n".join(md))
+    if name != "app_explore_20k":
+        return
     (RESULTS / "app_explore_20k.headline.md").write_text(
         f"App explorer with {report['n_images']:,} images: hovering a point shows its thumbnail in "
         f"{report['hover_thumbnail_ms_median']:.0f} ms (median); the UMAP map takes {report['map_umap_s']:.0f} s "

@@ -97,13 +97,13 @@ def main() -> None:
 
     out = work / "out"
     loads = [os.getloadavg()[0]]
-    run_s, run_line = cli("discover", run_dir, "--max-k", args.max_k, "--out", out / "run", "--no-cache",
+    run_s, run_line = cli("discover", run_dir, "--max-k", args.max_k, "--out", out / "run", "--cache", "no",
                           threads=args.threads)
     loads.append(os.getloadavg()[0])
     assign_s, assign_line = cli("assign", new_dir, "--run", out / "run", "--out", out / "assigned", threads=args.threads)
     loads.append(os.getloadavg()[0])
     novel_s, _ = cli("assign", novel_dir, "--run", out / "run", "--out", out / "novel", threads=args.threads)
-    union_s, union_line = cli("discover", union_dir, "--max-k", args.max_k, "--out", out / "union", "--no-cache",
+    union_s, union_line = cli("discover", union_dir, "--max-k", args.max_k, "--out", out / "union", "--cache", "no",
                               threads=args.threads)
     loads.append(os.getloadavg()[0])
 

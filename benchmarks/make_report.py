@@ -68,6 +68,7 @@ SECTIONS = [
      "processes with `--name` and `--alphabets`)"),
     ("digits_da", "Cross-domain digits: USPS <-> MNIST", "`python benchmarks/digits_da.py`"),
     ("app_explore_20k", "The app's explorer with 20,000 images", "`python benchmarks/app_explore_20k.py`"),
+    ("app_explore_100k", "The app's explorer with 100,000 images", "`python benchmarks/app_explore_20k.py --n 100000`"),
     ("app_time_left", "The time left the app shows during a discovery", "`python benchmarks/app_time_left.py --repeats 3`"),
     ("self_training_cost", "Seconds per self-training step, by the images in its batch (a prior of the time left)",
      "`python benchmarks/self_training_cost.py`"),

@@ -380,14 +380,17 @@ def cmd_questions(args) -> int:
     import torch
 
     from .constraints import ConstraintSet
-    from .graph import knn_graph
+    from .graph import NEIGHBOUR_SHARE, knn_graph, neighbourhood
     from .questions import next_questions
-    from .results import read_run_state, write_csv
+    from .results import write_csv
+    from .runs import read_run_state
 
     state = read_run_state(args.run_dir)
     paths = state["paths"]
     answers = ConstraintSet(len(paths), state["answers"], names=paths)
-    graph = knn_graph(torch.from_numpy(state["embedding"]), k=int(state["n_neighbors"]))
+    # the run's own graph: as many links per image as discovery made (fewer in a tiny folder)
+    linked = neighbourhood(state["n_neighbors"], len(paths), share=NEIGHBOUR_SHARE)
+    graph = knn_graph(torch.from_numpy(state["embedding"]), k=linked)
     found = next_questions(state["embedding"], graph, state["labels"], state["probabilities"], answers,
                            scale=state["pair_scale"], bias=state["pair_bias"], n=args.n)
     rows = [(paths[q.a], paths[q.b]) for q in found]

@@ -72,15 +72,17 @@ def _jsonable(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+ANSWERS_FILE = "answers.csv"
+
+
 def write_discovery_results(clusterer, out: Path, *, score: bool = False, save_model: bool = False,
                             names: list[str] | None = None) -> dict:
     """Write ``assignments.csv`` and ``summary.json`` for a fitted clusterer.
 
     ``assignments.csv`` has one row per image: ``path``, ``cluster``, ``confidence`` and, when the groups have
     names (``names``, by cluster number: given by a person, or read from the true categories), ``name``. Also
-    the answers it used (``answers.csv``, when there are any) and the state that questions about it are asked
-    from (``run_state.safetensors``, see :func:`write_run_state`), and the run that ``assign`` reads
-    (``run.safetensors``, ``embedding_model.safetensors``, :mod:`l2c_explorer.runs`).
+    the answers it used (``answers.csv``, when there are any) and the run that ``assign`` and ``questions``
+    read (``run.safetensors``, ``embedding_model.safetensors``, :mod:`l2c_explorer.runs`).
     """
     from .constraints import write_constraints_csv
 
@@ -101,7 +103,6 @@ def write_discovery_results(clusterer, out: Path, *, score: bool = False, save_m
         write_constraints_csv(out / ANSWERS_FILE, answers, clusterer.paths_)
     elif (out / ANSWERS_FILE).exists():
         (out / ANSWERS_FILE).unlink()  # an earlier run's answers in the same folder are not this run's
-    write_run_state(clusterer, out)
     summary["run_file"] = str(clusterer.save_run(out))
     write_json(out / "summary.json", summary)
     return summary
@@ -136,58 +137,6 @@ def write_assignment_results(clusterer, assigned: dict, out: Path, *, run_dir=No
         summary["true_labels_known"] = True
     write_json(out / "summary.json", summary)
     return summary
-
-
-ANSWERS_FILE = "answers.csv"
-RUN_STATE_FILE = "run_state.safetensors"
-
-
-def write_run_state(clusterer, out: Path) -> Path:
-    """``run_state.safetensors``: what asking questions about a finished run needs, without the images.
-
-    The images' unit features (float32, (n, d)), the clusters and their probabilities, and as metadata
-    the graph's number of neighbours and the similarity model's pair head (scale, bias). The graph is
-    rebuilt from the features. Read back by :func:`read_run_state`; a safetensors file, never a pickle.
-    """
-    import torch
-
-    from .model_io import save_model_file
-
-    tensors = {
-        "embedding": torch.from_numpy(np.ascontiguousarray(clusterer.embedding_, dtype=np.float32)),
-        "labels": torch.from_numpy(np.asarray(clusterer.labels_, dtype=np.int64)),
-        "probabilities": torch.from_numpy(np.ascontiguousarray(clusterer.probabilities_, dtype=np.float32)),
-    }
-    scale, bias = clusterer.pair_head_
-    config = {"n_neighbors": clusterer.settings_["n_neighbors"], "pair_scale": scale, "pair_bias": bias,
-              "n_images": len(clusterer.paths_), "model": clusterer.similarity_model_.name}
-    return save_model_file(Path(out) / RUN_STATE_FILE, tensors, kind="run-state", config=config)
-
-
-def read_run_state(run_dir: str | os.PathLike) -> dict:
-    """A finished run's state (:func:`write_run_state`), its image paths and its answers.
-
-    Returns a dict with ``embedding``, ``labels``, ``probabilities`` (numpy), ``paths`` (from
-    ``assignments.csv``), ``answers`` (from ``answers.csv``, [] without it) and the metadata. Raises
-    :class:`InputError` when the folder is not the output folder of ``discover``.
-    """
-    from .constraints import read_constraints_csv
-    from .model_io import read_model_file
-
-    run_dir = Path(run_dir).expanduser()
-    state_file, assignments = run_dir / RUN_STATE_FILE, run_dir / "assignments.csv"
-    if not state_file.is_file() or not assignments.is_file():
-        raise InputError(f"{run_dir} is not the output folder of a finished `discover` run (it needs "
-                         f"assignments.csv and {RUN_STATE_FILE}).")
-    tensors, config, _ = read_model_file(state_file, kind="run-state")
-    with open(assignments, newline="", encoding="utf-8") as f:
-        paths = [row["path"] for row in csv.DictReader(f)]
-    state = {key: value.numpy() for key, value in tensors.items()}
-    if len(paths) != len(state["labels"]) or config.get("n_images") != len(paths):
-        raise InputError(f"{assignments} and {state_file} do not describe the same images; run `discover` again.")
-    answers_file = run_dir / ANSWERS_FILE
-    answers = read_constraints_csv(answers_file, paths) if answers_file.exists() else []
-    return {**state, **config, "paths": paths, "answers": answers}
 
 
 def write_adaptation_results(adapter, out: Path, *, score: bool = False) -> dict:

@@ -4,9 +4,10 @@
 checked against the digest recorded when saved, :mod:`l2c_explorer.model_io`):
 
 ``run.safetensors`` (kind ``"run"``)
-    the clustered images' unit embeddings (n, d), clusters (n,) and confidences (n,), the cluster prototypes
-    (K, d), the clustering network's centres, and as JSON the settings: K, the neighbours that vote, the
-    unlike-any threshold, the similarity model's name and sha256, and the sha256 of the file below.
+    the clustered images' unit embeddings (n, d), clusters (n,), confidences (n,) and cluster probabilities
+    (n, K), the cluster prototypes (K, d), the clustering network's centres, and as JSON the settings: K, the
+    neighbours that vote, the unlike-any threshold, the similarity model's name, sha256 and pair head (scale,
+    bias: what asking questions about the run needs, :func:`read_run_state`), and the sha256 of the file below.
 ``embedding_model.safetensors`` (kind ``"similarity"``)
     the similarity model the embeddings were computed with: the run's model with the batch-norm statistics
     of the analysed folder, and self-trained weights when self-training ran.
@@ -57,6 +58,7 @@ def save_run(clusterer, folder: str | os.PathLike) -> Path:
         "embeddings": torch.from_numpy(np.ascontiguousarray(clusterer.embedding_, dtype=np.float32)),
         "labels": torch.from_numpy(np.asarray(clusterer.labels_, dtype=np.int64)),
         "confidence": torch.from_numpy(np.asarray(clusterer.confidence_, dtype=np.float32)),
+        "probabilities": torch.from_numpy(np.ascontiguousarray(clusterer.probabilities_, dtype=np.float32)),
         "prototypes": torch.from_numpy(np.asarray(clusterer.prototypes_, dtype=np.float32)),
     }
     if clusterer.head_state_ is not None:  # the paper's baseline has no clustering network of ours
@@ -71,6 +73,8 @@ def save_run(clusterer, folder: str | os.PathLike) -> Path:
         "unlike_quantile": UNLIKE_QUANTILE,
         "similarity_model": clusterer.similarity_model_.name,
         "similarity_sha256": clusterer.similarity_model_.digest,
+        "pair_scale": clusterer.pair_head_[0],
+        "pair_bias": clusterer.pair_head_[1],
         "embedding_model_file": MODEL_FILE,
         "embedding_model_sha256": model_digest,
         "k_given": clusterer.n_clusters,
@@ -120,6 +124,10 @@ def load_run(folder: str | os.PathLike):
         c.embedding_ = tensors["embeddings"].numpy()
         c.labels_ = tensors["labels"].numpy()
         c.confidence_ = tensors["confidence"].numpy()
+        if "probabilities" in tensors:
+            c.probabilities_ = tensors["probabilities"].numpy()
+        if "pair_scale" in config:
+            c.pair_head_ = (float(config["pair_scale"]), float(config["pair_bias"]))
         c.prototypes_ = tensors["prototypes"].numpy()
         c.head_state_ = {"centres": tensors["centres"]} if "centres" in tensors else None
         c.n_clusters_ = int(config["n_clusters"])
@@ -148,3 +156,36 @@ def _assignment_paths(folder: Path, n: int) -> list[str]:
         if len(rows) == n:
             return rows
     return [f"image_{i:06d}" for i in range(n)]
+
+
+def read_run_state(folder: str | os.PathLike) -> dict:
+    """What asking questions about a finished run needs, without the images or the models.
+
+    Returns a dict with ``embedding`` (n, d), ``labels`` (n,), ``probabilities`` (n, K) (numpy), ``paths``
+    (from ``assignments.csv``), ``answers`` (from ``answers.csv``, [] without it), ``n_neighbors``,
+    ``pair_scale``, ``pair_bias`` and ``model``. Raises :class:`InputError` when the folder is not the output
+    folder of ``discover``, :class:`ModelFileError` when its run file is damaged or foreign.
+    """
+    from .constraints import read_constraints_csv
+    from .results import ANSWERS_FILE
+
+    folder = Path(folder).expanduser()
+    run_file, assignments = folder / RUN_FILE, folder / "assignments.csv"
+    if not run_file.is_file() or not assignments.is_file():
+        raise InputError(f"{folder} is not the output folder of a finished `discover` run (it needs "
+                         f"assignments.csv and {RUN_FILE}).")
+    tensors, config, _ = read_model_file(run_file, kind="run")
+    if "probabilities" not in tensors or "pair_scale" not in config:
+        raise InputError(f"{run_file} was written before questions could be asked about a run; run `discover` "
+                         "again.")
+    with open(assignments, newline="", encoding="utf-8") as f:
+        paths = [row["path"] for row in csv.DictReader(f)]
+    n = len(tensors["labels"])
+    if len(paths) != n or config.get("n_images") != n:
+        raise InputError(f"{assignments} and {run_file} do not describe the same images; run `discover` again.")
+    answers_file = folder / ANSWERS_FILE
+    answers = read_constraints_csv(answers_file, paths) if answers_file.exists() else []
+    return {"embedding": tensors["embeddings"].numpy(), "labels": tensors["labels"].numpy(),
+            "probabilities": tensors["probabilities"].numpy(), "paths": paths, "answers": answers,
+            "n_neighbors": int(config["n_neighbors"]), "pair_scale": float(config["pair_scale"]),
+            "pair_bias": float(config["pair_bias"]), "model": config.get("similarity_model")}

@@ -208,7 +208,7 @@ def test_questions_answered_from_a_file_improve_the_run(tmp_path, tengwar10):
     first = tmp_path / "first"
     result = run_cli("discover", tengwar10, "--out", first, "--score", "--quiet", "--seed", 1)
     assert result.returncode == 0, result.stderr
-    assert (first / "run_state.safetensors").is_file() and not (first / "answers.csv").exists()
+    assert (first / "run.safetensors").is_file() and not (first / "answers.csv").exists()
     asked = run_cli("questions", first, "--n", 6)
     assert asked.returncode == 0, asked.stderr
     rows = list(csv.DictReader(asked.stdout.splitlines()))

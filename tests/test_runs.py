@@ -11,7 +11,7 @@ import torch
 from l2c_explorer.clustering import L2CClusterer, unlike_threshold, vote
 from l2c_explorer.errors import InputError, ModelFileError
 from l2c_explorer.neighbours import Neighbours
-from l2c_explorer.runs import load_run
+from l2c_explorer.runs import load_run, read_run_state
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +74,13 @@ def test_the_run_folder_restores_a_clusterer_that_assigns_the_same(fitted, split
     shipped = fitted.similarity_model_.net.state_dict()
     saved = restored.embedding_model_.net.state_dict()
     assert any(not torch.equal(shipped[k], saved[k]) for k in shipped)
+    # the same file holds what asking questions about the run needs
+    state = read_run_state(tmp_path / "out")
+    assert state["paths"] == fitted.paths_ and np.array_equal(state["labels"], fitted.labels_)
+    assert np.allclose(state["probabilities"], fitted.probabilities_, atol=1e-6)
+    assert np.allclose(state["embedding"], fitted.embedding_, atol=1e-6) and state["answers"] == []
+    assert (state["pair_scale"], state["pair_bias"]) == pytest.approx(fitted.pair_head_)
+    assert restored.pair_head_ == pytest.approx(fitted.pair_head_)
 
 
 def test_damaged_or_mismatched_run_folders_are_refused(fitted, tmp_path):
