@@ -1,6 +1,8 @@
 """New images assigned to a finished run, against discovering the union again.
 
-From the 25k scale set (benchmarks/scale_sets.py) a seeded random split takes 20,000 images for a run and
+From a scale set (benchmarks/scale_sets.py; ``--set``, default ``omniglot-20k``: 20,000 drawings of 1,000
+characters, which the ``omniglot`` model suits and whose K is within ``--max-k``) a seeded random split takes
+20,000 images (all but 1,000 of a smaller set) for a run and
 1,000 other images of the same classes as the new ones; 1,000 photos of the 25 Tiny ImageNet novel-dev classes
 (absent from the set) test the unlike-any flag. Then:
 
@@ -78,16 +80,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--scratch", default=None)
+    ap.add_argument("--set", default="omniglot-20k", help="the scale set the run and the new images come from")
     ap.add_argument("--max-k", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     scratch = Path(args.scratch) if args.scratch else default_scratch()
-    base = build_set("25k", scratch)
+    base = build_set(args.set, scratch)
     files = sorted(p for p in base.rglob("*") if p.is_symlink())
     order = np.random.default_rng(args.seed).permutation(len(files))
-    run_files = [files[i] for i in order[:20_000]]
-    new_files = [files[i] for i in order[20_000:21_000]]
-    work = scratch / f"assign-{args.seed}"
+    n_run = min(20_000, len(files) - 1000)
+    run_files = [files[i] for i in order[:n_run]]
+    new_files = [files[i] for i in order[n_run:n_run + 1000]]
+    work = scratch / f"assign-{args.set}-{args.seed}"
     run_dir = link_tree(run_files, base, work / "run")
     new_dir = link_tree(new_files, base, work / "new")
     union_dir = link_tree(run_files + new_files, base, work / "union")
@@ -131,7 +135,7 @@ def main() -> None:
     gap = 100 * (acc_new_rerun - acc_new_assign)
     md = "\n".join([
         f"Machine: {machine}; load average {min(loads):.1f}-{max(loads):.1f} during the runs (above 2: other jobs "
-        "shared the 2 cores). 20,000 images of the 25k set clustered with K unknown (at most "
+        f"shared the 2 cores). {n_run:,} images of the `{args.set}` set clustered with K unknown (at most "
         f"{args.max_k}); 1,000 other images of the same classes assigned to the run.",
         "",
         "| what | value |",
@@ -140,7 +144,7 @@ def main() -> None:
         f"{'met' if assign_s <= 20 else 'not met'}) |",
         f"| accuracy on the new images: assigned / discovery on the union | {100 * acc_new_assign:.1f}% / "
         f"{100 * acc_new_rerun:.1f}% ({gap:+.1f} points; target within 2: {'met' if gap <= 2 else 'not met'}) |",
-        f"| accuracy on all 21,000: run + assigned / discovery on the union | {100 * acc_union_assign:.1f}% / "
+        f"| accuracy on all {n_run + 1000:,}: run + assigned / discovery on the union | {100 * acc_union_assign:.1f}% / "
         f"{100 * acc_union_rerun:.1f}% |",
         f"| K of the run / of the union | {run_summary['k_estimated']} / {union_summary['k_estimated']} |",
         f"| new images of known classes flagged unlike any | {100 * unlike_known:.1f}% |",

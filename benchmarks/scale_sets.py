@@ -14,6 +14,10 @@ set      content                                                                
 100k     50k + the other 116 Tiny ImageNet source classes + 183 more background characters            100,008
 =======  ==========================================================================================  ======
 
+``omniglot-20k`` (every background character and the first 36 evaluation ones: 20,000 drawings of 1,000
+characters) and ``omniglot-25k`` (every Omniglot character of ``../shared/data``: 25,460 drawings of 1,273) hold
+drawings only, which the ``omniglot`` model suits throughout.
+
 Omniglot background characters are the ones the ``omniglot`` similarity model learnt from (easier than new
 ones); the photos are grey 32 x 32 squares to that model (harder): the sets measure speed, memory and
 agreement with the exact pipeline, not transfer. A set names the similarity model it is run with
@@ -52,6 +56,10 @@ SETS = {
                             ("tiny-novel", None), ("tiny-source", 36))),
     "100k": ScaleSet("100k", (("omniglot-eval", None), ("omniglot-bg", 624), ("mnist", None), ("usps", None),
                               ("tiny-novel", None), ("tiny-source", None))),
+    # drawings only: folders the omniglot model suits from end to end, for new images assigned to a run
+    # (benchmarks/assign.py); 20k has 1,000 characters, within a K estimate of at most 1,000
+    "omniglot-20k": ScaleSet("omniglot-20k", (("omniglot-bg", None), ("omniglot-eval", 36))),
+    "omniglot-25k": ScaleSet("omniglot-25k", (("omniglot-eval", None), ("omniglot-bg", None))),
     # photos only, for a colour photo model when one is available
     "photos-60k": ScaleSet("photos-60k", (("tiny-novel", None), ("tiny-source", None)), model="photos"),
 }
