@@ -92,7 +92,9 @@ spectrum and filtered features are compared with the same code computing exact n
 digits and photos, most of them images the `omniglot` model was not made for: there the similarity graph is
 one connected component whose spectrum falls smoothly from the top, the largest drops come first, and the
 K rule stops at a handful of groups. That row measures time and memory; its K and accuracy say that the K
-rule reads the coarsest structure of a folder that mixes kinds of images, not that the run found them.
+rule reads the coarsest structure of a folder that mixes kinds of images, not that the run found them. The
+same collapse shows on drawings alone at about a thousand categories: in the `assign` section below, the
+19,000-image run of 1,000 characters gets 4 groups while the 20,000-image union gets 874.
 """,
     "photos_limits": """
 **Reading the limits.** Down the Omniglot rows, our accuracy with K known follows the share of each image's
