@@ -151,11 +151,16 @@ def _assignment_paths(folder: Path, n: int) -> list[str]:
     """The clustered images' paths from the run's assignments.csv (generated names when it is missing)."""
     csv_file = folder / "assignments.csv"
     if csv_file.is_file():
-        with open(csv_file, newline="", encoding="utf-8") as f:
-            rows = [row[0] for row in csv.reader(f)][1:]
+        rows = _read_paths(csv_file)
         if len(rows) == n:
             return rows
     return [f"image_{i:06d}" for i in range(n)]
+
+
+def _read_paths(csv_file: Path) -> list[str]:
+    """The ``path`` column of an ``assignments.csv``."""
+    with open(csv_file, newline="", encoding="utf-8") as f:
+        return [row["path"] for row in csv.DictReader(f)]
 
 
 def read_run_state(folder: str | os.PathLike) -> dict:
@@ -178,8 +183,7 @@ def read_run_state(folder: str | os.PathLike) -> dict:
     if "probabilities" not in tensors or "pair_scale" not in config:
         raise InputError(f"{run_file} was written before questions could be asked about a run; run `discover` "
                          "again.")
-    with open(assignments, newline="", encoding="utf-8") as f:
-        paths = [row["path"] for row in csv.DictReader(f)]
+    paths = _read_paths(assignments)
     n = len(tensors["labels"])
     if len(paths) != n or config.get("n_images") != n:
         raise InputError(f"{assignments} and {run_file} do not describe the same images; run `discover` again.")
