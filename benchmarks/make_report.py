@@ -59,6 +59,8 @@ SECTIONS = [
     ("discover_speed", "Discovery speed on a 1,000-image folder", "`OMP_NUM_THREADS=1 python benchmarks/discover_speed.py`"),
     ("discover_large", "Discovery on a large folder: 6,180 images, 309 characters",
      "`python benchmarks/discover_large.py`"),
+    ("discover_large_gpu", "The same large folder on a GPU",
+     "`python benchmarks/discover_large.py --threads 16` on a machine with a CUDA GPU (the run picks it)"),
     ("teach", "Teach it: a simulated person answers questions about pairs of images",
      "`pip install -e .[bench]`, then `python benchmarks/teach.py --only omniglot --alphabets Tengwar Sylheti "
      "Aurek-Besh --methods ours random --threads 1 --no-speed`, `python benchmarks/teach.py --only photos "

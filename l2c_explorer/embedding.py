@@ -155,13 +155,16 @@ def embed_files(files: list[str], state: dict, config: dict) -> tuple[np.ndarray
     from .nets import build_similarity_net
 
     torch.set_num_threads(int(config.get("threads", 1)))
+    device = torch.device(config.get("device", "cpu"))
     net = build_similarity_net(config["architecture"])
     net.load_state_dict(state)
+    net.to(device)
     prep = Preprocessing.from_dict(config["preprocessing"])
     model = SimilarityModel(net.eval(), prep, {})
     pixels, ok, reasons = _read_pixels([Path(f) for f in files], prep.size, prep.channels)
     with torch.no_grad():
-        emb = [net.embed(model.inputs(torch.from_numpy(pixels[s : s + BATCH]))) for s in range(0, len(pixels), BATCH)]
+        emb = [net.embed(model.inputs(torch.from_numpy(pixels[s : s + BATCH])).to(device)).cpu()
+               for s in range(0, len(pixels), BATCH)]
     out = torch.cat(emb).numpy() if emb else np.zeros((0, net.encoder.project.out_features), np.float32)
     return out, ok, reasons
 
@@ -177,6 +180,7 @@ def embed_folder(
     worker_threads: int = 1,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    device: str | torch.device = "auto",
 ) -> EmbeddedImages:
     """Embed every image of ``folder`` with a similarity model, here or on a Dask cluster.
 
@@ -191,6 +195,8 @@ def embed_folder(
     adapt_norm : bool
         Re-estimate the batch-norm statistics on the folder first (on a random sample of at most
         :data:`NORM_SAMPLE` images, read here); the workers then all use the same adapted model.
+    device : {"auto", "cpu", "cuda"}
+        Where the statistics and, without a client, the embeddings are computed; cluster workers use their CPUs.
 
     Returns
     -------
@@ -203,7 +209,7 @@ def embed_folder(
     root, files, ignored, _ = folder_listing(folder)
     if not files:
         raise InputError(f"No images found in {root}.")
-    device = torch.device("cpu") if client is not None else resolve_device("auto")
+    device = torch.device("cpu") if client is not None else resolve_device(device)
     if adapt_norm:
         def pixels_of(index: np.ndarray) -> torch.Tensor:
             arrays = []
@@ -219,7 +225,7 @@ def embed_folder(
     if client is None:
         state = {k: v.cpu() for k, v in model.net.state_dict().items()}
         config = {"architecture": model.card["architecture"], "preprocessing": prep.to_dict(),
-                  "threads": torch.get_num_threads()}
+                  "threads": torch.get_num_threads(), "device": str(device)}
         embeddings, ok, reasons = [], [], []
         for start in range(0, len(names), chunk):
             emb, kept, why = embed_files(names[start : start + chunk], state, config)

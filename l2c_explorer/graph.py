@@ -82,7 +82,7 @@ def knn_adjacency(neighbours: Neighbours, k: int, *, mutual: bool = False) -> sp
     """
     n = len(neighbours.indices)
     k = _checked_k(k, n)
-    cols = neighbours.first(k).indices.numpy().ravel()
+    cols = neighbours.first(k).indices.cpu().numpy().ravel()
     rows = np.repeat(np.arange(n), k)
     adjacency = sp.csr_matrix((np.ones(n * k), (rows, cols)), shape=(n, n))
     return (adjacency.minimum(adjacency.T) if mutual else adjacency.maximum(adjacency.T)).tocsr()
@@ -95,9 +95,9 @@ def self_tuning_adjacency(neighbours: Neighbours, k: int = 20, scale_neighbour: 
     scale_neighbour = int(min(max(scale_neighbour, 1), k))
     first = neighbours.first(k)
     # for unit vectors |x_i - x_j|^2 = 2 (1 - cos); the factor 2 cancels against s_i s_j
-    distance = (1.0 - first.cosines.double()).clamp_min(0.0).numpy()  # (n, k), nearest first
+    distance = (1.0 - first.cosines.double()).clamp_min(0.0).cpu().numpy()  # (n, k), nearest first
     scale = np.sqrt(distance[:, scale_neighbour - 1]) + 1e-12
-    cols = first.indices.numpy()
+    cols = first.indices.cpu().numpy()
     rows = np.repeat(np.arange(n), k)
     weights = np.exp(-distance.ravel() / (scale[rows] * scale[cols.ravel()]))
     adjacency = sp.csr_matrix((weights, (rows, cols.ravel())), shape=(n, n))

@@ -121,8 +121,8 @@ def ivf_neighbours(
     slot_order = torch.argsort(probe_slots, stable=True)
     slot_counts = torch.bincount(probe_slots, minlength=n_lists)
     slot_starts = torch.cumsum(slot_counts, 0) - slot_counts
-    best_index = torch.full((n * n_probe, k), -1, dtype=torch.int32)
-    best_cosine = torch.full((n * n_probe, k), -float("inf"))
+    best_index = torch.full((n * n_probe, k), -1, dtype=torch.int32, device=x.device)
+    best_cosine = torch.full((n * n_probe, k), -float("inf"), device=x.device)
     for c in range(n_lists):
         if member_counts[c] == 0 or slot_counts[c] == 0:
             continue

@@ -4,6 +4,8 @@ import threading
 
 import numpy as np
 import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score
 from numerics import assert_close
 
 from l2c_explorer.clustering import L2CClusterer, pair_targets, sample_batch, train_cluster_head
@@ -61,6 +63,17 @@ def test_known_k_gives_exactly_k_clusters(keble_subset):
     assert c.score() >= 0.80  # measured 1.00; a margin of more than one of the 6 characters (17 points each)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_finds_the_same_categories_as_the_cpu(keble_subset):
+    runs = {device: L2CClusterer(n_clusters=6, random_state=0, device=device, cache=False).fit(keble_subset, labelled=True)
+            for device in ("cpu", "cuda")}
+    assert runs["cuda"].device_.type == "cuda"
+    # GPU kernels sum in another order than the CPU's, so the runs may differ in a few images, not in the groups
+    assert adjusted_rand_score(runs["cpu"].labels_, runs["cuda"].labels_) >= 0.9
+    assert runs["cuda"].score() >= 0.80  # the CPU's measured 1.00 and its margin (test_known_k_gives_exactly_k_clusters)
+    assert np.isfinite(np.asarray(runs["cuda"].embedding_)).all() and np.isfinite(runs["cuda"].probabilities_).all()
+
+
 def test_same_seed_same_result(keble_subset):
     a = L2CClusterer(random_state=3).fit(keble_subset).labels_
     b = L2CClusterer(random_state=3).fit(keble_subset).labels_
@@ -110,7 +123,8 @@ def test_first_k_estimate_reads_the_self_tuning_graph(keble_subset):
     from l2c_explorer.graph import SIGNIFICANT_GAP, eigengap_k, self_tuning_spectrum
 
     c = L2CClusterer(random_state=0, self_training_steps=0).fit(keble_subset)
-    values = self_tuning_spectrum(torch.from_numpy(c.embedding_), len(c.eigenvalues_))
+    # the same device as the run's neighbour search: the same float32 cosines, so the same graph
+    values = self_tuning_spectrum(torch.from_numpy(c.embedding_).to(c.device_), len(c.eigenvalues_))
     assert_close(c.eigenvalues_, values, n_terms=len(c.paths_), dtype=np.float64)  # dense eigh of 120 x 120
     max_k = len(c.paths_) - 1
     assert c.k_eigengap_ == eigengap_k(values, max_k=min(100, max_k), significance=SIGNIFICANT_GAP)
@@ -256,7 +270,10 @@ def test_a_second_run_reuses_the_cache_and_gives_the_same_clusters(tmp_path, keb
     second = L2CClusterer(random_state=0, self_training_steps=5, cache=str(cache)).fit(keble_subset)
     assert first.cached_ == [] and second.cached_ == ["pixels", "embeddings", "neighbours"]
     assert np.array_equal(first.labels_, second.labels_)
-    assert np.allclose(first.embedding_, second.embedding_, atol=1e-6)
+    # within 1e-6 on a CPU; a GPU sums convolution gradients in no fixed order, so after 5 self-training steps
+    # there the two runs' embeddings differ by more than 1e-5 (measured on an H200), in the same clusters
+    gpu = first.device_.type == "cuda"
+    assert np.abs(first.embedding_ - second.embedding_).max() <= (1e-3 if gpu else 1e-6)
     (keble_subset / "character01" / "extra.png").write_bytes(
         (next((keble_subset / "character02").glob("*.png"))).read_bytes())
     third = L2CClusterer(random_state=0, self_training_steps=0, cache=cache).fit(keble_subset)

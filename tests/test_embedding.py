@@ -18,7 +18,7 @@ def test_streamed_embeddings_equal_the_in_memory_ones(tmp_path, keble_subset):
     adapted = adapt_model(model, store.take, len(store), device=torch.device("cpu"))
     streamed = embed_store(adapted, store, device=torch.device("cpu"), batch_size=50)
     assert torch.allclose(streamed, expected, atol=1e-5)
-    embedded = embed_folder(keble_subset, model, chunk=33)
+    embedded = embed_folder(keble_subset, model, chunk=33, device="cpu")  # same kernels as ``expected``
     assert embedded.paths == memory.paths and np.allclose(embedded.embeddings, expected.numpy(), atol=1e-5)
 
 

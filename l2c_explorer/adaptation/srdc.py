@@ -71,7 +71,7 @@ class SRDC:
             assign = student_t_assignment(ft.to(self.device), centre.data, normalise=o.srdc_assignment)
             state["column_sums"][f"f{level + 1}"] = assign.mean(0)
         if o.srdc_soft_select and epoch > 0:
-            state["mean_weight"] = float(source_sample_weights(f1_s, labels_s, state["target_centroids"][0]).mean())
+            state["mean_weight"] = float(source_sample_weights(f1_s, labels_s, state["target_centroids"][0].to(f1_s.device)).mean())
         return state
 
     def terms(self, state: dict, epoch: int, ys, source_out, target_out) -> dict:
