@@ -91,12 +91,13 @@ NOTES = {
 **Reading the scale table.** The 10k set holds drawings only, and there the default pipeline's estimated
 spectrum and filtered features are compared with the same code computing exact neighbours and eigenpairs
 (the "exact" row): the check line says how far apart their accuracies are. The 100k set mixes drawings,
-digits and photos, most of them images the `omniglot` model was not made for: there the similarity graph is
-one connected component whose spectrum falls smoothly from the top, the largest drops come first, and the
-K rule stops at a handful of groups. That row measures time and memory; its K and accuracy say that the K
-rule reads the coarsest structure of a folder that mixes kinds of images, not that the run found them. The
-same collapse shows on drawings alone at about a thousand categories: in the `assign` section below, the
-19,000-image run of 1,000 characters gets 4 groups while the 20,000-image union gets 874.
+digits and photos, most of them images the `omniglot` model was not made for. Its spectrum opens with a
+few big drops, after which the K rule alone stopped at a handful of groups; the estimate now reads the
+spectrum again inside the parts those drops separate (coarse to fine, `l2c_explorer.graph.coarse_to_fine_k`)
+and reaches `--max-k`. The per-source table shows what remains: drawings sort far better than digits and
+photos, which this model cannot tell apart; one folder per kind of image, each with its own model, is the
+way to sort such a collection. The `assign` section below shows the same estimate on 19,000 drawings of
+1,000 characters.
 """,
     "photos_limits": """
 **Reading the limits.** Down the Omniglot rows, our accuracy with K known follows the share of each image's

@@ -43,12 +43,15 @@ from .errors import InputError, StoppedError
 from .graph import (
     DIFFUSION_COMPONENTS,
     NEIGHBOUR_SHARE,
+    SPLIT_MIN,
+    coarse_to_fine_k,
     diffusion_features,
-    eigengap_k,
+    k_estimate_graph,
     knn_adjacency,
     knn_graph,
     neighbourhood,
-    self_tuning_spectrum,
+    normalised_adjacency,
+    top_eigenvalues,
 )
 from .losses import CLUSTERING_LOSSES
 from .metrics import clustering_scores
@@ -350,7 +353,12 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
     n_clusters_ : int
         Number of clusters found (the estimate of K when ``n_clusters`` is None).
     k_eigengap_ : int
-        The eigengap estimate of K (computed in both modes, for reference).
+        The eigengap estimate of K (computed in both modes, for reference; with K given, large folders are not
+        read again in parts).
+    k_parts_ : int or None
+        How many parts of the folder the estimate was read in: 1 when the whole spectrum gave it, more when a
+        large folder's few big drops were read again inside the parts they separate
+        (:func:`~l2c_explorer.graph.coarse_to_fine_k`); None for the paper's pipeline.
     eigenvalues_ : ndarray of shape (n_eigen,)
         The spectrum ``k_eigengap_`` was read from, in decreasing order: the largest eigenvalues of the
         normalised self-tuning graph (first pass) or of the sharpened similarity graph (after
@@ -772,22 +780,29 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         graph = knn_adjacency(neighbours, linked)
         max_k = min(self.max_clusters, n - 1)
         spectrum_before = None
+        # with K given, the estimate is for reference only: not worth reading the parts of a large folder again
+        split_min = SPLIT_MIN if self.n_clusters is None else n + 1
         if pass_number == 1:
             # the self-tuning graph of the similarity model's features, where categories drawn in two styles
             # stay one group; after self-training the sharpened graph's own spectrum has one clear drop
-            values = self_tuning_spectrum(emb, max_k + 1, neighbours=settings["k_graph_neighbours"],
-                                          scale_neighbour=settings["k_graph_scale_neighbour"], seed=self.random_state,
-                                          found=neighbours, method=self.spectrum)
-            spectrum_before = (eigengap_k(values, max_k=max_k, significance=settings["k_significance"]), values)
+            k_graph = k_estimate_graph(emb, neighbours=settings["k_graph_neighbours"],
+                                       scale_neighbour=settings["k_graph_scale_neighbour"], found=neighbours)
+            values = top_eigenvalues(normalised_adjacency(k_graph), max_k + 1, seed=self.random_state,
+                                     method=self.spectrum)
+            spectrum_before = (coarse_to_fine_k(k_graph, values, max_k=max_k, significance=settings["k_significance"],
+                                                seed=self.random_state, method=self.spectrum, split_min=split_min),
+                               values)
         n_components = min(max(DIFFUSION_COMPONENTS, self.max_clusters, self.n_clusters or 0) + 1, n)
         features, eigenvalues = diffusion_features(
             graph, n_components=n_components, diffusion_time=settings["diffusion_time"], seed=self.random_state,
             n_values=max_k + 1, method=self.spectrum,
         )
         if pass_number > 1:
-            spectrum_before = (eigengap_k(eigenvalues, max_k=max_k, significance=settings["k_sharpened_significance"]),
+            spectrum_before = (coarse_to_fine_k(graph, eigenvalues, max_k=max_k,
+                                                significance=settings["k_sharpened_significance"],
+                                                seed=self.random_state, method=self.spectrum, split_min=split_min),
                                eigenvalues)
-        self.k_eigengap_, self.eigenvalues_ = spectrum_before
+        (self.k_eigengap_, self.k_parts_), self.eigenvalues_ = spectrum_before
         k = int(self.n_clusters or self.k_eigengap_)
         if on_k is not None:
             on_k(k)
@@ -832,7 +847,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         lists serve :meth:`predict`'s unlike-any rule only.
         """
         n_outputs = int(self.n_clusters or min(self.max_clusters, len(emb)))
-        self.k_eigengap_, self.eigenvalues_ = None, None
+        self.k_eigengap_, self.k_parts_, self.eigenvalues_ = None, None, None
         emb = emb.float()
         if neighbours is None:
             found = self._search(emb.to(device))
@@ -854,7 +869,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         """What K was chosen from, for people: the spectrum, the eigengap estimate and the K used."""
         return {"eigenvalues": [round(float(v), 5) for v in self.eigenvalues_], "k_eigengap": int(self.k_eigengap_),
                 "k": int(k), "k_given": self.n_clusters is not None, "pass": pass_number,
-                "rule": "largest drop" if pass_number > 1 else "half the largest drop"}
+                "rule": "largest drop" if pass_number > 1 else "half the largest drop", "parts": int(self.k_parts_)}
 
     def _stages(self, n_images: int, model: SimilarityModel) -> list[Stage]:
         """The stages of a fit on ``n_images`` images, with their priors (see :data:`STAGE_COSTS`)."""
@@ -909,7 +924,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         if tuned is None:
             return None
         history_before = len(self.history_)
-        spectrum_before = self.eigenvalues_, self.k_eigengap_
+        spectrum_before = self.eigenvalues_, self.k_eigengap_, self.k_parts_
         try:
             timings.start("features")
             emb, tuned_adapted = self._embed(tuned, source, device, report, client, what="sharpened features")
@@ -919,7 +934,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             result = None
         if result is None or (stop is not None and stop.is_set()):
             del self.history_[history_before:]
-            self.eigenvalues_, self.k_eigengap_ = spectrum_before
+            self.eigenvalues_, self.k_eigengap_, self.k_parts_ = spectrum_before
             return None
         return result, tuned_adapted
 
@@ -1075,6 +1090,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             "k_given": self.n_clusters,
             "k_max": int(self.n_clusters or self.max_clusters),
             "k_eigengap": None if self.k_eigengap_ is None else int(self.k_eigengap_),
+            "k_parts": getattr(self, "k_parts_", None),
             "method": self.method,
             "settings": self.settings_,
             "stopped_early": bool(self.stopped_),

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from numerics import assert_close, assert_neighbours, clear_neighbours
 
@@ -9,6 +10,8 @@ from l2c_explorer import graph
 from l2c_explorer.graph import (
     LANCZOS_TOL,
     NEIGHBOUR_SHARE,
+    SPLIT_MIN,
+    coarse_to_fine_k,
     diffusion_features,
     eigengap_k,
     knn_graph,
@@ -16,7 +19,9 @@ from l2c_explorer.graph import (
     neighbourhood,
     normalised_adjacency,
     self_tuning_graph,
+    spectral_parts,
     top_eigenpairs,
+    top_eigenvalues,
 )
 
 pytestmark = pytest.mark.numerical  # .ci/run runs these again on one thread
@@ -140,3 +145,37 @@ def test_graph_neighbourhoods_shrink_only_for_tiny_folders():
     assert neighbourhood(10, 11, share=NEIGHBOUR_SHARE) == 2
     assert neighbourhood(10, 40, share=NEIGHBOUR_SHARE) == 10 and neighbourhood(10, 5000, share=0.25) == 10
     assert neighbourhood(10, 2, share=NEIGHBOUR_SHARE) == 1
+
+
+def _nested_blocks(cliques_per_part, *, size=20, across=0.5, between=1e-3):
+    """Cliques of ``size`` images (weight 1) grouped in parts (weight ``across`` between cliques of a part),
+    the parts barely linked (``between``): (adjacency, clique of each image, part of each image)."""
+    clique = np.repeat(np.arange(sum(cliques_per_part)), size)
+    part = np.repeat(np.repeat(np.arange(len(cliques_per_part)), cliques_per_part), size)
+    weights = np.where(part[:, None] == part[None, :], across, between)
+    weights[clique[:, None] == clique[None, :]] = 1.0
+    np.fill_diagonal(weights, 0.0)
+    return sp.csr_matrix(weights), clique, part
+
+
+def test_coarse_to_fine_k_reads_again_inside_the_parts_a_few_big_drops_set_apart():
+    adjacency, clique, part = _nested_blocks([4, 3, 1])
+    values = top_eigenvalues(normalised_adjacency(adjacency), 100)
+    # 3 eigenvalues near 1 (the parts), then 5 at about 0.2: the whole spectrum's rule stops at the parts
+    assert eigengap_k(values, max_k=99, significance=0.5) == 3
+    assert coarse_to_fine_k(adjacency, values, max_k=99, significance=0.5, split_min=50) == (8, 3)
+    # the parts the split found are the three parts, largest first (a one-clique part counts as one group)
+    found = spectral_parts(normalised_adjacency(adjacency), 3)
+    assert [sorted(set(part[p])) for p in found] == [[0], [1], [2]] and [len(p) for p in found] == [80, 60, 20]
+    # capped by max_k
+    assert coarse_to_fine_k(adjacency, values, max_k=6, significance=0.5, split_min=50)[0] == 6
+
+
+def test_coarse_to_fine_k_leaves_small_folders_and_fine_spectra_alone():
+    adjacency, _, _ = _nested_blocks([4, 3, 1])
+    values = top_eigenvalues(normalised_adjacency(adjacency), 100)
+    assert coarse_to_fine_k(adjacency, values, max_k=99, significance=0.5) == (3, 1)  # 160 < SPLIT_MIN images
+    assert SPLIT_MIN > 1000  # every Omniglot alphabet and photo subset of the benchmarks keeps its K
+    loose, _, _ = _nested_blocks([4, 3, 1], across=0.2)  # the cliques' drop is the clearest: no need to split
+    values = top_eigenvalues(normalised_adjacency(loose), 100)
+    assert coarse_to_fine_k(loose, values, max_k=99, significance=0.5, split_min=50) == (8, 1)

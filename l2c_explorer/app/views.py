@@ -242,6 +242,10 @@ def spectrum_chart(spectrum: dict | None, k_true: int | None = None) -> dict | N
     if spectrum.get("k_given"):
         note = (f"K = {k} was given. The spectrum alone would suggest {k_gap}: the drop after eigenvalue {k_gap}"
                 f" is the {spectrum['rule']} rule's choice.")
+    elif spectrum.get("parts", 1) > 1:
+        note = (f"K = {k}: the first few drops of this spectrum set a few large parts of the folder apart; "
+                f"read again inside each of its {spectrum['parts']} parts (the {spectrum['rule']} rule), the "
+                f"parts' spectra add up to {k} groups.")
     else:
         note = (f"K = {k}: {k} eigenvalues stay close to 1, then the values drop (the {spectrum['rule']} rule). "
                 "Each well-separated group of images gives one eigenvalue near 1.")

@@ -209,6 +209,9 @@ def test_views_progress_and_curves():
     chart = json.loads(views.curves_json([], views.DISCOVER_SERIES, spectrum=spectrum, k_true=4))["spectrum"]
     assert chart["k"] == 3 and chart["k_true"] == 4 and "second round" in chart["title"]
     assert len(chart["eigenvalues"]) == 30 and chart["note"].startswith("K = 3: 3 eigenvalues")
+    read_in_parts = dict(spectrum, k=40, parts=3)  # a large folder's K, read again inside 3 parts
+    note = views.spectrum_chart(read_in_parts)["note"]
+    assert note.startswith("K = 40: the first few drops") and "its 3 parts" in note
     assert views.duration(3725) == "1 h 02 min" and views.duration(None) == "?"
     assert np.isclose(float(views.esc("1.5")), 1.5)
 
