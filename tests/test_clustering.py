@@ -289,3 +289,15 @@ def test_approximate_search_and_estimated_spectrum_cluster_a_real_folder(keble_s
                      cache=False).fit(keble_subset, labelled=True)
     assert abs(c.n_clusters_ - 6) <= 1 and c.score() >= 0.8
     assert c.diffusion_features_.shape[1] == 256 and c.prototypes_.shape == (c.n_clusters_, c.embedding_.shape[1])
+
+
+@pytest.mark.parametrize("spectrum, second_rule", [("exact", "largest drop"), ("stochastic", "half the largest drop")])
+def test_the_second_k_estimate_reads_an_estimated_spectrum_like_the_first(keble_subset, spectrum, second_rule):
+    spectra = []
+    callback = lambda p: spectra.append(p.details["spectrum"]) if "spectrum" in p.details else None  # noqa: E731
+    c = L2CClusterer(random_state=0, self_training_steps=5, spectrum=spectrum, cache=False).fit(keble_subset,
+                                                                                                 callback=callback)
+    # an estimated spectrum blurs the one clear drop of the sharpened graph over a few gaps
+    assert [(s["pass"], s["rule"], s["parts"]) for s in spectra] == [(1, "half the largest drop", 1),
+                                                                      (2, second_rule, 1)]
+    assert c.k_parts_ == 1 and c.summary()["k_parts"] == 1
