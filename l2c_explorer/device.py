@@ -24,6 +24,18 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     raise InputError(f"Unknown device {device!r}; use one of {', '.join(DEVICES)}.")
 
 
+def place(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``net`` (in place) on ``device``, in the memory layout its convolutions run fastest in there.
+
+    On a CPU that is channels-last: the shipped models' forward passes and self-training steps ran 1.25-1.8x
+    faster in it on 2 cores, with the same outputs to float32 rounding (``benchmarks/conv_layout.py``). On a
+    GPU the layout is left as it is (not measured there).
+    """
+    if device.type == "cpu":
+        return net.to(device, memory_format=torch.channels_last)
+    return net.to(device)
+
+
 def describe_device(device: torch.device) -> str:
     """A short human label, e.g. ``"GPU (NVIDIA H100)"`` or ``"CPU (2 threads)"``."""
     if device.type == "cuda":

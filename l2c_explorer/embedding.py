@@ -15,18 +15,17 @@ cost grows with the pixels, and the one that is embarrassingly parallel:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from .data import ImageReadError, class_of, read_image
 from .device import resolve_device
 from .errors import InputError, StoppedError
-from .similarity import SimilarityModel, load_similarity_model
+from .similarity import SimilarityModel, inference_copy, load_similarity_model, norm_statistics_copy
 from .store import PixelStore
 
 # Batch-norm statistics are averaged over at most this many images (a seeded random sample of larger
@@ -34,23 +33,6 @@ from .store import PixelStore
 # images already vary by well under a percent between samples.
 NORM_SAMPLE = 10_000
 BATCH = 512
-
-
-def norm_statistics_copy(net: nn.Module, batches: Iterable[torch.Tensor], device: torch.device) -> nn.Module:
-    """A copy of ``net`` whose batch-norm statistics are the average over ``batches`` of model inputs."""
-    import copy
-
-    net = copy.deepcopy(net).to(device)
-    for m in net.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches below
-    net.train()
-    with torch.no_grad():
-        for chunk in batches:
-            if len(chunk) > 1:
-                net.embed(chunk.to(device)) if hasattr(net, "embed") else net(chunk.to(device))
-    return net.eval()
 
 
 def sample_indices(n: int, sample: int = NORM_SAMPLE, seed: int = 0) -> np.ndarray:
@@ -90,7 +72,7 @@ def embed_store(
     should_stop: Callable[[], bool] | None = None,
 ) -> torch.Tensor:
     """Unit embeddings (n, d) of a store's images with ``model`` as it is (no statistics re-estimated)."""
-    net = model.net.to(device).eval()
+    net = inference_copy(model.net, device)
     out = []
     for start, pixels in store.chunks(max(batch_size, 2048)):
         for s in range(0, len(pixels), batch_size):
@@ -99,7 +81,6 @@ def embed_store(
             out.append(net.embed(model.inputs(pixels[s : s + batch_size]).to(device)).cpu())
         if progress is not None:
             progress(start + len(pixels), len(store))
-    model.net.cpu()
     return torch.cat(out)
 
 
@@ -158,14 +139,15 @@ def embed_files(files: list[str], state: dict, config: dict) -> tuple[np.ndarray
     device = torch.device(config.get("device", "cpu"))
     net = build_similarity_net(config["architecture"])
     net.load_state_dict(state)
-    net.to(device)
+    dim = net.encoder.project.out_features
+    net = inference_copy(net, device)
     prep = Preprocessing.from_dict(config["preprocessing"])
     model = SimilarityModel(net.eval(), prep, {})
     pixels, ok, reasons = _read_pixels([Path(f) for f in files], prep.size, prep.channels)
     with torch.no_grad():
         emb = [net.embed(model.inputs(torch.from_numpy(pixels[s : s + BATCH])).to(device)).cpu()
                for s in range(0, len(pixels), BATCH)]
-    out = torch.cat(emb).numpy() if emb else np.zeros((0, net.encoder.project.out_features), np.float32)
+    out = torch.cat(emb).numpy() if emb else np.zeros((0, dim), np.float32)
     return out, ok, reasons
 
 

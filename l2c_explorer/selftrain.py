@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .augment import Augmentation, augment_batch, augmentation_from_dict
-from .device import bf16_supported
+from .device import bf16_supported, place
 from .data import normalise, to_unit
 from .options import SELF_TRAINING_KEEP, SELF_TRAINING_STEPS  # tuned values, with how they were chosen
 from .similarity import ClassBalancedSampler, SimilarityModel, adapted_copy, train_one_step
@@ -102,7 +102,7 @@ def self_train(
     mixed_precision = bool(model.card.get("training", {}).get("mixed_precision")) and bf16_supported(device)
     # Start from the model with batch-norm statistics of this folder, as the first clustering saw it.
     if adapted is not None:
-        net = copy.deepcopy(adapted.net).to(device)
+        net = place(copy.deepcopy(adapted.net), device)
     else:
         net = adapted_copy(model.net, normalise(to_unit(pixels, prep.invert), prep), device)
     optimizer = torch.optim.Adam(net.encoder.parameters(), lr=lr)  # the pair head's calibration stays as learnt

@@ -14,11 +14,13 @@ product on top of embedding each image once.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +45,7 @@ from .data import (
     normalise,
     to_unit,
 )
-from .device import bf16_supported, resolve_device
+from .device import bf16_supported, place, resolve_device
 from .errors import InputError, ModelFileError, StoppedError
 from .losses import pair_bce_loss
 from .metrics import pair_scores
@@ -121,8 +123,7 @@ class SimilarityModel:
         dev = resolve_device(device)
         if progress is not None:  # this stage has begun (the batch-norm pass below reports nothing)
             progress(0, len(inputs))
-        net = adapted_copy(self.net, inputs, dev, batch_size) if adapt_norm else self.net.to(dev)
-        net.eval()
+        net = inference_copy(adapted_copy(self.net, inputs, dev, batch_size) if adapt_norm else self.net, dev)
         out = []
         for i in range(0, len(inputs), batch_size):
             if should_stop is not None and should_stop():
@@ -174,25 +175,45 @@ class SimilarityModel:
         return model
 
 
-def adapted_copy(net: nn.Module, inputs: torch.Tensor, device: torch.device, batch_size: int = 512) -> nn.Module:
-    """A copy of ``net`` whose batch-norm statistics are the average over ``inputs`` (n, C, S, S).
+def norm_statistics_copy(net: nn.Module, batches: Iterable[torch.Tensor], device: torch.device) -> nn.Module:
+    """A copy of ``net`` whose batch-norm statistics are the average over ``batches`` of model inputs.
 
     The one place batch-norm statistics are re-estimated. Not ``torch.optim.swa_utils.update_bn``: that
     runs the whole forward pass (here: every pair of a batch), includes a last batch of one image, and
     restores the old momentum, so statistics kept updating later would no longer be a plain average.
     """
-    net = copy.deepcopy(net).to(device)
-    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches below
+    net = place(copy.deepcopy(net), device)
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
     net.train()
     with torch.no_grad():
-        for i in range(0, len(inputs), batch_size):
-            chunk = inputs[i : i + batch_size]
+        for chunk in batches:
             if len(chunk) > 1:
                 net.embed(chunk.to(device)) if hasattr(net, "embed") else net(chunk.to(device))
     return net.eval()
+
+
+def inference_copy(net: nn.Module, device: torch.device) -> nn.Module:
+    """A copy of ``net`` in eval mode for computing embeddings only, on ``device``.
+
+    Each batch norm is folded into the convolution before it (``torch.fx``): the same function to float32
+    rounding, one pass less over every activation. With :func:`~l2c_explorer.device.place`'s layout the
+    embedding pass of both shipped models ran about 1.9x faster on a 2-core CPU (``benchmarks/conv_layout.py``).
+    Never trained or saved: its batch norms are gone.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    fast = copy.deepcopy(net).eval()
+    with contextlib.suppress(Exception):  # torch.fx cannot trace every torchvision model; unfused is only slower
+        fast.encoder = fuse(fast.encoder, inplace=True)
+    return place(fast, device)
+
+
+def adapted_copy(net: nn.Module, inputs: torch.Tensor, device: torch.device, batch_size: int = 512) -> nn.Module:
+    """A copy of ``net`` whose batch-norm statistics are the average over ``inputs`` (n, C, S, S)."""
+    return norm_statistics_copy(net, (inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size)), device)
 
 
 def check_image_size(image_size: int, widths) -> None:

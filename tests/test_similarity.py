@@ -4,10 +4,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from numerics import assert_close
+from numerics import assert_close, fan_ins
 
 from l2c_explorer.errors import InputError
-from l2c_explorer.similarity import ClassBalancedSampler, SimilarityLearner, prototype_loss, split_classes
+from l2c_explorer.similarity import (
+    ClassBalancedSampler,
+    SimilarityLearner,
+    load_similarity_model,
+    prototype_loss,
+    split_classes,
+)
 
 pytestmark = pytest.mark.numerical  # .ci/run runs these again on one thread
 
@@ -144,3 +150,36 @@ def test_weights_that_do_not_fit_the_backbone_are_refused(tmp_path, demo_photos)
     with pytest.raises(ModelFileError, match="does not hold mobilenet_v3_small weights"):
         SimilarityLearner(backbone="mobilenet_v3_small", backbone_weights=str(weights), channels=3,
                           epochs=0.1).fit(demo_photos)
+
+
+@pytest.mark.numerical
+@pytest.mark.parametrize("encoder", ["omniglot", "photos", "mobilenet_v3_small"])
+def test_the_inference_copy_folds_batch_norm_and_embeds_the_same(encoder):
+    from l2c_explorer.backbones import torchvision_features
+    from l2c_explorer.nets import BackboneEncoder, CosinePairHead, SimilarityNet
+    from l2c_explorer.similarity import inference_copy
+
+    torch.manual_seed(0)
+    if encoder in ("omniglot", "photos"):
+        model = load_similarity_model(encoder)
+        net, shape = model.net, (model.preprocessing.channels, model.preprocessing.size, model.preprocessing.size)
+    else:  # a torchvision backbone, with batch-norm statistics that are not the identity
+        features, dim = torchvision_features(encoder, in_channels=3)
+        net = SimilarityNet(encoder=BackboneEncoder(backbone=features, feature_dim=dim, embedding_dim=32),
+                            head=CosinePairHead())
+        with torch.no_grad():
+            net.train()
+            net.embed(torch.randn(8, 3, 64, 64))
+        shape = (3, 64, 64)
+    net.eval()
+    x = torch.randn(6, *shape)
+    norms_before = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    with torch.no_grad():
+        expected = net.embed(x)
+        fast = inference_copy(net, torch.device("cpu"))
+        got = fast.embed(x)
+    assert norms_before > 0
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())  # folded away
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == norms_before  # the original is kept
+    # the folded weights and the summation order round differently, layer after layer
+    assert_close(got, expected, n_terms=fan_ins(net))

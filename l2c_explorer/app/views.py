@@ -141,7 +141,7 @@ def folder_markdown(report) -> str:
     if not report.checked_all:
         parts.append("Files that turn out not to be readable images are listed when the run reads them.")
     if n < SMALL_FOLDER:
-        parts.append(f"With so few images the number of categories is hard to estimate: if you know it, give it in "
+        parts.append("With so few images the number of categories is hard to estimate: if you know it, give it in "
                      "step 3.")
     if report.looks_labelled:
         parts.append("The images are sorted into sub-folders. If their names are the true categories, tick the box "
