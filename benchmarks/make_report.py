@@ -59,6 +59,8 @@ SECTIONS = [
     ("discover_speed", "Discovery speed on a 1,000-image folder", "`OMP_NUM_THREADS=1 python benchmarks/discover_speed.py`"),
     ("conv_layout", "The models' convolutions on the CPU: contiguous against channels-last memory layout",
      "`python benchmarks/conv_layout.py`"),
+    ("spectrum_settings", "The spectrum estimate's settings: Chebyshev degree and probes against exact eigenvalues",
+     "`python benchmarks/spectrum_settings.py`"),
     ("discover_large", "Discovery on a large folder: 6,180 images, 309 characters",
      "`python benchmarks/discover_large.py --baseline`"),
     ("discover_large_gpu", "The same large folder on a GPU",
@@ -240,6 +242,19 @@ def other_summaries() -> list[str]:
         walls = [r["wall_seconds"] for r in speed["rows"]]
         lines.append(f"- Discovering the categories of {speed['n_images']:,} images: at most {max(walls):.0f} s "
                      f"for the whole command on 2 CPU cores (target: under a minute).")
+    large = load("discover_large")
+    if large and large.get("baseline"):
+        before = large["baseline"]
+        lines.append(f"- A large folder ({large['n_images']:,} drawings of {large['n_characters']} characters, K known): "
+                     f"{large['seconds']:.0f} s on 2 CPU cores, **{before['seconds'] / large['seconds']:.1f}x** faster "
+                     f"than before the large-folder work ({100 * large['scores']['acc']:.1f}% against "
+                     f"{100 * before['scores']['acc']:.1f}%; target: 3x at the same accuracy).")
+    scale = (load("scale") or {}).get("runs", {})
+    huge = scale.get("100k/unknown/new")
+    if huge and huge.get("finished"):
+        lines.append(f"- {huge['n_images']:,} images with K unknown (up to {huge['max_k']:,}): "
+                     f"{huge['seconds'] / 60:.1f} min and {huge['peak_rss_gb']:.1f} GB peak on 2 CPU cores "
+                     "(target: 15 min, 6 GB).")
     teach = load("teach")
     if teach and "omniglot" in teach["results"] and "ours" in next(iter(teach["results"]["omniglot"].values())):
         rows = teach["results"]["omniglot"].values()
