@@ -352,6 +352,40 @@ def coarse_to_fine_k(
     return int(min(total, max_k)), read_in
 
 
+# An estimated spectrum is read this many times, from independent sets of random probes, and the median K is
+# kept: one set of probes can blur or sharpen a single gap enough to move the "half the largest drop" rule by
+# 10%. A robustness bound, not tuned on accuracy (benchmarks/spectrum_settings.py shows the spread between
+# probe sets); an exact spectrum is read once.
+K_READINGS = 3
+
+
+def k_reading(
+    adjacency: sp.spmatrix,
+    eigenvalues: np.ndarray,
+    *,
+    readings: int = K_READINGS,
+    seed: int = 0,
+    method: str = "auto",
+    **rule,
+) -> tuple[int, int]:
+    """:func:`coarse_to_fine_k` of a graph whose spectrum ``eigenvalues`` may be estimated.
+
+    When it is (:func:`stochastic_spectrum`), the spectrum is estimated again with ``readings - 1`` other
+    probe seeds and the reading of median K is returned: (K, number of parts it was read in). ``rule``:
+    ``max_k``, ``significance`` and the other keywords of :func:`coarse_to_fine_k`.
+    """
+    first = coarse_to_fine_k(adjacency, eigenvalues, seed=seed, method=method, **rule)
+    n, wanted = adjacency.shape[0], len(eigenvalues)
+    if readings < 2 or not stochastic_spectrum(n, wanted, method):
+        return first
+    matrix = normalised_adjacency(adjacency)
+    found = [first]
+    for r in range(1, readings):
+        values = top_eigenvalues(matrix, wanted, seed=seed + r, method=method)
+        found.append(coarse_to_fine_k(adjacency, values, seed=seed + r, method=method, **rule))
+    return sorted(found)[len(found) // 2]
+
+
 def eigengap_k(eigenvalues: np.ndarray, *, max_k: int, min_k: int = 2, significance: float = SIGNIFICANT_GAP) -> int:
     """Number of groups from the drops between consecutive eigenvalues.
 

@@ -14,6 +14,7 @@ from l2c_explorer.graph import (
     coarse_to_fine_k,
     diffusion_features,
     eigengap_k,
+    k_reading,
     knn_graph,
     nearest_neighbours,
     neighbourhood,
@@ -179,3 +180,26 @@ def test_coarse_to_fine_k_leaves_small_folders_and_fine_spectra_alone():
     loose, _, _ = _nested_blocks([4, 3, 1], across=0.2)  # the cliques' drop is the clearest: no need to split
     values = top_eigenvalues(normalised_adjacency(loose), 100)
     assert coarse_to_fine_k(loose, values, max_k=99, significance=0.5, split_min=50) == (8, 1)
+
+
+def test_an_estimated_spectrum_is_read_as_the_median_of_independent_probe_sets():
+    # 40 groups of 4-13 images with uneven links inside and a few random links across: the estimated spectra
+    # of different probe seeds put the K rule's drop a few groups apart
+    rng = np.random.default_rng(0)
+    group = np.repeat(np.arange(40), rng.integers(4, 14, size=40))
+    n = len(group)
+    weights = rng.uniform(0.3, 1.0, (n, n)) * (group[:, None] == group[None, :])
+    weights += (rng.random((n, n)) < 0.04) * rng.uniform(0.1, 0.6, (n, n))
+    weights = np.triu(weights, 1)
+    adjacency = sp.csr_matrix(weights + weights.T)
+    matrix = normalised_adjacency(adjacency)
+    rule = {"max_k": 80, "significance": 0.5, "method": "stochastic"}
+    readings = [coarse_to_fine_k(adjacency, top_eigenvalues(matrix, 81, seed=s, method="stochastic"), seed=s, **rule)
+                for s in (0, 1, 2)]
+    first = top_eigenvalues(matrix, 81, seed=0, method="stochastic")
+    assert k_reading(adjacency, first, seed=0, **rule) == sorted(readings)[1]
+    assert k_reading(adjacency, first, seed=0, readings=1, **rule) == readings[0]
+    # an exact spectrum is read once, as before
+    exact = top_eigenvalues(matrix, 81, method="exact")
+    assert k_reading(adjacency, exact, max_k=80, significance=0.5, method="exact") == coarse_to_fine_k(
+        adjacency, exact, max_k=80, significance=0.5)
