@@ -66,12 +66,10 @@ SECTIONS = [
     ("discover_large_gpu", "The same large folder on a GPU",
      "`python benchmarks/discover_large.py --threads 16` on a machine with a CUDA GPU (the run picks it)"),
     ("teach", "Teach it: a simulated person answers questions about pairs of images",
-     "`pip install -e .[bench]`, then `python benchmarks/teach.py --only omniglot --alphabets Tengwar Sylheti "
-     "Aurek-Besh --methods ours random --threads 1 --no-speed`, `python benchmarks/teach.py --only photos "
-     "--photo-classes 25 --photo-per-class 20 --methods ours random --threads 1 --no-speed --resume` and the "
-     "timings with `python benchmarks/teach.py --timings-only --resume --methods ours random --threads 1` (all "
-     "alphabets and the baselines: leave out `--alphabets` and `--methods`; the folders can also run in parallel "
-     "processes with `--name` and `--alphabets`)"),
+     "`pip install -e .[bench]`, then `python benchmarks/teach.py --only omniglot --no-speed`, `python "
+     "benchmarks/teach.py --only photos --photo-classes 25 --photo-per-class 20 --no-speed --resume` and the timings "
+     "with `python benchmarks/teach.py --timings-only --resume` (the folders can also run in parallel processes with "
+     "`--name` and `--alphabets`)"),
     ("digits_da", "Cross-domain digits: USPS <-> MNIST", "`python benchmarks/digits_da.py`"),
     ("app_explore_20k", "The app's explorer with 20,000 images", "`python benchmarks/app_explore_20k.py`"),
     ("app_explore_100k", "The app's explorer with 100,000 images", "`python benchmarks/app_explore_20k.py --n 100000`"),
@@ -81,9 +79,10 @@ SECTIONS = [
     ("knn_search", "Nearest-neighbour search at scale: exact, inverted-file (IVF) and pynndescent",
      "`python benchmarks/knn_search.py --threads 2`"),
     ("scale", "Discovery at scale: 10,000 to 100,000 images, K unknown (up to 1,000) and known",
-     "`python benchmarks/scale.py --sets 10k --k unknown --pipelines new exact today --max-k 1000`, "
-     "`python benchmarks/scale.py --sets 10k --k known --pipelines new`, then "
-     "`python benchmarks/scale.py --sets 100k --k unknown --pipelines new --max-k 1000`"),
+     "`python benchmarks/scale.py --sets 10k --k unknown --pipelines today`, "
+     "`python benchmarks/scale.py --sets 10k 25k --k unknown --pipelines exact`, "
+     "`python benchmarks/scale.py --sets 10k 25k 50k 100k --k known --pipelines new`, then "
+     "`python benchmarks/scale.py --sets 100k 50k 25k 10k --k unknown --pipelines new` (`--max-k 1000` by default)"),
     ("assign", "New images into a finished run (`assign`) against discovery on the union",
      "`python benchmarks/assign.py`"),
     ("threads", "Threads: a discovery run alone and beside a busy process", "`python benchmarks/threads.py`"),
@@ -96,12 +95,13 @@ NOTES = {
 spectrum and filtered features are compared with the same code computing exact neighbours and eigenpairs
 (the "exact" row): the check line says how far apart their accuracies are. The 100k set mixes drawings,
 digits and photos, most of them images the `omniglot` model was not made for. Its spectrum opens with a
-few big drops, after which the K rule alone stopped at a handful of groups; the estimate now reads the
-spectrum again inside the parts those drops separate (coarse to fine, `l2c_explorer.graph.coarse_to_fine_k`)
-and reaches `--max-k`. The per-source table shows what remains: drawings sort far better than digits and
-photos, which this model cannot tell apart; one folder per kind of image, each with its own model, is the
-way to sort such a collection. The `assign` section below shows the same estimate on 19,000 drawings of
-1,000 characters.
+few big drops, after which the K rule alone stops at a few dozen groups of thousands of images each; the
+estimate reads the spectrum again inside the parts those drops separate (coarse to fine,
+`l2c_explorer.graph.coarse_to_fine_k`), each estimated spectrum as the median of three sets of probes, and
+reaches about `--max-k`; the 25k and 50k sets are steps between the two. The per-source table shows what
+remains: drawings sort far better than digits and photos, which this model cannot tell apart; one folder per
+kind of image, each with its own model, is the way to sort such a collection. The `assign` section below
+shows the same estimate on 19,000 drawings of 1,000 characters.
 """,
     "photos_limits": """
 **Reading the limits.** Down the Omniglot rows, our accuracy with K known follows the share of each image's

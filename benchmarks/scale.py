@@ -179,14 +179,17 @@ def markdown(entries: list[dict], machine: str) -> str:
             if new and exact:
                 diff = 100 * (new["acc"] - exact["acc"])
                 notes.append(f"{s}, K {k}: new - exact = {diff:+.1f} points "
-                             f"({'within' if diff >= -1 else 'NOT within'} 1 point)")
+                             f"({'at most 1 point below: met' if diff >= -1 else 'MORE than 1 point below: not met'})")
     big = done.get("100k/unknown/new")
     if big:
+        met = big["seconds"] <= 60 * TARGETS["100k_minutes"] and big["peak_rss_gb"] <= TARGETS["100k_gb"]
         notes.append(f"100k, K unknown: {big['seconds'] / 60:.1f} min ({big['cpu_seconds'] / 60:.1f} CPU-min), "
-                     f"{big['peak_rss_gb']:.1f} GB peak")
+                     f"{big['peak_rss_gb']:.1f} GB peak ({'met' if met else 'not met'})")
     small = done.get("10k/unknown/new")
     if small:
-        notes.append(f"10k, K unknown: {small['seconds']:.0f} s ({small['cpu_seconds']:.0f} CPU-s)")
+        met = small["seconds"] <= TARGETS["10k_unknown_s"]
+        notes.append(f"10k, K unknown: {small['seconds']:.0f} s ({small['cpu_seconds']:.0f} CPU-s; "
+                     f"{'met' if met else 'not met'})")
     if notes:
         lines += ["", "Checks: " + "; ".join(notes) + "."]
     parts = [r for r in entries if r.get("finished") and r.get("by_source") and len(r["by_source"]) > 1]

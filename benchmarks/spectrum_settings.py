@@ -19,6 +19,7 @@ Writes benchmarks/results/spectrum_settings.{json,md}.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -29,7 +30,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import machine_description, write_results  # noqa: E402
+from common import RESULTS, machine_description, write_results  # noqa: E402
 from scale_sets import default_scratch, source_classes  # noqa: E402
 
 from l2c_explorer import spectrum  # noqa: E402
@@ -81,18 +82,49 @@ def graphs_of_a_run(folder: Path, max_k: int) -> tuple[dict, L2CClusterer]:
     return out, c
 
 
+def render(results: dict) -> str:
+    max_k, chars = results.get("max_k", 1000), results["chars"]
+    chosen = (spectrum.KPM_DEGREE, spectrum.KPM_PROBES)
+    lines = [
+        f"Machine: {results['machine']}. Folder: {results['n_images']:,} drawings of {chars} Omniglot background "
+        f"characters, discovery with K unknown (at most {max_k}); K read from the exact top {max_k + 1} "
+        f"eigenvalues and from estimates with probe seeds {', '.join(map(str, SEEDS))}. The package uses degree "
+        f"{chosen[0]}, {chosen[1]} probes.",
+        "",
+        "| graph | K from exact eigenvalues | degree | probes | K per probe seed | their median (what discovery "
+        "reads) | worst abs K error | s per estimate |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in results["graphs"].items():
+        for s in row["settings"]:
+            mark = " **(used)**" if (s["degree"], s["probes"]) == chosen else ""
+            worst = max(abs(k - row["k_exact"]) for k in s["k"])
+            lines.append(f"| {name} | {row['k_exact']} | {s['degree']}{mark} | {s['probes']} | "
+                         f"{', '.join(map(str, s['k']))} | {int(np.median(s['k']))} | {worst} | {s['seconds']:.1f} |")
+    lines.append("")
+    took = ", ".join(f"{r['exact_seconds']:.0f} s" for r in results["graphs"].values())
+    load = f" Load average at the end: {results['load_end'][0]:.1f}." if results.get("load_end") else ""
+    lines.append(f"Exact eigenvalues took {took}.{load}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--chars", type=int, default=500)
     parser.add_argument("--max-k", type=int, default=1000)
     parser.add_argument("--scratch", default=None)
+    parser.add_argument("--report-only", action="store_true", help="rewrite the table from the stored results")
     args = parser.parse_args()
+    if args.report_only:
+        results = json.loads((RESULTS / "spectrum_settings.json").read_text())
+        write_results("spectrum_settings", results, render(results))
+        return
     torch.set_num_threads(args.threads)
     folder = background_folder(args.chars, Path(args.scratch) if args.scratch else default_scratch())
     graphs, run = graphs_of_a_run(folder, args.max_k)
     results = {"machine": machine_description(args.threads), "n_images": len(run.paths_), "chars": args.chars,
-               "graphs": {}}
+               "max_k": args.max_k, "graphs": {}}
     for name, (graph, significance) in graphs.items():
         matrix = normalised_adjacency(graph)
         started = time.perf_counter()
@@ -110,28 +142,9 @@ def main() -> None:
             row["settings"].append({"degree": degree, "probes": probes, "k": ks, "seconds": float(np.mean(seconds))})
             print(name, degree, probes, ks, f"(exact {row['k_exact']})", flush=True)
         results["graphs"][name] = row
-    chosen = (spectrum.KPM_DEGREE, spectrum.KPM_PROBES)
-    lines = [
-        f"Machine: {results['machine']}. Folder: {results['n_images']:,} drawings of {args.chars} Omniglot background "
-        f"characters, discovery with K unknown (at most {args.max_k}); K read from the exact top {args.max_k + 1} "
-        f"eigenvalues and from estimates with probe seeds {', '.join(map(str, SEEDS))}. The package uses degree "
-        f"{chosen[0]}, {chosen[1]} probes.",
-        "",
-        "| graph | K from exact eigenvalues | degree | probes | K per probe seed | their median (what discovery "
-        "reads) | worst abs K error | s per estimate |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, row in results["graphs"].items():
-        for s in row["settings"]:
-            mark = " **(used)**" if (s["degree"], s["probes"]) == chosen else ""
-            worst = max(abs(k - row["k_exact"]) for k in s["k"])
-            lines.append(f"| {name} | {row['k_exact']} | {s['degree']}{mark} | {s['probes']} | "
-                         f"{', '.join(map(str, s['k']))} | {int(np.median(s['k']))} | {worst} | {s['seconds']:.1f} |")
-    lines.append("")
-    took = ", ".join(f"{r['exact_seconds']:.0f} s" for r in results["graphs"].values())
-    lines.append(f"Exact eigenvalues took {took}. Load average at the end: {os.getloadavg()[0]:.1f}.")
-    write_results("spectrum_settings", results, "\n".join(lines))
-    print("\n".join(lines))
+    results["load_end"] = os.getloadavg()
+    write_results("spectrum_settings", results, render(results))
+    print(render(results))
 
 
 if __name__ == "__main__":

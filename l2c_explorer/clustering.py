@@ -42,12 +42,12 @@ from .device import describe_device, resolve_device
 from .errors import InputError, StoppedError
 from .graph import (
     DIFFUSION_COMPONENTS,
-    NEIGHBOUR_SHARE,
     K_READINGS,
+    NEIGHBOUR_SHARE,
     SPLIT_MIN,
+    coarse_to_fine_k,
     diffusion_features,
     k_estimate_graph,
-    k_reading,
     knn_adjacency,
     knn_graph,
     neighbourhood,
@@ -795,8 +795,9 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             values = top_eigenvalues(normalised_adjacency(k_graph), max_k + 1, seed=self.random_state,
                                      method=self.spectrum)
             significance = settings["k_significance"]
-            spectrum_before = (k_reading(k_graph, values, max_k=max_k, significance=significance, readings=readings,
-                                         seed=self.random_state, method=self.spectrum, split_min=split_min),
+            spectrum_before = (coarse_to_fine_k(k_graph, values, max_k=max_k, significance=significance,
+                                                readings=readings, seed=self.random_state, method=self.spectrum,
+                                                split_min=split_min),
                                values)
         n_components = min(max(DIFFUSION_COMPONENTS, self.max_clusters, self.n_clusters or 0) + 1, n)
         features, eigenvalues = diffusion_features(
@@ -811,9 +812,9 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             significance = settings["k_sharpened_significance"]
             if stochastic_spectrum(n, max(n_components, max_k + 1), self.spectrum):
                 significance = min(significance, settings["k_significance"])
-            spectrum_before = (k_reading(graph, eigenvalues, max_k=max_k, significance=significance,
-                                         readings=readings, seed=self.random_state, method=self.spectrum,
-                                         split_min=split_min),
+            spectrum_before = (coarse_to_fine_k(graph, eigenvalues, max_k=max_k, significance=significance,
+                                                readings=readings, seed=self.random_state, method=self.spectrum,
+                                                split_min=split_min),
                                eigenvalues)
         (self.k_eigengap_, self.k_parts_), self.eigenvalues_ = spectrum_before
         self._k_rule = "largest drop" if significance >= 1 else (

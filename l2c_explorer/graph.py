@@ -294,7 +294,14 @@ def diffusion_features(
 # for 1,000 characters). A K of at most COARSE_K on a folder of at least SPLIT_MIN images is read again inside the
 # parts those drops separate. Both are bounds on when to look again, not tuned on accuracy: every folder of the
 # Omniglot and photo benchmarks below SPLIT_MIN images keeps its K; benchmarks/scale.py and assign.py measure it.
+# A reading that leaves COARSE_GROUP images or more per group on average is coarse too, however many groups it
+# names: on 50,000 and 100,000 drawings, digits and photos (benchmarks/scale.py) the largest drop of the whole
+# graph falls at 7 to 36 groups, depending on the probes, where the parts hold about 1,000; COARSE_K alone split
+# some of these readings and kept others (at 100,000 images K 990 in one run, 17 in the next). Also a bound, not
+# tuned: categories of more than 1,000 images on average are rare in the folders this is for, and a part is only
+# read again, never forced apart.
 COARSE_K = 16
+COARSE_GROUP = 1000
 SPLIT_MIN = 2000
 SPLIT_DEPTH = 3
 
@@ -311,6 +318,36 @@ def spectral_parts(matrix: sp.spmatrix, n_parts: int, *, seed: int = 0) -> list[
     return sorted((p for p in parts if len(p)), key=len, reverse=True)
 
 
+# An estimated spectrum is read this many times, from independent sets of random probes, and the median K is
+# kept: one set of probes can blur or sharpen a single gap enough to move the "half the largest drop" rule by
+# 10%, and a coarse reading across the COARSE_K bound. A robustness bound, not tuned on accuracy
+# (benchmarks/spectrum_settings.py shows the spread between probe sets); an exact spectrum is read once.
+K_READINGS = 3
+
+
+def median_gap_k(
+    matrix: sp.spmatrix,
+    eigenvalues: np.ndarray,
+    *,
+    readings: int = K_READINGS,
+    seed: int = 0,
+    method: str = "auto",
+    **rule,
+) -> int:
+    """:func:`eigengap_k` of a normalised adjacency whose top ``eigenvalues`` may be estimated.
+
+    When they are (:func:`stochastic_spectrum`), the spectrum is estimated again with ``readings - 1`` other
+    probe seeds (``seed + 1``, ...) and the median K is returned. ``rule``: the keywords of :func:`eigengap_k`.
+    """
+    k = eigengap_k(eigenvalues, **rule)
+    wanted = len(eigenvalues)
+    if readings < 2 or not stochastic_spectrum(matrix.shape[0], wanted, method):
+        return k
+    found = [k] + [eigengap_k(top_eigenvalues(matrix, wanted, seed=seed + r, method=method), **rule)
+                   for r in range(1, readings)]
+    return sorted(found)[len(found) // 2]
+
+
 def coarse_to_fine_k(
     adjacency: sp.spmatrix,
     eigenvalues: np.ndarray,
@@ -318,25 +355,32 @@ def coarse_to_fine_k(
     max_k: int,
     significance: float,
     min_k: int = 2,
+    readings: int = 1,
     seed: int = 0,
     method: str = "auto",
     split_min: int = SPLIT_MIN,
+    coarse_group: int = COARSE_GROUP,
     depth: int = 0,
 ) -> tuple[int, int]:
     """The K rule (:func:`eigengap_k`) on a graph's spectrum, read again inside the parts of a large folder.
 
-    ``eigenvalues`` are those of ``normalised_adjacency(adjacency)``, descending. When the rule gives at most
-    :data:`COARSE_K` groups on at least ``split_min`` images, the graph is split there
-    (:func:`spectral_parts`) and each part's own spectrum is read the same way, a part smaller than
-    ``split_min`` being allowed to be a single group; the parts' Ks add up, if that says more than the
-    whole. Returns (K, number of parts it was read in; 1 when not split).
+    ``eigenvalues`` are those of ``normalised_adjacency(adjacency)``, descending; an estimated spectrum is
+    read as the median of ``readings`` probe sets (:func:`median_gap_k`), here and in every part. When the
+    rule gives at most :data:`COARSE_K` groups, or groups of ``coarse_group`` images or more on average, on
+    at least ``split_min`` images, the graph is split there (:func:`spectral_parts`) and each part's own
+    spectrum is read the same way, a part smaller than ``split_min`` being allowed to be a single group; the
+    parts' Ks add up, if that says more than the whole. Returns (K, number of parts it was read in; 1 when
+    not split).
     """
-    k = eigengap_k(eigenvalues, max_k=max_k, min_k=min_k, significance=significance)
+    matrix = normalised_adjacency(adjacency)
+    k = median_gap_k(matrix, eigenvalues, readings=readings, seed=seed, method=method, max_k=max_k, min_k=min_k,
+                     significance=significance)
     n = adjacency.shape[0]
-    if k > COARSE_K or n < split_min or depth >= SPLIT_DEPTH or k < 2:
+    coarse = k <= COARSE_K or n >= k * coarse_group
+    if not coarse or n < split_min or depth >= SPLIT_DEPTH or k < 2:
         return k, 1
     total, read_in = 0, 0
-    for part in spectral_parts(normalised_adjacency(adjacency), k, seed=seed):
+    for part in spectral_parts(matrix, k, seed=seed):
         sub = adjacency[part][:, part]
         sub_max = int(min(max_k, len(part) - 1))
         if sub_max < 1:
@@ -344,46 +388,13 @@ def coarse_to_fine_k(
             continue
         values = top_eigenvalues(normalised_adjacency(sub), sub_max + 1, seed=seed, method=method)
         part_k, part_reads = coarse_to_fine_k(sub, values, max_k=sub_max, significance=significance,
-                                              min_k=2 if len(part) >= split_min else 1, seed=seed, method=method,
-                                              split_min=split_min, depth=depth + 1)
+                                              min_k=2 if len(part) >= split_min else 1, readings=readings,
+                                              seed=seed, method=method, split_min=split_min,
+                                              coarse_group=coarse_group, depth=depth + 1)
         total, read_in = total + part_k, read_in + part_reads
     if total <= k:
         return k, 1
     return int(min(total, max_k)), read_in
-
-
-# An estimated spectrum is read this many times, from independent sets of random probes, and the median K is
-# kept: one set of probes can blur or sharpen a single gap enough to move the "half the largest drop" rule by
-# 10%. A robustness bound, not tuned on accuracy (benchmarks/spectrum_settings.py shows the spread between
-# probe sets); an exact spectrum is read once.
-K_READINGS = 3
-
-
-def k_reading(
-    adjacency: sp.spmatrix,
-    eigenvalues: np.ndarray,
-    *,
-    readings: int = K_READINGS,
-    seed: int = 0,
-    method: str = "auto",
-    **rule,
-) -> tuple[int, int]:
-    """:func:`coarse_to_fine_k` of a graph whose spectrum ``eigenvalues`` may be estimated.
-
-    When it is (:func:`stochastic_spectrum`), the spectrum is estimated again with ``readings - 1`` other
-    probe seeds and the reading of median K is returned: (K, number of parts it was read in). ``rule``:
-    ``max_k``, ``significance`` and the other keywords of :func:`coarse_to_fine_k`.
-    """
-    first = coarse_to_fine_k(adjacency, eigenvalues, seed=seed, method=method, **rule)
-    n, wanted = adjacency.shape[0], len(eigenvalues)
-    if readings < 2 or not stochastic_spectrum(n, wanted, method):
-        return first
-    matrix = normalised_adjacency(adjacency)
-    found = [first]
-    for r in range(1, readings):
-        values = top_eigenvalues(matrix, wanted, seed=seed + r, method=method)
-        found.append(coarse_to_fine_k(adjacency, values, seed=seed + r, method=method, **rule))
-    return sorted(found)[len(found) // 2]
 
 
 def eigengap_k(eigenvalues: np.ndarray, *, max_k: int, min_k: int = 2, significance: float = SIGNIFICANT_GAP) -> int:

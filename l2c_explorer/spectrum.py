@@ -78,7 +78,8 @@ def chebyshev_moments(
     mu = np.zeros(2 * degree + 2)
 
     def dot(a: torch.Tensor, b: torch.Tensor) -> float:
-        return float(torch.sum(a.double() * b.double())) / n_probes
+        # float32 products summed in float64: the sum runs over n * n_probes terms
+        return float(torch.sum(a * b, dtype=torch.float64)) / n_probes
 
     previous, current = w, op @ w
     mu[0], mu[1] = dot(w, w), dot(current, w)

@@ -8,14 +8,16 @@ from numerics import assert_close, assert_neighbours, clear_neighbours
 
 from l2c_explorer import graph
 from l2c_explorer.graph import (
+    COARSE_GROUP,
+    COARSE_K,
     LANCZOS_TOL,
     NEIGHBOUR_SHARE,
     SPLIT_MIN,
     coarse_to_fine_k,
     diffusion_features,
     eigengap_k,
-    k_reading,
     knn_graph,
+    median_gap_k,
     nearest_neighbours,
     neighbourhood,
     normalised_adjacency,
@@ -110,7 +112,7 @@ def test_sparse_solver_agrees_with_dense(monkeypatch, noise):
 
 def test_diffusion_features_make_groups_compact():
     x, y = blobs(6, 30, noise=0.8)
-    feats, values = diffusion_features(knn_graph(x, k=8), n_components=10, diffusion_time=3.0)
+    feats, _values = diffusion_features(knn_graph(x, k=8), n_components=10, diffusion_time=3.0)
     assert feats.shape == (180, 10)
     assert_close(np.linalg.norm(feats, axis=1), np.ones(180), n_terms=10)  # float32 rows of 10
     cos = feats @ feats.T
@@ -160,7 +162,7 @@ def _nested_blocks(cliques_per_part, *, size=20, across=0.5, between=1e-3):
 
 
 def test_coarse_to_fine_k_reads_again_inside_the_parts_a_few_big_drops_set_apart():
-    adjacency, clique, part = _nested_blocks([4, 3, 1])
+    adjacency, _clique, part = _nested_blocks([4, 3, 1])
     values = top_eigenvalues(normalised_adjacency(adjacency), 100)
     # 3 eigenvalues near 1 (the parts), then 5 at about 0.2: the whole spectrum's rule stops at the parts
     assert eigengap_k(values, max_k=99, significance=0.5) == 3
@@ -170,6 +172,18 @@ def test_coarse_to_fine_k_reads_again_inside_the_parts_a_few_big_drops_set_apart
     assert [sorted(set(part[p])) for p in found] == [[0], [1], [2]] and [len(p) for p in found] == [80, 60, 20]
     # capped by max_k
     assert coarse_to_fine_k(adjacency, values, max_k=6, significance=0.5, split_min=50)[0] == 6
+
+
+def test_a_reading_of_many_large_groups_is_read_again_inside_them():
+    # 18 parts of 2 cliques of 20: the whole spectrum's rule stops at the 18 parts, more than COARSE_K
+    adjacency, _, _ = _nested_blocks([2] * 18, across=0.7)
+    values = top_eigenvalues(normalised_adjacency(adjacency), 100)
+    assert eigengap_k(values, max_k=99, significance=0.5) == 18 > COARSE_K
+    rule = {"max_k": 99, "significance": 0.5, "split_min": 40}
+    # 720 images in 18 groups: 40 per group; read again when that is at least coarse_group
+    assert coarse_to_fine_k(adjacency, values, coarse_group=40, **rule) == (36, 18)
+    assert coarse_to_fine_k(adjacency, values, coarse_group=41, **rule) == (18, 1)
+    assert COARSE_GROUP >= 1000
 
 
 def test_coarse_to_fine_k_leaves_small_folders_and_fine_spectra_alone():
@@ -193,13 +207,32 @@ def test_an_estimated_spectrum_is_read_as_the_median_of_independent_probe_sets()
     weights = np.triu(weights, 1)
     adjacency = sp.csr_matrix(weights + weights.T)
     matrix = normalised_adjacency(adjacency)
-    rule = {"max_k": 80, "significance": 0.5, "method": "stochastic"}
-    readings = [coarse_to_fine_k(adjacency, top_eigenvalues(matrix, 81, seed=s, method="stochastic"), seed=s, **rule)
-                for s in (0, 1, 2)]
+    rule = {"max_k": 80, "significance": 0.5}
+    ks = [eigengap_k(top_eigenvalues(matrix, 81, seed=s, method="stochastic"), **rule) for s in (0, 1, 2)]
+    assert len(set(ks)) > 1  # the probe sets disagree: the median matters
     first = top_eigenvalues(matrix, 81, seed=0, method="stochastic")
-    assert k_reading(adjacency, first, seed=0, **rule) == sorted(readings)[1]
-    assert k_reading(adjacency, first, seed=0, readings=1, **rule) == readings[0]
-    # an exact spectrum is read once, as before
+    assert median_gap_k(matrix, first, seed=0, method="stochastic", **rule) == sorted(ks)[1]
+    assert median_gap_k(matrix, first, seed=0, readings=1, method="stochastic", **rule) == ks[0]
+    # 393 images, fewer than SPLIT_MIN: one reading of the whole graph
+    assert coarse_to_fine_k(adjacency, first, readings=3, method="stochastic", **rule) == (sorted(ks)[1], 1)
+    # an exact spectrum is read once
     exact = top_eigenvalues(matrix, 81, method="exact")
-    assert k_reading(adjacency, exact, max_k=80, significance=0.5, method="exact") == coarse_to_fine_k(
-        adjacency, exact, max_k=80, significance=0.5)
+    assert median_gap_k(matrix, exact, method="exact", **rule) == eigengap_k(exact, **rule)
+
+
+def test_the_parts_of_a_split_are_read_as_medians_too(monkeypatch):
+    adjacency, _, _ = _nested_blocks([4, 3, 1])
+    values = top_eigenvalues(normalised_adjacency(adjacency), 100, method="stochastic")
+    calls = []
+    median = graph.median_gap_k
+
+    def spy(matrix, eigenvalues, **kwargs):
+        calls.append((matrix.shape[0], kwargs["readings"]))
+        return median(matrix, eigenvalues, **kwargs)
+
+    monkeypatch.setattr(graph, "median_gap_k", spy)
+    k, parts = coarse_to_fine_k(adjacency, values, max_k=99, significance=0.5, split_min=50, readings=3,
+                                method="stochastic")
+    assert (k, parts) == (8, 3)
+    # the whole graph, each part, and the parts' own parts: every reading a median of 3 probe sets
+    assert {size for size, _ in calls} == {160, 80, 60, 20} and {r for _, r in calls} == {3}
