@@ -93,7 +93,9 @@ NOTES = {
     "scale": """
 **Reading the scale table.** The 10k set holds drawings only, and there the default pipeline's estimated
 spectrum and filtered features are compared with the same code computing exact neighbours and eigenpairs
-(the "exact" row): the check line says how far apart their accuracies are. The 100k set mixes drawings,
+(the "exact" row): the check line says how far apart their accuracies are. The pipeline from before the
+scale work ("today") ran at 10k only: it took longer there than the exact row, whose time grows much faster
+than the folder (the 25k rows); neither was run on the larger sets. The 100k set mixes drawings,
 digits and photos, most of them images the `omniglot` model was not made for. Its spectrum opens with a
 few big drops, after which the K rule alone stops at a few dozen groups of thousands of images each; the
 estimate reads the spectrum again inside the parts those drops separate (coarse to fine,
