@@ -260,13 +260,17 @@ def other_summaries() -> list[str]:
     teach = load("teach")
     if teach and "omniglot" in teach["results"] and "ours" in next(iter(teach["results"]["omniglot"].values())):
         rows = teach["results"]["omniglot"].values()
-        accs = {b: [100 * r["ours"]["scores"][str(b)][0] for r in rows] for b in (0, 25)}
-        kerr = np.mean([abs(r["ours"]["scores"]["50"][1]) for r in rows])
         which = "every development alphabet" if len(rows) == 10 else f"{len(rows)} of the 10 development alphabets"
-        line = (f"- Teach it (a simulated person answering from the folder names, K unknown, {which}): mean "
-                f"accuracy {np.mean(accs[0]):.1f}% with no answer, **{np.mean(accs[25]):.1f}%** after 25 answers "
-                f"(lowest alphabet {np.min(accs[25]):.1f}%; target: 97%, every alphabet 93%), mean K error "
-                f"{kerr:.2f} after 50 (target 0.3)")
+        line = f"- Teach it (a simulated person answering from the folder names, K unknown, {which}): "
+        parts = []
+        for method, words in (("ours", "refit after each answer"), ("relearn", "relearnt")):
+            if method not in next(iter(rows)):
+                continue
+            accs = {b: [100 * r[method]["scores"][str(b)][0] for r in rows] for b in (0, 25)}
+            kerr = np.mean([abs(r[method]["scores"]["50"][1]) for r in rows])
+            parts.append(f"{words}, mean accuracy {np.mean(accs[0]):.1f}% with no answer, **{np.mean(accs[25]):.1f}%** "
+                         f"after 25 answers (lowest alphabet {np.min(accs[25]):.1f}%), mean K error {kerr:.2f} after 50")
+        line += "; ".join(parts) + " (targets: 97%, every alphabet 93%; K error 0.3)"
         if teach.get("speed"):
             worst = teach["speed"]["max"]
             took = f"{1000 * worst:.0f} ms" if worst < 1 else f"{worst:.1f} s"

@@ -243,6 +243,10 @@ def build_parser(*, recipe: str = "default") -> argparse.ArgumentParser:
     di.add_argument("--constraints", metavar="FILE",
                     help="answers about pairs of images: a CSV file path_a,path_b,same (paths as in assignments.csv, "
                          "same 1 or 0); the clusters honour them (see `l2c-explorer questions`)")
+    di.add_argument("--relearn", action="store_true",
+                    help="with --constraints: also relearn the features and the clusters from the answers (a "
+                         "second self-training on the corrected groups: seconds per thousand images, and the "
+                         "answers then also fix images nobody was asked about)")
     add_quiet(di)
 
     qu = sub.add_parser("questions", help="the next pairs of images worth asking a person about, for a finished run",
@@ -313,10 +317,13 @@ def cmd_discover(args) -> int:
     warn_if_the_model_does_not_fit(args.similarity, args.target)
     if args.constraints is not None and not Path(args.constraints).expanduser().is_file():
         raise InputError(f"Answers file not found: {args.constraints}")
+    if args.relearn and args.constraints is None:
+        raise InputError("--relearn learns from answers: give them with --constraints FILE.")
     clusterer = L2CClusterer(**options_from(args, DISCOVER))
     bar = progress_display(args.quiet)
     try:
-        clusterer.fit(args.target, constraints=args.constraints, callback=bar, labelled=args.score)
+        clusterer.fit(args.target, constraints=args.constraints, relearn=args.relearn, callback=bar,
+                      labelled=args.score)
     finally:
         bar.close()
     names = None
@@ -336,6 +343,8 @@ def cmd_discover(args) -> int:
         line += f"; {summary['n_skipped']} file(s) skipped (see summary.json)"
     if summary.get("answers"):
         line += f"; {summary['answers']['n_answers']} answers used"
+        if summary["answers"].get("relearnt_with"):
+            line += " (relearnt from them)"
     print(line + f"; results in {out}")
     return 0
 

@@ -60,7 +60,7 @@ from .metrics import clustering_scores
 from .model_io import model_file_path, save_model_file
 from .neighbours import Neighbours, nearest_neighbours, rerank
 from .nets import CosineClusterHead
-from .options import DISCOVER, discovery_settings
+from .options import DISCOVER, SELF_TRAINING_STEPS, discovery_settings
 from .paper import train_paper_ccn
 from .progress import Callback, Reporter, Stage
 from .selftrain import batch_images, self_train
@@ -74,12 +74,14 @@ _DEFAULTS = DISCOVER.defaults
 
 
 def pair_targets(
-    features: torch.Tensor, positives: sp.spmatrix, index: torch.Tensor | None = None, *, negative_below: float = 0.3
+    features: torch.Tensor, positives: sp.spmatrix, index: torch.Tensor | None = None, *, negative_below: float = 0.3,
+    answers: sp.spmatrix | None = None,
 ) -> torch.Tensor:
     """Pair targets among the images ``index`` (all when None): (m,) -> (m, m) in {+1, 0, -1}.
 
     +1 where ``positives`` links the two images, -1 where the cosine of their unit ``features`` (n, d)
-    is below ``negative_below``, 0 (pair not used) otherwise.
+    is below ``negative_below``, 0 (pair not used) otherwise; where ``answers`` (n, n; a person's answers,
+    :meth:`~l2c_explorer.constraints.ConstraintSet.pair_matrix`) says +1 or -1, that instead.
     """
     feats = features if index is None else features[index]
     cos = feats @ feats.T
@@ -90,7 +92,25 @@ def pair_targets(
         rows = index.cpu().numpy()
         linked = positives[rows][:, rows].tocoo()
     targets[torch.as_tensor(linked.row, device=feats.device), torch.as_tensor(linked.col, device=feats.device)] = 1.0
+    if answers is not None and answers.nnz:
+        told = (answers if index is None else sp.csr_matrix(answers)[rows][:, rows]).tocoo()
+        targets[torch.as_tensor(told.row, device=feats.device), torch.as_tensor(told.col, device=feats.device)] = \
+            torch.as_tensor(told.data, dtype=feats.dtype, device=feats.device)
     return targets
+
+
+def answer_weights(targets: torch.Tensor, answers: sp.spmatrix | None, index: torch.Tensor | None = None):
+    """Per-pair loss weights (m, m): 1, and for the pairs a person answered about (``answers`` nonzero) as much
+    as all the pairs of one image of the batch together, so that a few answers weigh against the graph's
+    many links (None when there are no answers)."""
+    if answers is None or not answers.nnz:
+        return None
+    told = answers if index is None else sp.csr_matrix(answers)[index.cpu().numpy()][:, index.cpu().numpy()]
+    told = told.tocoo()
+    weights = torch.ones_like(targets)
+    weights[torch.as_tensor(told.row, device=targets.device), torch.as_tensor(told.col, device=targets.device)] = \
+        float(len(targets))
+    return weights
 
 
 # k-means restarts: 10 while n * k is at most this (every folder of the Omniglot and photo benchmarks: at most
@@ -154,12 +174,14 @@ def train_cluster_head(
     report=None,
     history: list | None = None,
     stop: threading.Event | None = None,
+    answers: sp.spmatrix | None = None,
 ) -> tuple[CosineClusterHead, torch.Tensor]:
     """Train a :class:`CosineClusterHead` starting at ``centres`` (k, d) on unit features (n, d).
 
     Up to ``batch_size`` images all pairs are used at every step (n x n matrix products); beyond, each
-    step takes ``mini_batch`` images: random anchors and linked partners. Returns the head and the cluster probabilities
-    (n, k) of every image.
+    step takes ``mini_batch`` images: random anchors and linked partners, and the images ``answers`` is about.
+    ``answers``: a person's answers as pair targets (n, n) (:func:`pair_targets`), each weighed by
+    :func:`answer_weights`. Returns the head and the cluster probabilities (n, k) of every image.
     """
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -171,19 +193,25 @@ def train_cluster_head(
     loss_fn = CLUSTERING_LOSSES[loss]
     n = len(features)
     full_batch = n <= batch_size
-    targets = pair_targets(features, positives, negative_below=negative_below) if full_batch else None
+    targets = pair_targets(features, positives, negative_below=negative_below, answers=answers) if full_batch else None
+    weights = answer_weights(targets, answers) if full_batch else None
+    answered = None if answers is None or not answers.nnz else \
+        torch.as_tensor(np.unique(sp.coo_matrix(answers).row), device=features.device)
     report_every = max(1, steps // 100)
     for step in range(1, steps + 1):
         if stop is not None and stop.is_set():
             break
         if full_batch:
-            batch, batch_targets = features, targets
+            batch, batch_targets, batch_weights = features, targets, weights
         else:
             index = sample_batch(positives, mini_batch, g).to(features.device)
+            if answered is not None:
+                index = torch.unique(torch.cat([index, answered]))
             batch = features[index]
-            batch_targets = pair_targets(features, positives, index, negative_below=negative_below)
+            batch_targets = pair_targets(features, positives, index, negative_below=negative_below, answers=answers)
+            batch_weights = answer_weights(batch_targets, answers, index)
         probs = torch.softmax(head(batch), dim=1)
-        value = loss_fn(probs, batch_targets)
+        value = loss_fn(probs, batch_targets, weights=batch_weights)
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         optimizer.step()
@@ -417,6 +445,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         images,
         *,
         constraints=None,
+        relearn: bool = False,
         callback: Callback | None = None,
         stop: threading.Event | None = None,
         labelled: bool = False,
@@ -426,7 +455,8 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
 
         ``constraints``: a person's answers about pairs of images (same category or not), applied as by
         :meth:`refit` once the folder is clustered: a ``path_a,path_b,same`` CSV file (paths as in
-        ``paths_``), or answers as :meth:`refit` takes them. ``labelled=True`` also records each image's
+        ``paths_``), or answers as :meth:`refit` takes them; with ``relearn=True`` the features and the
+        clusters are then relearnt from them (:meth:`relearn`). ``labelled=True`` also records each image's
         first-level subfolder as its true class, for :meth:`score` only: the labels are never used to
         cluster. When ``stop`` is set during training the clusters learnt so far are kept (``stopped_``
         is True); set before training, it raises :class:`~l2c_explorer.errors.StoppedError`. With a Dask
@@ -441,6 +471,8 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             self._fit(images, callback, stop, labelled, client, scratch)
             if constraints is not None and not self.stopped_:
                 self.refit(constraints, callback=callback, stop=stop)
+                if relearn and len(self.constraints_):
+                    self.relearn(callback=callback, stop=stop)
                 self.seconds_ = time.perf_counter() - started
         return self
 
@@ -585,26 +617,21 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         following the group's own links. Nothing else moves, K changes only by those merges and splits
         (never re-estimated), and afterwards every answer holds, with its transitive consequences.
 
-        The result depends only on this run and the answers, not on earlier refits: answering one by one
-        gives what the same answers in a file give, and refitting with fewer answers undoes. With no
-        answers, the run's own clusters come back. ``constraints``: as :meth:`constraint_set` takes them.
+        The result depends only on this run, the answers and the relearnings done (:meth:`relearn`), not on
+        earlier refits: answering one by one gives what the same answers in a file give, and refitting with
+        fewer answers undoes (back to before a relearning that used an answer taken back). With no answers,
+        the run's own clusters come back. ``constraints``: as :meth:`constraint_set` takes them.
         """
         cs = self.constraint_set(constraints)
-        base = self._base
         report = Reporter(callback, stop)
         started = time.perf_counter()
         if self.n_clusters is not None and cs.min_clusters() > self.n_clusters:
             raise InputError(f"The answers say that {cs.min_clusters()} images are all different categories, "
                              f"but K was given as {self.n_clusters}.")
-        del self.history_[len(base["history"]):]
-        self.n_clusters_, self.diffusion_features_, self.eigenvalues_ = base["n_clusters"], base["features"], \
-            base["eigenvalues"]
-        self.k_eigengap_ = base["k_eigengap"]
+        base = self._base_for(cs.answers)
+        self._restore(base)
         self.constraints_ = cs
         if len(cs) == 0:
-            self.labels_, self.probabilities_, self.confidence_ = base["labels"], base["probabilities"], \
-                base["confidence"]
-            self.head_state_ = base["head_state"]
             self.timings_["refit"] = 0.0
             return self
         report("graph", 0, 1, message="Applying the answers to the groups")
@@ -615,6 +642,84 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         report("graph", 1, 1, message=f"Groups with the answers: {self.n_clusters_} clusters")
         self.stopped_ = False
         self.timings_["refit"] = round(time.perf_counter() - started, 3)
+        return self
+
+    def relearn(self, constraints=None, *, callback: Callback | None = None,
+                stop: threading.Event | None = None) -> L2CClusterer:
+        """Relearn the features and the clusters from the answers; return ``self``.
+
+        :meth:`refit` moves images between groups; this teaches the similarity model what the answers
+        mean for the rest of the folder. With the groups as the answers left them (``constraints``, applied
+        first when given; else the answers of the last refit): self-train the run's embedding model on
+        them (:func:`~l2c_explorer.selftrain.self_train`, the images some answer is about always among the
+        examples), compute the features and the similarity graph again, estimate K again from the sharpened
+        graph (unless K was given), train the clustering network again, the answers among its pair targets
+        with a strong weight (:func:`answer_weights`), and apply every answer to the new clusters. A look-alike the answers separated in one place is then told apart everywhere.
+
+        Needs the run's images (``root_``; they are read again, from the cache when there is one). Later
+        refits start from the relearnt clusters; a refit without one of the answers used here goes back to
+        before it. When stopped, nothing changes (``stopped_`` is set).
+        """
+        from .threads import limited_threads
+
+        check_is_fitted(self, "graph_")
+        if self.method != "graph" or self.graph_ is None:
+            raise InputError("Only the graph method can relearn (the paper's baseline has no features to sharpen).")
+        if self.root_ is None or not Path(self.root_).is_dir():
+            raise InputError("Relearning needs the run's images again, but its folder is not available"
+                             f"{f' ({self.root_})' if self.root_ else ''}.")
+        if constraints is not None:
+            self.refit(constraints)
+        cs = self.constraints_
+        if len(cs) == 0:
+            raise InputError("Relearning learns from answers: answer some questions (or merge or split groups) first.")
+        report = Reporter(callback, stop)
+        started = time.perf_counter()
+        device = resolve_device(self.device)
+        labels, confidence = self.labels_.copy(), self.confidence_.astype(np.float64)
+        confidence[cs.constrained_images()] = np.inf  # the person's answers are certain: always examples
+        with limited_threads(self.n_jobs), _scratch_folder() as scratch:
+            def reading(done: int, total: int, message: str | None = None) -> None:
+                report("reading", done, total, message=message or f"Reading images {done}/{total}")
+
+            source, _ = self._open_images(self.root_, self.similarity_model_, self.true_labels_ is not None,
+                                          reading, report.should_stop, None, scratch)
+            if list(source.paths) != list(self.paths_):
+                raise InputError(f"The images in {self.root_} changed since this run: run the discovery again.")
+            tuned = self_train(
+                self.embedding_model_, source, labels, confidence,
+                steps=self.settings_["self_training_steps"] or SELF_TRAINING_STEPS,
+                keep=self.settings_["self_training_keep"], device=device, seed=self.random_state,
+                progress=lambda step, total: report("self-training", step, total,
+                                                    message=f"Relearning from the answers: step {step}/{total}"),
+                should_stop=report.should_stop, adapted=self.embedding_model_,
+            )
+            if tuned is None:
+                self.stopped_ = True
+                return self
+            history = list(self.history_)
+            try:
+                emb, tuned_adapted = self._embed(tuned, source, device, report, None, what="relearnt features")
+                result = self._cluster(emb, device, report, stop, Stopwatch(), pass_number=len(self._relearnt) + 3,
+                                       answers=cs.pair_matrix())
+            except StoppedError:
+                result = None
+            if result is None or report.should_stop():
+                self.history_[:] = history
+                self.stopped_ = True
+                return self
+        emb, features, probs, head, neighbours, graph, pass_number = result
+        for point in self.history_[len(history):]:
+            point["pass"] = "relearn"
+        self._adopt(probs, head)
+        self.embedding_, self.diffusion_features_, self.graph_ = emb, features, graph
+        self.embedding_model_ = tuned_adapted
+        self.prototypes_ = cluster_prototypes(emb, self.labels_, self.n_clusters_)
+        self.unlike_threshold_ = unlike_threshold(neighbours, self.labels_, UNLIKE_QUANTILE)
+        self._relearnt.append((list(cs.answers), self._state(pass_number)))
+        self.refit(cs)
+        self.stopped_ = False
+        self.timings_["relearn"] = round(time.perf_counter() - started, 3)
         return self
 
     def _keep_k(self, labels: np.ndarray, cs: ConstraintSet) -> np.ndarray:
@@ -663,6 +768,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         self.confidence_ = probs[rows, self.labels_]
         self.n_clusters_ = k
         self.head_state_ = {"centres": torch.from_numpy(centres.astype(np.float32))}
+        self.prototypes_ = cluster_prototypes(self.embedding_, self.labels_, k)
 
     # -- reading and embedding ----------------------------------------------------------------------
 
@@ -762,11 +868,12 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
                                   seed=self.random_state)
 
     def _cluster(self, emb: torch.Tensor, device, report, stop, timings: dict, pass_number: int = 1,
-                 neighbours: Neighbours | None = None, folder_cache=None, model=None, on_k=None):
+                 neighbours: Neighbours | None = None, folder_cache=None, model=None, on_k=None, answers=None):
         """Graph, K and clustering network from unit embeddings (n, d):
         (emb, features, probs, head, neighbours, graph, pass_number).
 
-        ``on_k(k)`` is called once K is chosen, before training.
+        ``on_k(k)`` is called once K is chosen, before training. ``answers``: a person's answers as pair
+        targets (n, n) the clustering network learns from too (:func:`train_cluster_head`).
         """
         timings.start("graph")
         n = len(emb)
@@ -847,6 +954,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             report=report,
             history=self.history_,
             stop=stop,
+            answers=answers,
         )
         timings.stop("training")
         for point in self.history_[first_point:]:
@@ -973,11 +1081,39 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         head_of_pairs = model.net.head
         self.pair_head_ = (float(head_of_pairs.scale.detach()), float(head_of_pairs.bias.detach()))
         self.constraints_ = ConstraintSet(len(source.paths), names=self.paths_)
-        # what a refit starts from: this run's clusters, before any answer
-        self._base = dict(labels=self.labels_, probabilities=self.probabilities_, confidence=self.confidence_,
-                          n_clusters=self.n_clusters_, features=features, eigenvalues=self.eigenvalues_,
-                          k_eigengap=self.k_eigengap_, head_state=self.head_state_, history=list(self.history_),
-                          pass_number=pass_number)
+        # what a refit starts from: this run's clusters, before any answer; relearning adds later ones
+        self._base = self._state(pass_number)
+        self._relearnt: list[tuple[list, dict]] = []
+
+    def _state(self, pass_number: int) -> dict:
+        """What a refit starts from (the clusters before the answers are applied, and what they came from)."""
+        return dict(labels=self.labels_, probabilities=self.probabilities_, confidence=self.confidence_,
+                    n_clusters=self.n_clusters_, features=self.diffusion_features_, eigenvalues=self.eigenvalues_,
+                    k_eigengap=self.k_eigengap_, k_parts=self.k_parts_, head_state=self.head_state_,
+                    history=list(self.history_), pass_number=pass_number, embedding=self.embedding_,
+                    graph=self.graph_, embedding_model=self.embedding_model_, prototypes=self.prototypes_,
+                    unlike_threshold=self.unlike_threshold_)
+
+    def _restore(self, base: dict) -> None:
+        self.labels_, self.probabilities_, self.confidence_ = base["labels"], base["probabilities"], base["confidence"]
+        self.n_clusters_, self.diffusion_features_, self.eigenvalues_ = base["n_clusters"], base["features"], \
+            base["eigenvalues"]
+        self.k_eigengap_, self.k_parts_, self.head_state_ = base["k_eigengap"], base["k_parts"], base["head_state"]
+        self.embedding_, self.graph_, self.embedding_model_ = base["embedding"], base["graph"], base["embedding_model"]
+        self.prototypes_, self.unlike_threshold_ = base["prototypes"], base["unlike_threshold"]
+        self.history_[:] = base["history"]
+
+    @property
+    def relearnings_(self) -> list[int]:
+        """How many answers each relearning still in effect learnt from (:meth:`relearn`), oldest first."""
+        return [len(used) for used, _ in getattr(self, "_relearnt", [])]
+
+    def _base_for(self, answers: list) -> dict:
+        """The clusters a refit with ``answers`` starts from: the latest relearning done with a first part of
+        these answers (later relearnings, made with answers since taken back, are dropped), else the run's."""
+        while self._relearnt and answers[: len(self._relearnt[-1][0])] != self._relearnt[-1][0]:
+            self._relearnt.pop()
+        return self._relearnt[-1][1] if self._relearnt else self._base
 
     def _adopt(self, probs: np.ndarray, head) -> None:
         """Labels, probabilities and confidence from the network's cluster probabilities (n, k)."""
@@ -1133,7 +1269,9 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             out["answers"] = {"n_answers": len(answers), "n_same": int(len(answers.must_pairs())),
                               "n_different": int(len(answers.cannot_pairs())),
                               "k_before_answers": int(self._base["n_clusters"]),
-                              "refit_seconds": self.timings_.get("refit")}
+                              "refit_seconds": self.timings_.get("refit"),
+                              "relearnt_with": self.relearnings_,
+                              "relearn_seconds": self.timings_.get("relearn")}
         if score:
             m = self.scores()
             out["metrics"] = {"acc": m["acc"], "nmi": m["nmi"], "ari": m["ari"], "k_true": m["k_true"]}

@@ -150,6 +150,32 @@ class ConstraintSet:
         pairs = self.must_pairs()
         return int(np.sum(labels[pairs[:, 0]] != labels[pairs[:, 1]])) if len(pairs) else 0
 
+    def pair_matrix(self) -> sp.csr_matrix:
+        """(n_images, n_images) the answers with their consequences as pair targets: +1 between two (distinct)
+        images of one must-linked component, -1 between images of two components said to differ, 0 elsewhere
+        (the convention of :mod:`l2c_explorer.losses`)."""
+        members = {}
+        for i in self.constrained_images().tolist():
+            members.setdefault(int(self.component[i]), np.flatnonzero(self.component == self.component[i]))
+        rows, cols, values = [], [], []
+
+        def add(a: np.ndarray, b: np.ndarray, value: float) -> None:
+            rows.append(np.repeat(a, len(b)))
+            cols.append(np.tile(b, len(a)))
+            values.append(np.full(len(a) * len(b), value))
+
+        for group in members.values():
+            if len(group) > 1:
+                add(group, group, 1.0)
+        for c, d in self.cannot.tolist():
+            add(members[c], members[d], -1.0)
+            add(members[d], members[c], -1.0)
+        if not rows:
+            return sp.csr_matrix((self.n_images, self.n_images))
+        rows, cols, values = np.concatenate(rows), np.concatenate(cols), np.concatenate(values)
+        distinct = rows != cols
+        return sp.csr_matrix((values[distinct], (rows[distinct], cols[distinct])), shape=(self.n_images, self.n_images))
+
     def min_clusters(self) -> int:
         """A lower bound on the number of categories: a set of components that are pairwise "different"
         (a clique of cannot-links, found greedily) needs that many."""

@@ -238,6 +238,16 @@ def test_questions_answered_from_a_file_improve_the_run(tmp_path, tengwar10):
     answered = {frozenset((r["path_a"], r["path_b"])) for r in rows}
     again = list(csv.DictReader(out.open()))
     assert again and not answered & {frozenset((r["path_a"], r["path_b"])) for r in again}
+    # the same answers, relearnt from: the features are sharpened on the corrected groups
+    third = tmp_path / "third"
+    result = run_cli("discover", tengwar10, "--out", third, "--score", "--quiet", "--seed", 1, "--constraints", answers,
+                     "--relearn")
+    assert result.returncode == 0, result.stderr
+    s3 = json.loads((third / "summary.json").read_text())
+    assert s3["answers"]["relearnt_with"] == [6] and "(relearnt from them)" in result.stdout
+    assert s3["answers"]["k_before_answers"] == s1["k_estimated"]
+    lonely = run_cli("discover", tengwar10, "--out", tmp_path / "fourth", "--quiet", "--relearn")
+    assert lonely.returncode == 2 and "--relearn learns from answers" in lonely.stderr
     assert tree_snapshot(tengwar10) == before
 
 

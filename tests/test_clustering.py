@@ -177,6 +177,53 @@ def test_pair_targets_use_links_and_far_pairs_only():
     assert sub.tolist() == [[0, 1, -1], [1, 0, -1], [-1, -1, 0]]
 
 
+def test_answers_override_the_graphs_targets_and_weigh_like_a_whole_image():
+    import scipy.sparse as sp
+    import torch
+
+    from l2c_explorer.clustering import answer_weights
+    from l2c_explorer.constraints import ConstraintSet
+
+    feats = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.7, 0.7]]), dim=1)
+    links = sp.csr_matrix(np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=float))
+    answers = ConstraintSet(4, [(0, 1, 0), (2, 3, 1)]).pair_matrix()
+    t = pair_targets(feats, links, negative_below=0.3, answers=answers)
+    assert t[0, 1] == -1 and t[1, 0] == -1  # linked, but a person said different
+    assert t[2, 3] == 1 and t[0, 2] == -1  # said same; far apart and not asked about: different as before
+    w = answer_weights(t, answers)
+    assert w[0, 1] == 4 and w[2, 3] == 4 and w[0, 2] == 1 and w[3, 3] == 1
+    sub = pair_targets(feats, links, torch.tensor([1, 0]), negative_below=0.3, answers=answers)
+    assert sub.tolist() == [[0, -1], [-1, 0]]
+    assert answer_weights(sub, answers, torch.tensor([1, 0])).tolist() == [[1, 2], [2, 1]]
+    assert answer_weights(t, None) is None
+
+
+@pytest.mark.numerical
+def test_the_clustering_network_keeps_apart_what_a_person_said_differs():
+    """Two tight groups and an image between them, a little closer to the first; a person says it differs
+    from an image of the first: trained with the answer, the network puts it in the other group (K stays 2),
+    in full batches and in mini-batches."""
+    import torch
+
+    from l2c_explorer.constraints import ConstraintSet
+    from l2c_explorer.graph import knn_graph
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.nn.functional.normalize(torch.randn(2, 8, generator=g), dim=1)
+    feats = centres.repeat_interleave(100, 0) + 0.05 * torch.randn(200, 8, generator=g)
+    feats[0] = 0.55 * centres[0] + 0.45 * centres[1]
+    feats = torch.nn.functional.normalize(feats, dim=1)
+    links = knn_graph(feats, k=5, mutual=True)
+    answers = ConstraintSet(200, [(0, 1, 0)]).pair_matrix()
+    for batch_size in (4096, 64):
+        _, plain = train_cluster_head(feats, links, centres, steps=60, batch_size=batch_size)
+        _, told = train_cluster_head(feats, links, centres, steps=60, batch_size=batch_size, answers=answers)
+        assert plain.argmax(1)[0] == plain.argmax(1)[1]
+        labels = told.argmax(1).numpy()
+        assert labels[0] != labels[1] and len(np.unique(labels)) == 2
+        assert (labels[2:100] == labels[2]).all() and (labels[100:] == labels[100]).all()
+
+
 def test_mini_batches_pair_anchors_with_linked_partners():
     import scipy.sparse as sp
     import torch

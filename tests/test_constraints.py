@@ -155,3 +155,15 @@ def test_every_answer_holds_with_its_consequences():
     assert cs.violated_must(out) == 0 and cs.violated_cannot(out) == 0
     assert out[1] == out[7] == out[13]
     assert np.array_equal(apply_answers(graph, emb, labels, ConstraintSet(18, [])), labels)
+
+
+def test_pair_matrix_holds_the_answers_with_their_consequences():
+    cs = ConstraintSet(8, [(0, 1, 1), (1, 2, 1), (2, 5, 0), (6, 7, 1)])
+    m = cs.pair_matrix().toarray()
+    assert m.shape == (8, 8) and np.array_equal(m, m.T)
+    chain = [0, 1, 2]
+    assert (m[np.ix_(chain, chain)] == 1 - np.eye(3)).all()  # "same" closes transitively
+    assert (m[chain, 5] == -1).all()  # "different" holds for the whole chain
+    assert m[6, 7] == 1 and m[6, 5] == 0 and m[0, 6] == 0  # nothing said: nothing assumed
+    assert m[3].sum() == 0 and m[4].sum() == 0
+    assert ConstraintSet(8).pair_matrix().nnz == 0

@@ -141,3 +141,84 @@ def test_known_k_refuses_more_differences_than_clusters(keble_subset):
     different = [(firsts[0], firsts[1], 0), (firsts[0], firsts[2], 0), (firsts[1], firsts[2], 0)]
     with pytest.raises(InputError, match="K was given as 2"):
         c.refit(different)
+
+
+@pytest.mark.numerical
+def test_relearning_learns_from_the_answers(tengwar):
+    """Relearning self-trains the features on the groups the answers left and clusters again: images nobody
+    was asked about move too, and every answer still holds."""
+    clusterer, truth, _ = tengwar
+    clusterer.refit([])
+    run_embedding = clusterer.embedding_.copy()
+    answers = oracle_answers(clusterer, truth, 10)
+    refitted = clusterer.scores()["acc"]
+    stages = []
+    clusterer.relearn(callback=lambda p: stages.append(p.stage))
+    after = clusterer.scores()
+    # measured: ACC 0.855 for the run, 0.885 after the 10 answers, 0.905 relearnt (2 threads)
+    assert after["acc"] >= refitted, (refitted, after)
+    assert {"reading", "self-training", "features", "training"} <= set(stages)
+    assert not np.allclose(clusterer.embedding_, run_embedding, atol=1e-3)  # the features were relearnt
+    cs = clusterer.constraints_
+    assert cs.violated_must(clusterer.labels_) == 0 and cs.violated_cannot(clusterer.labels_) == 0
+    summary = clusterer.summary()
+    assert summary["answers"]["relearnt_with"] == [10] and summary["answers"]["relearn_seconds"] > 0
+    assert any(p.get("pass") == "relearn" for p in clusterer.history_)
+    assert clusterer.prototypes_.shape == (clusterer.n_clusters_, clusterer.embedding_.shape[1])
+    clusterer.refit([])
+    assert np.array_equal(clusterer.embedding_, run_embedding) and clusterer.relearnings_ == []
+
+
+def test_answers_after_a_relearning_start_from_it_and_undo_goes_back(tengwar):
+    clusterer, truth, _ = tengwar
+    clusterer.refit([])
+    answers = oracle_answers(clusterer, truth, 4)
+    three = clusterer.refit(answers[:3]).labels_.copy()  # before any relearning
+    relearnt = clusterer.relearn(answers).labels_.copy()
+    relearnt_embedding = clusterer.embedding_.copy()
+    assert np.array_equal(clusterer.refit(answers).labels_, relearnt)  # the same answers: the same groups
+    extra = clusterer.questions(1)[0]
+    clusterer.refit([*answers, Answer(extra.a, extra.b, bool(truth[extra.a] == truth[extra.b]))])
+    assert np.array_equal(clusterer.embedding_, relearnt_embedding) and clusterer.relearnings_ == [4]
+    # undo past the relearning: back to the run's features and what three answers did to its groups
+    assert np.array_equal(clusterer.refit(answers[:3]).labels_, three)
+    assert not np.array_equal(clusterer.embedding_, relearnt_embedding) and clusterer.relearnings_ == []
+    clusterer.refit([])
+
+
+def test_answers_from_a_file_relearn_as_in_the_app(tengwar, tmp_path):
+    """fit(constraints=file, relearn=True), what `discover --constraints FILE --relearn` runs, gives the groups
+    that the same answers given one by one and one relearning give."""
+    clusterer, truth, folder = tengwar
+    clusterer.refit([])
+    answers = oracle_answers(clusterer, truth, 5)
+    live = clusterer.relearn().labels_.copy()
+    path = write_constraints_csv(tmp_path / "answers.csv", answers, clusterer.paths_)
+    again = L2CClusterer(random_state=1).fit(folder, constraints=str(path), relearn=True)
+    assert again.relearnings_ == [5]
+    assert np.array_equal(again.labels_, live)
+    clusterer.refit([])
+
+
+def test_relearning_stopped_or_impossible_changes_nothing(tengwar):
+    import threading
+
+    clusterer, truth, _ = tengwar
+    clusterer.refit([])
+    with pytest.raises(InputError, match="answer some questions"):
+        clusterer.relearn()
+    answers = oracle_answers(clusterer, truth, 3)
+    labels, embedding = clusterer.labels_.copy(), clusterer.embedding_.copy()
+    stop = threading.Event()
+    stop.set()
+    clusterer.relearn(stop=stop)
+    assert clusterer.stopped_ and clusterer.relearnings_ == []
+    assert np.array_equal(clusterer.labels_, labels) and np.array_equal(clusterer.embedding_, embedding)
+    clusterer.refit([])
+    # a run made from embeddings has no images to relearn from
+    emb = clusterer.embedding_
+    from_embeddings = L2CClusterer(random_state=0, steps=10).fit_embeddings(emb)
+    before = from_embeddings.labels_.copy()
+    with pytest.raises(InputError, match="needs the run's images"):
+        from_embeddings.relearn([(0, 1, 0)])
+    assert np.array_equal(from_embeddings.labels_, before) and len(from_embeddings.constraints_) == 0

@@ -562,6 +562,19 @@ class Handlers:
     def teach_undo(self, job_id: str) -> list:
         return self._change(job_id, lambda t: t.undo())
 
+    def teach_relearn(self, job_id: str, progress=gr.Progress()) -> list:  # noqa: B008 (Gradio's idiom)
+        """Relearn the features and the groups from the answers (seconds: the page shows its progress)."""
+        def report(p) -> None:
+            progress(p.fraction, desc=p.message or "Relearning from the answers")
+
+        teacher = self._teacher(job_id)
+        before = teacher.job.result.n_clusters
+        try:
+            result = teacher.relearn(callback=report)
+        except L2CError as exc:
+            _fail(exc)
+        return self._taught(teacher, views.relearn_status(teacher, before, result.n_clusters))
+
     def add_images(self, job_id: str, folder: str, device: str = ASSIGN.defaults.device):
         """Assign a folder of new images to the finished run's groups (the workbench does the work)."""
         if not folder or not str(folder).strip():

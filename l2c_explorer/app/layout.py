@@ -140,6 +140,7 @@ class TeachPanel:
     status: gr.Markdown
     answers: gr.Dataframe
     undo: gr.Button
+    relearn: gr.Button
 
 
 def teach_panel(prefix: str) -> TeachPanel:
@@ -151,7 +152,9 @@ def teach_panel(prefix: str) -> TeachPanel:
             "(keys **S** same, **D** different, **K** skip, **U** undo), say that two groups are one category, "
             "that a group is two, or that images selected on the map do not belong in their group. Every "
             "answer is about a pair of images; they are saved with the run (`answers.csv`) and exported with "
-            "it, and `l2c-explorer discover --constraints answers.csv` gives the same groups.",
+            "it, and `l2c-explorer discover --constraints answers.csv` gives the same groups. After a few "
+            "answers, **Relearn** (key **R**, a few seconds) teaches the model what they mean, so that images "
+            "nobody asked about are regrouped too (`--relearn` on the command line).",
             elem_classes="l2c-help")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
@@ -184,9 +187,12 @@ def teach_panel(prefix: str) -> TeachPanel:
             answers = gr.Dataframe(headers=["#", "how", "image", "other image", "answer"], label="Answers given",
                                    interactive=False, wrap=True, max_height=220, elem_id=f"{prefix}-teach-answers",
                                    scale=5)
-            undo = gr.Button("Undo (U)", elem_id=f"{prefix}-teach-undo", size="sm", scale=1)
+            with gr.Column(scale=1, min_width=160):
+                relearn = gr.Button("Relearn from the answers (R)", variant="primary",
+                                    elem_id=f"{prefix}-teach-relearn", size="sm")
+                undo = gr.Button("Undo (U)", elem_id=f"{prefix}-teach-undo", size="sm")
     return TeachPanel(ask, question, gr.State(None), same, different, skip, groups, merge, split_group, propose_split,
-                      split_first, split_second, confirm_split, not_here, status, answers, undo)
+                      split_first, split_second, confirm_split, not_here, status, answers, undo, relearn)
 
 
 @dataclass

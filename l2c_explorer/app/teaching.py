@@ -13,8 +13,11 @@ page and the same answers in a ``path_a,path_b,same`` file give the same cluster
 
 After each change the clusterer refits (:meth:`~l2c_explorer.clustering.L2CClusterer.refit`, from the run
 and all answers), the run's files are rewritten (``assignments.csv``, ``summary.json``, ``answers.csv``),
-and the job publishes the new clusters and map colours (the map's coordinates stay: the images' features
-do not change). :meth:`Teacher.undo` refits without the last change.
+and the job publishes the new clusters and map colours. :meth:`Teacher.relearn` (seconds, not milliseconds)
+relearns the features and the clusters from the answers so far
+(:meth:`~l2c_explorer.clustering.L2CClusterer.relearn`); its training steps continue the run's curves. The
+map's coordinates stay those of the run's features throughout, so that points do not jump about.
+:meth:`Teacher.undo` refits without the last change (and without a relearning that used it).
 """
 
 from __future__ import annotations
@@ -169,6 +172,19 @@ class Teacher:
         """Add answers read elsewhere (e.g. an ``answers.csv``) as one change."""
         return self._give(Given(how, list(answers)))
 
+    def relearn(self, callback=None):
+        """Relearn the features and the clusters from every answer so far, then publish as after a change."""
+        with self._lock:
+            if not self.answers:
+                raise InputError("Answer a few questions first: relearning learns from your answers.")
+            started = time.perf_counter()
+            history = len(self.clusterer.history_)
+            self.clusterer.relearn(self.answers, callback=callback)
+            if self.clusterer.stopped_:
+                raise InputError("Relearning was stopped; the groups are as they were.")
+            learnt = [p for p in self.clusterer.history_[history:] if p.get("pass") == "relearn"]
+            return self._publish(started, learnt)
+
     def _give(self, given: Given):
         with self._lock:
             ConstraintSet(len(self.clusterer.paths_), [*self.answers, *given.answers],
@@ -182,13 +198,17 @@ class Teacher:
 
     def _apply(self):
         """Refit with every answer, rewrite the run's files, publish the new groups and map colours."""
+        started = time.perf_counter()
+        self.clusterer.refit(self.answers)
+        return self._publish(started)
+
+    def _publish(self, started: float, learnt: list[dict] = ()):
+        """Rewrite the run's files and publish the clusterer's groups, map colours and new curve points."""
         from ..constraints import write_constraints_csv
         from ..results import ANSWERS_FILE, write_discovery_results
         from .workbench import run_result
 
-        started = time.perf_counter()
         job, old = self.job, self.job.result
-        self.clusterer.refit(self.answers)
         score = old.truth is not None
         summary = write_discovery_results(self.clusterer, old.run_dir, score=score)
         if self.answers:
@@ -204,10 +224,10 @@ class Teacher:
                                         thumbs=job.extra("thumb_keys"), truth=result.truth,
                                         class_names=result.names, method=payload.get("method", "umap"),
                                         preview=bool(payload.get("preview", False)))
-        for point in self.clusterer.history_:
-            if point.get("pass") == "answers":  # the refit's curve points continue the run's
-                job.metrics.append({"stage": "training", "step": point["step"], "epoch": point["epoch"],
-                                    "elapsed": 0.0, "loss": point["loss"], "k_estimated": point["k_estimated"]})
+        last = max((m.get("step", 0) for m in job.metrics.read()[0] if m.get("stage") == "training"), default=0)
+        for point in learnt:  # a relearning's training steps continue the run's curves
+            job.metrics.append({"stage": "training", "step": last + point["step"], "epoch": point["epoch"],
+                                "elapsed": 0.0, "loss": point["loss"], "k_estimated": point["k_estimated"]})
         job.publish(**extras)
         self.version += 1
         self.seconds = time.perf_counter() - started

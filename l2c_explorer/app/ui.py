@@ -275,6 +275,7 @@ class Wiring:
         t.confirm_split.click(h.teach_split, inputs=[run.job, t.split_group], outputs=outputs, api_name="teach_split")
         t.not_here.click(h.teach_not_here, inputs=[run.job, e.selection], outputs=outputs, api_name="teach_not_here")
         t.undo.click(h.teach_undo, inputs=[run.job], outputs=outputs, api_name="teach_undo")
+        t.relearn.click(h.teach_relearn, inputs=[run.job], outputs=outputs, api_name="teach_relearn")
 
 
 def build_app(bench: Workbench, *, folder: str | None = None) -> tuple[gr.Blocks, Handlers]:

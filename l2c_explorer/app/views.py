@@ -370,6 +370,16 @@ def teach_status(teacher, before: int | None, after: int | None) -> str:
     change = "" if before == after else f" ({before} → {after} groups)"
     seconds = f" in {teacher.seconds:.1f} s" if teacher.seconds is not None else ""
     return f"Re-grouped with {n} answer{'s' if n != 1 else ''}{seconds}: **{after} groups**{change}."
+
+
+def relearn_status(teacher, before: int, after: int) -> str:
+    """One line after relearning: from how many answers, how long, and the groups now."""
+    n = len(teacher.answers)
+    change = "" if before == after else f" ({before} → {after} groups)"
+    return (f"Relearnt the features from {n} answer{'s' if n != 1 else ''} in {teacher.seconds:.1f} s: "
+            f"**{after} groups**{change}. The map keeps its layout; the colours show the new groups.")
+
+
 def added_markdown(summary: dict) -> str:
     """What adding new images to a finished run did, in plain words."""
     n, unlike = summary["n_images"], summary["n_unlike_any"]

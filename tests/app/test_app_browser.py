@@ -532,3 +532,13 @@ def test_teach_it_answers_questions_and_merges_groups(page, served_app, keble6):
     assert job.result.n_clusters == k - 1 and max(after) == k - 2 and after != before
     assert len(teacher.answers) == 4 and teacher.answers[-1].same
     assert "groups" in page.inner_text("#discover-teach-status")
+
+    # relearn from the four answers (key R): the groups come from sharpened features, the curves go on
+    loss_points = curve_points(page, "loss")
+    page.locator("body").press("r")
+    page.wait_for_function("() => document.querySelector('#discover-teach-status').innerText"
+                           ".includes('Relearnt the features from 4 answers')", timeout=300_000)
+    assert teacher.clusterer.relearnings_ == [4]
+    page.wait_for_function("() => Number(document.querySelector('#discover-curves [data-series=loss]')"
+                           f"?.dataset.points) > {loss_points}", timeout=60_000)
+    assert page.evaluate(labels_on_map) == job.result.labels.tolist()

@@ -3,9 +3,12 @@ given in the app and the same answers in a file give the same clusters."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
+from l2c_explorer.app import views
 from l2c_explorer.app.workbench import Workbench
 from l2c_explorer.clustering import L2CClusterer
 from l2c_explorer.constraints import ContradictionError, read_constraints_csv
@@ -99,3 +102,35 @@ def test_answers_in_the_app_and_in_a_file_give_the_same_clusters(taught, tmp_pat
     # and the export carries the answers
     info = bench.export(job.id, tmp_path / "exported")
     assert (info["folder"] / "answers.csv").read_text() == answers_file.read_text()
+
+
+def test_relearning_in_the_app_continues_the_curves_and_matches_a_file(taught):
+    bench, job, folder = taught
+    teacher = bench.teacher(job.id)
+    with pytest.raises(InputError, match="Answer a few questions first"):
+        teacher.relearn()
+    truth = truth_of(job.result)
+    for _ in range(3):
+        q = teacher.question()
+        teacher.answer(q["a"], q["b"], bool(truth[q["a"]] == truth[q["b"]]))
+    points = len(job.metrics.read()[0])
+    stages = []
+    relearnt = teacher.relearn(callback=lambda p: stages.append(p.stage))
+    assert job.result is relearnt and {"self-training", "training"} <= set(stages)
+    assert "Relearnt" in views.relearn_status(teacher, 5, relearnt.n_clusters)
+    assert len(job.metrics.read()[0]) > points  # the relearning's training steps continue the curves
+    steps = [m["step"] for m in job.metrics.read()[0] if m.get("stage") == "training"]
+    assert steps == sorted(steps)
+    summary = json.loads((relearnt.run_dir / "summary.json").read_text())
+    assert summary["answers"]["relearnt_with"] == [3]
+    cs = teacher.constraints()
+    assert cs.violated_must(relearnt.labels) == 0 and cs.violated_cannot(relearnt.labels) == 0
+    # the same answers from the run's file, relearnt from at once, give the same groups
+    answers_file = relearnt.run_dir / "answers.csv"
+    from_file = L2CClusterer(similarity="omniglot", **OPTIONS).fit(folder, constraints=str(answers_file), relearn=True)
+    assert np.array_equal(from_file.labels_, relearnt.labels)
+    # undo goes back to before the relearning, to what two answers did to the run's groups
+    back = teacher.undo()
+    assert teacher.clusterer.relearnings_ == []
+    two = L2CClusterer(similarity="omniglot", **OPTIONS).fit(folder, constraints=teacher.answers)
+    assert len(teacher.answers) == 2 and np.array_equal(back.labels, two.labels_)
