@@ -150,7 +150,7 @@ def test_relearning_learns_from_the_answers(tengwar):
     clusterer, truth, _ = tengwar
     clusterer.refit([])
     run_embedding = clusterer.embedding_.copy()
-    answers = oracle_answers(clusterer, truth, 10)
+    oracle_answers(clusterer, truth, 10)
     refitted = clusterer.scores()["acc"]
     stages = []
     clusterer.relearn(callback=lambda p: stages.append(p.stage))
@@ -207,7 +207,7 @@ def test_relearning_stopped_or_impossible_changes_nothing(tengwar):
     clusterer.refit([])
     with pytest.raises(InputError, match="answer some questions"):
         clusterer.relearn()
-    answers = oracle_answers(clusterer, truth, 3)
+    oracle_answers(clusterer, truth, 3)
     labels, embedding = clusterer.labels_.copy(), clusterer.embedding_.copy()
     stop = threading.Event()
     stop.set()
@@ -222,3 +222,14 @@ def test_relearning_stopped_or_impossible_changes_nothing(tengwar):
     with pytest.raises(InputError, match="needs the run's images"):
         from_embeddings.relearn([(0, 1, 0)])
     assert np.array_equal(from_embeddings.labels_, before) and len(from_embeddings.constraints_) == 0
+
+
+def test_relearning_refuses_a_folder_that_changed(keble_subset):
+    c = L2CClusterer(random_state=0, self_training_steps=0, steps=10).fit(keble_subset)
+    first = next(keble_subset.iterdir())
+    shutil.copy(next(first.iterdir()), first / "added_later.png")
+    with pytest.raises(InputError, match="changed since this run"):
+        c.relearn([(0, 1, 0)])
+    (first / "added_later.png").unlink()
+    c.relearn()  # the folder as it was: the answer given above is relearnt from
+    assert c.relearnings_ == [1] and c.labels_[0] != c.labels_[1]

@@ -575,6 +575,11 @@ class Handlers:
             _fail(exc)
         return self._taught(teacher, views.relearn_status(teacher, before, result.n_clusters))
 
+    def teach_stop_relearn(self, job_id: str) -> str:
+        if self._teacher(job_id).stop_relearning():
+            return "Stopping the relearning: the groups stay as they were."
+        return "No relearning is under way."
+
     def add_images(self, job_id: str, folder: str, device: str = ASSIGN.defaults.device):
         """Assign a folder of new images to the finished run's groups (the workbench does the work)."""
         if not folder or not str(folder).strip():

@@ -141,6 +141,7 @@ class TeachPanel:
     answers: gr.Dataframe
     undo: gr.Button
     relearn: gr.Button
+    stop_relearn: gr.Button
 
 
 def teach_panel(prefix: str) -> TeachPanel:
@@ -154,7 +155,8 @@ def teach_panel(prefix: str) -> TeachPanel:
             "answer is about a pair of images; they are saved with the run (`answers.csv`) and exported with "
             "it, and `l2c-explorer discover --constraints answers.csv` gives the same groups. After a few "
             "answers, **Relearn** (key **R**, a few seconds) teaches the model what they mean, so that images "
-            "nobody asked about are regrouped too (`--relearn` on the command line).",
+            "nobody asked about are regrouped too (`--relearn` on the command line); Stop relearning leaves the "
+            "groups as they were.",
             elem_classes="l2c-help")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
@@ -190,9 +192,11 @@ def teach_panel(prefix: str) -> TeachPanel:
             with gr.Column(scale=1, min_width=160):
                 relearn = gr.Button("Relearn from the answers (R)", variant="primary",
                                     elem_id=f"{prefix}-teach-relearn", size="sm")
+                stop_relearn = gr.Button("Stop relearning", elem_id=f"{prefix}-teach-stop-relearn", size="sm")
                 undo = gr.Button("Undo (U)", elem_id=f"{prefix}-teach-undo", size="sm")
     return TeachPanel(ask, question, gr.State(None), same, different, skip, groups, merge, split_group, propose_split,
-                      split_first, split_second, confirm_split, not_here, status, answers, undo, relearn)
+                      split_first, split_second, confirm_split, not_here, status, answers, undo, relearn,
+                      stop_relearn)
 
 
 @dataclass

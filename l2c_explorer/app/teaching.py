@@ -15,7 +15,8 @@ After each change the clusterer refits (:meth:`~l2c_explorer.clustering.L2CClust
 and all answers), the run's files are rewritten (``assignments.csv``, ``summary.json``, ``answers.csv``),
 and the job publishes the new clusters and map colours. :meth:`Teacher.relearn` (seconds, not milliseconds)
 relearns the features and the clusters from the answers so far
-(:meth:`~l2c_explorer.clustering.L2CClusterer.relearn`); its training steps continue the run's curves. The
+(:meth:`~l2c_explorer.clustering.L2CClusterer.relearn`; :meth:`Teacher.stop_relearning` ends it with nothing
+changed); its training steps continue the run's curves. The
 map's coordinates stay those of the run's features throughout, so that points do not jump about.
 :meth:`Teacher.undo` refits without the last change (and without a relearning that used it).
 """
@@ -65,6 +66,8 @@ class Teacher:
         self.version = 0
         self.seconds: float | None = None
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.relearning = False
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -173,17 +176,31 @@ class Teacher:
         return self._give(Given(how, list(answers)))
 
     def relearn(self, callback=None):
-        """Relearn the features and the clusters from every answer so far, then publish as after a change."""
+        """Relearn the features and the clusters from every answer so far, then publish as after a change.
+        :meth:`stop_relearning` (from another thread) ends it with the groups as they were."""
         with self._lock:
             if not self.answers:
                 raise InputError("Answer a few questions first: relearning learns from your answers.")
             started = time.perf_counter()
             history = len(self.clusterer.history_)
-            self.clusterer.relearn(self.answers, callback=callback)
+            self._stop.clear()
+            self.relearning = True
+            try:
+                self.clusterer.relearn(self.answers, callback=callback, stop=self._stop)
+            finally:
+                self.relearning = False
             if self.clusterer.stopped_:
                 raise InputError("Relearning was stopped; the groups are as they were.")
             learnt = [p for p in self.clusterer.history_[history:] if p.get("pass") == "relearn"]
             return self._publish(started, learnt)
+
+    def stop_relearning(self) -> bool:
+        """Ask a relearning under way to stop (it ends within a training step; nothing changes); False when
+        none is under way."""
+        if not self.relearning:
+            return False
+        self._stop.set()
+        return True
 
     def _give(self, given: Given):
         with self._lock:

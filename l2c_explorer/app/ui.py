@@ -276,6 +276,9 @@ class Wiring:
         t.not_here.click(h.teach_not_here, inputs=[run.job, e.selection], outputs=outputs, api_name="teach_not_here")
         t.undo.click(h.teach_undo, inputs=[run.job], outputs=outputs, api_name="teach_undo")
         t.relearn.click(h.teach_relearn, inputs=[run.job], outputs=outputs, api_name="teach_relearn")
+        # its own queue: a relearning under way must not hold it up
+        t.stop_relearn.click(h.teach_stop_relearn, inputs=[run.job], outputs=[t.status], api_name="teach_stop_relearn",
+                             concurrency_limit=None)
 
 
 def build_app(bench: Workbench, *, folder: str | None = None) -> tuple[gr.Blocks, Handlers]:

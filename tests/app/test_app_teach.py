@@ -134,3 +134,30 @@ def test_relearning_in_the_app_continues_the_curves_and_matches_a_file(taught):
     assert teacher.clusterer.relearnings_ == []
     two = L2CClusterer(similarity="omniglot", **OPTIONS).fit(folder, constraints=teacher.answers)
     assert len(teacher.answers) == 2 and np.array_equal(back.labels, two.labels_)
+
+
+def test_relearning_can_be_stopped_from_another_thread(taught):
+    import threading
+
+    bench, job, _ = taught
+    teacher = bench.teacher(job.id)
+    assert not teacher.stop_relearning()  # nothing under way
+    truth = truth_of(job.result)
+    for _ in range(2):
+        q = teacher.question()
+        teacher.answer(q["a"], q["b"], bool(truth[q["a"]] == truth[q["b"]]))
+    before = job.result
+    asked = []
+
+    def press_stop(progress) -> None:  # the page's Stop button, pressed once the fine-tuning is under way
+        if progress.stage == "self-training" and not asked:
+            asked.append(threading.Thread(target=lambda: asked.append(teacher.stop_relearning())))
+            asked[0].start()
+            asked[0].join()
+
+    with pytest.raises(InputError, match="stopped"):
+        teacher.relearn(callback=press_stop)
+    assert asked[1] is True and not teacher.relearning
+    assert job.result is before and teacher.clusterer.relearnings_ == []
+    assert np.array_equal(teacher.clusterer.labels_, before.labels)
+    assert teacher.relearn().n_clusters >= 1 and teacher.clusterer.relearnings_ == [2]  # a new one runs to the end
