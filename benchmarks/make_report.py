@@ -70,6 +70,8 @@ SECTIONS = [
      "benchmarks/teach.py --only photos --photo-classes 25 --photo-per-class 20 --no-speed --resume` and the timings "
      "with `python benchmarks/teach.py --timings-only --resume` (the folders can also run in parallel processes with "
      "`--name` and `--alphabets`)"),
+    ("teach_ceiling", "Teach it: how far answers about groups can go (an oracle's corrections, relearnt from)",
+     "`python benchmarks/teach_ceiling.py`"),
     ("digits_da", "Cross-domain digits: USPS <-> MNIST", "`python benchmarks/digits_da.py`"),
     ("app_explore_20k", "The app's explorer with 20,000 images", "`python benchmarks/app_explore_20k.py`"),
     ("app_explore_100k", "The app's explorer with 100,000 images", "`python benchmarks/app_explore_20k.py --n 100000`"),
