@@ -81,13 +81,19 @@ def relearn_from(clusterer: L2CClusterer, folder: Path, groups: np.ndarray) -> n
     return result[2].argmax(1)
 
 
+def scored(truth: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
+    """(accuracy %, K found minus true K)."""
+    s = clustering_scores(truth, labels)
+    return round(100 * float(s["acc"]), 2), int(len(np.unique(labels)) - s["k_true"])
+
+
 def render(data: dict) -> str:
     rows = data["rows"]
-    lines = [f"Machine: {data['machine']}; {data['seconds'] / 60:.1f} min in all. First clusterings: model "
-             "`omniglot`, K unknown, seed 0 (as `discover` and `benchmarks/teach.py` run them). Cells: accuracy % "
-             "(K found minus true K).", "",
-             "| folder | first clustering | groups with two or more characters | characters split over groups "
-             "| group-level oracle | oracle groups, relearnt |", "|---|---|---|---|---|---|"]
+    lines = [(f"Machine: {data['machine']}; {data['seconds'] / 60:.1f} min in all. First clusterings: model "
+              "`omniglot`, K unknown, seed 0 (as `discover` and `benchmarks/teach.py` run them). Cells: accuracy % "
+              "(K found minus true K)."), "",
+             ("| folder | first clustering | groups with two or more characters | characters split over groups "
+              "| group-level oracle | oracle groups, relearnt |"), "|---|---|---|---|---|---|"]
     for name, r in rows.items():
         lines.append(f"| {name} | {r['first'][0]:.1f} ({r['first'][1]:+d}) | {r['mixed_groups']} | "
                      f"{r['split_characters']} | {r['oracle'][0]:.1f} ({r['oracle'][1]:+d}) | "
@@ -122,14 +128,10 @@ def main() -> None:
         np.add.at(counts, (clusterer.labels_, truth), 1)
         second = np.sort(counts, axis=1)[:, -2] if counts.shape[1] > 1 else np.zeros(len(counts))
         groups = oracle_groups(clusterer.labels_, truth)
-
-        def scored(labels):
-            s = clustering_scores(truth, labels)
-            return round(100 * float(s["acc"]), 2), int(len(np.unique(labels)) - s["k_true"])
-
-        rows[folder.name] = {"first": scored(clusterer.labels_), "mixed_groups": int(np.sum(second >= MIXED)),
+        relearnt = relearn_from(clusterer, folder, groups)
+        rows[folder.name] = {"first": scored(truth, clusterer.labels_), "mixed_groups": int(np.sum(second >= MIXED)),
                              "split_characters": int(np.sum(np.sort(counts, axis=0)[-2] >= MIXED)),
-                             "oracle": scored(groups), "relearnt": scored(relearn_from(clusterer, folder, groups))}
+                             "oracle": scored(truth, groups), "relearnt": scored(truth, relearnt)}
         print(folder.name, rows[folder.name], flush=True)
     data = {"machine": machine_description(), "seconds": time.perf_counter() - started, "mixed": MIXED, "rows": rows}
     markdown = render(data)
