@@ -654,7 +654,8 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         them (:func:`~l2c_explorer.selftrain.self_train`, the images some answer is about always among the
         examples), compute the features and the similarity graph again, estimate K again from the sharpened
         graph (unless K was given), train the clustering network again, the answers among its pair targets
-        with a strong weight (:func:`answer_weights`), and apply every answer to the new clusters. A look-alike the answers separated in one place is then told apart everywhere.
+        with a strong weight (:func:`answer_weights`), and apply every answer to the new clusters. A
+        look-alike the answers separated in one place is then told apart everywhere.
 
         Needs the run's images (``root_``; they are read again, from the cache when there is one). Later
         refits start from the relearnt clusters; a refit without one of the answers used here goes back to

@@ -154,9 +154,8 @@ class ConstraintSet:
         """(n_images, n_images) the answers with their consequences as pair targets: +1 between two (distinct)
         images of one must-linked component, -1 between images of two components said to differ, 0 elsewhere
         (the convention of :mod:`l2c_explorer.losses`)."""
-        members = {}
-        for i in self.constrained_images().tolist():
-            members.setdefault(int(self.component[i]), np.flatnonzero(self.component == self.component[i]))
+        members = {int(c): np.flatnonzero(self.component == c)
+                   for c in np.unique(self.component[self.constrained_images()])}
         rows, cols, values = [], [], []
 
         def add(a: np.ndarray, b: np.ndarray, value: float) -> None:

@@ -500,14 +500,14 @@ class Handlers:
                 views.results_markdown(result),
                 views.curves_json(job.metrics.read()[0], views.DISCOVER_SERIES, references=refs)]
 
-    def _change(self, job_id: str, change) -> list:
+    def _change(self, job_id: str, change, status=views.teach_status) -> list:
         teacher = self._teacher(job_id)
         before = teacher.job.result.n_clusters
         try:
             result = change(teacher)
         except L2CError as exc:
             _fail(exc)
-        return self._taught(teacher, views.teach_status(teacher, before, result.n_clusters))
+        return self._taught(teacher, status(teacher, before, result.n_clusters))
 
     def teach_ask(self, job_id: str) -> list:
         teacher = self._teacher(job_id)
@@ -567,13 +567,7 @@ class Handlers:
         def report(p) -> None:
             progress(p.fraction, desc=p.message or "Relearning from the answers")
 
-        teacher = self._teacher(job_id)
-        before = teacher.job.result.n_clusters
-        try:
-            result = teacher.relearn(callback=report)
-        except L2CError as exc:
-            _fail(exc)
-        return self._taught(teacher, views.relearn_status(teacher, before, result.n_clusters))
+        return self._change(job_id, lambda t: t.relearn(callback=report), status=views.relearn_status)
 
     def teach_stop_relearn(self, job_id: str) -> str:
         if self._teacher(job_id).stop_relearning():

@@ -241,7 +241,8 @@ class Teacher:
                                         thumbs=job.extra("thumb_keys"), truth=result.truth,
                                         class_names=result.names, method=payload.get("method", "umap"),
                                         preview=bool(payload.get("preview", False)))
-        last = max((m.get("step", 0) for m in job.metrics.read()[0] if m.get("stage") == "training"), default=0)
+        last = max((m.get("step", 0) for m in job.metrics.read()[0] if m.get("stage") == "training"), default=0) \
+            if learnt else 0
         for point in learnt:  # a relearning's training steps continue the run's curves
             job.metrics.append({"stage": "training", "step": last + point["step"], "epoch": point["epoch"],
                                 "elapsed": 0.0, "loss": point["loss"], "k_estimated": point["k_estimated"]})
