@@ -325,19 +325,25 @@ class Handlers:
                 seen["curves"] = list(drawn)
             if job.finished:
                 result = job.result
-                if result is not None and seen.get("result") != job.id:
-                    seen["result"] = job.id
+                # the groups as taught so far: a page reloaded during a relearning shows its groups when it ends
+                teacher = job.extra("teacher")
+                relearning = teacher is not None and teacher.relearning
+                drawn_result = f"{job.id}:{job.extra('teach_version', 0)}"
+                if result is not None and seen.get("result") != drawn_result:
+                    seen["result"] = drawn_result
                     out.update(self._result_outputs(result, e))
                 if result is not None and job.extras_version != seen.get("extras"):
                     seen["extras"] = job.extras_version
-                    if job.extra("clusters") is not None and seen.get("clusters") != job.id:
-                        seen["clusters"] = job.id
+                    if job.extra("clusters") is not None and seen.get("clusters") != drawn_result:
+                        seen["clusters"] = drawn_result
                         out.update(self._groups_outputs(job, result, e, kind))
                     payload = job.extra("map")
                     if payload is not None and seen.get("map") != id(payload):
                         seen["map"] = id(payload)
                         out[e.map] = self._map_json(payload)
-                if result is None or job.extra("map_final"):
+                if relearning:
+                    out[run.progress] = views.relearning_html(teacher.progress)
+                elif result is None or job.extra("map_final"):
                     out[run.timer] = gr.Timer(active=False)
             out[run.seen] = seen
             return out

@@ -16,7 +16,8 @@ and all answers), the run's files are rewritten (``assignments.csv``, ``summary.
 and the job publishes the new clusters and map colours. :meth:`Teacher.relearn` (seconds, not milliseconds)
 relearns the features and the clusters from the answers so far
 (:meth:`~l2c_explorer.clustering.L2CClusterer.relearn`; :meth:`Teacher.stop_relearning` ends it with nothing
-changed); its training steps continue the run's curves. The
+changed); its training steps continue the run's curves, and a page opened or reloaded meanwhile follows it
+(:attr:`Teacher.relearning`, :attr:`Teacher.progress`) and shows its groups when it ends. The
 map's coordinates stay those of the run's features throughout, so that points do not jump about.
 :meth:`Teacher.undo` refits without the last change (and without a relearning that used it).
 """
@@ -68,6 +69,7 @@ class Teacher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.relearning = False
+        self.progress = None  # the latest report of a relearning under way (a reloaded page shows it)
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -185,10 +187,16 @@ class Teacher:
             history = len(self.clusterer.history_)
             self._stop.clear()
             self.relearning = True
+
+            def report(progress) -> None:
+                self.progress = progress
+                if callback is not None:
+                    callback(progress)
+
             try:
-                self.clusterer.relearn(self.answers, callback=callback, stop=self._stop)
+                self.clusterer.relearn(self.answers, callback=report, stop=self._stop)
             finally:
-                self.relearning = False
+                self.relearning, self.progress = False, None
             if self.clusterer.stopped_:
                 raise InputError("Relearning was stopped; the groups are as they were.")
             learnt = [p for p in self.clusterer.history_[history:] if p.get("pass") == "relearn"]

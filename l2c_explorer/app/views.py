@@ -372,6 +372,17 @@ def teach_status(teacher, before: int | None, after: int | None) -> str:
     return f"Re-grouped with {n} answer{'s' if n != 1 else ''}{seconds}: **{after} groups**{change}."
 
 
+def relearning_html(progress) -> str:
+    """The progress bar of a relearning under way (``progress``: its latest report, None before the first)."""
+    frac = progress.fraction if progress is not None else 0.0
+    text = "Relearning from your answers"
+    if progress is not None and progress.message:
+        text += f": {progress.message}"
+    text += f" ({frac:.0%}). The groups below change when it ends."
+    return (f'<div class="l2c-progress" data-status="relearning"><div class="track"><div class="bar" '
+            f'style="width:{100 * frac:.1f}%"></div></div><div class="text">{esc(text)}</div></div>')
+
+
 def relearn_status(teacher, before: int, after: int) -> str:
     """One line after relearning: from how many answers, how long, and the groups now."""
     n = len(teacher.answers)

@@ -161,3 +161,35 @@ def test_relearning_can_be_stopped_from_another_thread(taught):
     assert job.result is before and teacher.clusterer.relearnings_ == []
     assert np.array_equal(teacher.clusterer.labels_, before.labels)
     assert teacher.relearn().n_clusters >= 1 and teacher.clusterer.relearnings_ == [2]  # a new one runs to the end
+
+
+def test_a_page_reloaded_during_a_relearning_follows_it_and_shows_its_groups(taught):
+    from l2c_explorer.app.ui import build_app
+
+    bench, job, _ = taught
+    _, handlers = build_app(bench)
+    run, explore = handlers.page.run, handlers.page.explore
+    poll = handlers.poller("discover", run, explore)
+    job.publish(map_final=True)  # as once the map is computed (this run has none)
+    teacher = bench.teacher(job.id)
+    truth = truth_of(job.result)
+    for _ in range(3):
+        q = teacher.question()
+        teacher.answer(q["a"], q["b"], bool(truth[q["a"]] == truth[q["b"]]))
+    shown = poll(job.id, {})  # the page as (re)loaded: the taught groups, nothing left to follow
+    assert explore.clusters in shown and shown[run.timer].active is False
+    during = []
+
+    def reload_now(progress) -> None:  # a reload while the relearning fine-tunes
+        if progress.stage == "self-training" and progress.step >= 1 and not during:
+            during.append(poll(job.id, {}))
+
+    relearnt = teacher.relearn(callback=reload_now)
+    page = during[0]
+    assert "Relearning from your answers" in page[run.progress] and 'data-status="relearning"' in page[run.progress]
+    assert run.timer not in page  # the page keeps polling
+    ended = poll(job.id, page[run.seen])  # the next poll after it ended: its groups, and polling stops
+    rows = ended[explore.clusters]["value"]
+    assert len(rows) == relearnt.n_clusters and sum(r[1] for r in rows) == len(relearnt.labels)
+    assert f"{relearnt.n_clusters}" in ended[explore.results_md] and ended[run.timer].active is False
+    assert teacher.progress is None and not teacher.relearning
