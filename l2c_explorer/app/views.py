@@ -192,7 +192,13 @@ def progress_html(snap: JobSnapshot | None, *, what: str = "run") -> str:
         frac = 1.0
     else:
         text = status
-    return (f'<div class="l2c-progress{css}" data-status="{esc(status)}" data-job="{esc(snap.id)}">'
+    return bar_html(status, frac, text, css=css, job=snap.id)
+
+
+def bar_html(status: str, frac: float, text: str, *, css: str = "", job: str | None = None) -> str:
+    """The progress bar's markup: ``status`` in data-status (what the tests and the page's script read)."""
+    job_attr = f' data-job="{esc(job)}"' if job is not None else ""
+    return (f'<div class="l2c-progress{css}" data-status="{esc(status)}"{job_attr}>'
             f'<div class="track"><div class="bar" style="width:{100 * frac:.1f}%"></div></div>'
             f'<div class="text">{esc(text)}</div></div>')
 
@@ -379,8 +385,7 @@ def relearning_html(progress) -> str:
     if progress is not None and progress.message:
         text += f": {progress.message}"
     text += f" ({frac:.0%}). The groups below change when it ends."
-    return (f'<div class="l2c-progress" data-status="relearning"><div class="track"><div class="bar" '
-            f'style="width:{100 * frac:.1f}%"></div></div><div class="text">{esc(text)}</div></div>')
+    return bar_html("relearning", frac, text)
 
 
 def relearn_status(teacher, before: int, after: int) -> str:
