@@ -72,6 +72,8 @@ SECTIONS = [
      "`--name` and `--alphabets`)"),
     ("teach_ceiling", "Teach it: how far answers about groups can go (an oracle's corrections, relearnt from)",
      "`python benchmarks/teach_ceiling.py`"),
+    ("omniglot_resolution", "Teach it with a sharper similarity model: 32x32 against 48x48 inputs (validation alphabets)",
+     "`python benchmarks/omniglot_resolution.py`"),
     ("digits_da", "Cross-domain digits: USPS <-> MNIST", "`python benchmarks/digits_da.py`"),
     ("app_explore_20k", "The app's explorer with 20,000 images", "`python benchmarks/app_explore_20k.py`"),
     ("app_explore_100k", "The app's explorer with 100,000 images", "`python benchmarks/app_explore_20k.py --n 100000`"),
