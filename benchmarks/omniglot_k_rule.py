@@ -79,11 +79,16 @@ def validation_setup(background: Path, work: Path, model: str | None, fold: int 
     """
     train, valid = split(background, work, fold)
     if model is None or not Path(model).exists():
-        stem = str(work / "train25_model") if model is None else str(Path(model).with_suffix(""))
-        subprocess.run(["l2c-explorer", "train-similarity", str(train), "--recipe", "omniglot", "--out", stem,
-                        "--name", f"train25_fold{fold}"], check=True)
-        model = stem + ".safetensors"
-    return valid, model
+        model = work / "train25_model.safetensors" if model is None else Path(model).with_suffix(".safetensors")
+        train_fold_model(train, model, f"train25_fold{fold}")
+    return valid, str(model)
+
+
+def train_fold_model(train: Path, out: Path, name: str, *options: str) -> None:
+    """Train the shipped `omniglot` recipe on ``train`` into ``out`` (a .safetensors path); ``options``: more
+    `train-similarity` flags, which win over the recipe's."""
+    subprocess.run(["l2c-explorer", "train-similarity", str(train), "--recipe", "omniglot", *options,
+                    "--out", str(out.with_suffix("")), "--name", name], check=True)
 
 
 class ZeroOneFirstPass(L2CClusterer):

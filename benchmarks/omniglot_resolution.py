@@ -15,7 +15,6 @@ Writes benchmarks/results/omniglot_resolution.{json,md}.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_description, write_results  # noqa: E402
-from omniglot_k_rule import VALIDATION_FOLD, split  # noqa: E402
+from omniglot_k_rule import VALIDATION_FOLD, split, train_fold_model  # noqa: E402
 from teach import run_ours  # noqa: E402
 
 from l2c_explorer.clustering import L2CClusterer  # noqa: E402
@@ -39,9 +38,7 @@ BUDGETS = (0, 10, 25)
 def train(train_dir: Path, size: int, out: Path) -> float:
     """Train the `omniglot` recipe at ``size`` x ``size`` on ``train_dir`` into ``out``; seconds taken."""
     started = time.perf_counter()
-    subprocess.run(["l2c-explorer", "train-similarity", str(train_dir), "--recipe", "omniglot", "--image-size",
-                    str(size), "--mixed-precision", "--out", str(out.with_suffix("")), "--name", out.stem,
-                    "--quiet"], check=True)
+    train_fold_model(train_dir, out, out.stem, "--image-size", str(size), "--mixed-precision", "--quiet")
     return time.perf_counter() - started
 
 

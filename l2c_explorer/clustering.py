@@ -93,10 +93,18 @@ def pair_targets(
         linked = positives[rows][:, rows].tocoo()
     targets[torch.as_tensor(linked.row, device=feats.device), torch.as_tensor(linked.col, device=feats.device)] = 1.0
     if answers is not None and answers.nnz:
-        told = (answers if index is None else sp.csr_matrix(answers)[rows][:, rows]).tocoo()
+        told = _answers_among(answers, index)
         targets[torch.as_tensor(told.row, device=feats.device), torch.as_tensor(told.col, device=feats.device)] = \
             torch.as_tensor(told.data, dtype=feats.dtype, device=feats.device)
     return targets
+
+
+def _answers_among(answers: sp.spmatrix, index: torch.Tensor | None) -> sp.coo_matrix:
+    """The answers' pair targets (n, n) among the images ``index`` (all when None): (m, m)."""
+    if index is None:
+        return sp.coo_matrix(answers)
+    rows = index.cpu().numpy()
+    return sp.csr_matrix(answers)[rows][:, rows].tocoo()
 
 
 def answer_weights(targets: torch.Tensor, answers: sp.spmatrix | None, index: torch.Tensor | None = None):
@@ -105,12 +113,20 @@ def answer_weights(targets: torch.Tensor, answers: sp.spmatrix | None, index: to
     many links (None when there are no answers)."""
     if answers is None or not answers.nnz:
         return None
-    told = answers if index is None else sp.csr_matrix(answers)[index.cpu().numpy()][:, index.cpu().numpy()]
-    told = told.tocoo()
+    told = _answers_among(answers, index)
     weights = torch.ones_like(targets)
     weights[torch.as_tensor(told.row, device=targets.device), torch.as_tensor(told.col, device=targets.device)] = \
         float(len(targets))
     return weights
+
+
+# What a refit starts from (the clusters before the answers are applied, and what they came from): the key in
+# the saved state -> the attribute of L2CClusterer. The history is kept as a copy (the curves) and put back in place.
+_REFIT_STATE = {"labels": "labels_", "probabilities": "probabilities_", "confidence": "confidence_",
+                "n_clusters": "n_clusters_", "features": "diffusion_features_", "eigenvalues": "eigenvalues_",
+                "k_eigengap": "k_eigengap_", "k_parts": "k_parts_", "head_state": "head_state_",
+                "embedding": "embedding_", "graph": "graph_", "embedding_model": "embedding_model_",
+                "prototypes": "prototypes_", "unlike_threshold": "unlike_threshold_"}
 
 
 # k-means restarts: 10 while n * k is at most this (every folder of the Omniglot and photo benchmarks: at most
@@ -709,7 +725,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
                 self.history_[:] = history
                 self.stopped_ = True
                 return self
-        emb, features, probs, head, neighbours, graph, pass_number = result
+        emb, features, probs, head, neighbours, graph, _ = result
         for point in self.history_[len(history):]:
             point["pass"] = "relearn"
         self._adopt(probs, head)
@@ -717,7 +733,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         self.embedding_model_ = tuned_adapted
         self.prototypes_ = cluster_prototypes(emb, self.labels_, self.n_clusters_)
         self.unlike_threshold_ = unlike_threshold(neighbours, self.labels_, UNLIKE_QUANTILE)
-        self._relearnt.append((list(cs.answers), self._state(pass_number)))
+        self._relearnt.append((list(cs.answers), self._state()))
         self.refit(cs)
         self.stopped_ = False
         self.timings_["relearn"] = round(time.perf_counter() - started, 3)
@@ -1063,7 +1079,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             return None
         return result, tuned_adapted
 
-    def _finish(self, source, emb, features, probs, head, neighbours, graph, pass_number, model, final_model, device,
+    def _finish(self, source, emb, features, probs, head, neighbours, graph, _pass_number, model, final_model, device,
                 started) -> None:
         self._adopt(probs, head)
         self.embedding_ = emb
@@ -1083,25 +1099,16 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         self.pair_head_ = (float(head_of_pairs.scale.detach()), float(head_of_pairs.bias.detach()))
         self.constraints_ = ConstraintSet(len(source.paths), names=self.paths_)
         # what a refit starts from: this run's clusters, before any answer; relearning adds later ones
-        self._base = self._state(pass_number)
+        self._base = self._state()
         self._relearnt: list[tuple[list, dict]] = []
 
-    def _state(self, pass_number: int) -> dict:
-        """What a refit starts from (the clusters before the answers are applied, and what they came from)."""
-        return dict(labels=self.labels_, probabilities=self.probabilities_, confidence=self.confidence_,
-                    n_clusters=self.n_clusters_, features=self.diffusion_features_, eigenvalues=self.eigenvalues_,
-                    k_eigengap=self.k_eigengap_, k_parts=self.k_parts_, head_state=self.head_state_,
-                    history=list(self.history_), pass_number=pass_number, embedding=self.embedding_,
-                    graph=self.graph_, embedding_model=self.embedding_model_, prototypes=self.prototypes_,
-                    unlike_threshold=self.unlike_threshold_)
+    def _state(self) -> dict:
+        """The clusters as they are now, as :meth:`_restore` puts them back."""
+        return {key: getattr(self, attr) for key, attr in _REFIT_STATE.items()} | {"history": list(self.history_)}
 
     def _restore(self, base: dict) -> None:
-        self.labels_, self.probabilities_, self.confidence_ = base["labels"], base["probabilities"], base["confidence"]
-        self.n_clusters_, self.diffusion_features_, self.eigenvalues_ = base["n_clusters"], base["features"], \
-            base["eigenvalues"]
-        self.k_eigengap_, self.k_parts_, self.head_state_ = base["k_eigengap"], base["k_parts"], base["head_state"]
-        self.embedding_, self.graph_, self.embedding_model_ = base["embedding"], base["graph"], base["embedding_model"]
-        self.prototypes_, self.unlike_threshold_ = base["prototypes"], base["unlike_threshold"]
+        for key, attr in _REFIT_STATE.items():
+            setattr(self, attr, base[key])
         self.history_[:] = base["history"]
 
     @property

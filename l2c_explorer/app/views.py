@@ -370,12 +370,21 @@ def question_html(question: dict | None, url_a: str, url_b: str) -> str:
 
 def teach_status(teacher, before: int | None, after: int | None) -> str:
     """One line after a change: what it did and how long it took."""
-    n = len(teacher.answers)
     if before is None:
-        return f"{n} answer{'s' if n != 1 else ''} so far." if n else "Answer a few questions: the groups change at once."
-    change = "" if before == after else f" ({before} → {after} groups)"
+        if not teacher.answers:
+            return "Answer a few questions: the groups change at once."
+        return f"{_answers(teacher)} so far."
     seconds = f" in {teacher.seconds:.1f} s" if teacher.seconds is not None else ""
-    return f"Re-grouped with {n} answer{'s' if n != 1 else ''}{seconds}: **{after} groups**{change}."
+    return f"Re-grouped with {_answers(teacher)}{seconds}: {_groups_now(before, after)}."
+
+
+def _answers(teacher) -> str:
+    n = len(teacher.answers)
+    return f"{n} answer{'s' if n != 1 else ''}"
+
+
+def _groups_now(before: int, after: int) -> str:
+    return f"**{after} groups**" + ("" if before == after else f" ({before} → {after} groups)")
 
 
 def relearning_html(progress) -> str:
@@ -390,10 +399,8 @@ def relearning_html(progress) -> str:
 
 def relearn_status(teacher, before: int, after: int) -> str:
     """One line after relearning: from how many answers, how long, and the groups now."""
-    n = len(teacher.answers)
-    change = "" if before == after else f" ({before} → {after} groups)"
-    return (f"Relearnt the features from {n} answer{'s' if n != 1 else ''} in {teacher.seconds:.1f} s: "
-            f"**{after} groups**{change}. The map keeps its layout; the colours show the new groups.")
+    return (f"Relearnt the features from {_answers(teacher)} in {teacher.seconds:.1f} s: {_groups_now(before, after)}. "
+            "The map keeps its layout; the colours show the new groups.")
 
 
 def added_markdown(summary: dict) -> str:
