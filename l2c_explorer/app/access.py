@@ -3,7 +3,7 @@
 The app can browse folder names, start runs, show thumbnails and copy images anywhere the user can write.
 Listening on 127.0.0.1 keeps other machines out, but not a web page the user visits meanwhile: through
 DNS rebinding, such a page's own host name comes to point at 127.0.0.1 and its scripts then talk to the
-app as if they were the app's page. Two checks close that door (:class:`AccessGuard`, an ASGI
+app as if they were the app's page. Three checks close that door (:class:`AccessGuard`, an ASGI
 middleware on Gradio's FastAPI app):
 
 1. **Host.** A request must name the app by an address it was started on (127.0.0.1, localhost, [::1],
@@ -14,6 +14,12 @@ middleware on Gradio's FastAPI app):
    A page shown inside another site's frame (a notebook) gets no cookies in most browsers; its own
    requests name the page they come from (the ``Referer`` of a same-origin request), token included,
    and that is accepted too. ``--no-token`` turns this check off.
+3. **Origin.** A request that names the page it comes from (``Origin``: browsers send it with every
+   ``fetch`` and form that posts) must come from the app's own address, scheme, host and port. A page of
+   another port of the same machine is the same *site* for cookies, so the browser sends it the token's
+   cookie; only its origin tells it apart (as Jupyter Server checks). So Gradio's CORS, which allows any
+   ``localhost`` origin with credentials, is taken out (:func:`same_origin_only`): the app's own page
+   needs no CORS, and another page's request reaches this check and is refused.
 
 Gradio's own front-end files (``/assets/``, ``/static/``: the same in every installation, nothing of the
 user's) need no token: a style sheet asks for its fonts without one.
@@ -26,6 +32,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import socket
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -89,6 +96,17 @@ class Access:
         # Listening on every address: any IP literal is one of them or unreachable; a rebound domain is a name.
         return self.bound_host in WILDCARD_HOSTS and _is_ip(name)
 
+    def allows_origin(self, origin: str | None, host: str | None) -> bool:
+        """Whether a request's ``Origin`` header is absent or the app's own address (the ``Host`` it names)."""
+        if origin is None:
+            return True
+        try:
+            parts = urlsplit(origin.strip())
+        except ValueError:
+            return False
+        # "null" (a sandboxed frame, a file:// page) and every other site or port are someone else's page
+        return parts.scheme in ("http", "https") and bool(host) and parts.netloc.lower() == host.strip().lower()
+
     def cookie_name(self, port: int | None) -> str:
         return f"{COOKIE_PREFIX}{port or 0}"
 
@@ -122,6 +140,8 @@ class Access:
 
 FORBIDDEN_HOST = ("This address is not one l2c-explorer was started on. Open the address it printed "
                   "(http://127.0.0.1:...).")
+FORBIDDEN_ORIGIN = ("This request comes from another web page (another site or another port of this machine); "
+                    "only l2c-explorer's own page may use it.")
 FORBIDDEN_TOKEN = ("This l2c-explorer needs the address it printed when it started, with its ?token=... "
                    "(or restart it with --no-token).")
 
@@ -142,6 +162,8 @@ class AccessGuard:
         server = scope.get("server") or (None, None)
         if not self.access.allows_host(headers.get("host")):
             return await self._refuse(scope, receive, send, FORBIDDEN_HOST)
+        if not self.access.allows_origin(headers.get("origin"), headers.get("host")):
+            return await self._refuse(scope, receive, send, FORBIDDEN_ORIGIN)
         if method in ("GET", "HEAD") and (path.startswith(PUBLIC_PREFIXES) or
                                           (not self.access.armed and (method, path) in LAUNCH_CHECKS)):
             return await self.app(scope, receive, send)
@@ -171,3 +193,21 @@ class AccessGuard:
                     "headers": [(b"content-type", b"text/plain; charset=utf-8"),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+def same_origin_only(cors_middleware: type):
+    """A lifespan for the server's app that removes ``cors_middleware`` (Gradio's, which answers any localhost
+    origin, another port's page included, and answers its preflight requests itself, before any check).
+
+    It runs when the server starts, before the first request: the middleware stack is rebuilt without it.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app):
+        kept = [m for m in app.user_middleware if m.cls is not cors_middleware]
+        if len(kept) != len(app.user_middleware):
+            app.user_middleware = kept
+            app.middleware_stack = app.build_middleware_stack()
+        yield
+
+    return lifespan

@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..files import write_bytes
-from .access import Access, AccessGuard
+from .access import Access, AccessGuard, same_origin_only
 from .handlers import Handlers
 from .layout import ExplorePanel, Page, RunPanel, asset
 from .workbench import Workbench, demo_folders
@@ -298,6 +298,7 @@ def launch_options(bench: Workbench, access: Access) -> dict:
     ``access`` decides which requests reach the app (:mod:`l2c_explorer.app.access`): its middleware is
     given to the FastAPI app Gradio creates (``app_kwargs``), so it sees every request, files included.
     """
+    from gradio.route_utils import CustomCORSMiddleware
     from starlette.middleware import Middleware
 
     served = [str(p) for p in bench.workspace.served_dirs()]
@@ -305,7 +306,8 @@ def launch_options(bench: Workbench, access: Access) -> dict:
         share=False,
         ssr_mode=False,  # no Node server in front of the app: every request goes through the access check
         allowed_paths=served,
-        app_kwargs={"middleware": [Middleware(AccessGuard, access=access)]},
+        app_kwargs={"middleware": [Middleware(AccessGuard, access=access)],
+                    "lifespan": same_origin_only(CustomCORSMiddleware)},  # no CORS: only the app's page may ask
         css=asset("app.css"),
         theme=gr.themes.Soft(),
         footer_links=["api"],

@@ -57,6 +57,13 @@ def test_host_names_and_tokens_without_a_server():
     assert carried(referer="http://evil.example.com/?token=s3cret") == (False, False)
     assert carried("token=wrong") == (False, False) and carried() == (False, False)
     assert Access("127.0.0.1", None).token_in(query="", headers={}, port=1) == (True, False)  # --no-token
+    # a page of its own sends its own origin (or none); another port, site, scheme or "null" is another page's
+    own = "127.0.0.1:7860"
+    assert access.allows_origin(None, own) and access.allows_origin("http://127.0.0.1:7860", own)
+    assert access.allows_origin("http://LOCALHOST:7860", "localhost:7860")
+    assert not any(access.allows_origin(o, own) for o in (
+        "http://127.0.0.1:7960", "http://localhost:7860", "http://evil.example.com", "null", "file://", "",
+        "ftp://127.0.0.1:7860", "http://127.0.0.1:7860.evil.example.com"))
 
 
 def test_a_foreign_host_is_refused_for_the_page_the_api_and_files(served_app, thumbnail):
@@ -103,3 +110,73 @@ def test_the_page_opens_inside_another_sites_frame(page, served_app):
     frame.locator("#check-folder").click()
     frame.locator("#folder-report .l2c-problem").wait_for()
     assert "No folder given" in frame.locator("#folder-report").inner_text()
+
+
+def test_a_request_from_another_page_is_refused_even_with_the_token(served_app):
+    """The token's cookie goes to every port of the host, and Gradio's CORS trusts any localhost origin: the
+    origin is what tells the app's page from another's."""
+    base, auth = served_app.base_url, served_app.headers
+    own = base.rstrip("/")
+    for origin in ("http://127.0.0.1:7960", "http://localhost:7960", "null", "https://evil.example.com"):
+        status, headers, body = fetch(f"{base}gradio_api/info", headers={**auth, "Origin": origin})
+        assert status == 403 and b"another web page" in body, origin
+        assert "access-control-allow-origin" not in {k.lower() for k in headers}, origin
+        assert fetch(f"{base}gradio_api/run/check_folder", method="POST",
+                      headers={**auth, "Origin": origin})[0] == 403, origin
+    assert fetch(f"{base}gradio_api/info", headers={**auth, "Origin": own})[0] == 200
+
+
+ATTACK_PAGE = """<!doctype html><title>another page</title><script>
+async function attack(app) {
+  const out = {};
+  try { out.info = (await (await fetch(app + "gradio_api/info", {credentials: "include"})).text()).length; }
+  catch (e) { out.info = "refused"; }
+  try {
+    await fetch(app + "gradio_api/call/browse", {method: "POST", credentials: "include", mode: "no-cors",
+      headers: {"Content-Type": "text/plain"}, body: JSON.stringify({data: ["/"]})});
+    out.browse = "sent";
+  } catch (e) { out.browse = "refused"; }
+  return out;
+}
+</script>"""
+
+
+def test_a_page_of_another_local_port_cannot_drive_the_app(page, served_app):
+    """In Chromium: the app's page opened (its cookie set), then a page served from another port of 127.0.0.1
+    reads the API and posts to it. Its requests carry the cookie (same site) and are refused."""
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = ATTACK_PAGE.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)  # a port the test holds
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page.goto(served_app.url)
+        page.locator("#model input").wait_for()
+        # the cookie the browser will send to the app's port, whichever page of this host asks
+        assert any(c["name"].startswith("l2c-explorer-token-") for c in page.context.cookies(served_app.base_url))
+        app = served_app.base_url.replace("localhost", "127.0.0.1")
+        answers = []  # what the app answered that page, as the network saw it (a no-cors answer is opaque)
+        page.on("response", lambda r: answers.append((r.url, r.status)) if r.url.startswith(app) else None)
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+        result = page.evaluate("app => attack(app)", app)
+        for _ in range(300):  # events arrive while Playwright is called: wait through it
+            if len(answers) >= 2:
+                break
+            page.wait_for_timeout(200)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result["info"] == "refused", result  # the page could not read the app's API
+    assert answers and all(status == 403 for _, status in answers), answers
