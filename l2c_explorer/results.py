@@ -82,9 +82,13 @@ def write_discovery_results(clusterer, out: Path, *, score: bool = False, save_m
     ``assignments.csv`` has one row per image: ``path``, ``cluster``, ``confidence`` and, when the groups have
     names (``names``, by cluster number: given by a person, or read from the true categories), ``name``. Also
     the answers it used (``answers.csv``, when there are any) and the run that ``assign`` and ``questions``
-    read (``run.safetensors``, ``embedding_model.safetensors``, :mod:`l2c_explorer.runs`).
+    read (``run.safetensors``, ``embedding_model.safetensors``, :mod:`l2c_explorer.runs`). In that order,
+    ``summary.json`` last with the run file's digest: a folder whose writing was cut short is refused as a
+    run (:func:`~l2c_explorer.runs.finished_run`), not read as a mix of two.
     """
     from .constraints import write_constraints_csv
+    from .model_io import read_model_file
+    from .runs import SUMMARY_KEY
 
     out = Path(out)
     header = ["path", "cluster", "confidence"]
@@ -103,7 +107,9 @@ def write_discovery_results(clusterer, out: Path, *, score: bool = False, save_m
         write_constraints_csv(out / ANSWERS_FILE, answers, clusterer.paths_)
     elif (out / ANSWERS_FILE).exists():
         (out / ANSWERS_FILE).unlink()  # an earlier run's answers in the same folder are not this run's
-    summary["run_file"] = str(clusterer.save_run(out))
+    run_file = clusterer.save_run(out)
+    summary["run_file"] = str(run_file)
+    summary[SUMMARY_KEY] = read_model_file(run_file, kind="run")[2]
     write_json(out / "summary.json", summary)
     return summary
 

@@ -14,11 +14,18 @@ checked against the digest recorded when saved, :mod:`l2c_explorer.model_io`):
 
 :func:`load_run` restores an :class:`~l2c_explorer.clustering.L2CClusterer` that can :meth:`predict` and
 :meth:`assign` (but not be refitted from where it stopped).
+
+A run folder is rewritten file by file (each file atomically), so a run stopped or killed while writing
+could leave files of two runs side by side. They are chained instead: ``run.safetensors`` records the sha256
+of the ``assignments.csv`` and ``answers.csv`` written before it, and ``summary.json``, written last, the
+digest of ``run.safetensors``. :func:`finished_run` follows the chain; a folder where a link does not hold is
+not a finished run and is refused, never read as one.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -27,11 +34,16 @@ import torch
 
 from . import __version__
 from .errors import InputError, ModelFileError
+from .files import file_sha256
 from .model_io import read_model_file, save_model_file
 from .options import MODEL_SETTINGS, discovery_settings
 
 RUN_FILE = "run.safetensors"
 MODEL_FILE = "embedding_model.safetensors"
+ASSIGNMENTS_FILE = "assignments.csv"
+SUMMARY_FILE = "summary.json"
+CHAINED_FILES = (ASSIGNMENTS_FILE, "answers.csv")  # written before the run file, which records their sha256
+SUMMARY_KEY = "run_sha256"  # the run file's digest, in summary.json (written last)
 
 
 def save_run(clusterer, folder: str | os.PathLike) -> Path:
@@ -83,6 +95,7 @@ def save_run(clusterer, folder: str | os.PathLike) -> Path:
         "seed": int(clusterer.random_state),
         "target": str(clusterer.root_) if clusterer.root_ else None,
         "version": __version__,
+        "files": {name: file_sha256(folder / name) for name in CHAINED_FILES if (folder / name).is_file()},
     }
     return save_model_file(folder / RUN_FILE, tensors, kind="run", config=config)
 
@@ -102,15 +115,8 @@ def load_run(folder: str | os.PathLike):
     from .similarity import SimilarityModel
 
     folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise InputError(f"Run folder not found: {folder}")
+    tensors, config = finished_run(folder)
     run_file = folder / RUN_FILE
-    if not run_file.is_file():
-        raise InputError(
-            f"{folder} holds no {RUN_FILE}: give the --out folder of a finished 'discover' run "
-            "(runs made before new images could be assigned must be run again)."
-        )
-    tensors, config, _ = read_model_file(run_file, kind="run")
     model_file = folder / config.get("embedding_model_file", MODEL_FILE)
     _, _, digest = read_model_file(model_file, kind="similarity")
     if digest != config.get("embedding_model_sha256"):
@@ -147,6 +153,45 @@ def load_run(folder: str | os.PathLike):
     return c
 
 
+def finished_run(folder: Path) -> tuple[dict, dict]:
+    """The tensors and config of the run file of ``folder``, once its files are known to be one finished run.
+
+    Raises :class:`InputError` (one line: what is wrong, and what to do) when the folder is not a run, or
+    holds the files of a run that did not finish writing (stopped, killed, crashed) or of two runs;
+    :class:`ModelFileError` when the run file is damaged.
+    """
+    if not folder.is_dir():
+        raise InputError(f"Run folder not found: {folder}")
+    run_file = folder / RUN_FILE
+    if not run_file.is_file():
+        raise InputError(
+            f"{folder} holds no {RUN_FILE}: give the --out folder of a finished 'discover' run "
+            "(runs made before new images could be assigned must be run again)."
+        )
+    unfinished = f"{folder} is not a finished run: "
+    again = "; run 'discover' again into it."
+    try:
+        summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(unfinished + f"it has no {SUMMARY_FILE} (the run stopped before the end)" + again) from None
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise InputError(unfinished + f"its {SUMMARY_FILE} cannot be read" + again) from None
+    tensors, config, digest = read_model_file(run_file, kind="run")
+    if not isinstance(summary, dict) or summary.get(SUMMARY_KEY) != digest:
+        raise InputError(unfinished + f"its {SUMMARY_FILE} is not the one of its {RUN_FILE} (a run stopped while "
+                         "writing, or files of two runs)" + again)
+    recorded = config.get("files")
+    if not isinstance(recorded, dict) or ASSIGNMENTS_FILE not in recorded:
+        raise InputError(unfinished + "it was written by an older l2c-explorer" + again)
+    for name in CHAINED_FILES:
+        path = folder / name
+        present = file_sha256(path) if path.is_file() else None
+        if present != recorded.get(name):
+            raise InputError(unfinished + f"its {name} is not the one its {RUN_FILE} was written with "
+                             "(a run stopped while writing, or a file changed since)" + again)
+    return tensors, config
+
+
 def _assignment_paths(folder: Path, n: int) -> list[str]:
     """The clustered images' paths from the run's assignments.csv (generated names when it is missing)."""
     csv_file = folder / "assignments.csv"
@@ -175,11 +220,11 @@ def read_run_state(folder: str | os.PathLike) -> dict:
     from .results import ANSWERS_FILE
 
     folder = Path(folder).expanduser()
-    run_file, assignments = folder / RUN_FILE, folder / "assignments.csv"
+    run_file, assignments = folder / RUN_FILE, folder / ASSIGNMENTS_FILE
     if not run_file.is_file() or not assignments.is_file():
         raise InputError(f"{folder} is not the output folder of a finished `discover` run (it needs "
                          f"assignments.csv and {RUN_FILE}).")
-    tensors, config, _ = read_model_file(run_file, kind="run")
+    tensors, config = finished_run(folder)
     if "probabilities" not in tensors or "pair_scale" not in config:
         raise InputError(f"{run_file} was written before questions could be asked about a run; run `discover` "
                          "again.")

@@ -101,6 +101,51 @@ def test_damaged_or_mismatched_run_folders_are_refused(fitted, tmp_path):
         load_run(tmp_path / "b")
 
 
+def test_a_run_folder_whose_writing_was_cut_short_is_refused(fitted, split, tmp_path):
+    """Writing a run over an earlier one, stopped after its assignments.csv (26 clusters beside the earlier
+    run's 10, as a crash leaves them), after its run file, or before its summary: the folder is no run,
+    for assign, questions and load_run, with a one-line reason."""
+    import l2c_explorer.runs as runs
+    from l2c_explorer.cli import main
+    from l2c_explorer.results import write_discovery_results
+
+    run = tmp_path / "run"
+    write_discovery_results(fitted, run)
+    load_run(run)
+    other = L2CClusterer(n_clusters=2, self_training_steps=0, cache=False).fit(split / "run")  # other clusters
+
+    def cut_short(where):
+        original = getattr(runs, where)
+
+        def crash(*args, **kwargs):
+            if where == "save_model_file" and not str(args[0]).endswith(runs.RUN_FILE):
+                return original(*args, **kwargs)
+            if where == "save_model_file":
+                original(*args, **kwargs)  # the run file is written, the summary is not
+            raise KeyboardInterrupt
+
+        return crash
+
+    for where in ("save_run", "save_model_file"):
+        write_discovery_results(fitted, run)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(runs, where, cut_short(where))
+            with pytest.raises(KeyboardInterrupt):
+                write_discovery_results(other, run)
+        for read in (load_run, read_run_state):
+            with pytest.raises(InputError, match="not a finished run") as caught:
+                read(run)
+            assert "\n" not in str(caught.value), where
+        out = tmp_path / f"out-{where}"
+        assert main(["assign", str(split / "new"), "--run", str(run), "--out", str(out), "--quiet"]) == 2
+        assert main(["questions", str(run)]) == 2
+    (run / "summary.json").unlink()
+    with pytest.raises(InputError, match="has no summary.json"):
+        load_run(run)
+    write_discovery_results(other, run)  # written to the end: a run again
+    assert load_run(run).n_clusters_ == 2 and read_run_state(run)["labels"].max() == 1
+
+
 def test_assign_command_writes_assignments_and_summary(fitted, split, tmp_path):
     from folder_snapshot import tree_snapshot
 
