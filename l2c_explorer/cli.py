@@ -498,15 +498,41 @@ def main(argv: list[str] | None = None) -> int:
     from .threads import configure_environment, set_threads
 
     threads = configure_environment(getattr(args, "n_jobs", None))  # before torch and BLAS start their pools
+    previous = _terminate_as_interrupt()
     try:
         if args.command != "app" or getattr(args, "n_jobs", None):
             set_threads(threads)
         return COMMANDS[args.command](args)
     except L2CError as exc:
         return _fail(str(exc))
+    except Terminated:
+        print("Terminated: stopped, nothing half-written left behind.", file=sys.stderr)
+        return 128 + 15
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:  # main() called from a program (a test): its own handler back
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a service manager), raised where Ctrl+C would be: the same clean-up runs."""
+
+
+def _terminate_as_interrupt():
+    """Turn SIGTERM into :class:`Terminated`; returns the handler it replaced (None: not the main thread)."""
+    import signal
+    import threading
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, terminate)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-PARTIAL = ".partial"  # marks the temporary files (``name.<random>.partial.ext``) until they are renamed
+PARTIAL = ".partial"  # marks the temporary files (``name.<random>.<pid>.partial.ext``) until they are renamed
 
 
 @contextmanager
@@ -27,7 +27,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{secrets.token_hex(6)}{PARTIAL}{path.suffix}")
+    tmp = path.with_name(f"{path.stem}.{secrets.token_hex(6)}.{os.getpid()}{PARTIAL}{path.suffix}")
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp
@@ -35,6 +35,44 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def partial_name(path: str | os.PathLike) -> Path:
+    """A temporary name for a large file written in place of ``path`` (``name.<pid>.partial``), removed or
+    renamed by its writer; :func:`remove_orphan_partials` removes it when its writer was killed."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.{os.getpid()}{PARTIAL}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process, or no way to tell: keep its file
+    return True
+
+
+def remove_orphan_partials(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files in ``folder`` whose writing process is gone (killed, crashed, powered off:
+    no ``finally`` ran); returns them. Files of running processes are left to them."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        head, sep, _ = entry.name.rpartition(PARTIAL)
+        pid = head.rpartition(".")[2]
+        if not sep or not pid.isdigit() or not entry.is_file(follow_symlinks=False) or _alive(int(pid)):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -24,6 +24,7 @@ import torch
 
 from .data import IMAGE_EXTENSIONS, ImageReadError, ImageSet, class_of, find_images, read_image
 from .errors import InputError, StoppedError, check_folder
+from .files import partial_name, remove_orphan_partials, write_text
 
 CHUNK = 2048  # images decoded (and held in memory) at a time
 
@@ -160,7 +161,8 @@ def read_folder(
         )
     file = Path(file)
     file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f"{file.name}.{os.getpid()}.partial")
+    remove_orphan_partials(file.parent)  # what a killed run left there
+    tmp = partial_name(file)
     total = len(files)
     kept: list[str] = []
     skipped = list(ignored)
@@ -223,6 +225,4 @@ def open_store(file: str | os.PathLike, root: Path, *, labelled: bool = False, c
 
 
 def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data))

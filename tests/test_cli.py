@@ -272,3 +272,39 @@ def test_bad_answers_files_exit_with_code_2(tmp_path, keble_subset, content, mes
 def test_questions_needs_a_run_folder(tmp_path):
     result = run_cli("questions", tmp_path)
     assert result.returncode == 2 and "not the output folder" in result.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_stops_discover_as_ctrl_c_does_and_a_killed_runs_files_are_cleaned_later(tmp_path, demo_keble):
+    """``kill`` (SIGTERM) mid-run: a message, exit status 143, no temporary file left in the cache or the
+    output folder, and the output folder is no run. What a SIGKILL leaves in the cache, the next run removes."""
+    import os
+    import signal
+    import time
+
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "l2c_explorer.cli", "discover", str(demo_keble), "--model",
+                             "omniglot", "--out", str(out), "--cache", str(cache)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    lines = []
+    for line in proc.stderr:  # one line per stage ended: terminate it once its features are computed
+        lines.append(line)
+        if "similarity graph" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 143, lines + [rest]
+    assert "Terminated" in rest and "Traceback" not in rest, rest
+    assert not [p for p in tmp_path.rglob("*") if ".partial" in p.name]
+    assert main(["questions", str(out)]) == 2
+    # a run killed outright (no clean-up) leaves a temporary file: the next run over the same cache removes it
+    folder = next(p for p in cache.iterdir() if p.is_dir())
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = folder / f"pixels-1x32x32.u8.{int(gone.stdout)}.partial"
+    left.write_bytes(b"\0" * 1024)
+    (folder / "pixels-1x32x32.u8").unlink(missing_ok=True)  # so that the folder is read again
+    started = time.monotonic()
+    assert main(["discover", str(demo_keble), "--model", "omniglot", "--out", str(out), "--cache", str(cache),
+                 "--self-training-steps", "0", "--quiet"]) == 0, time.monotonic() - started
+    assert not left.exists() and not [p for p in tmp_path.rglob("*") if ".partial" in p.name]
+    assert os.path.isfile(out / "summary.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
 import sys
@@ -76,3 +77,24 @@ print(warnings.filters == filters, ImageFile.LOAD_TRUNCATED_IMAGES, oct(os.umask
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True", "0o27"]
+
+
+def test_temporary_files_of_a_killed_writer_are_removed_later_and_a_live_ones_kept(tmp_path):
+    """A process killed with SIGKILL runs no clean-up: the next writer in that folder removes what it left."""
+    from l2c_explorer.files import partial_name, remove_orphan_partials
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)  # a process that has ended (its pid is not reused within this test)
+    orphans = [tmp_path / f"pixels-1x32x32.u8.{dead}.partial", tmp_path / f"knn.0a1b2c3d4e5f.{dead}.partial.safetensors"]
+    for f in orphans:
+        f.write_bytes(b"half")
+    mine = partial_name(tmp_path / "pixels-3x64x64.u8")
+    mine.write_bytes(b"being written")
+    keep = [tmp_path / "knn.safetensors", tmp_path / "notes.partial.txt"]
+    for f in keep:
+        f.write_text("kept")
+    assert sorted(remove_orphan_partials(tmp_path)) == sorted(orphans)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name] + [f.name for f in keep])
+    with atomic_path(tmp_path / "x.json") as tmp:
+        assert f".{os.getpid()}.partial" in tmp.name  # the writer's pid is in every temporary name
+        tmp.write_text("{}")
