@@ -123,6 +123,9 @@ _STAGE_NAMES = {"reading": "reading images", "features": "features", "graph": "s
 _STAGE_UNITS = {"reading": "img", "features": "img", "similarity": "step", "training": "step", "self-training": "step"}
 
 
+FORCE_HELP = "write into --out even when it holds files that are not an earlier run's results"
+
+
 def _fail(message: str) -> int:
     print(f"l2c-explorer: error: {message}", file=sys.stderr)
     return EXIT_USAGE
@@ -236,6 +239,7 @@ def build_parser(*, recipe: str = "default") -> argparse.ArgumentParser:
     di = sub.add_parser("discover", help="find the categories in an unlabelled folder")
     di.add_argument("target", metavar="TARGET_DIR", help="folder of images (searched recursively; only read)")
     di.add_argument("--out", required=True, help="output folder for assignments.csv and summary.json")
+    di.add_argument("--force", action="store_true", help=FORCE_HELP)
     add_options(di, DISCOVER)
     di.add_argument("--score", action="store_true",
                     help="evaluate against TARGET_DIR's first-level subfolder names (ground truth, for evaluation only)")
@@ -260,6 +264,7 @@ def build_parser(*, recipe: str = "default") -> argparse.ArgumentParser:
     asg.add_argument("new", metavar="NEW_DIR", help="folder of new images (searched recursively; only read)")
     asg.add_argument("--run", required=True, metavar="RESULTS_DIR", help="the --out folder of a finished discover run")
     asg.add_argument("--out", required=True, help="output folder for assignments.csv and summary.json")
+    asg.add_argument("--force", action="store_true", help=FORCE_HELP)
     add_options(asg, ASSIGN)
     add_quiet(asg)
 
@@ -267,6 +272,7 @@ def build_parser(*, recipe: str = "default") -> argparse.ArgumentParser:
     ad.add_argument("source", metavar="SOURCE_DIR", help="labelled folder: one subfolder per class")
     ad.add_argument("target", metavar="TARGET_DIR", help="unlabelled images of the same classes (only read)")
     ad.add_argument("--out", required=True, help="output folder for assignments.csv and summary.json")
+    ad.add_argument("--force", action="store_true", help=FORCE_HELP)
     add_options(ad, ADAPT)
     ad.add_argument("--score", action="store_true",
                     help="evaluate against TARGET_DIR's subfolder names (ground truth, for evaluation only)")
@@ -313,7 +319,7 @@ def cmd_discover(args) -> int:
     from .names import category_names, has_readable_names, names_from_truth
     from .results import check_output_folder, write_discovery_results
 
-    out = check_output_folder(args.out, args.target)
+    out = check_output_folder(args.out, args.target, results=True, force=args.force)
     warn_if_the_model_does_not_fit(args.similarity, args.target)
     if args.constraints is not None and not Path(args.constraints).expanduser().is_file():
         raise InputError(f"Answers file not found: {args.constraints}")
@@ -365,7 +371,7 @@ def cmd_assign(args) -> int:
     from .runs import load_run
 
     started = time.perf_counter()
-    out = check_output_folder(args.out, args.new)
+    out = check_output_folder(args.out, args.new, run=args.run, results=True, force=args.force)
     clusterer = load_run(args.run)
     bar = TqdmProgress(disable=args.quiet)
     try:
@@ -419,7 +425,7 @@ def cmd_adapt(args) -> int:
     from .adaptation import DomainAdapter
     from .results import check_output_folder, write_adaptation_results
 
-    out = check_output_folder(args.out, [args.target, args.source])  # both folders are only read
+    out = check_output_folder(args.out, [args.target, args.source], results=True, force=args.force)  # both only read
     adapter = DomainAdapter(**options_from(args, ADAPT))
     bar = progress_display(args.quiet)
     try:
@@ -459,9 +465,15 @@ def cmd_models(args) -> int:
 
 def cmd_backbones(args) -> int:
     from .backbones import FIXED_INPUT_SIZE, backbone_names
+    from .pretrained import PRETRAINED, pretrained_names
 
     print("conv      small VGG-style network (symbols, digits; the default)")
-    print("resnet    small ResNet (photos; the `photos` recipe)")
+    print("resnet    small ResNet, trained from scratch (photos)")
+    print("ImageNet-pretrained, installed with l2c-explorer (frozen; a top is trained on their features; the "
+          "`photos` recipe):")
+    for name in pretrained_names():
+        spec = PRETRAINED[name]
+        print(f"  {name}  (input {spec.native_size}x{spec.native_size} native; package {spec.requirement})")
     print("torchvision classification models (train-similarity --backbone NAME [--backbone-weights FILE]):")
     for name in backbone_names():
         size = FIXED_INPUT_SIZE.get(name)

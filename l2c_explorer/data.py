@@ -4,6 +4,9 @@ The rules every entry point shares:
 
 * a folder is searched recursively for the extensions in :data:`IMAGE_EXTENSIONS`;
 * a file that cannot be decoded is skipped and reported (path and reason), never fatal;
+* only regular files are read (a pipe named ``x.png`` would block forever), names that are not text are
+  skipped and listed, and the system's folders (``/proc``, ``/sys``, ``/dev``) are never entered;
+* decoding one image costs at most :data:`DECODE_BUDGET` bytes, however large it is;
 * the folder is only read, never written to;
 * every image is converted to what a model expects (:class:`Preprocessing`): its channel count, a square
   of its input size (aspect ratio kept, padded with the image's own border colour) and, at model-input
@@ -16,7 +19,9 @@ own default (``ImageFile.LOAD_TRUNCATED_IMAGES`` is False), and images larger th
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -26,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InputError, check_folder
+from .errors import InputError, check_folder, system_folder
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 ROOT_LABEL = "."  # the class name given to images that sit directly in a labelled folder's root
@@ -138,10 +143,12 @@ def find_images(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[str, 
     Returns
     -------
     images : list of Path
-        Files with an image extension, sorted by relative path. Hidden files and folders are ignored;
-        links to folders are followed (each real folder is read once, so a link loop ends).
+        Regular files with an image extension, sorted by relative path. Hidden files and folders are
+        ignored; links to folders are followed (each real folder is read once, so a link loop ends), never
+        into the system's folders (``/proc``, ``/sys``, ``/dev``).
     ignored : list of (str, str)
-        Other regular files, with the reason they were not read.
+        Other files, with the reason they were not read: other extensions, pipes, devices and sockets (reading
+        one could wait forever), links to nowhere, and names that are not valid text (shown with ``?``).
     """
     root = check_folder(folder)
     images: list[Path] = []
@@ -151,20 +158,63 @@ def find_images(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[str, 
         kept = []
         for d in sorted(d for d in dirnames if not d.startswith(".")):
             real = (Path(dirpath) / d).resolve()
-            if real not in seen:
-                seen.add(real)
+            if real in seen:
+                continue
+            seen.add(real)
+            rel = (Path(dirpath) / d).relative_to(root).as_posix()
+            if system_folder(real):
+                ignored.append((shown_name(rel), f"a link into {system_folder(real)}, the system's folder (not followed)"))
+            elif not valid_name(d):
+                ignored.append((shown_name(rel), "folder name is not valid text (UTF-8)"))
+            else:
                 kept.append(d)
         dirnames[:] = kept
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
             path = Path(dirpath) / name
-            if path.suffix.lower() in IMAGE_EXTENSIONS:
+            rel = path.relative_to(root).as_posix()
+            why = _not_readable(path, name)
+            if why:
+                ignored.append((shown_name(rel), why))
+            elif path.suffix.lower() in IMAGE_EXTENSIONS:
                 images.append(path)
             else:
-                ignored.append((path.relative_to(root).as_posix(), "not an image file (unknown extension)"))
+                ignored.append((rel, "not an image file (unknown extension)"))
     images.sort(key=lambda p: p.relative_to(root).as_posix())
     return images, ignored
+
+
+def valid_name(name: str) -> bool:
+    """Whether a file name decoded from the file system is text (a name that is not UTF-8 decodes with lone
+    surrogates, which no CSV, JSON or web page can carry)."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def shown_name(name: str) -> str:
+    """A file name as text that can be written anywhere: bytes that are not UTF-8 shown as ``?``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\ufffd", "?")
+
+
+def _not_readable(path: Path, name: str) -> str | None:
+    """Why the directory entry ``path`` is not read as an image file (None: it can be)."""
+    import stat
+
+    if not valid_name(name):
+        return "file name is not valid text (UTF-8)"
+    try:
+        mode = path.stat().st_mode  # through a link: what it points to
+    except OSError:
+        return "a link to nothing, or a file that cannot be opened"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a pipe, device or socket)"
+    if path.is_symlink() and system_folder(path.resolve()):
+        return f"a link into {system_folder(path.resolve())}, the system's folder (not followed)"
+    return None
 
 
 def class_of(relative_path: str, depth: int = 1) -> str:
@@ -186,7 +236,7 @@ class ImageReadError(Exception):
 def to_8bit(img: Image.Image) -> Image.Image:
     """Bring 16-bit, 32-bit integer and float images to 8 bits per channel, scaling by their range."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
+        arr = np.asarray(img, dtype=np.float32)
         if img.mode.startswith("I;16"):
             arr = arr / 65535.0
         else:
@@ -234,8 +284,26 @@ def fit_square(arr: np.ndarray, size: int) -> np.ndarray:
     return canvas
 
 
+# What decoding one image may cost: above it an image is refused, before anything is decoded. A JPEG is
+# decoded at a reduced scale (``draft``) first; other large images are reduced right after decoding, before
+# any conversion; and large ones are decoded one at a time (the reading threads would otherwise hold several).
+DECODE_BUDGET = 200 * 2**20  # bytes
+LARGE_DECODE = 32 * 2**20  # bytes: an image this large waits for the others of its size
+REDUCED_SIDE = 4  # x the model's input size: what a large image is reduced to before it is converted
+_large_decode = threading.Lock()
+
+
+def decoded_bytes(img: Image.Image) -> int:
+    """The memory Pillow takes for ``img`` decoded: 1 byte a pixel for 1, L and P, 2 for 16-bit grey, and 4
+    for every other mode (Pillow keeps RGB in 4 bytes too)."""
+    per_pixel = 1 if img.mode in ("1", "L", "P") else 2 if img.mode.startswith("I;16") else 4
+    return img.width * img.height * per_pixel
+
+
 def read_image(path: str | os.PathLike, *, size: int, channels: int) -> np.ndarray:
     """Decode one image file into an array of shape (channels, size, size), dtype uint8.
+
+    Decoding costs at most :data:`DECODE_BUDGET` bytes of memory, however large the image.
 
     Raises
     ------
@@ -249,7 +317,19 @@ def read_image(path: str | os.PathLike, *, size: int, channels: int) -> np.ndarr
             if Image.MAX_IMAGE_PIXELS and img.width * img.height > Image.MAX_IMAGE_PIXELS:
                 raise Image.DecompressionBombError(f"{img.width} x {img.height} pixels")
             img.seek(0)  # first frame of animations and multi-page TIFFs
-            img.load()
+            side = max(REDUCED_SIDE * size, 256)
+            if img.format == "JPEG":  # decoded at 1/2, 1/4 or 1/8 of its size when that is still large enough
+                img.draft("L" if channels == 1 else "RGB", (side, side))
+            cost = decoded_bytes(img)
+            if cost > DECODE_BUDGET:
+                raise ImageReadError(f"image too large to decode ({img.width} x {img.height} pixels in mode "
+                                     f"{img.mode}: {cost / 2**20:.0f} MB, more than {DECODE_BUDGET // 2**20} MB)")
+            with _large_decode if cost > LARGE_DECODE else contextlib.nullcontext():
+                img.load()
+                if max(img.size) > side:  # reduced before any conversion makes copies of it
+                    scale = side / max(img.size)
+                    img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                                     resample=Image.Resampling.BOX)
             img = flatten_alpha(to_8bit(img))
             img = img.convert("L" if channels == 1 else "RGB")
             arr = np.asarray(img, dtype=np.uint8)

@@ -46,9 +46,30 @@ def check_folder(folder, *, what: str = "") -> Path:
     prefix = f"{what}: " if what else ""
     if folder is None or str(folder).strip() == "":
         raise InputError(f"{prefix}No folder given.")
+    if len(str(folder)) > MAX_PATH_CHARS:
+        raise InputError(f"{prefix}This folder name is {len(str(folder)):,} characters long; no folder has a name "
+                         f"that long (at most {MAX_PATH_CHARS:,}).")
     path = Path(folder).expanduser()
-    if not path.exists():
-        raise InputError(f"{prefix}Folder not found: {path}")
-    if not path.is_dir():
-        raise InputError(f"{prefix}Not a folder: {path} (give the folder that contains the images).")
-    return path.resolve()
+    try:
+        if not path.exists():
+            raise InputError(f"{prefix}Folder not found: {path}")
+        if not path.is_dir():
+            raise InputError(f"{prefix}Not a folder: {path} (give the folder that contains the images).")
+        resolved = path.resolve()
+    except (OSError, ValueError) as exc:  # a name the system refuses (a NUL byte), no permission, a loop
+        raise InputError(f"{prefix}Cannot open the folder {path}: {getattr(exc, 'strerror', None) or exc}.") from None
+    system = system_folder(resolved)
+    if system:
+        raise InputError(f"{prefix}{resolved} is inside {system}, the system's own folder of processes or devices, "
+                         "not a folder of images; choose another folder.")
+    return resolved
+
+
+MAX_PATH_CHARS = 4096  # Linux's PATH_MAX: a longer name is no folder's
+SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")  # live views of processes and devices: reading them can hang or leak
+
+
+def system_folder(path: Path) -> str | None:
+    """The system folder (``/proc``, ``/sys``, ``/dev``) that the resolved ``path`` is or lies in, else None."""
+    text = path.as_posix()
+    return next((s for s in SYSTEM_FOLDERS if text == s or text.startswith(s + "/")), None)

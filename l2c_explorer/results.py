@@ -26,24 +26,83 @@ def _inside(child: Path, parent: Path) -> bool:
         return False
 
 
-def check_output_folder(out: str | os.PathLike, analysed=None) -> Path:
-    """Create the output folder, refusing one that lies inside the analysed folder (it is only ever read).
+def check_output_folder(out: str | os.PathLike, analysed=None, *, run=None, results: bool = False,
+                        force: bool = False) -> Path:
+    """Check, before any work, that ``out`` can take the results; returns it as a Path.
 
-    ``analysed`` is one folder or a list of folders (``adapt`` reads a source and a target folder).
+    Refused, each with a one-line reason: a folder inside the analysed one (``analysed``: one folder or a
+    list, ``adapt`` reads two; they are only ever read), the run read from (``run``, for ``assign``: its own
+    files would be replaced), a system folder or ``/``, a path that is not a folder, and a place this user
+    cannot write to. With ``results``, a folder that already holds files is refused unless it holds an
+    earlier run's results (they are replaced) or ``force``. Nothing is created: the writers create the folder
+    when they write, so a command that fails leaves no empty folder behind.
     """
+    from .errors import MAX_PATH_CHARS, check_folder, system_folder
+
+    if out is None or not str(out).strip():
+        raise InputError("No output folder given.")
+    if len(str(out)) > MAX_PATH_CHARS:
+        raise InputError(f"The output folder's name is {len(str(out)):,} characters long (at most {MAX_PATH_CHARS:,}).")
     out = Path(out).expanduser()
     folders = [analysed] if isinstance(analysed, (str, os.PathLike)) else list(analysed or [])
     for folder in folders:
-        folder = Path(folder).expanduser()
-        if folder.is_dir() and _inside(out, folder):
+        folder = check_folder(folder)
+        if _inside(out, folder):
             raise InputError(
                 f"The output folder {out} is inside the folder being analysed; choose a folder outside it "
                 "(the analysed folder is never written to)."
             )
+    try:
+        resolved = out.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise InputError(f"The output folder {out} cannot be used: {exc}.") from None
+    if resolved == Path(resolved.anchor) or system_folder(resolved):
+        raise InputError(f"The output folder {out} is a system folder; choose a folder of your own.")
+    if run is not None and _inside(out, Path(run).expanduser()):
+        raise InputError(f"The output folder {out} is the run's own folder (or inside it), whose files would be "
+                         "replaced; choose another folder.")
     if out.exists() and not out.is_dir():
         raise InputError(f"The output path {out} exists and is not a folder.")
-    out.mkdir(parents=True, exist_ok=True)
+    if results and out.is_dir() and not force:
+        present = [p.name for p in out.iterdir()]
+        if present and not _earlier_results(out):
+            raise InputError(f"The output folder {out} already holds {len(present)} file(s) that are not an "
+                             "earlier run's results; choose an empty or new folder (or give --force to write "
+                             "there anyway).")
+    _check_writable(out)
     return out
+
+
+def _earlier_results(folder: Path) -> bool:
+    """Whether ``folder`` holds the results of an earlier command (its summary.json and assignments.csv)."""
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and "n_images" in summary and (folder / "assignments.csv").is_file()
+
+
+def _check_writable(out: Path) -> None:
+    """Create ``out`` (and what is missing above it), write a file there, and take all of it away again."""
+    import tempfile
+
+    created = []
+    probe = out
+    while not probe.exists():
+        created.append(probe)
+        probe = probe.parent
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise InputError(f"Cannot write into the output folder {out}: {exc.strerror or exc}.") from None
+    finally:
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
 
 
 def write_csv(path: Path, header: list[str], rows) -> Path:

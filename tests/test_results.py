@@ -75,3 +75,45 @@ def test_assignments_carry_group_names_when_known(tmp_path, keble_subset):
     with open(tmp_path / "named" / "assignments.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert all(r["name"] == names[int(r["cluster"])] for r in rows) and summary["group_names"] == names
+
+
+def test_an_output_folder_is_checked_before_any_work_and_nothing_is_left_by_the_check(tmp_path, images):
+    import json
+    import os
+
+    root, _, _ = images
+    with pytest.raises(InputError, match="system folder"):
+        check_output_folder("/", root)
+    with pytest.raises(InputError, match="system folder"):
+        check_output_folder("/proc/results", root)
+    with pytest.raises(InputError, match="system's own folder"):
+        check_output_folder(tmp_path / "fine", "/proc")
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(InputError, match="Cannot write into the output folder"):
+        check_output_folder(tmp_path / "a_file" / "out", root)
+    with pytest.raises(InputError, match="at most 4,096"):
+        check_output_folder(tmp_path / ("x" * 10_000), root)
+    # someone else's folder, even with a summary.json: refused for results unless forced, and left as it was
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "summary.json").write_text('{"my": "notes"}')
+    with pytest.raises(InputError, match="not an earlier run's results.*--force"):
+        check_output_folder(theirs, root, results=True)
+    assert check_output_folder(theirs, root, results=True, force=True) == theirs
+    assert check_output_folder(theirs, root) == theirs  # an export checks for files itself
+    assert sorted(p.name for p in theirs.iterdir()) == ["summary.json"]
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "summary.json").write_text(json.dumps({"n_images": 3}))
+    (earlier / "assignments.csv").write_text("path,cluster,confidence\n")
+    assert check_output_folder(earlier, root, results=True) == earlier  # an earlier run's: replaced
+    # the run a command reads from is not its output; a new folder is checked, not created
+    with pytest.raises(InputError, match="run's own folder"):
+        check_output_folder(earlier, root, run=earlier, results=True)
+    assert check_output_folder(tmp_path / "new" / "deeper", root) == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(InputError, match="Cannot write into the output folder"):
+            check_output_folder(locked, root)

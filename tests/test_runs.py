@@ -167,6 +167,12 @@ def test_assign_command_writes_assignments_and_summary(fitted, split, tmp_path):
     assert main(["assign", str(split / "new"), "--run", str(tmp_path), "--out", str(tmp_path / "x"), "--quiet"]) == 2
     assert main(["assign", str(split / "new"), "--run", str(tmp_path / "run"),
                  "--out", str(split / "new" / "out"), "--quiet"]) == 2
+    assert not (tmp_path / "x").exists()  # a failed command leaves no empty output folder
+    # nor is the run its own output: its clusters would be lost
+    before_run = tree_snapshot(tmp_path / "run")
+    assert main(["assign", str(split / "new"), "--run", str(tmp_path / "run"), "--out", str(tmp_path / "run"),
+                 "--quiet"]) == 2
+    assert tree_snapshot(tmp_path / "run") == before_run and main(["questions", str(tmp_path / "run")]) == 0
 
 
 def test_vote_and_unlike_threshold_rules():
