@@ -244,3 +244,38 @@ def vggs_encoder(*, in_channels: int = 1) -> nn.Module:
     """The authors' VGGS backbone: four blocks of 64-128-256-256 channels, 32x32 -> 1024 features."""
     dims = (in_channels, 64, 128, 256, 256)
     return nn.Sequential(*[ConvBlock(dim_in=a, dim_out=b) for a, b in zip(dims[:-1], dims[1:])], nn.Flatten())
+
+
+# The largest network of our own kinds a model file may describe (the shipped ones: 0.3 M and 1.3 M weights),
+# and the largest input size: the description is checked before anything is allocated, so a crafted file is
+# refused, not built (a few numbers in its config could otherwise ask for gigabytes).
+MAX_WEIGHTS = 100_000_000
+MAX_INPUT_SIZE = 512
+
+
+def check_net_size(arch: dict) -> None:
+    """Raise ValueError when ``arch`` (a model file's architecture) describes a network larger than the limits.
+
+    The network is built on PyTorch's ``meta`` device (shapes only, no memory) to count its weights. Encoders
+    of other packages (torchvision, pretrained trunks) have the sizes their names give, and are not counted.
+    """
+    if not isinstance(arch, dict):
+        raise ValueError("the architecture is not a table of settings")
+    size = arch.get("input_size", 0)
+    if not isinstance(size, int) or not 0 <= size <= MAX_INPUT_SIZE:
+        raise ValueError(f"input size {size!r} is not a whole number from 1 to {MAX_INPUT_SIZE}")
+    if arch.get("type") not in ("conv-cosine", "resnet-cosine"):
+        return
+    for key in ("widths", "blocks"):
+        values = arch.get(key, [])
+        if not isinstance(values, list) or len(values) > 64 or not all(isinstance(v, int) and 0 < v <= 65536
+                                                                        for v in values):
+            raise ValueError(f"{key} {str(values)[:60]} are not a few whole numbers of sensible size")
+    try:
+        with torch.device("meta"):
+            net = build_similarity_net(arch)
+    except (AssertionError, ArithmeticError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"its architecture cannot be built ({exc})") from None
+    n = sum(t.numel() for t in (*net.parameters(), *net.buffers()))
+    if n > MAX_WEIGHTS:
+        raise ValueError(f"it describes a network of {n:,} weights, more than the {MAX_WEIGHTS:,} allowed")

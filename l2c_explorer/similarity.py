@@ -164,6 +164,9 @@ class SimilarityModel:
         """Read a model file written by :meth:`save`; foreign or altered files are refused."""
         tensors, config, digest = read_model_file(path, kind="similarity")
         try:
+            from .nets import check_net_size
+
+            check_net_size(config["architecture"])  # before anything is allocated
             net = build_similarity_net(config["architecture"])
             net.load_state_dict(tensors, strict=True)
             prep = Preprocessing.from_dict(config["preprocessing"])

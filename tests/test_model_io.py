@@ -122,3 +122,24 @@ def test_model_file_path_adds_the_suffix_only_when_there_is_none(tmp_path):
     assert model_file_path(tmp_path / "m") == tmp_path / "m.safetensors"
     assert model_file_path(tmp_path / "m.pt") == tmp_path / "m.pt"
     assert model_file_path(tmp_path / "m.safetensors") == tmp_path / "m.safetensors"
+
+
+def test_a_config_asking_for_a_huge_network_is_refused_before_it_is_built(tmp_path, small_model, monkeypatch):
+    """A valid file (checksum and all) whose architecture asks for 136 M weights (545 MB) and holds none: refused
+    from its description, nothing allocated (building it would be the first allocation)."""
+    import l2c_explorer.similarity as similarity
+
+    path = small_model.save(tmp_path / "ok.safetensors")
+    _, config, _ = read_model_file(path, kind="similarity")
+    built = []
+    monkeypatch.setattr(similarity, "build_similarity_net", lambda arch: built.append(arch))
+    cases = {"more than the 100,000,000": {"widths": [32, 64, 128, 2048], "embedding_dim": 16384,
+                                                   "input_size": 32},
+             "input size": {"input_size": 1 << 20},
+             "widths": {"widths": [32, 64, 128, 10**9]}}
+    for why, change in cases.items():
+        crafted = {**config, "architecture": {**config["architecture"], **change}}
+        save_model_file(tmp_path / "crafted.safetensors", {}, kind="similarity", config=crafted)
+        with pytest.raises(ModelFileError, match=why):
+            SimilarityModel.load(tmp_path / "crafted.safetensors")
+    assert built == []
