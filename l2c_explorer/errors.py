@@ -60,8 +60,9 @@ def check_folder(folder, *, what: str = "") -> Path:
         raise InputError(f"{prefix}Cannot open the folder {path}: {getattr(exc, 'strerror', None) or exc}.") from None
     system = system_folder(resolved)
     if system:
-        raise InputError(f"{prefix}{resolved} is inside {system}, the system's own folder of processes or devices, "
-                         "not a folder of images; choose another folder.")
+        where = "" if resolved.as_posix() == system else f"inside {system}, "
+        raise InputError(f"{prefix}{resolved} is {where}the system's own folder of processes or devices, not a folder "
+                         "of images; choose another folder.")
     return resolved
 
 

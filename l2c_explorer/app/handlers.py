@@ -13,7 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..errors import FolderNotEmptyError, L2CError
+from ..errors import FolderNotEmptyError, L2CError, check_folder
 from ..options import ASSIGN, DISCOVER
 from . import views
 from .layout import ExplorePanel, Page, RunPanel
@@ -25,9 +25,26 @@ STOP_GRACE = 1.5  # seconds a stage that cannot stop mid-way is given before the
 DEMOS = {"symbols": ("omniglot", "omniglot_keble"), "photos": ("photos", "photos_everyday")}
 
 
+# What a handler turns into a message beside the control that caused it: the package's own errors, and what a
+# value sent through the API (a path too long, text for a number, a list of the wrong kind) or the file
+# system (no permission, a full disk) raises on the way. Anything else is a bug, and is left to show as one.
+PROBLEMS = (L2CError, OSError, TypeError, ValueError)
+
+
+def plain(exc: BaseException) -> str:
+    """A problem in plain words: the package's message as it is, a file system's with its file, and a value
+    that was not understood said so (Python's own wording of those is for programmers)."""
+    if isinstance(exc, L2CError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        where = f" ({str(exc.filename)[:200]})" if exc.filename else ""
+        return f"The file system refused: {exc.strerror or type(exc).__name__}{where}."
+    return "A value given was not understood (a number, a list of images or a folder of the wrong kind)."
+
+
 def _fail(exc: Exception):
     """A problem with a call of the API only (no widget shows its answer): an error for the client."""
-    raise gr.Error(str(exc), print_exception=False) from None
+    raise gr.Error(plain(exc), print_exception=False) from None
 
 
 def _has_problem(shown) -> bool:
@@ -106,8 +123,8 @@ class Handlers:
                     "`.safetensors` model file in a models folder (`--models-dir`).")
         try:
             return views.model_card_markdown(name, self.bench.model_card(name))
-        except L2CError as exc:
-            return views.problem(f"This model cannot be used: {exc}")
+        except PROBLEMS as exc:
+            return views.problem(f"This model cannot be used: {plain(exc)}")
 
     def refresh_models(self, current: str | None):
         models = self.bench.models()
@@ -144,8 +161,8 @@ class Handlers:
         try:
             report = self.bench.check_folder(folder)
             better, message = self.bench.model_advice(report.folder, model)
-        except L2CError as exc:
-            return {p.folder_md: views.problem(str(exc)), p.sample: None,
+        except PROBLEMS as exc:
+            return {p.folder_md: views.problem(plain(exc)), p.sample: None,
                     p.folder_skipped: gr.update(value=[], visible=False), p.fit_note: ""}
         skipped = [[f, why] for f, why in report.skipped[:500]]
         out = {p.folder_md: views.folder_markdown(report), p.sample: [(str(t), rel) for t, rel in report.sample],
@@ -162,7 +179,7 @@ class Handlers:
         """The model-fit note after the user picked a model by hand (nothing is switched then)."""
         try:
             _, message = self.bench.model_advice(folder, model)
-        except L2CError:  # no usable folder yet: the folder step says why
+        except PROBLEMS:  # no usable folder yet: the folder step says why
             return ""
         return views.fit_note_markdown(message)
 
@@ -171,12 +188,12 @@ class Handlers:
 
     def browse(self, folder: str, problem_to="browse_md"):
         """(where, its sub-folders, a message): the sub-folders of ``folder`` (a problem when it is not one)."""
-        path = Path(folder or Path.home()).expanduser()
-        if not path.is_dir():
-            message = views.problem(f"Not a folder: {path}")
+        try:
+            path = check_folder(folder or Path.home())
+            found = (str(path), gr.update(choices=list_subfolders(path), value=None))
+        except PROBLEMS as exc:
+            message = views.problem(plain(exc))
             return (gr.update(), gr.update(), message) if problem_to else (gr.update(), gr.update())
-        path = path.resolve()
-        found = (str(path), gr.update(choices=list_subfolders(path), value=None))
         return (*found, "") if problem_to else found
 
     def browse_open(self, folder: str, at: str):
@@ -224,20 +241,24 @@ class Handlers:
             return {run.message: views.problem("Choose a similarity model first (step 1).")}
         try:
             self.bench.require_images(folder)
-        except L2CError as exc:  # said next to the folder box, and where Start was pressed
-            return {p.folder_md: views.problem(str(exc)), run.message: views.problem(f"Cannot start: {exc}")}
-        options = dict(max_clusters=int(max_k), loss=loss, device=device,
-                       self_training_steps=DISCOVER.defaults.self_training_steps if sharpen else 0)
-        if k_mode == "known":
-            if k_value is None:
-                return {run.message: views.problem("Give the number of categories, or let the app estimate it.")}
-            options["n_clusters"] = int(k_value)
-        if steps:
-            options["steps"] = int(steps)
+        except PROBLEMS as exc:  # said next to the folder box, and where Start was pressed
+            return {p.folder_md: views.problem(plain(exc)), run.message: views.problem(f"Cannot start: {plain(exc)}")}
+        try:
+            options = dict(max_clusters=int(max_k), loss=loss, device=device,
+                           self_training_steps=DISCOVER.defaults.self_training_steps if sharpen else 0)
+            if k_mode == "known":
+                if k_value is None:
+                    return {run.message: views.problem("Give the number of categories, or let the app estimate it.")}
+                options["n_clusters"] = int(k_value)
+            if steps:
+                options["steps"] = int(steps)
+        except (TypeError, ValueError):
+            return {run.message: views.problem("The number of categories, the most categories and the training "
+                                               "steps are whole numbers.")}
         try:
             job = self.bench.start_discovery(folder, model=model, labelled=bool(labelled), **options)
-        except L2CError as exc:
-            return {run.message: views.problem(str(exc))}
+        except PROBLEMS as exc:
+            return {run.message: views.problem(plain(exc))}
         self._replace(previous, job.id)
         out = self._reset_outputs(run, p.explore, job.id, views.progress_html(job.snapshot(), what="run"),
                                   views.DISCOVER_SERIES)
@@ -254,8 +275,8 @@ class Handlers:
             for folder, what in ((source, "Source folder"), (target, "Target folder")):
                 self.bench.require_images(folder, what=what)
             job = self.bench.start_adaptation(source, target, labelled=bool(labelled), **options)
-        except L2CError as exc:
-            return {run.message: views.problem(str(exc))}
+        except PROBLEMS as exc:
+            return {run.message: views.problem(plain(exc))}
         self._replace(previous, job.id)
         return self._reset_outputs(run, self.page.adapt_explore, job.id,
                                    views.progress_html(job.snapshot(), what="run"), views.ADAPT_SERIES)
@@ -266,8 +287,8 @@ class Handlers:
             self.bench.require_images(folder)
             job = self.bench.start_similarity_training(folder, name=name, epochs=float(epochs),
                                                        class_depth=int(class_depth), device=device)
-        except L2CError as exc:
-            return {run.message: views.problem(str(exc))}
+        except PROBLEMS as exc:
+            return {run.message: views.problem(plain(exc))}
         self._replace(previous, job.id)
         return {run.job: job.id, run.message: "", run.progress: views.progress_html(job.snapshot(), what="training"),
                 run.curves: views.curves_json([], views.SIMILARITY_SERIES, x="epoch", x_title="epoch"),
@@ -378,7 +399,7 @@ class Handlers:
         """The images selected on the map: count per group, and (thumbnail, caption) pairs."""
         try:
             sel = self.bench.selection(job_id, indices)
-        except L2CError as exc:
+        except PROBLEMS as exc:
             _fail(exc)
         return {"indices": sel["indices"], "counts": sel["counts"], "gallery": sel["gallery"]}
 
@@ -386,7 +407,7 @@ class Handlers:
         indices = (evt._data or {}).get("indices", []) if isinstance(evt._data, dict) else []
         try:
             sel = self.bench.selection(job_id, indices)
-        except L2CError:
+        except PROBLEMS:
             return gr.update(), gr.update(), []
         return views.selection_markdown(sel, GALLERY_LIMIT), sel["gallery"], sel["indices"]
 
@@ -401,8 +422,8 @@ class Handlers:
             return nothing
         try:
             result = self.bench.result(job_id)
-        except L2CError as exc:
-            return (views.problem(str(exc)), *nothing[1:])
+        except PROBLEMS as exc:
+            return (views.problem(plain(exc)), *nothing[1:])
         summaries = {s.cluster: s for s in self.bench.clusters(job_id)}
         s = summaries.get(int(cluster))
         if s is None:
@@ -418,8 +439,8 @@ class Handlers:
                 return {e.cluster_md: views.problem("Pick a group first (click it on the map, or choose it above).")}
             try:
                 result = self.bench.rename_group(job_id, int(cluster), name)
-            except L2CError as exc:
-                return {e.cluster_md: views.problem(str(exc))}
+            except PROBLEMS as exc:
+                return {e.cluster_md: views.problem(plain(exc))}
             job = self.bench.job(job_id)
             summaries = {s.cluster: s for s in self.bench.clusters(job_id)}
             out = self._groups_outputs(job, result, e, kind, selected=int(cluster))
@@ -437,8 +458,8 @@ class Handlers:
             return gr.update(), views.problem("Select some images on the map first.")
         try:
             path = self.bench.write_selection_csv(job_id, indices)
-        except L2CError as exc:
-            return gr.update(), views.problem(str(exc))
+        except PROBLEMS as exc:
+            return gr.update(), views.problem(plain(exc))
         return gr.update(value=str(path), visible=True), gr.update()
 
     def export(self, job_id: str, out_dir: str, mode: str, overwrite: bool = False):
@@ -448,10 +469,10 @@ class Handlers:
         except FolderNotEmptyError as exc:
             return (views.problem(f"{exc} Press 'Replace the earlier export in this folder' below to replace it, or "
                                   "choose another folder."), gr.update(visible=True))
-        except L2CError as exc:
-            return views.problem(str(exc)), gr.update(visible=False)
         except OSError as exc:
-            return views.problem(f"The export failed: {exc}"), gr.update(visible=False)
+            return views.problem(f"The export failed: {plain(exc)}"), gr.update(visible=False)
+        except PROBLEMS as exc:
+            return views.problem(plain(exc)), gr.update(visible=False)
         verb = "Copied" if mode == "copy" else "Linked"
         return (f"{verb} **{info['n_files']:,} images** into **{len(info['counts'])} folders** under "
                 f"`{info['folder']}` (with `assignments.csv` and `summary.json`).", gr.update(visible=False))
@@ -470,7 +491,7 @@ class Handlers:
     def _teacher(self, job_id: str):
         try:
             return self.bench.teacher(job_id)
-        except L2CError as exc:
+        except PROBLEMS as exc:
             _fail(exc)
 
     def _question(self, teacher) -> tuple[str, dict | None]:
@@ -511,7 +532,7 @@ class Handlers:
         before = teacher.job.result.n_clusters
         try:
             result = change(teacher)
-        except L2CError as exc:
+        except PROBLEMS as exc:
             _fail(exc)
         return self._taught(teacher, status(teacher, before, result.n_clusters))
 
@@ -550,7 +571,7 @@ class Handlers:
         teacher = self._teacher(job_id)
         try:
             plan = teacher.propose_split(int(group))
-        except L2CError as exc:
+        except PROBLEMS as exc:
             _fail(exc)
         result = teacher.job.result
         return [gr.update(value=self.bench.gallery(result, plan["first"], with_group=False), visible=True),
@@ -586,7 +607,7 @@ class Handlers:
             raise gr.Error("Type the folder of the new images first.", print_exception=False)
         try:
             done = self.bench.assign_images(job_id, folder, device=device)
-        except L2CError as exc:
+        except PROBLEMS as exc:
             _fail(exc)
         return (views.added_markdown(done["summary"]), gr.update(value=str(done["csv"]), visible=True),
                 done["unlike"], done["assigned"])
@@ -594,6 +615,6 @@ class Handlers:
     def save_model(self, job_id: str, out_dir: str):
         try:
             path = self.bench.save_model(job_id, out_dir or None)
-        except L2CError as exc:
-            return gr.update(), views.problem(str(exc))
+        except PROBLEMS as exc:
+            return gr.update(), views.problem(plain(exc))
         return gr.update(value=str(path), visible=True), f"Saved the clustering model as `{path}`."

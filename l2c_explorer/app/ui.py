@@ -304,6 +304,9 @@ def launch_options(bench: Workbench, access: Access) -> dict:
     served = [str(p) for p in bench.workspace.served_dirs()]
     return dict(
         share=False,
+        # a value Gradio cannot take for its component (text for a number, sent through the API) is refused
+        # before any handler runs: its message, not a bare "Error" (handlers word their own problems)
+        show_error=True,
         ssr_mode=False,  # no Node server in front of the app: every request goes through the access check
         allowed_paths=served,
         app_kwargs={"middleware": [Middleware(AccessGuard, access=access)],

@@ -303,3 +303,34 @@ def test_photos_with_the_symbol_model_switch_to_the_photo_model_and_say_why(clie
     # picking the symbol model again by hand keeps it, with the warning
     assert "do not match" in unwrap(client.predict(str(DEMO / "photos_everyday"), "omniglot", api_name="/model_fit"))
     assert unwrap(client.predict(str(DEMO / "photos_everyday"), "photos", api_name="/model_fit")) == ""
+
+
+def test_bad_input_through_the_api_gets_a_message_in_plain_words(client, served_app, keble6, tmp_path):
+    """What the page never sends but the API accepts: a 10,000-character path, K as text, a selection that is
+    not a list of images, a model saved into a folder that does not exist yet. Each is answered beside its
+    control (or as the API's error) in words, never Gradio's bare "Error"."""
+    from gradio_client.exceptions import AppError
+
+    long_path = "/" + "x" * 10_000
+    assert "characters long" in unwrap(client.predict(long_path, "omniglot", api_name="/check_folder")[0])
+    assert "characters long" in unwrap(client.predict(long_path, api_name="/browse")[2])
+    out = client.predict(long_path, "omniglot", "estimate", 10, 100, "mcl", 20, "cpu", True, False, "", "",
+                         api_name="/start_discovery")
+    assert "characters long" in unwrap(out[1])
+    assert "not a folder of images" in unwrap(client.predict("/proc", "omniglot", api_name="/check_folder")[0])
+    job_id = start(client, keble6, steps=20)
+    Tab(client, job_id).wait(lambda p: status(p["progress"]) == "done", timeout=300, what="the run to finish")
+    with pytest.raises(AppError, match="not understood"):
+        client.predict(job_id, "all", api_name="/select_points_discover")
+    model_file, message = client.predict(job_id, str(tmp_path / "new" / "folder"), api_name="/save_model_discover")
+    assert "Saved the clustering model" in unwrap(message), message
+    assert Path(file_name(model_file)).name.startswith("clustering_model")
+
+
+def test_k_given_as_text_is_refused_with_what_was_expected(client, keble6):
+    """Gradio refuses the value before the handler runs: its message says which value and what it expected."""
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="(?s)number.*twelve"):
+        client.predict(str(keble6), "omniglot", "known", "twelve", 100, "mcl", 20, "cpu", True, False, "", "",
+                       api_name="/start_discovery")
