@@ -300,6 +300,32 @@ def decoded_bytes(img: Image.Image) -> int:
     return img.width * img.height * per_pixel
 
 
+def load_reduced(img: Image.Image, side: int, mode: str) -> Image.Image:
+    """Decode an opened image within :data:`DECODE_BUDGET`, its longest side reduced to at most ``side``.
+
+    A JPEG is decoded at 1/2, 1/4 or 1/8 of its size when that still covers ``side`` (``mode``: what it will
+    be converted to); anything else is reduced right after decoding, before a conversion copies it.
+
+    Raises
+    ------
+    ImageReadError
+        When decoding would cost more than the budget.
+    """
+    if img.format == "JPEG":
+        img.draft(mode, (side, side))
+    cost = decoded_bytes(img)
+    if cost > DECODE_BUDGET:
+        raise ImageReadError(f"image too large to decode ({img.width} x {img.height} pixels in mode "
+                             f"{img.mode}: {cost / 2**20:.0f} MB, more than {DECODE_BUDGET // 2**20} MB)")
+    with _large_decode if cost > LARGE_DECODE else contextlib.nullcontext():
+        img.load()
+        if max(img.size) > side:
+            scale = side / max(img.size)
+            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                             resample=Image.Resampling.BOX)
+    return img
+
+
 def read_image(path: str | os.PathLike, *, size: int, channels: int) -> np.ndarray:
     """Decode one image file into an array of shape (channels, size, size), dtype uint8.
 
@@ -317,19 +343,7 @@ def read_image(path: str | os.PathLike, *, size: int, channels: int) -> np.ndarr
             if Image.MAX_IMAGE_PIXELS and img.width * img.height > Image.MAX_IMAGE_PIXELS:
                 raise Image.DecompressionBombError(f"{img.width} x {img.height} pixels")
             img.seek(0)  # first frame of animations and multi-page TIFFs
-            side = max(REDUCED_SIDE * size, 256)
-            if img.format == "JPEG":  # decoded at 1/2, 1/4 or 1/8 of its size when that is still large enough
-                img.draft("L" if channels == 1 else "RGB", (side, side))
-            cost = decoded_bytes(img)
-            if cost > DECODE_BUDGET:
-                raise ImageReadError(f"image too large to decode ({img.width} x {img.height} pixels in mode "
-                                     f"{img.mode}: {cost / 2**20:.0f} MB, more than {DECODE_BUDGET // 2**20} MB)")
-            with _large_decode if cost > LARGE_DECODE else contextlib.nullcontext():
-                img.load()
-                if max(img.size) > side:  # reduced before any conversion makes copies of it
-                    scale = side / max(img.size)
-                    img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                                     resample=Image.Resampling.BOX)
+            img = load_reduced(img, max(REDUCED_SIDE * size, 256), "L" if channels == 1 else "RGB")
             img = flatten_alpha(to_8bit(img))
             img = img.convert("L" if channels == 1 else "RGB")
             arr = np.asarray(img, dtype=np.uint8)

@@ -112,12 +112,12 @@ class ThumbnailCache:
 
 def make_thumbnail(image: str | os.PathLike, size: int) -> Image.Image:
     """Decode ``image`` and shrink it so its longest side is at most ``size`` (aspect ratio kept)."""
-    from .data import flatten_alpha, to_8bit  # the core's rules for odd modes (16-bit, alpha, palettes)
+    # the core's rules for odd modes (16-bit, alpha, palettes) and for the memory one image may take
+    from .data import flatten_alpha, load_reduced, to_8bit
 
     with Image.open(image) as img:
-        img.draft("RGB", (size * 2, size * 2))  # JPEG: decode at a reduced scale, much faster
         img.seek(0)
-        img.load()
+        img = load_reduced(img, size * 2, "RGB")  # JPEG: decoded at a reduced scale, much faster
         img = flatten_alpha(to_8bit(img))
         if img.mode not in ("L", "RGB"):
             img = img.convert("L" if img.mode == "1" else "RGB")

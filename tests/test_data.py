@@ -160,3 +160,27 @@ def test_linked_class_folders_are_read_once_and_a_link_loop_ends(tmp_path):
     (folder / "b_again").symlink_to(real / "b", target_is_directory=True)
     images, _ = find_images(folder)
     assert [p.relative_to(folder).as_posix() for p in images] == ["a/x.png", "b/x.png"]
+
+
+def test_a_giant_16_bit_image_is_decoded_within_the_memory_budget(tmp_path):
+    """A 9400 x 9400 16-bit PNG (small on disk, 177 MB decoded) read for a model and for a thumbnail: the
+    decoding process grows by less than 300 MB (before: each float64 copy alone was 707 MB)."""
+    import subprocess
+    import sys
+
+    pixels = np.full((9400, 9400), 52000, dtype=np.uint16)
+    pixels[2000:4000, 1000:8000] = 3000
+    Image.fromarray(pixels).save(tmp_path / "giant.png", compress_level=1)
+    del pixels
+    code = ("import resource, sys; from l2c_explorer.data import read_image; "
+            "from l2c_explorer.thumbnails import make_thumbnail; "
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+            "arr = read_image(sys.argv[1], size=32, channels=1); thumb = make_thumbnail(sys.argv[1], 128); "
+            "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before; "
+            "print(grown // 1024, arr.shape, arr.min(), arr.max(), thumb.size)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "giant.png")], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    grown_mb, *rest = out.stdout.split(maxsplit=1)
+    assert int(grown_mb) < 300, out.stdout
+    assert "(1, 32, 32)" in rest[0] and "(128, 128)" in rest[0], out.stdout  # a dark bar on a light page

@@ -220,6 +220,16 @@ class FolderReport:
 FULL_CHECK_LIMIT = 2000  # image files decoded by a folder check (a few tenths of a second on a laptop)
 
 
+class _EitherSet:
+    """Set when either of two events is (what ``get_many`` asks of its ``stop``)."""
+
+    def __init__(self, *events: threading.Event):
+        self.events = events
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
+
+
 def check_image_folder(folder: str | os.PathLike, thumbs: ThumbnailCache, *, sample: int = 12) -> FolderReport:
     """Count a folder's images, list the files that will be skipped and why, and thumbnail a sample."""
     from ..data import ImageReadError, find_images, read_image
@@ -439,7 +449,7 @@ class Workbench:
 
         job = self.registry.submit("discover", target, owner=owner, params=params, job_id=job_id,
                                    on_done=self._follow_up if make_map else None)
-        self._start_thumbnails(root, owner)
+        self._start_thumbnails(root, owner, run=job)
         return job
 
     def _written(self, job_id: str, fitted, write, score: bool, callback, stop) -> RunResult:
@@ -508,7 +518,7 @@ class Workbench:
         job = self.registry.submit("adapt", target, owner=owner, params=params, job_id=job_id,
                                    on_done=self._follow_up if make_map else None,
                                    partial_stages=("similarity", "training"))
-        self._start_thumbnails(tgt, owner)
+        self._start_thumbnails(tgt, owner, run=job)
         return job
 
     # -- jobs: similarity model -----------------------------------------------------------------------------
@@ -571,7 +581,9 @@ class Workbench:
 
     # -- follow-ups: thumbnails and the map -----------------------------------------------------------------
 
-    def _start_thumbnails(self, root: Path, owner: str | None) -> Job:
+    def _start_thumbnails(self, root: Path, owner: str | None, run: Job | None = None) -> Job:
+        """Thumbnails of every image of ``root``, in the background; they stop when ``run`` is stopped (a
+        stopped run's map will not be drawn, and its folder may have been a mistake)."""
         for job in self.registry.jobs(kind="thumbnails"):
             if not job.finished and job.params.get("folder") == str(root):
                 return job  # already being made
@@ -580,7 +592,8 @@ class Workbench:
             from ..data import find_images
 
             files, _ = find_images(root)
-            self.thumbs.get_many(files, workers=1, stop=stop,
+            ends = stop if run is None else _EitherSet(stop, run.stop_event)
+            self.thumbs.get_many(files, workers=1, stop=ends,
                                  progress=lambda d, t: callback(Progress("thumbnails", d, t)))
             return len(files)
 

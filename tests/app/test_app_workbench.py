@@ -236,3 +236,30 @@ def test_curves_continue_when_a_later_phase_restarts_its_step_count():
     points += [{"stage": "training", "step": s, "loss": 0.5} for s in (5, 10)]
     data = json.loads(views.curves_json(points, views.DISCOVER_SERIES))
     assert [p["step"] for p in data["points"]] == [10, 20, 30, 35, 40]
+
+
+def test_the_thumbnails_of_a_stopped_run_stop_with_it(bench, keble6):
+    """Stop pressed: the run's background thumbnails end too (after the one being made), instead of going on
+    through the whole folder. Each thumbnail waits here until the test lets it go, so the count is exact."""
+    import threading
+
+    made, gate = [], threading.Semaphore(0)
+    real_get = bench.thumbs.get
+
+    def slow_get(image):
+        gate.acquire()
+        made.append(image)
+        return real_get(image)
+
+    bench.thumbs.get = slow_get
+    job = bench.start_discovery(keble6, model="omniglot", steps=5000, device="cpu", make_map=False)
+    thumbs = next(j for j in bench.registry.jobs(kind="thumbnails") if j.params["folder"] == str(keble6))
+    for _ in range(3):
+        gate.release()
+    wait_until(lambda: len(made) == 3, timeout=120, what="three thumbnails")
+    job.stop(grace=1.5)
+    assert job.wait(300)
+    for _ in range(120):  # as many go-aheads as there are images: only the one already waiting may use one
+        gate.release()
+    assert thumbs.wait(120) and thumbs.finished
+    assert len(made) <= 4, len(made)
