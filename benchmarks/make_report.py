@@ -90,10 +90,17 @@ SECTIONS = [
     ("assign", "New images into a finished run (`assign`) against discovery on the union",
      "`python benchmarks/assign.py`"),
     ("threads", "Threads: a discovery run alone and beside a busy process", "`python benchmarks/threads.py`"),
+    ("kill_test", "Killing `discover` at random moments: a finished run or a refused folder, never a misread one",
+     "`python benchmarks/kill_test.py`"),
 ]
 
 # Reading notes (no numbers here: those are in the tables above each note).
 NOTES = {
+    "kill_test": """
+Writing the results takes a few hundredths of a second, so a kill rarely lands inside it: the folders such a
+kill leaves (the new run's assignments.csv beside the earlier run's files, or its run file without its
+summary.json) are made on purpose by `tests/test_runs.py`, and refused there.
+""",
     "scale": """
 **Reading the scale table.** The 10k set holds drawings only, and there the default pipeline's estimated
 spectrum and filtered features are compared with the same code computing exact neighbours and eigenpairs
