@@ -162,6 +162,7 @@ def test_linked_class_folders_are_read_once_and_a_link_loop_ends(tmp_path):
     assert [p.relative_to(folder).as_posix() for p in images] == ["a/x.png", "b/x.png"]
 
 
+@pytest.mark.slow
 def test_a_giant_16_bit_image_is_decoded_within_the_memory_budget(tmp_path):
     """A 9400 x 9400 16-bit PNG (small on disk, 177 MB decoded) read for a model and for a thumbnail: the
     decoding process grows by less than 300 MB (before: each float64 copy alone was 707 MB)."""

@@ -141,6 +141,7 @@ async function attack(app) {
 </script>"""
 
 
+@pytest.mark.browser
 def test_a_page_of_another_local_port_cannot_drive_the_app(page, served_app):
     """In Chromium: the app's page opened (its cookie set), then a page served from another port of 127.0.0.1
     reads the API and posts to it. Its requests carry the cookie (same site) and are refused."""
