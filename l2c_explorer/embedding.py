@@ -25,8 +25,10 @@ import torch
 from .data import ImageReadError, class_of, read_image
 from .device import resolve_device
 from .errors import InputError, StoppedError
+from .nets import has_frozen_trunk
+from .pretrained import compute_trunk_features
 from .similarity import SimilarityModel, inference_copy, load_similarity_model, norm_statistics_copy
-from .store import PixelStore
+from .store import PixelStore, paths_digest
 
 # Batch-norm statistics are averaged over at most this many images (a seeded random sample of larger
 # folders). Below it every image is used, in order, exactly as before; above, the statistics of 10,000
@@ -61,6 +63,51 @@ def adapt_model(
     return adapted
 
 
+def trunk_key(model: SimilarityModel) -> str:
+    """Names the features of a model's frozen trunk: the same for every model on that trunk and input."""
+    arch = model.card["architecture"]
+    from .pretrained import PRETRAINED
+
+    return f"trunk-{arch['backbone']}-{PRETRAINED[arch['backbone']].sha256[:12]}-{model.preprocessing.size}"
+
+
+def trunk_features(
+    model: SimilarityModel,
+    pixels,
+    *,
+    device: torch.device,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> torch.Tensor:
+    """Pooled features (n, f) of the frozen trunk of ``model`` for every image of ``pixels``.
+
+    ``pixels`` is a :class:`~l2c_explorer.store.PixelStore` or a uint8 tensor (n, C, S, S). A store's features
+    are computed once per trunk: kept on the store (the first pass, self-training and the second pass of a
+    run share them) and in its folder's cache (a later run, or a relearning, reads them back).
+    """
+    if isinstance(pixels, torch.Tensor):
+        return compute_trunk_features(model, lambda a, b: pixels[a:b], len(pixels), device=device,
+                                      progress=progress, should_stop=should_stop)
+    key = trunk_key(model)
+    if key in pixels.features:
+        if progress is not None:
+            progress(len(pixels), len(pixels))
+        return pixels.features[key]
+    digest = np.frombuffer(paths_digest(list(pixels.paths)), np.uint8)
+    cached = pixels.cache.load(key, ("features", "paths_digest")) if pixels.cache is not None else None
+    if cached is not None and len(cached["features"]) == len(pixels) and np.array_equal(cached["paths_digest"], digest):
+        features = torch.from_numpy(cached["features"].astype(np.float32))
+        if progress is not None:
+            progress(len(pixels), len(pixels))
+    else:
+        features = compute_trunk_features(model, pixels.rows, len(pixels), device=device, progress=progress,
+                                          should_stop=should_stop)
+        if pixels.cache is not None:
+            pixels.cache.save(key, features=features.numpy(), paths_digest=digest)
+    pixels.features[key] = features
+    return features
+
+
 @torch.no_grad()
 def embed_store(
     model: SimilarityModel,
@@ -72,6 +119,9 @@ def embed_store(
     should_stop: Callable[[], bool] | None = None,
 ) -> torch.Tensor:
     """Unit embeddings (n, d) of a store's images with ``model`` as it is (no statistics re-estimated)."""
+    if has_frozen_trunk(model.net):  # the trunk's features once, then only the trained top
+        features = trunk_features(model, store, device=device, progress=progress, should_stop=should_stop)
+        return torch.nn.functional.normalize(model.net.encoder.from_features(features), dim=1)
     net = inference_copy(model.net, device)
     out = []
     for start, pixels in store.chunks(max(batch_size, 2048)):

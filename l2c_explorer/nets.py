@@ -130,6 +130,45 @@ class BackboneEncoder(nn.Module):
         return self.project(self.features(x))
 
 
+class PretrainedEncoder(nn.Module):
+    """A frozen pretrained trunk (:mod:`l2c_explorer.pretrained`) and a small trained top.
+
+    The trunk never changes (its weights come from an installed package and are not stored in model files),
+    so everything that trains, self-training included, works on its pooled features: they are computed once
+    per image (:meth:`features`) and the top (:meth:`from_features`) is all that runs again.
+    """
+
+    frozen_trunk = True
+
+    def __init__(self, *, trunk: nn.Module, feature_dim: int, hidden: int, embedding_dim: int):
+        super().__init__()
+        self.trunk = trunk
+        self.feature_dim = feature_dim
+        # hidden 0: a linear projection of the pooled features; else one ReLU layer of that width first
+        self.hidden = (nn.Sequential(nn.Linear(feature_dim, hidden), nn.ReLU(inplace=True)) if hidden
+                       else nn.Identity())
+        self.project = nn.Linear(hidden or feature_dim, embedding_dim)
+        if not hidden and embedding_dim == feature_dim:  # start from the pretrained features themselves
+            with torch.no_grad():
+                self.project.weight.copy_(torch.eye(feature_dim))
+                self.project.bias.zero_()
+        self.embedding_dim = embedding_dim
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # (b, 3, s, s) -> (b, feature_dim)
+        return self.trunk(x)
+
+    def from_features(self, features: torch.Tensor) -> torch.Tensor:  # (b, feature_dim) -> (b, d)
+        return self.project(self.hidden(features.float()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, 3, s, s) -> (b, d)
+        return self.from_features(self.features(x))
+
+
+def has_frozen_trunk(net: nn.Module) -> bool:
+    """Whether a similarity network's encoder is a frozen trunk and a trained top (:class:`PretrainedEncoder`)."""
+    return bool(getattr(getattr(net, "encoder", None), "frozen_trunk", False))
+
+
 # ---------------------------------------------------------------------------------------------------
 # pair heads
 
@@ -170,7 +209,8 @@ def build_encoder(arch: dict) -> nn.Module:
     """Rebuild an encoder from the hyper-parameters stored in a model file (weights are loaded separately).
 
     ``type`` is ``"conv-cosine"`` (:class:`ConvEncoder`, symbols), ``"resnet-cosine"`` (:class:`ResNetEncoder`,
-    photos) or ``"torchvision-cosine"`` (a torchvision classification model, :class:`BackboneEncoder`).
+    photos), ``"torchvision-cosine"`` (a torchvision classification model, :class:`BackboneEncoder`) or
+    ``"pretrained-cosine"`` (an installed pretrained trunk and a trained top, :class:`PretrainedEncoder`).
     """
     kind = arch.get("type")
     if kind == "conv-cosine":
@@ -193,6 +233,11 @@ def build_encoder(arch: dict) -> nn.Module:
 
         backbone, feature_dim = torchvision_features(str(arch["backbone"]), in_channels=int(arch["in_channels"]))
         return BackboneEncoder(backbone=backbone, feature_dim=feature_dim, embedding_dim=int(arch["embedding_dim"]))
+    if kind == "pretrained-cosine":
+        from .pretrained import FEATURE_DIM, pretrained_trunk
+
+        return PretrainedEncoder(trunk=pretrained_trunk(str(arch["backbone"])), feature_dim=FEATURE_DIM,
+                                 hidden=int(arch["hidden"]), embedding_dim=int(arch["embedding_dim"]))
     raise ValueError(f"unknown similarity architecture {kind!r}")
 
 

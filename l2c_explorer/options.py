@@ -517,9 +517,11 @@ TRAIN_SIMILARITY = RunSpec("train-similarity", [
     Option("channels", 1, "1 = grayscale, 3 = colour", allowed=OneOf((1, 3)), flag="--channels"),
     Option("invert", "auto", "flip intensities so the background is dark (auto: when images have light borders)",
            allowed=OneOf(("auto", True, False)), flag="--invert", spellings=_frozen(auto="auto", yes=True, no=False)),
-    Option("backbone", "conv", "the encoder: conv (small VGG-style, for symbols), resnet (small ResNet, for photos) or "
-           "a torchvision classification model (resnet18, resnet50, efficientnet_b0, convnext_tiny, vit_b_16, ...; "
-           "`l2c-explorer backbones` lists them)", allowed=Text(), flag="--backbone", metavar="NAME"),
+    Option("backbone", "conv", "the encoder: conv (small VGG-style, for symbols), resnet (small ResNet, for photos), "
+           "an installed ImageNet-pretrained encoder (efficientnet-lite0, -lite1, -lite2: frozen, only a top is "
+           "trained on its features) or a torchvision classification model (resnet18, resnet50, efficientnet_b0, "
+           "convnext_tiny, vit_b_16, ...; `l2c-explorer backbones` lists them)", allowed=Text(), flag="--backbone",
+           metavar="NAME"),
     Option("backbone_weights", None, "a state-dict file of the torchvision backbone's weights (e.g. ImageNet weights "
            "downloaded elsewhere; .pth or .safetensors, read without running code); nothing is ever downloaded",
            allowed=Text(), none="trained from scratch", flag="--backbone-weights", metavar="FILE"),
@@ -529,6 +531,10 @@ TRAIN_SIMILARITY = RunSpec("train-similarity", [
     Option("stem_stride", 1, "stride of the ResNet's first convolution (resnet only; 2 halves the input side)",
            allowed=OneOf((1, 2))),
     Option("embedding_dim", 128, "size of the embedding", allowed=Whole(1)),
+    Option("hidden", 1024, "width of the hidden layer of the top trained on a pretrained backbone's features (0: "
+           "a linear projection; pretrained backbones only)", allowed=Whole(0)),
+    Option("feature_dropout", 0.0, "dropout on a pretrained backbone's features while the top trains (pretrained "
+           "backbones only)", allowed=Number(0, 1, high_open=True)),
     Option("classes_per_batch", 20, "classes in a training batch", allowed=Whole(2)),
     Option("images_per_class", 5, "images of each class in a training batch", allowed=Whole(2)),
     Option("same_group", 0.5, "share of batches drawn inside one group of classes (with class_depth > 1)",

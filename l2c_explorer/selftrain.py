@@ -20,6 +20,7 @@ from .augment import Augmentation, augment_batch, augmentation_from_dict
 from .device import bf16_supported, place
 from .data import normalise, to_unit
 from .options import SELF_TRAINING_KEEP, SELF_TRAINING_STEPS  # tuned values, with how they were chosen
+from .nets import has_frozen_trunk
 from .similarity import ClassBalancedSampler, SimilarityModel, adapted_copy, train_one_step
 
 # A step's batch: this many images of each of up to this many clusters (the pair loss needs several of
@@ -95,6 +96,9 @@ def self_train(
     sampler = ClassBalancedSampler(
         pseudo, classes_per_batch=classes_per_batch, images_per_class=images_per_class, generator=g
     )
+    if has_frozen_trunk(model.net):
+        return _self_train_top(model, pixels, kept, sampler, steps=steps, lr=lr, proto_weight=proto_weight,
+                               device=device, progress=progress, should_stop=should_stop)
     prep = model.preprocessing
     take = (lambda idx: pixels[torch.as_tensor(idx)]) if isinstance(pixels, torch.Tensor) else pixels.take
     augmentation = model_augmentation(model)
@@ -117,5 +121,32 @@ def self_train(
         if progress is not None:
             progress(step, steps)
     tuned = SimilarityModel(net.eval().cpu(), prep, dict(model.card))
+    tuned.digest, tuned.source = model.digest, model.source
+    return tuned
+
+
+def _self_train_top(model: SimilarityModel, pixels, kept: np.ndarray, sampler: ClassBalancedSampler, *, steps: int,
+                    lr: float, proto_weight: float, device: torch.device, progress, should_stop) -> SimilarityModel | None:
+    """:func:`self_train` for a frozen pretrained trunk: only its top is fine-tuned, on the trunk's features.
+
+    The features are computed once for the folder (and shared with the embedding passes), so a step costs a
+    small matrix product instead of a pass of the trunk; there is no pixel augmentation to apply to them.
+    """
+    from .embedding import trunk_features
+
+    features = trunk_features(model, pixels, device=device)[torch.from_numpy(kept)]
+    net = copy.deepcopy(model.net).to(device)
+    top = net.encoder
+    optimizer = torch.optim.Adam([*top.hidden.parameters(), *top.project.parameters()], lr=lr)
+    for step in range(1, steps + 1):
+        if should_stop is not None and should_stop():
+            return None
+        idx, y = sampler.sample()
+        net.train()
+        train_one_step(net, optimizer, features[idx].to(device), y.to(device), proto_weight=proto_weight,
+                       encode=top.from_features)
+        if progress is not None:
+            progress(step, steps)
+    tuned = SimilarityModel(net.eval().cpu(), model.preprocessing, dict(model.card))
     tuned.digest, tuned.source = model.digest, model.source
     return tuned

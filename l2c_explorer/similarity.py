@@ -50,8 +50,9 @@ from .errors import InputError, ModelFileError, StoppedError
 from .losses import pair_bce_loss
 from .metrics import pair_scores
 from .model_io import MODEL_SUFFIX, model_file_path, read_model_file, save_model_file
-from .nets import BackboneEncoder, CosinePairHead, SimilarityNet, build_similarity_net
+from .nets import BackboneEncoder, CosinePairHead, SimilarityNet, build_similarity_net, has_frozen_trunk
 from .options import TRAIN_SIMILARITY
+from .pretrained import PRETRAINED, compute_trunk_features, is_pretrained, pretrained_input_size
 from .progress import Callback, Reporter
 
 # ---------------------------------------------------------------------------------------------------
@@ -155,7 +156,10 @@ class SimilarityModel:
             "preprocessing": self.preprocessing.to_dict(),
             "card": self.card,
         }
-        saved = save_model_file(path, self.net.state_dict(), kind="similarity", config=config)
+        state = self.net.state_dict()
+        if has_frozen_trunk(self.net):  # the trunk's weights come from their package, checked by sha256
+            state = {k: v for k, v in state.items() if not k.startswith("encoder.trunk.")}
+        saved = save_model_file(path, state, kind="similarity", config=config)
         self.source = str(saved)
         return saved
 
@@ -168,7 +172,7 @@ class SimilarityModel:
 
             check_net_size(config["architecture"])  # before anything is allocated
             net = build_similarity_net(config["architecture"])
-            net.load_state_dict(tensors, strict=True)
+            load_stored_weights(net, tensors)
             prep = Preprocessing.from_dict(config["preprocessing"])
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise ModelFileError(f"{Path(path).name}: the stored model does not match its description ({exc}).") from None
@@ -176,6 +180,17 @@ class SimilarityModel:
         model.digest = digest
         model.source = str(path)
         return model
+
+
+def load_stored_weights(net: SimilarityNet, tensors: dict[str, torch.Tensor]) -> None:
+    """Load a model file's tensors: all of them, or all but a frozen trunk's (which its package supplies)."""
+    if not has_frozen_trunk(net):
+        net.load_state_dict(tensors, strict=True)
+        return
+    result = net.load_state_dict(tensors, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("encoder.trunk.")]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(f"missing {missing[:5]}, unexpected {list(result.unexpected_keys)[:5]}")
 
 
 def norm_statistics_copy(net: nn.Module, batches: Iterable[torch.Tensor], device: torch.device) -> nn.Module:
@@ -186,6 +201,8 @@ def norm_statistics_copy(net: nn.Module, batches: Iterable[torch.Tensor], device
     restores the old momentum, so statistics kept updating later would no longer be a plain average.
     """
     net = place(copy.deepcopy(net), device)
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+        return net.eval()  # nothing to re-estimate (a folded pretrained trunk and its top): no pass over the images
     for m in net.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.reset_running_stats()
@@ -408,15 +425,17 @@ def train_one_step(
     class_weight: float = 0.0,
     label_smoothing: float = 0.0,
     mixed_precision: bool = False,
+    encode=None,
 ) -> float:
     """One optimisation step on a batch ``x`` (b, C, S, S) with batch-local classes ``y`` (b,).
 
     With ``centres`` and ``classes`` (global class ids (b,)), a cosine-classifier cross-entropy weighted by
     ``class_weight`` is added. ``mixed_precision`` runs the encoder under bfloat16 autocast (float16 on
-    CUDA would need loss scaling; bfloat16 does not); losses are computed in float32.
+    CUDA would need loss scaling; bfloat16 does not); losses are computed in float32. ``encode`` replaces
+    ``net.encoder`` (a frozen trunk's top, when ``x`` holds the trunk's features (b, f)).
     """
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=mixed_precision):
-        features = net.encoder(x)
+        features = (encode or net.encoder)(x)
     emb = F.normalize(features.float(), dim=1)  # (b, d), unit norm
     logits = net.head(emb)  # (b, b)
     same = y[:, None] == y[None, :]
@@ -539,12 +558,16 @@ class SimilarityLearner(BaseEstimator):
         elif self.backbone == "resnet":
             if len(self.blocks) != len(self.widths):
                 raise InputError("A ResNet needs one block count per stage width.")
+        elif is_pretrained(self.backbone):
+            pass  # any size and channels: read as colour at the input size pretrained_input_size() gives
         else:
             from .backbones import check_backbone
 
             check_backbone(self.backbone, image_size=self.image_size)
-        if self.backbone_weights is not None and self.backbone in ("conv", "resnet"):
-            raise InputError("Backbone weights can only be loaded into a torchvision backbone (--backbone NAME).")
+        if self.backbone_weights is not None and (self.backbone in ("conv", "resnet") or is_pretrained(self.backbone)):
+            raise InputError("Backbone weights can only be loaded into a torchvision backbone (--backbone NAME); "
+                             f"{self.backbone} brings its own." if is_pretrained(self.backbone) else
+                             "Backbone weights can only be loaded into a torchvision backbone (--backbone NAME).")
 
     def _build_net(self) -> tuple[dict, SimilarityNet]:
         """The architecture record stored in the model file, and a freshly initialised network for it."""
@@ -576,6 +599,8 @@ class SimilarityLearner(BaseEstimator):
         device = resolve_device(self.device)
         g = torch.Generator().manual_seed(self.random_state)
         torch.manual_seed(self.random_state)
+        if is_pretrained(self.backbone):
+            return self._fit_top(images, report, device, g)
 
         data = as_image_set(
             images,
@@ -746,6 +771,177 @@ class SimilarityLearner(BaseEstimator):
         return self
 
 
+    # -- on a frozen pretrained trunk -----------------------------------------------------------------
+
+    def _read_labelled(self, images, size: int, report, scratch: Path):
+        """A labelled folder (or ImageSet) as a pixel store at the trunk's input size, read a chunk at a time."""
+        from .store import from_image_set, read_folder
+
+        reading = lambda done, total: report("reading", done, total, message=f"Reading images {done}/{total}")  # noqa: E731
+        if isinstance(images, (str, os.PathLike)):
+            return read_folder(images, scratch / "pixels.u8", size=size, channels=3, labelled=True,
+                               class_depth=self.class_depth, progress=reading, should_stop=report.should_stop)
+        return from_image_set(as_image_set(images, size=size, channels=3, labelled=True,
+                                           class_depth=self.class_depth, progress=reading))
+
+    def _fit_top(self, images, report: Reporter, device: torch.device, g: torch.Generator):
+        """:meth:`fit` for a pretrained trunk: its features once (and of mirror images, as augmentation), then
+        the top (and the pair head) trained on them with the same losses. The trunk never changes."""
+        import tempfile
+
+        size = pretrained_input_size(self.backbone, self.image_size)
+        arch = {"type": "pretrained-cosine", "backbone": self.backbone,
+                "backbone_sha256": PRETRAINED[self.backbone].sha256, "in_channels": 3, "hidden": self.hidden,
+                "embedding_dim": self.embedding_dim, "input_size": size}
+        prep = Preprocessing(size=size, channels=3, invert=False, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                             mirror_average=False)
+        net = build_similarity_net(arch)
+        probe = SimilarityModel(net, prep, {"architecture": arch})
+        with tempfile.TemporaryDirectory(prefix="l2c-train-") as scratch:
+            store = self._read_labelled(images, size, report, Path(scratch))
+            if store.labels is None:
+                raise InputError("Training a similarity model needs labelled images (one subfolder per class).")
+            names = sorted(set(store.labels))
+            labels = np.array([names.index(c) for c in store.labels])
+            counts = np.bincount(labels, minlength=len(names))
+            usable = np.flatnonzero(counts >= 2)
+            if len(usable) < 2:
+                raise InputError(
+                    "A similarity model needs at least 2 classes with 2 or more images each "
+                    f"(found {len(names)} class folder(s) with {int(counts.max())} image(s) at most)."
+                )
+            views = [lambda a, b: store.rows(a, b)]
+            if self.augmentation.get("flip", 0):  # a mirror image shows the same thing: a second view
+                views.append(lambda a, b: store.rows(a, b).flip(-1))
+            features = []
+            for v, rows in enumerate(views):
+                what = "features" if v == 0 else "features of mirror images"
+                features.append(_trunk_pass(probe, rows, len(store), device, report, what))
+            sample = np.random.default_rng(self.random_state).choice(len(store), min(len(store), 2000), replace=False)
+            statistics = image_statistics(store.take(np.sort(sample)))
+            root, skipped = store.root, list(store.skipped)
+        return self._train_top(net, prep, arch, torch.stack(features), labels, names, usable, report, device, g,
+                               root=root, skipped=skipped, statistics=statistics)
+
+    def _train_top(self, net, prep, arch, features, labels, names, usable, report, device, g, *, root, skipped,
+                   statistics):
+        """Train the top and the pair head on trunk features (views, n, f) of labelled images."""
+        train_classes, holdout_classes = split_classes(usable, self.holdout, g)
+        train_idx = np.flatnonzero(np.isin(labels, train_classes))
+        remap = {c: i for i, c in enumerate(train_classes)}
+        train_labels = np.array([remap[c] for c in labels[train_idx]])
+        sampler = ClassBalancedSampler(train_labels, classes_per_batch=self.classes_per_batch,
+                                       images_per_class=self.images_per_class, generator=g)
+        encoder = net.encoder.to(device)
+        net = net.to(device)
+        top_params = [*encoder.hidden.parameters(), *encoder.project.parameters()]
+        centres = ClassCentres(n_classes=len(train_classes), dim=self.embedding_dim).to(device) if self.class_weight else None
+        param_groups = [{"params": top_params},
+                        {"params": net.head.parameters(), "lr": self.lr * 20, "weight_decay": 0.0}]
+        if centres is not None:
+            param_groups.append({"params": centres.parameters(), "weight_decay": 0.0})
+        optimizer = (torch.optim.AdamW(param_groups, lr=self.lr, weight_decay=self.weight_decay) if self.weight_decay
+                     else torch.optim.Adam(param_groups, lr=self.lr))
+        base_lrs = [group["lr"] for group in optimizer.param_groups]
+        batch = sampler.classes_per_batch * self.images_per_class
+        steps_per_epoch = max(1, len(train_idx) // batch)
+        total_steps = max(1, int(round(self.epochs * steps_per_epoch)))
+        warmup_steps = int(round(self.warmup * total_steps))
+        train_features = features[:, torch.from_numpy(train_idx)]  # (views, n_train, f)
+        self.history_ = []
+        started = time.perf_counter()
+        epoch_losses: list[float] = []
+        stopped = False
+        step = 0
+        for step in range(total_steps):
+            if report.should_stop():
+                stopped = True
+                break
+            warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base * warm * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+            idx, y = sampler.sample()
+            view = torch.randint(len(train_features), (len(idx),), generator=g)
+            x = F.dropout(train_features[view, idx], p=self.feature_dropout, training=True).to(device)
+            classes = torch.from_numpy(train_labels[idx.numpy()]).to(device)
+            net.train()
+            loss = train_one_step(net, optimizer, x, y.to(device), proto_weight=self.proto_weight, classes=classes,
+                                  centres=centres, class_weight=self.class_weight,
+                                  label_smoothing=self.label_smoothing, encode=encoder.from_features)
+            epoch_losses.append(loss)
+            epoch = (step + 1) / steps_per_epoch
+            if (step + 1) % 10 == 0 or step + 1 == total_steps:
+                report("training", step + 1, total_steps, epoch=epoch, loss=float(np.mean(epoch_losses[-50:])),
+                       message=f"Epoch {epoch:.1f}/{self.epochs}")
+            if (step + 1) % steps_per_epoch == 0 or step + 1 == total_steps:
+                self.history_.append(EpochRecord(epoch=len(self.history_) + 1, loss=float(np.mean(epoch_losses)),
+                                                 seconds=time.perf_counter() - started))
+                epoch_losses = []
+        if stopped and step == 0:
+            raise StoppedError("Training was stopped before the first step.")
+        net = net.cpu().eval()
+        metrics = {}
+        holdout = np.flatnonzero(np.isin(labels, holdout_classes))
+        if len(holdout) > 1:
+            report("finishing", message="Measuring pair metrics on held-out classes")
+            model = SimilarityModel(net, prep, {})
+            with torch.no_grad():
+                emb = F.normalize(net.encoder.from_features(features[0, torch.from_numpy(holdout)]), dim=1)
+            metrics = embedding_pair_metrics(model, emb, labels[holdout], seed=self.random_state)
+            metrics["protocol"] = metrics["protocol"].replace("batch-norm adapted to the held-out images",
+                                                              "frozen pretrained trunk")
+        card = {
+            "name": self.name or (Path(root).name if root else "similarity model"),
+            "architecture": arch,
+            "trained_on": {
+                "folder": str(root) if root else None,
+                "n_images": int(len(train_idx)),
+                "n_classes": int(len(train_classes)),
+                "n_holdout_classes": int(len(holdout_classes)),
+                "holdout_classes": [names[c] for c in holdout_classes],
+                "n_skipped": len(skipped),
+                "class_depth": self.class_depth,
+                "image_statistics": statistics,
+            },
+            "training": {
+                "epochs": self.epochs if not stopped else round(step / steps_per_epoch, 2),
+                "steps": step + 1 if not stopped else step,
+                "stopped_early": stopped,
+                "seconds": round(time.perf_counter() - started, 1),
+                "device": str(device),
+                "seed": self.random_state,
+                "classes_per_batch": sampler.classes_per_batch,
+                "images_per_class": self.images_per_class,
+                "views": int(len(features)),
+                "feature_dropout": self.feature_dropout,
+                "proto_weight": self.proto_weight,
+                "class_weight": self.class_weight,
+                "label_smoothing": self.label_smoothing if self.class_weight else 0.0,
+                "lr": self.lr,
+                "weight_decay": self.weight_decay,
+                "warmup": self.warmup,
+                "backbone": self.backbone,
+                "backbone_package": PRETRAINED[self.backbone].requirement,
+                "loss_history": [round(h.loss, 5) for h in self.history_],
+            },
+            "holdout_pair_metrics": metrics,
+            "package_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        self.model_ = SimilarityModel(net, prep, card)
+        self.holdout_metrics_ = metrics
+        self.n_classes_ = int(len(train_classes))
+        self.skipped_ = skipped
+        return self
+
+
+def _trunk_pass(model: SimilarityModel, rows, n: int, device, report: Reporter, what: str) -> torch.Tensor:
+    return compute_trunk_features(
+        model, rows, n, device=device, should_stop=report.should_stop,
+        progress=lambda done, total: report("features", done, total, message=f"Computing {what} {done}/{total}"),
+    )
+
+
 def split_classes(classes: np.ndarray, holdout: float, g: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Split class ids into (train, held-out); at least 2 classes stay on each side when holding out.
 
@@ -780,6 +976,22 @@ def holdout_pair_metrics(
     evaluation; every unordered pair of distinct images in a batch is scored (self-pairs excluded).
     """
     emb = model.embed_inputs(inputs, device=device)
+    return embedding_pair_metrics(model, emb, labels, classes_per_batch=classes_per_batch,
+                                  images_per_class=images_per_class, n_batches=n_batches, seed=seed)
+
+
+@torch.no_grad()
+def embedding_pair_metrics(
+    model: SimilarityModel,
+    emb: torch.Tensor,
+    labels: np.ndarray,
+    *,
+    classes_per_batch: int = 20,
+    images_per_class: int = 5,
+    n_batches: int = 50,
+    seed: int = 0,
+) -> dict:
+    """:func:`holdout_pair_metrics` of held-out images already embedded: unit embeddings (n, d), labels (n,)."""
     g = torch.Generator().manual_seed(seed)
     labels = np.unique(labels, return_inverse=True)[1]
     sampler = ClassBalancedSampler(labels, classes_per_batch=classes_per_batch, images_per_class=images_per_class, generator=g)

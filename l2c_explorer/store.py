@@ -47,6 +47,9 @@ class PixelStore:
     file : Path or None
         The flat uint8 file holding the rows (None: ``array`` holds them).
     array : Tensor of shape (n, C, S, S), optional
+    features : dict
+        Pooled features of a frozen pretrained trunk, computed once (:func:`~l2c_explorer.embedding.trunk_features`).
+    cache : FolderCache or None
     """
 
     paths: list[str]
@@ -56,6 +59,10 @@ class PixelStore:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     file: Path | None = None
     array: torch.Tensor | None = None
+    # features computed from these pixels by a frozen pretrained trunk, by trunk (embedding.trunk_features),
+    # and the folder's cache (l2c_explorer.cache.FolderCache) they are also kept in, when there is one
+    features: dict = field(default_factory=dict, repr=False)
+    cache: object | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -222,6 +229,13 @@ def open_store(file: str | os.PathLike, root: Path, *, labelled: bool = False, c
     labels = [class_of(p, class_depth) for p in paths] if labelled else None
     return PixelStore(paths=paths, shape=shape, root=root, labels=labels,
                       skipped=[tuple(s) for s in meta.get("skipped", [])], file=file)
+
+
+def paths_digest(paths: list[str]) -> bytes:
+    """sha256 of a list of relative paths: whether cached rows belong to these very images, in this order."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(paths).encode("utf-8", "surrogateescape")).digest()
 
 
 def write_json_atomic(path: Path, data) -> None:
