@@ -1,13 +1,18 @@
-"""How the `photos` recipe was chosen: short training runs compared on held-out source classes.
+"""How the `photos` recipe was chosen: tops on the frozen pretrained encoder, compared on held-out source classes.
 
-Each variant trains for ``--steps`` steps on 127 of Tiny ImageNet's 152 source classes (the split of the
-shipped model: the same 25 classes held out, seed 0), then embeds 50 photos of each of the 25 held-out
-classes (batch norm re-estimated on them, as discovery does) and scores the embeddings: k-means accuracy
-with K = 25 (mean of 3 k-means seeds), leave-one-out nearest-neighbour accuracy and pair ROC-AUC. The
-novel-dev classes are never looked at. Steps, not seconds, are compared; the seconds column says what each
-variant costs.
+The shipped `photos` model is a top trained on the pooled features of a frozen ImageNet-pretrained encoder
+(EfficientNet-Lite0, 224x224). This script compares the choices the recipe makes, on a seeded sample of
+``--per-class`` photos of each of Tiny ImageNet's 152 source classes: the tops train on the 127 classes the
+recipe trains on, and are scored on the 25 it holds out (the same split: seed 0). The novel-dev, birds-dev
+and seedlings-dev classes are never looked at.
 
-    python benchmarks/photos_recipe.py --steps 1500 --jobs 2
+Each variant's embeddings of the held-out photos are scored by k-means accuracy with K = 25 (mean of 3
+k-means seeds), by our discovery with K = 25 on them (``L2CClusterer.fit_embeddings``, the shipped model's
+discovery settings) and by the pair ROC-AUC its training measured on the held-out classes. The encoder's
+features alone (no top) are the reference; a larger encoder (EfficientNet-Lite2 at 260x260) is compared on
+its features alone, with its cost.
+
+    python benchmarks/photos_recipe.py --per-class 40
 
 Writes benchmarks/results/photos_recipe.{json,md}.
 """
@@ -15,155 +20,161 @@ Writes benchmarks/results/photos_recipe.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_description, write_results  # noqa: E402
 
-# name -> (what it tests, changes to the base: small ResNet, 32x32, classifier + pair losses)
+from l2c_explorer.clustering import L2CClusterer  # noqa: E402
+from l2c_explorer.data import IMAGENET_MEAN, IMAGENET_STD, Preprocessing  # noqa: E402
+from l2c_explorer.metrics import cluster_accuracy  # noqa: E402
+from l2c_explorer.nets import build_similarity_net  # noqa: E402
+from l2c_explorer.pretrained import PRETRAINED, compute_trunk_features  # noqa: E402
+from l2c_explorer.recipes import similarity_recipe  # noqa: E402
+from l2c_explorer.similarity import (  # noqa: E402
+    SimilarityLearner,
+    SimilarityModel,
+    embedding_pair_metrics,
+    split_classes,
+)
+from l2c_explorer.store import read_folder  # noqa: E402
+
+# name -> (what it tests, changes to the shipped recipe, views of the features it trains on)
 VARIANTS = {
-    "base": ("classifier + pair losses, small ResNet (32-64-128-256, one block per stage), 32x32", {}),
-    "pair only": ("pair losses only (the `omniglot` recipe's kind of training)", {"class_weight": 0.0}),
-    "classifier only": ("classifier loss only (the pair head learns nothing)", {"pair_weight": 0.0}),
-    "64x64, strided stem": ("64x64 input, first convolution with stride 2", {"image_size": 64, "stem_stride": 2}),
-    "deeper": ("two blocks per stage (ResNet-18-like)", {"blocks": (2, 2, 2, 2)}),
-    "wider": ("1.5x the widths (48-96-192-384)", {"widths": (48, 96, 192, 384)}),
+    "shipped": ("linear top starting as the identity on the 1280 features, lr 1e-4, 10 epochs", {}, 1),
+    "higher lr": ("the same top, lr 1e-3", {"lr": 1e-3}, 1),
+    "longer": ("the same top, 30 epochs", {"epochs": 30}, 1),
+    "mirror view": ("the shipped top, trained on the features of each photo and of its mirror image", {}, 2),
+    "to 256": ("a linear top to 256 dimensions, lr 1e-3 (weight decay 5e-4)",
+               {"embedding_dim": 256, "lr": 1e-3, "weight_decay": 5e-4}, 1),
+    "hidden 1024 to 128": ("a hidden ReLU layer of 1,024, then 128 dimensions, lr 1e-3 (weight decay 5e-4)",
+                           {"hidden": 1024, "embedding_dim": 128, "lr": 1e-3, "weight_decay": 5e-4}, 1),
 }
-PER_CLASS_EVAL = 50
 
 
-def run_variant(name: str, steps: int, source: str, holdout: list[str]) -> dict:
-    """Train one variant in this process (one thread) and score it; everything seeded."""
-    import torch
-    import torch.nn.functional as F
-    from scipy.optimize import linear_sum_assignment
+def sample_folder(source: Path, per_class: int, scratch: Path, seed: int = 0) -> Path:
+    """A folder of symlinks to ``per_class`` seeded random photos of every source class."""
+    rng = np.random.default_rng(seed)
+    dest = scratch / "sample"
+    for c in sorted(p for p in source.iterdir() if p.is_dir()):
+        files = sorted(c.iterdir())
+        (dest / c.name).mkdir(parents=True)
+        for f in rng.choice(files, min(per_class, len(files)), replace=False):
+            (dest / c.name / f.name).symlink_to(f.resolve())
+    return dest
+
+
+def encoder_features(folder: Path, name: str, size: int, scratch: Path, *, mirror: bool) -> tuple[torch.Tensor, list]:
+    """(views, n, 1280) pooled features of a frozen encoder, and the images' classes; seconds per image too."""
+    store = read_folder(folder, scratch / f"pixels-{name}-{size}.u8", size=size, channels=3, labelled=True,
+                        follow_links=True)
+    arch = {"type": "pretrained-cosine", "backbone": name, "backbone_sha256": PRETRAINED[name].sha256, "hidden": 0,
+            "embedding_dim": 1280, "input_size": size}
+    prep = Preprocessing(size=size, channels=3, invert=False, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    probe = SimilarityModel(build_similarity_net(arch), prep, {"name": f"{name} features", "architecture": arch})
+    t0 = time.perf_counter()
+    views = [compute_trunk_features(probe, store.rows, len(store), device=torch.device("cpu"))]
+    seconds = (time.perf_counter() - t0) / len(store)
+    if mirror:
+        views.append(compute_trunk_features(probe, lambda a, b: store.rows(a, b).flip(-1), len(store),
+                                            device=torch.device("cpu")))
+    store.file.unlink()
+    return torch.stack(views), list(store.labels), seconds, probe
+
+
+def scores(emb: np.ndarray, labels: np.ndarray, k: int, model: SimilarityModel, scratch: Path) -> dict:
+    """k-means and our discovery (K known; the package's discovery settings) on unit embeddings (n, d)."""
     from sklearn.cluster import KMeans
-    from sklearn.metrics import roc_auc_score
 
-    from l2c_explorer.augment import as_augmentation, augment_batch
-    from l2c_explorer.data import channel_stats, load_image_folder, normalise, Preprocessing, to_unit
-    from l2c_explorer.losses import pair_bce_loss
-    from l2c_explorer.nets import CosinePairHead, ResNetEncoder, SimilarityNet
-    from l2c_explorer.recipes import similarity_recipe
-    from l2c_explorer.similarity import ClassBalancedSampler, ClassCentres, SimilarityModel
-
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    recipe = similarity_recipe("photos")
-    opts = {"image_size": recipe["image_size"], "widths": recipe["widths"], "blocks": recipe["blocks"], "stem_stride": 1,
-            "class_weight": recipe["class_weight"], "pair_weight": 1.0}
-    opts.update(VARIANTS[name][1])
-    data = load_image_folder(source, size=opts["image_size"], channels=3, labelled=True)
-    labels = np.array(data.labels)
-    train_mask = ~np.isin(labels, holdout)
-    train_classes = sorted(set(labels[train_mask]))
-    y_all = np.searchsorted(train_classes, labels[train_mask])
-    pixels = data.pixels[torch.from_numpy(train_mask)]
-    mean, std = channel_stats(pixels, False)
-    prep = Preprocessing(size=opts["image_size"], channels=3, invert=False, mean=mean, std=std)
-    encoder = ResNetEncoder(in_channels=3, widths=tuple(opts["widths"]), blocks=tuple(opts["blocks"]),
-                            embedding_dim=128, stem_stride=opts["stem_stride"])
-    net = SimilarityNet(encoder=encoder, head=CosinePairHead()).to(memory_format=torch.channels_last)
-    centres = ClassCentres(n_classes=len(train_classes), dim=128)
-    lr, wd = recipe["lr"], recipe["weight_decay"]
-    optimizer = torch.optim.AdamW([{"params": net.encoder.parameters()},
-                                   {"params": net.head.parameters(), "lr": lr * 20, "weight_decay": 0.0},
-                                   {"params": centres.parameters(), "weight_decay": 0.0}], lr=lr, weight_decay=wd)
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
-    g = torch.Generator().manual_seed(0)
-    sampler = ClassBalancedSampler(y_all, classes_per_batch=recipe["classes_per_batch"],
-                                   images_per_class=recipe["images_per_class"], generator=g)
-    augmentation = as_augmentation(recipe["augmentation"])
-    warmup = max(1, int(recipe["warmup"] * steps))
-    started = time.perf_counter()
-    for step in range(steps):
-        for group, base in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = base * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
-        idx, y = sampler.sample()
-        x = normalise(augment_batch(to_unit(pixels[idx], False), augmentation, generator=g), prep)
-        net.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            features = net.encoder(x.contiguous(memory_format=torch.channels_last))
-        emb = F.normalize(features.float(), dim=1)
-        loss = opts["pair_weight"] * pair_bce_loss(net.head(emb), y[:, None] == y[None, :])
-        if opts["class_weight"]:
-            classes = torch.from_numpy(y_all[idx.numpy()])
-            loss = loss + opts["class_weight"] * F.cross_entropy(centres(emb), classes,
-                                                                 label_smoothing=recipe["label_smoothing"])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    seconds = time.perf_counter() - started
-
-    rng = np.random.default_rng(0)
-    picks = np.concatenate([rng.choice(np.flatnonzero(labels == c), PER_CLASS_EVAL, replace=False) for c in holdout])
-    y_eval = np.searchsorted(sorted(holdout), labels[picks])
-    model = SimilarityModel(net.to(memory_format=torch.contiguous_format).eval(), prep, {})
-    emb = model.embed(data.pixels[torch.from_numpy(picks)], device="cpu").numpy()
-
-    def accuracy(pred):
-        confusion = np.zeros((25, pred.max() + 1))
-        np.add.at(confusion, (y_eval, pred), 1)
-        rows, cols = linear_sum_assignment(-confusion)
-        return confusion[rows, cols].sum() / len(pred)
-
-    kmeans = float(np.mean([accuracy(KMeans(25, n_init=5, random_state=s).fit_predict(emb)) for s in range(3)]))
-    cos = emb @ emb.T
-    upper = np.triu_indices(len(emb), 1)
-    auc = float(roc_auc_score((y_eval[:, None] == y_eval[None])[upper], cos[upper]))
-    np.fill_diagonal(cos, -2)
-    nearest = float((y_eval[cos.argmax(1)] == y_eval).mean())
-    return {"variant": name, "steps": steps, "seconds": round(seconds, 1), "kmeans_acc": round(kmeans, 4),
-            "nn_acc": round(nearest, 4), "roc_auc": round(auc, 4)}
+    km = [cluster_accuracy(labels, KMeans(k, n_init=10, random_state=s).fit_predict(emb)) for s in range(3)]
+    path = model.save(scratch / "variant")
+    ours = L2CClusterer(similarity=str(path), n_clusters=k).fit_embeddings(emb, labels=[str(v) for v in labels])
+    return {"kmeans": float(np.mean(km)), "ours": float(cluster_accuracy(labels, ours.labels_))}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", default="../shared/data/tiny-imagenet/source")
-    parser.add_argument("--model", default="models/photos.safetensors",
-                        help="the shipped model, whose card names the held-out classes")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--per-class", type=int, default=40)
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
-    parser.add_argument("--jobs", type=int, default=2, help="variants trained at once (one thread each)")
+    parser.add_argument("--no-lite2", action="store_true", help="skip the larger encoder")
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-
-    from l2c_explorer.similarity import load_similarity_model
-
-    holdout = load_similarity_model(args.model).card["trained_on"]["holdout_classes"]
+    torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    runs = []
-    with ProcessPoolExecutor(args.jobs) as pool:
-        pending = {pool.submit(run_variant, v, args.steps, args.source, holdout): v for v in args.variants}
-        for done in as_completed(pending):  # the report is rewritten after each variant: nothing measured is lost
-            runs.append(done.result())
-            runs.sort(key=lambda r: args.variants.index(r["variant"]))
-            report(args, runs, time.perf_counter() - started)
-    print(json.dumps(runs, indent=1))
-
-
-def report(args, runs: list[dict], total: float) -> None:
-    measured = "" if len(runs) == len(args.variants) else f" ({len(runs)} of the {len(args.variants)} variants measured)"
+    recipe = similarity_recipe("photos")
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = sample_folder(Path(args.source), args.per_class, Path(scratch))
+        features, classes, lite0_seconds, lite0 = encoder_features(folder, recipe["backbone"], recipe["image_size"],
+                                                            Path(scratch), mirror=True)
+        names = sorted(set(classes))
+        ids = np.array([names.index(c) for c in classes])
+        g = torch.Generator().manual_seed(0)
+        train, held = split_classes(np.arange(len(names)), recipe["holdout"], g)  # the recipe's split, seed 0
+        held_mask = np.isin(ids, held)
+        held_labels = ids[held_mask]
+        results = {"features alone": scores(F.normalize(features[0, held_mask], dim=1).numpy(), held_labels, len(held),
+                                            lite0, Path(scratch))}
+        results["features alone"]["seconds_per_image"] = lite0_seconds
+        print("features alone", results["features alone"], flush=True)
+        train_mask = np.isin(ids, train)
+        for name in args.variants:
+            _, changes, views = VARIANTS[name]
+            t0 = time.perf_counter()
+            learner = SimilarityLearner(**(recipe | changes | {"holdout": 0})).fit_features(
+                features[:views, train_mask], [classes[i] for i in np.flatnonzero(train_mask)])
+            seconds = time.perf_counter() - t0
+            model = learner.model_
+            with torch.no_grad():
+                emb = F.normalize(model.net.encoder.from_features(features[0, held_mask]), dim=1).numpy()
+            pairs = embedding_pair_metrics(model, torch.from_numpy(emb), held_labels)
+            results[name] = scores(emb, held_labels, len(held), model, Path(scratch)) | {
+                "roc_auc": pairs["roc_auc"], "seconds": seconds}
+            print(name, results[name], flush=True)
+        if not args.no_lite2:
+            held_folder = Path(scratch) / "held"
+            for c in np.array(names)[held]:
+                (held_folder / c).parent.mkdir(parents=True, exist_ok=True)
+                (held_folder / c).symlink_to((folder / c).resolve(), target_is_directory=True)
+            lite2, lite2_classes, lite2_seconds, lite2_model = encoder_features(
+                held_folder, "efficientnet-lite2", PRETRAINED["efficientnet-lite2"].native_size, Path(scratch),
+                mirror=False)
+            lite2_ids = np.array([names.index(c) for c in lite2_classes])
+            results["lite2 features alone"] = scores(F.normalize(lite2[0], dim=1).numpy(), lite2_ids, len(held),
+                                                     lite2_model, Path(scratch))
+            results["lite2 features alone"]["seconds_per_image"] = lite2_seconds
+            print("lite2 features alone", results["lite2 features alone"], flush=True)
+    total = time.perf_counter() - started
     lines = [
-        f"Machine: {machine_description(1)} ({args.jobs} variants at a time). {args.steps} training steps of 32 "
-        f"classes x 4 photos each; scored on 25 held-out source classes x {PER_CLASS_EVAL} photos; "
-        f"{total / 60:.1f} min in all{measured}.",
+        f"Machine: {machine_description(args.threads)}. {args.per_class} photos of each of the 152 source classes "
+        f"(seeded sample); tops trained on the recipe's 127 training classes, scored on its {len(held)} held-out "
+        f"classes ({int(held_mask.sum())} photos); {total / 60:.1f} min.",
         "",
-        "| variant | what it tests | k-means ACC % | nearest-neighbour ACC % | pair ROC-AUC | seconds |",
-        "|---|---|---|---|---|---|",
+        "| variant | what | k-means ACC % (K known) | ours ACC % (K known) | pair ROC-AUC |",
+        "|---|---|---|---|---|",
+        f"| features alone | EfficientNet-Lite0's pooled features, no top "
+        f"({1 / results['features alone']['seconds_per_image']:.0f} photos/s) | "
+        f"{100 * results['features alone']['kmeans']:.1f} | {100 * results['features alone']['ours']:.1f} | – |",
     ]
-    for r in runs:
-        lines.append(f"| {r['variant']} | {VARIANTS[r['variant']][0]} | {100 * r['kmeans_acc']:.1f} | "
-                     f"{100 * r['nn_acc']:.1f} | {r['roc_auc']:.3f} | {r['seconds']:.0f} |")
-    write_results("photos_recipe", {"args": vars(args), "runs": runs, "machine": machine_description(1),
-                                    "seconds": total}, "\n".join(lines))
-    print("\n".join(lines), flush=True)
+    for name in args.variants:
+        r = results[name]
+        lines.append(f"| {name} | {VARIANTS[name][0]} | {100 * r['kmeans']:.1f} | {100 * r['ours']:.1f} | "
+                     f"{r['roc_auc']:.4f} |")
+    if "lite2 features alone" in results:
+        r = results["lite2 features alone"]
+        lines.append(f"| Lite2 features alone | EfficientNet-Lite2 at 260x260, no top "
+                     f"({1 / r['seconds_per_image']:.0f} photos/s) | {100 * r['kmeans']:.1f} | {100 * r['ours']:.1f} | – |")
+    write_results("photos_recipe", {"args": vars(args), "results": results, "seconds": total,
+                                    "machine": machine_description(args.threads)}, "\n".join(lines))
+    print("\n".join(lines))
+
 
 if __name__ == "__main__":
     main()

@@ -95,6 +95,8 @@ def main() -> None:
     parser.add_argument("--source", default="../shared/data/tiny-imagenet/source")
     parser.add_argument("--max-k", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--full", type=int, default=3, help="validation folders of all held-out classes")
+    parser.add_argument("--subsets", type=int, default=6, help="validation folders of 10 random held-out classes")
     parser.add_argument("--write", action="store_true", help="store the chosen settings in the model file's card")
     parser.add_argument("--smoothing-only", action="store_true",
                         help="run step 3 alone, on top of the steps 1-2 recorded for this model's weights")
@@ -119,7 +121,8 @@ def main() -> None:
     model = load_similarity_model(args.model)
     held_out = model.card["trained_on"]["holdout_classes"]
     with tempfile.TemporaryDirectory() as scratch:
-        folders = validation_folders(Path(args.source), held_out, Path(scratch))
+        folders = validation_folders(Path(args.source), held_out, Path(scratch), full=args.full,
+                                     subsets=args.subsets)
         first = first_rule_errors(model, folders, args.max_k)
         (graph, significance), first_error = min(first.items(), key=lambda kv: (kv[1], kv[0][1]))
         print(f"first estimate: graph {graph}, significance {significance}: K error {first_error:.2f}", flush=True)
@@ -188,13 +191,15 @@ def smoothing_only(args, started: float) -> None:
 def write_report(record: dict, model, held_out: list[str]) -> None:
     first = {tuple(int(x) for x in key.split(",")[:2]): None for key in record["first"]}  # graphs, in order
     runs, known, chosen, total = record["runs"], record["known"], record["chosen"], record["seconds"]
+    a = record["args"]
+    n = a.get("full", 3) + a.get("subsets", 6)
     best = max(runs, key=lambda r: (round(r["acc"], 3), -r["k_error"]))
     lines = [
         f"Machine: {record['machine']}. Model `{model.name}` (sha256 {record['model_sha256'][:12]}…); "
-        f"validation: its {len(held_out)} held-out source classes, 3 folders of all of them and 6 random "
-        f"10-class subsets, 50 photos per class; {total / 60:.1f} min.",
+        f"validation: its {len(held_out)} held-out source classes, {a.get('full', 3)} folder(s) of all of them and "
+        f"{a.get('subsets', 6)} random 10-class subsets, 50 photos per class; {total / 60:.1f} min.",
         "",
-        "**First K estimate** (self-tuning graph: neighbours, scale neighbour; mean |K error| over the 9 folders):",
+        f"**First K estimate** (self-tuning graph: neighbours, scale neighbour; mean |K error| over the {n} folders):",
         "",
         "| graph | " + " | ".join(f"s = {s}" for s in SIGNIFICANCES) + " |",
         "|---|" + "---|" * len(SIGNIFICANCES),
@@ -202,7 +207,7 @@ def write_report(record: dict, model, held_out: list[str]) -> None:
     for g in first:
         lines.append(f"| {g[0]}, {g[1]} | " + " | ".join(f"{record['first'][f'{g[0]},{g[1]},{s}']:.2f}"
                                                          for s in SIGNIFICANCES) + " |")
-    lines += ["", "**Whole discovery, K unknown** (mean over the 9 folders):", "",
+    lines += ["", f"**Whole discovery, K unknown** (mean over the {n} folders):", "",
               "| self-training steps | second-pass significance | ACC % | mean abs K error |", "|---|---|---|---|"]
     for r in runs:
         s = r["settings"]
@@ -212,7 +217,7 @@ def write_report(record: dict, model, held_out: list[str]) -> None:
                   f"settings {100 * np.mean([r['acc'] for r in known]):.1f}% with K known."]
     if record.get("smoothing"):
         lines += ["", "**Graph smoothing** (links per image of the graph the clustering learns from, diffusion time "
-                      "of its features; the settings above, K known, mean over the 9 folders"
+                      f"of its features; the settings above, K known, mean over the {n} folders"
                       + (f"; {record['smoothing_machine']}" if record.get("smoothing_machine") else "") + "):", "",
                   "| neighbours | diffusion time | ACC % |", "|---|---|---|"]
         lines += [f"| {r['n_neighbors']} | {r['diffusion_time']:g} | {100 * r['acc']:.1f} |" for r in record["smoothing"]]

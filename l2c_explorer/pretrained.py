@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -33,6 +34,9 @@ import torch.nn.functional as F
 
 from .device import bf16_supported, place
 from .errors import ModelFileError, StoppedError
+
+if TYPE_CHECKING:  # for annotations only: similarity imports this module
+    from .similarity import SimilarityModel
 
 FEATURE_DIM = 1280  # the head convolution's width: not scaled in the Lite variants
 # Pretrained encoders learnt from 224-260 pixel photos; below this side their features say little.
@@ -286,8 +290,10 @@ def compute_trunk_features(
     batch_size: int = TRUNK_BATCH,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    normalised: bool = False,
 ) -> torch.Tensor:
-    """Pooled features (n, f) float32 of the frozen trunk for images ``pixels_of(start, stop)`` (uint8).
+    """Pooled features (n, f) float32 of the frozen trunk for images ``pixels_of(start, stop)`` (uint8, or
+    model inputs already normalised when ``normalised``).
 
     On hardware with fast bfloat16 the trunk runs under bfloat16 autocast (3x faster on a 2-core CPU with
     AVX-512 BF16; the accuracies of ``benchmarks/photos.py`` were measured this way), else in float32.
@@ -298,7 +304,8 @@ def compute_trunk_features(
     for start in range(0, n, batch_size):
         if should_stop is not None and should_stop():
             raise StoppedError("Stopped while computing features; nothing was learnt.")
-        x = model.inputs(pixels_of(start, min(start + batch_size, n))).to(device)
+        x = pixels_of(start, min(start + batch_size, n))
+        x = (x if normalised else model.inputs(x)).to(device)
         if device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):

@@ -124,6 +124,10 @@ class SimilarityModel:
         dev = resolve_device(device)
         if progress is not None:  # this stage has begun (the batch-norm pass below reports nothing)
             progress(0, len(inputs))
+        if has_frozen_trunk(self.net):  # nothing to adapt: the trunk's features in small batches, then the top
+            features = compute_trunk_features(self, lambda a, b: inputs[a:b], len(inputs), device=dev,
+                                              progress=progress, should_stop=should_stop, normalised=True)
+            return F.normalize(self.net.encoder.from_features(features), dim=1)
         net = inference_copy(adapted_copy(self.net, inputs, dev, batch_size) if adapt_norm else self.net, dev)
         out = []
         for i in range(0, len(inputs), batch_size):
@@ -789,13 +793,8 @@ class SimilarityLearner(BaseEstimator):
         the top (and the pair head) trained on them with the same losses. The trunk never changes."""
         import tempfile
 
-        size = pretrained_input_size(self.backbone, self.image_size)
-        arch = {"type": "pretrained-cosine", "backbone": self.backbone,
-                "backbone_sha256": PRETRAINED[self.backbone].sha256, "in_channels": 3, "hidden": self.hidden,
-                "embedding_dim": self.embedding_dim, "input_size": size}
-        prep = Preprocessing(size=size, channels=3, invert=False, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                             mirror_average=False)
-        net = build_similarity_net(arch)
+        net, prep, arch = self._top_net()
+        size = prep.size
         probe = SimilarityModel(net, prep, {"architecture": arch})
         with tempfile.TemporaryDirectory(prefix="l2c-train-") as scratch:
             store = self._read_labelled(images, size, report, Path(scratch))
@@ -822,6 +821,42 @@ class SimilarityLearner(BaseEstimator):
             root, skipped = store.root, list(store.skipped)
         return self._train_top(net, prep, arch, torch.stack(features), labels, names, usable, report, device, g,
                                root=root, skipped=skipped, statistics=statistics)
+
+    def fit_features(self, features, labels, *, callback: Callback | None = None,
+                     stop: threading.Event | None = None):
+        """Train the top of a pretrained backbone on its features computed elsewhere; return ``self``.
+
+        Parameters
+        ----------
+        features : Tensor of shape (n_views, n_images, 1280) or (n_images, 1280)
+            The frozen trunk's pooled features (:func:`~l2c_explorer.pretrained.compute_trunk_features`) of
+            labelled images at ``image_size``; extra views (mirror images) are drawn from at random.
+        labels : sequence of str, shape (n_images,)
+        """
+        self._validate()
+        if not is_pretrained(self.backbone):
+            raise InputError("fit_features trains the top of a pretrained backbone (backbone='efficientnet-lite0', ...).")
+        report = Reporter(callback, stop)
+        device = resolve_device(self.device)
+        g = torch.Generator().manual_seed(self.random_state)
+        torch.manual_seed(self.random_state)
+        features = torch.as_tensor(features, dtype=torch.float32)
+        features = features[None] if features.ndim == 2 else features
+        names = sorted(set(labels))
+        ids = np.array([names.index(c) for c in labels])
+        net, prep, arch = self._top_net()
+        return self._train_top(net, prep, arch, features, ids, names, np.flatnonzero(np.bincount(ids) >= 2), report,
+                               device, g, root=None, skipped=[], statistics={})
+
+    def _top_net(self):
+        """A fresh top on the pretrained trunk: (network, preprocessing, architecture record)."""
+        size = pretrained_input_size(self.backbone, self.image_size)
+        arch = {"type": "pretrained-cosine", "backbone": self.backbone,
+                "backbone_sha256": PRETRAINED[self.backbone].sha256, "in_channels": 3, "hidden": self.hidden,
+                "embedding_dim": self.embedding_dim, "input_size": size}
+        prep = Preprocessing(size=size, channels=3, invert=False, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                             mirror_average=False)
+        return build_similarity_net(arch), prep, arch
 
     def _train_top(self, net, prep, arch, features, labels, names, usable, report, device, g, *, root, skipped,
                    statistics):

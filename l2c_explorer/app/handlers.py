@@ -281,12 +281,13 @@ class Handlers:
         return self._reset_outputs(run, self.page.adapt_explore, job.id,
                                    views.progress_html(job.snapshot(), what="run"), views.ADAPT_SERIES)
 
-    def start_similarity(self, folder, name, epochs, class_depth, device, previous: str | None = None):
+    def start_similarity(self, folder, name, epochs, class_depth, kind, device, previous: str | None = None):
         run = self.page.spn
         try:
             self.bench.require_images(folder)
-            job = self.bench.start_similarity_training(folder, name=name, epochs=float(epochs),
-                                                       class_depth=int(class_depth), device=device)
+            job = self.bench.start_similarity_training(folder, name=name, recipe=kind or "default",
+                                                       epochs=float(epochs), class_depth=int(class_depth),
+                                                       device=device)
         except PROBLEMS as exc:
             return {run.message: views.problem(plain(exc))}
         self._replace(previous, job.id)

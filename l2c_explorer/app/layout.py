@@ -15,6 +15,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..options import ADAPT, ASSIGN, DISCOVER, TRAIN_SIMILARITY, RunSpec, Whole
+from ..recipes import PRETRAINED_TOP
 
 TICK_SECONDS = 1.0
 # the words of the explore and results steps of each kind of run
@@ -27,6 +28,13 @@ ADAPT_RESULTS = dict(
     explore_title="### Explore the target images by predicted category",
     explore_help="Each point is one target image, placed so that images the network finds alike are close. "
                  "Colours show the predicted source category.", results_title="### Results")
+
+# What the Train tab learns from a labelled folder: (label, recipe of l2c_explorer.recipes)
+SIMILARITY_KINDS = [
+    ("Drawings, symbols, digits: a small network trained from scratch", "default"),
+    ("Photographs: a top on the ImageNet-pretrained EfficientNet-Lite0 (installed with l2c-explorer; its features "
+     "are computed once, then a few minutes of training on a CPU)", PRETRAINED_TOP),
+]
 
 
 def asset(name: str) -> str:
@@ -359,6 +367,8 @@ class Page:
                     self.spn_folder = gr.Textbox(label="Labelled folder", scale=3, elem_id="spn-folder")
                     self.spn_demo = gr.Dropdown(label="…or a sample folder", choices=demo_choices, value=None,
                                                 scale=2)
+                self.spn_kind = gr.Radio(choices=SIMILARITY_KINDS, value="default", label="Kind of images",
+                                         elem_id="spn-kind")
                 with gr.Row():
                     self.spn_name = self._widget(gr.Textbox, TRAIN_SIMILARITY, "name", elem_id="spn-name")
                     self.spn_epochs = self._widget(gr.Slider, TRAIN_SIMILARITY, "epochs", elem_id="spn-epochs")

@@ -173,7 +173,8 @@ class Wiring:
         p.spn_demo.input(lambda path: (path, 1), inputs=[p.spn_demo], outputs=[p.spn_folder, p.spn_depth],
                          **PRIVATE, **quiet)
         p.spn.start.click(
-            h.start_similarity, inputs=[p.spn_folder, p.spn_name, p.spn_epochs, p.spn_depth, p.device, p.spn.job],
+            h.start_similarity, inputs=[p.spn_folder, p.spn_name, p.spn_epochs, p.spn_depth, p.spn_kind, p.device,
+                                        p.spn.job],
             outputs=[p.spn.job, p.spn.message, p.spn.progress, p.spn.curves, p.spn.timer, p.spn.seen, p.spn_result],
             js=_confirm_js("spn-progress", DISCARD_TRAINING), api_name="start_similarity", concurrency_limit=None,
             **quiet,

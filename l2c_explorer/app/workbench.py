@@ -528,18 +528,21 @@ class Workbench:
         folder: str | os.PathLike,
         *,
         name: str,
+        recipe: str = "default",
         owner: str | None = None,
         **options,
     ) -> Job:
         """Start learning a similarity model from a labelled folder; it is saved in the app's models folder as
-        ``name``. ``options`` are the learner's (:data:`~l2c_explorer.options.TRAIN_SIMILARITY`)."""
+        ``name``. ``options`` are the learner's (:data:`~l2c_explorer.options.TRAIN_SIMILARITY`), over the
+        named ``recipe``'s values (:mod:`l2c_explorer.recipes`; "pretrained-top" for photographs)."""
+        from ..recipes import similarity_recipe
         from ..results import safe_folder_name
 
         root = check_folder(folder)
         clean = safe_folder_name(name)
         if not clean:
             raise InputError("Give the new model a name (letters, digits, '-' or '_').")
-        options = self._checked(TRAIN_SIMILARITY, options, given_elsewhere=("name",))
+        options = self._checked(TRAIN_SIMILARITY, {**similarity_recipe(recipe), **options}, given_elsewhere=("name",))
         params = dict(folder=str(root), name=clean, **options)
 
         def target(callback, stop):

@@ -210,7 +210,7 @@ def test_two_tabs_do_not_corrupt_each_others_runs(served_app, keble6):
 
 def test_train_a_similarity_model_live_then_stop(client, served_app):
     source = DEMO / "omniglot_source"
-    job_id, progress, curves, *_ = client.predict(str(source), "contract-test-model", 3, 1, "cpu",
+    job_id, progress, curves, *_ = client.predict(str(source), "contract-test-model", 3, 1, "default", "cpu",
                                                   api_name="/start_similarity")
     tab = Tab(client, job_id, "/poll_similarity", ("progress", "curves", "timer", "result", "model", "card"))
     got = tab.wait(lambda p: curve_points(p.get("curves")) >= 1, timeout=450, what="a loss point")
@@ -220,6 +220,20 @@ def test_train_a_similarity_model_live_then_stop(client, served_app):
     assert "contract-test-model" in done["result"] and done["model"] == "contract-test-model"
     assert "contract-test-model" in served_app.workbench.models()
     assert "stopped early" in done["card"]
+
+
+@pytest.mark.slow
+def test_train_a_photo_model_on_the_pretrained_encoder(client, served_app):
+    """The Train tab's "Photographs" choice: a top on the installed pretrained encoder, on labelled photos."""
+    job_id, *_ = client.predict(str(DEMO / "photos_everyday"), "contract-photo-model", 2, 1, "pretrained-top", "cpu",
+                                api_name="/start_similarity")
+    tab = Tab(client, job_id, "/poll_similarity", ("progress", "curves", "timer", "result", "model", "card"))
+    done = tab.wait(lambda p: p.get("result"), timeout=600, what="the saved model")
+    assert done["model"] == "contract-photo-model"
+    card = served_app.workbench.registry.get(job_id).result["card"]
+    assert card["architecture"]["type"] == "pretrained-cosine"
+    assert card["architecture"]["backbone"] == "efficientnet-lite0"
+    assert card["trained_on"]["n_classes"] >= 8  # 10 categories, one or two held out for the pair scores
 
 
 def test_only_the_apps_own_folders_are_served(served_app, client):
