@@ -195,8 +195,13 @@ def embed_files(files: list[str], state: dict, config: dict) -> tuple[np.ndarray
     model = SimilarityModel(net.eval(), prep, {})
     pixels, ok, reasons = _read_pixels([Path(f) for f in files], prep.size, prep.channels)
     with torch.no_grad():
-        emb = [net.embed(model.inputs(torch.from_numpy(pixels[s : s + BATCH])).to(device)).cpu()
-               for s in range(0, len(pixels), BATCH)]
+        if has_frozen_trunk(net):  # as on this machine: the trunk's features (in bfloat16 where fast), then the top
+            features = compute_trunk_features(model, lambda a, b: torch.from_numpy(pixels[a:b]), len(pixels),
+                                              device=device)
+            emb = [torch.nn.functional.normalize(net.encoder.from_features(features), dim=1)] if len(pixels) else []
+        else:
+            emb = [net.embed(model.inputs(torch.from_numpy(pixels[s : s + BATCH])).to(device)).cpu()
+                   for s in range(0, len(pixels), BATCH)]
     out = torch.cat(emb).numpy() if emb else np.zeros((0, dim), np.float32)
     return out, ok, reasons
 
@@ -213,13 +218,15 @@ def embed_folder(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     device: str | torch.device = "auto",
+    follow_links: bool = False,
 ) -> EmbeddedImages:
     """Embed every image of ``folder`` with a similarity model, here or on a Dask cluster.
 
     Parameters
     ----------
     folder : path
-        Searched recursively, only read. With a ``client`` every worker must see it at the same path.
+        Searched recursively, only read (links that lead outside it only with ``follow_links``). With a
+        ``client`` every worker must see it at the same path.
     model : str, path or SimilarityModel
     client : dask.distributed.Client, optional
         Chunks of ``chunk`` files are read and embedded by the cluster's workers (each with
@@ -238,7 +245,7 @@ def embed_folder(
 
     model = load_similarity_model(model)
     prep = model.preprocessing
-    root, files, ignored, _ = folder_listing(folder)
+    root, files, ignored, _ = folder_listing(folder, follow_links=follow_links)
     if not files:
         raise InputError(f"No images found in {root}.")
     device = torch.device("cpu") if client is not None else resolve_device(device)

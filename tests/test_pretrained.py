@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from numerics import assert_close
 
 from l2c_explorer import pretrained
 from l2c_explorer.data import IMAGENET_MEAN, IMAGENET_STD, read_image
@@ -24,7 +25,6 @@ from l2c_explorer.pretrained import (
     read_pretrained_weights,
     weights_file,
 )
-from numerics import assert_close
 
 DEMO_PHOTOS = Path(__file__).resolve().parents[1] / "demo_data" / "photos_everyday"
 NAME = "efficientnet-lite0"
@@ -225,3 +225,19 @@ def test_train_similarity_takes_a_pretrained_backbone_by_name(small_photo_folder
     # the symbol models' default input (32) is read as the encoder's own size
     assert model.preprocessing.size == PRETRAINED[NAME].native_size
     assert model.card["architecture"]["type"] == "pretrained-cosine"
+
+
+def test_embedding_a_folder_in_chunks_gives_the_discovery_embeddings(trained_on_trunk, small_photo_folder, tmp_path):
+    """The chunk path (the one Dask workers run) embeds with the trunk and top exactly as discovery does."""
+    from l2c_explorer import L2CClusterer
+    from l2c_explorer.embedding import embed_folder
+
+    model_file = trained_on_trunk.model_.save(tmp_path / "mine")
+    chunks = embed_folder(small_photo_folder, str(model_file), chunk=10)
+    fitted = L2CClusterer(similarity=str(model_file), n_clusters=4, cache=False, self_training_steps=0)
+    fitted.fit(small_photo_folder)
+    assert chunks.paths == fitted.paths_
+    # the trunk runs on batches of other sizes in the two paths (chunks of 10, one batch of 24): bfloat16
+    # autocast rounds each to 8 bits of mantissa, so compare unit vectors at that precision
+    cosines = (torch.as_tensor(chunks.embeddings) * torch.as_tensor(fitted.embedding_)).sum(1)
+    assert float(cosines.min()) > 0.99

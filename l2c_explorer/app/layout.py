@@ -336,8 +336,8 @@ class Page:
             with gr.Column(scale=1, min_width=220):
                 self.demo_btn = gr.Button("▶ Try the demo: handwritten symbols", variant="primary", elem_id="try-demo")
                 self.photo_demo_btn = gr.Button("▶ Try the demo: photos", variant="primary", elem_id="try-photo-demo")
-                gr.Markdown("Each uses a shipped similarity model on categories it never saw: 520 drawings of 26 "
-                            "characters, or 500 photos of 10 everyday things.", elem_classes="l2c-help")
+                gr.Markdown("Each uses a shipped similarity model on categories it was never trained on: 520 "
+                            "drawings of 26 characters, or 500 photos of 10 everyday things.", elem_classes="l2c-help")
         self.badge = gr.HTML(elem_id="device-badge")
         with gr.Tabs() as self.tabs:
             with gr.Tab("Find categories", id="discover"):

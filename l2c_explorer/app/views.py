@@ -105,6 +105,10 @@ def model_card_markdown(name: str, card: dict) -> str:
                        + (" (stopped early)" if training.get("stopped_early") else ""))
     if details:
         lines.append("It " + ", ".join(details) + ".")
+    if arch.get("type") == "pretrained-cosine":
+        lines.append(f"It stands on **{esc(str(arch.get('backbone')))}**, an image encoder pretrained on the 1,000 "
+                     "ImageNet categories (installed with l2c-explorer, never downloaded): it knows photos of "
+                     "animals, plants, objects and scenes well beyond the categories above.")
     lines.append("It works best on images that look like the ones it learnt from.")
     return "\n\n".join(lines)
 
