@@ -54,7 +54,8 @@ def cli(*args, threads: int) -> tuple[float, str]:
     env = dict(os.environ, L2C_THREADS=str(threads))
     started = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "l2c_explorer.cli", *map(str, args), "--quiet", "--threads",
-                          str(threads)], capture_output=True, text=True, env=env, check=True)
+                          str(threads), "--follow-links"],  # the folders are links to the data
+                         capture_output=True, text=True, env=env, check=True)
     return time.perf_counter() - started, out.stdout.strip()
 
 

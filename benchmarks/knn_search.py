@@ -43,7 +43,7 @@ def embeddings(scratch: Path | None) -> np.ndarray:
     cached = folder.parent / "knn_search_embeddings.npy"
     if cached.exists():
         return np.load(cached, allow_pickle=False)
-    embedded = embed_folder(folder, "omniglot")
+    embedded = embed_folder(folder, "omniglot", follow_links=True)
     keep = [i for i, p in enumerate(embedded.paths) if not p.startswith("omniglot-eval/")]
     emb = embedded.embeddings[keep]
     np.save(cached, emb)

@@ -63,7 +63,7 @@ def child(spec: dict) -> dict:
     options = dict(similarity=spec["model"], n_clusters=k_true if spec["k"] == "known" else None,
                    max_clusters=spec["max_k"], random_state=spec["seed"])
     if spec["pipeline"] != "today":
-        options.update(cache=False)
+        options.update(cache=False, follow_links=True)  # the sets are folders of links to the data
         if spec["pipeline"] == "exact":
             options.update(neighbours="exact", spectrum="exact")
     load_before = os.getloadavg()

@@ -69,7 +69,7 @@ def graphs_of_a_run(folder: Path, max_k: int) -> tuple[dict, L2CClusterer]:
 
     L2CClusterer._cluster = spy
     try:
-        c = L2CClusterer("omniglot", max_clusters=max_k, random_state=0, cache=False).fit(folder)
+        c = L2CClusterer("omniglot", max_clusters=max_k, random_state=0, cache=False, follow_links=True).fit(folder)
     finally:
         L2CClusterer._cluster = original
     s = c.settings_

@@ -37,7 +37,7 @@ if mode == "after":
 import torch
 from l2c_explorer.clustering import L2CClusterer
 started = time.perf_counter()
-c = L2CClusterer(n_clusters=k, cache=False, random_state=0).fit(folder)
+c = L2CClusterer(n_clusters=k, cache=False, random_state=0, follow_links=True).fit(folder)
 print(json.dumps({"seconds": time.perf_counter() - started, "threads": torch.get_num_threads(),
                   "timings": c.timings_}))
 """

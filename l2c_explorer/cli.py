@@ -320,7 +320,7 @@ def cmd_discover(args) -> int:
     from .results import check_output_folder, write_discovery_results
 
     out = check_output_folder(args.out, args.target, results=True, force=args.force)
-    warn_if_the_model_does_not_fit(args.similarity, args.target)
+    warn_if_the_model_does_not_fit(args.similarity, args.target, follow_links=args.follow_links)
     if args.constraints is not None and not Path(args.constraints).expanduser().is_file():
         raise InputError(f"Answers file not found: {args.constraints}")
     if args.relearn and args.constraints is None:
@@ -355,12 +355,13 @@ def cmd_discover(args) -> int:
     return 0
 
 
-def warn_if_the_model_does_not_fit(model_name: str, target: str) -> None:
+def warn_if_the_model_does_not_fit(model_name: str, target: str, *, follow_links: bool = False) -> None:
     """Say so on stderr (the run goes on) when the similarity model does not suit the folder's images."""
     from .data import find_images
     from .similarity import load_similarity_model, model_fit_advice
 
-    better, message = model_fit_advice(load_similarity_model(model_name), find_images(target)[0])
+    better, message = model_fit_advice(load_similarity_model(model_name),
+                                       find_images(target, follow_links=follow_links)[0])
     if message:
         hint = f" (--model {better})" if better else ""
         print(f"l2c-explorer: warning: {message}{hint}", file=sys.stderr)
@@ -375,7 +376,8 @@ def cmd_assign(args) -> int:
     clusterer = load_run(args.run)
     bar = TqdmProgress(disable=args.quiet)
     try:
-        assigned = clusterer.assign(args.new, device=args.device, callback=bar)  # threads: set by main()
+        assigned = clusterer.assign(args.new, device=args.device, callback=bar,  # threads: set by main()
+                                    follow_links=args.follow_links)
     finally:
         bar.close()
     summary = write_assignment_results(clusterer, assigned, out, run_dir=args.run,

@@ -396,6 +396,9 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         Keep a folder's decoded pixels, embeddings and first neighbour lists for the next run on it (True:
         in the per-user cache folder, :func:`l2c_explorer.cache.default_cache_dir`; a path: there; False:
         nothing is kept). The analysed folder is never written to.
+    follow_links : bool
+        Also read links (to images or folders) that lead outside the folder; by default they are skipped and
+        listed among the skipped files. Links that stay inside it are always followed.
     n_jobs : int, optional
         Threads used during ``fit`` (default: as set for the process, see :mod:`l2c_explorer.threads`).
     device : {"auto", "cpu", "cuda"}
@@ -816,7 +819,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             store = from_image_set(as_image_set(images, size=prep.size, channels=prep.channels))
             reading(len(store), len(store))
             return store, None
-        listing = folder_listing(images)
+        listing = folder_listing(images, follow_links=self.follow_links)
         root, files, _, fingerprint = listing
         if not files:
             from .data import IMAGE_EXTENSIONS
@@ -1177,7 +1180,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         return self.assign(images, k=k, device=device)["labels"]
 
     def assign(self, images, *, k: int | None = None, device: str | None = None, labelled: bool = False,
-               callback: Callback | None = None) -> dict:
+               callback: Callback | None = None, follow_links: bool | None = None) -> dict:
         """Assign new images to the discovered clusters without clustering again.
 
         Each new image is embedded with :attr:`embedding_model_` (the folder's batch-norm statistics, the
@@ -1185,7 +1188,8 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         nearest vote for their clusters, each with the similarity model's P(same) for the pair. Its
         confidence is the winning cluster's share of the votes. It is **unlike any** category when even the
         nearest member of its cluster is less similar than :attr:`unlike_threshold_`: the cosine that only
-        1% of the clustered images fall below for their own nearest cluster-mate.
+        1% of the clustered images fall below for their own nearest cluster-mate. A folder's links that lead
+        outside it are read only with ``follow_links`` (default: the run's :attr:`follow_links`).
 
         Returns
         -------
@@ -1200,7 +1204,8 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
 
         report = Reporter(callback)
         data = as_image_set(images, size=prep.size, channels=prep.channels, labelled=labelled,
-                            progress=lambda d, t: report("reading", d, t, message=f"Reading images {d}/{t}"))
+                            progress=lambda d, t: report("reading", d, t, message=f"Reading images {d}/{t}"),
+                            follow_links=self.follow_links if follow_links is None else follow_links)
         dev = resolve_device(device or self.device)
         from .embedding import embed_store
         from .store import from_image_set

@@ -6,6 +6,7 @@ The rules every entry point shares:
 * a file that cannot be decoded is skipped and reported (path and reason), never fatal;
 * only regular files are read (a pipe named ``x.png`` would block forever), names that are not text are
   skipped and listed, and the system's folders (``/proc``, ``/sys``, ``/dev``) are never entered;
+* links that lead outside the folder are skipped and listed unless ``follow_links`` is asked for;
 * decoding one image costs at most :data:`DECODE_BUDGET` bytes, however large it is;
 * the folder is only read, never written to;
 * every image is converted to what a model expects (:class:`Preprocessing`): its channel count, a square
@@ -137,8 +138,14 @@ class ImageSet:
 # folders
 
 
-def find_images(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[str, str]]]:
+def find_images(folder: str | os.PathLike, *, follow_links: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
     """List the image files under ``folder``, recursively and in a stable order.
+
+    Parameters
+    ----------
+    follow_links : bool
+        Also follow links (to files or folders) that lead outside ``folder``; by default they are skipped and
+        listed. Links that stay inside it are always followed.
 
     Returns
     -------
@@ -148,20 +155,25 @@ def find_images(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[str, 
         into the system's folders (``/proc``, ``/sys``, ``/dev``).
     ignored : list of (str, str)
         Other files, with the reason they were not read: other extensions, pipes, devices and sockets (reading
-        one could wait forever), links to nowhere, and names that are not valid text (shown with ``?``).
+        one could wait forever), links to nowhere, links that leave the folder (unless ``follow_links``), and
+        names that are not valid text (shown with ``?``).
     """
     root = check_folder(folder)
+    real_root = root.resolve()
     images: list[Path] = []
     ignored: list[tuple[str, str]] = []
-    seen = {root.resolve()}  # linked folders are followed, each real folder once (a link loop ends there)
+    seen = {real_root}  # linked folders are followed, each real folder once (a link loop ends there)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         kept = []
         for d in sorted(d for d in dirnames if not d.startswith(".")):
             real = (Path(dirpath) / d).resolve()
+            rel = (Path(dirpath) / d).relative_to(root).as_posix()
+            if not follow_links and not system_folder(real) and not real.is_relative_to(real_root):
+                ignored.append((shown_name(rel), OUTSIDE_LINK))
+                continue
             if real in seen:
                 continue
             seen.add(real)
-            rel = (Path(dirpath) / d).relative_to(root).as_posix()
             if system_folder(real):
                 ignored.append((shown_name(rel), f"a link into {system_folder(real)}, the system's folder (not followed)"))
             elif not valid_name(d):
@@ -175,6 +187,8 @@ def find_images(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[str, 
             path = Path(dirpath) / name
             rel = path.relative_to(root).as_posix()
             why = _not_readable(path, name)
+            if not why and not follow_links and path.is_symlink() and not path.resolve().is_relative_to(real_root):
+                why = OUTSIDE_LINK
             if why:
                 ignored.append((shown_name(rel), why))
             elif path.suffix.lower() in IMAGE_EXTENSIONS:
@@ -183,6 +197,9 @@ def find_images(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[str, 
                 ignored.append((rel, "not an image file (unknown extension)"))
     images.sort(key=lambda p: p.relative_to(root).as_posix())
     return images, ignored
+
+
+OUTSIDE_LINK = "a link to a place outside the chosen folder (not followed; --follow-links follows it)"
 
 
 def valid_name(name: str) -> bool:
@@ -382,6 +399,7 @@ def load_image_folder(
     progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
     workers: int | None = None,
+    follow_links: bool = False,
 ) -> ImageSet:
     """Read every image under ``folder`` at the given size.
 
@@ -397,6 +415,8 @@ def load_image_folder(
         Called as files are decoded.
     should_stop : callable() -> bool, optional
         Polled between files; when it returns True the images read so far are returned.
+    follow_links : bool
+        Also read links that lead outside ``folder`` (see :func:`find_images`).
 
     Raises
     ------
@@ -406,7 +426,7 @@ def load_image_folder(
     if channels not in (1, 3):
         raise InputError(f"channels must be 1 or 3, not {channels}.")
     root = check_folder(folder)
-    files, skipped = find_images(root)
+    files, skipped = find_images(root, follow_links=follow_links)
     if not files:
         raise InputError(
             f"No images found in {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}, in all subfolders)."

@@ -435,6 +435,8 @@ DEVICE = Option("device", "auto", "where to compute: auto = a GPU when there is 
                 widget=Widget("Compute on", choice_labels=_frozen(auto="Automatic (GPU if there is one)", cpu="CPU",
                                                                    cuda="GPU (CUDA)")))
 SEED = Option("random_state", 0, "random seed", allowed=Whole(0), flag="--seed")
+FOLLOW_LINKS = Option("follow_links", False, "also read links (to images or folders) that lead outside the chosen "
+                      "folder; by default they are skipped and listed", allowed=BOOLEAN, flag="--follow-links")
 THREADS = Option("n_jobs", None, "CPU threads", allowed=Whole(1), flag="--threads",
                  none="the physical cores this process may use, or $L2C_THREADS (l2c_explorer.threads)")
 
@@ -493,6 +495,7 @@ DISCOVER = RunSpec("discover", [
     Option("cache", True, "keep the folder's decoded images, features and neighbour lists for the next run on it: "
            "yes (in the per-user cache folder, $L2C_CACHE_DIR), no, or a folder", allowed=CacheSetting(),
            flag="--cache", spellings=_frozen(yes=True, no=False), metavar="{yes,no,DIR}"),
+    FOLLOW_LINKS,
     THREADS,
     DEVICE,
     SEED,
@@ -502,7 +505,7 @@ DISCOVER = RunSpec("discover", [
 # ---------------------------------------------------------------------------------------------------
 # new images into the categories of a finished run (l2c_explorer.runs.load_run, L2CClusterer.assign)
 
-ASSIGN = RunSpec("assign", [THREADS, DEVICE])
+ASSIGN = RunSpec("assign", [FOLLOW_LINKS, THREADS, DEVICE])
 
 
 # ---------------------------------------------------------------------------------------------------

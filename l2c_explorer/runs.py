@@ -93,6 +93,7 @@ def save_run(clusterer, folder: str | os.PathLike) -> Path:
         "max_clusters": int(clusterer.max_clusters),
         "loss": clusterer.loss,
         "seed": int(clusterer.random_state),
+        "follow_links": bool(clusterer.follow_links),
         "target": str(clusterer.root_) if clusterer.root_ else None,
         "version": __version__,
         "files": {name: file_sha256(folder / name) for name in CHAINED_FILES if (folder / name).is_file()},
@@ -125,6 +126,7 @@ def load_run(folder: str | os.PathLike):
     try:
         c = L2CClusterer(similarity=model, n_clusters=config.get("k_given"), max_clusters=config["max_clusters"],
                          loss=config["loss"], method=config.get("method", "graph"), random_state=config["seed"],
+                         follow_links=bool(config.get("follow_links", False)),
                          **{k: v for k, v in config.get("settings", {}).items() if k in MODEL_SETTINGS})
         c.settings_ = discovery_settings(None, {**config.get("settings", {}), "n_neighbors": config["n_neighbors"]})
         c.embedding_ = tensors["embeddings"].numpy()

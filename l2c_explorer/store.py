@@ -113,8 +113,10 @@ def from_image_set(data: ImageSet) -> PixelStore:
 # folders
 
 
-def folder_listing(folder: str | os.PathLike) -> tuple[Path, list[Path], list[tuple[str, str]], str]:
-    """The images of a folder, the files ignored, and a fingerprint of its content.
+def folder_listing(folder: str | os.PathLike, *, follow_links: bool = False
+                   ) -> tuple[Path, list[Path], list[tuple[str, str]], str]:
+    """The images of a folder, the files ignored, and a fingerprint of its content (``follow_links``: see
+    :func:`l2c_explorer.data.find_images`).
 
     The fingerprint (sha256 of every image's relative path, size and modification time) changes when any
     image is added, removed, replaced or edited; it names the folder's cache entries.
@@ -122,7 +124,7 @@ def folder_listing(folder: str | os.PathLike) -> tuple[Path, list[Path], list[tu
     import hashlib
 
     root = check_folder(folder)
-    files, ignored = find_images(root)
+    files, ignored = find_images(root, follow_links=follow_links)
     h = hashlib.sha256()
     for f in files:
         try:
@@ -146,11 +148,13 @@ def read_folder(
     should_stop: Callable[[], bool] | None = None,
     workers: int | None = None,
     chunk: int = CHUNK,
+    follow_links: bool = False,
 ) -> PixelStore:
     """Decode every image under ``folder`` at ``size`` x ``size`` x ``channels`` into the flat file ``file``.
 
     Reads (and holds) ``chunk`` images at a time. Writes ``file`` and ``file.json`` (paths, skipped files,
-    shape) atomically, so an interrupted run leaves no half store behind. The folder is only read.
+    shape) atomically, so an interrupted run leaves no half store behind. The folder is only read; links that
+    lead outside it are read only with ``follow_links``.
 
     Raises
     ------
@@ -161,7 +165,7 @@ def read_folder(
     """
     if channels not in (1, 3):
         raise InputError(f"channels must be 1 or 3, not {channels}.")
-    root, files, ignored, _ = listing or folder_listing(folder)
+    root, files, ignored, _ = listing or folder_listing(folder, follow_links=follow_links)
     if not files:
         raise InputError(
             f"No images found in {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}, in all subfolders)."

@@ -82,6 +82,44 @@ def test_bad_files_are_skipped_and_listed(tmp_path, keble_subset):
     assert {s["file"] for s in summary["skipped"]} == {"broken.png", "readme.txt"}
 
 
+def test_links_that_leave_the_folder_are_read_only_with_follow_links(tmp_path, keble_subset, demo_keble):
+    """Links to a class folder and to one drawing elsewhere: discover and assign skip and list them by default,
+    read them with --follow-links; a link inside the folder and a link cycle are read (once) either way."""
+    from l2c_explorer.data import OUTSIDE_LINK
+
+    elsewhere = tmp_path / "elsewhere"
+    characters = sorted(demo_keble.iterdir())
+    shutil.copytree(characters[6], elsewhere / characters[6].name)
+    shutil.copytree(characters[7], elsewhere / characters[7].name)
+    lone = sorted((elsewhere / characters[7].name).glob("*.png"))[0]
+    (keble_subset / "linked_class").symlink_to(elsewhere / characters[6].name, target_is_directory=True)
+    (keble_subset / "lone.png").symlink_to(lone)
+    first = sorted((keble_subset / characters[0].name).glob("*.png"))[0]
+    (keble_subset / "inside.png").symlink_to(first)
+    (keble_subset / characters[0].name / "loop").symlink_to(keble_subset, target_is_directory=True)
+    outside_links = {"linked_class": OUTSIDE_LINK, "lone.png": OUTSIDE_LINK}
+    common = ["--k", "6", "--quiet", "--self-training-steps", "0", "--steps", "20", "--cache", "no"]
+    assert main(["discover", str(keble_subset), "--out", str(tmp_path / "default"), *common]) == 0
+    summary = json.loads((tmp_path / "default" / "summary.json").read_text())
+    assert summary["n_images"] == 121 and {s["file"]: s["reason"] for s in summary["skipped"]} == outside_links
+    assert "inside.png" in {r["path"] for r in read_assignments(tmp_path / "default" / "assignments.csv")}
+    assert main(["discover", str(keble_subset), "--out", str(tmp_path / "followed"), "--follow-links", *common]) == 0
+    summary = json.loads((tmp_path / "followed" / "summary.json").read_text())
+    assert summary["n_images"] == 142 and summary["n_skipped"] == 0
+    paths = {r["path"] for r in read_assignments(tmp_path / "followed" / "assignments.csv")}
+    assert "lone.png" in paths and sum(p.startswith("linked_class/") for p in paths) == 20
+
+    new = tmp_path / "new"
+    new.mkdir()
+    shutil.copy(first, new / "copy.png")
+    (new / "lone.png").symlink_to(lone)
+    for flags, rows, skipped in (([], 1, [{"file": "lone.png", "reason": OUTSIDE_LINK}]), (["--follow-links"], 2, [])):
+        out = tmp_path / f"assigned{len(flags)}"
+        assert main(["assign", str(new), "--run", str(tmp_path / "default"), "--out", str(out), "--quiet", *flags]) == 0
+        assert len(read_assignments(out / "assignments.csv")) == rows
+        assert json.loads((out / "summary.json").read_text())["skipped"] == skipped
+
+
 @pytest.mark.parametrize(
     "case, message",
     [

@@ -1,5 +1,7 @@
 """Reading folders: every image kind, every kind of bad input, and the folder is never modified."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -158,8 +160,44 @@ def test_linked_class_folders_are_read_once_and_a_link_loop_ends(tmp_path):
     (folder / "b").symlink_to(real / "b", target_is_directory=True)
     (folder / "a" / "loop").symlink_to(folder, target_is_directory=True)  # a link back up
     (folder / "b_again").symlink_to(real / "b", target_is_directory=True)
-    images, _ = find_images(folder)
+    images, _ = find_images(folder, follow_links=True)  # the links lead outside the folder: followed when asked
     assert [p.relative_to(folder).as_posix() for p in images] == ["a/x.png", "b/x.png"]
+
+
+@pytest.fixture
+def linked_folder(tmp_path, demo_keble):
+    """Real drawings: ``folder`` holds one image, a link to it, a link back up (a cycle), and links to an image
+    and to a folder outside it."""
+    drawings = sorted((demo_keble / "character01").glob("*.png"))[:3]
+    outside = tmp_path / "elsewhere"
+    (outside / "class").mkdir(parents=True)
+    shutil.copy(drawings[0], outside / "lone.png")
+    shutil.copy(drawings[1], outside / "class" / "x.png")
+    folder = tmp_path / "folder"
+    (folder / "inside").mkdir(parents=True)
+    shutil.copy(drawings[2], folder / "inside" / "real.png")
+    (folder / "in_link.png").symlink_to(folder / "inside" / "real.png")
+    (folder / "inside" / "loop").symlink_to(folder, target_is_directory=True)
+    (folder / "out.png").symlink_to(outside / "lone.png")
+    (folder / "out_dir").symlink_to(outside / "class", target_is_directory=True)
+    return folder
+
+
+def test_links_that_leave_the_folder_are_skipped_and_listed_unless_asked(linked_folder):
+    from l2c_explorer.data import OUTSIDE_LINK
+
+    images, ignored = find_images(linked_folder)
+    assert [p.relative_to(linked_folder).as_posix() for p in images] == ["in_link.png", "inside/real.png"]
+    assert ignored == [("out_dir", OUTSIDE_LINK), ("out.png", OUTSIDE_LINK)]
+    assert "outside the chosen folder" in OUTSIDE_LINK and "--follow-links" in OUTSIDE_LINK
+    images, ignored = find_images(linked_folder, follow_links=True)
+    assert [p.relative_to(linked_folder).as_posix() for p in images] == [
+        "in_link.png", "inside/real.png", "out.png", "out_dir/x.png"]
+    assert ignored == []
+    data = load_image_folder(linked_folder, size=32, channels=1)
+    assert data.paths == ["in_link.png", "inside/real.png"] and len(data.skipped) == 2
+    data = load_image_folder(linked_folder, size=32, channels=1, follow_links=True)
+    assert len(data) == 4 and data.skipped == []
 
 
 @pytest.mark.slow
