@@ -96,7 +96,7 @@ def discover(folder: Path, model, *, k: int | None, method: str, seed: int, max_
              k_true: int) -> dict:
     t0 = time.perf_counter()
     clusterer = L2CClusterer(similarity=model, n_clusters=k, max_clusters=max_k, method=method, device=device,
-                             random_state=seed, cache=False).fit(folder, labelled=True)
+                             random_state=seed, cache=False, follow_links=True).fit(folder, labelled=True)
     result = scored(clusterer.true_labels_, clusterer.labels_, k_true, time.perf_counter() - t0)
     result["timings"] = clusterer.timings_
     return result
@@ -109,7 +109,7 @@ def kmeans_on_backbone(folder: Path, model, *, seed: int, device: str, k_true: i
     t0 = time.perf_counter()
     p = model.preprocessing
     store = read_folder(folder, scratch / f"pixels-{folder.name}-{seed}.u8", size=p.size, channels=p.channels,
-                        labelled=True)
+                        labelled=True, follow_links=True)
     feats = torch.nn.functional.normalize(trunk_features(model, store, device=torch.device("cpu")), dim=1).numpy()
     labels = KMeans(k_true, n_init=10, random_state=seed).fit_predict(feats)
     store.file.unlink()
@@ -137,7 +137,7 @@ def cross_task(birds: Path, *, seed: int, cross_seed: int, max_k: int, device: s
     train = link_folder([species[i] for i in sorted(order[: len(species) // 2])], scratch / f"cross-train-{seed}")
     test = link_folder([species[i] for i in sorted(order[len(species) // 2 :])], scratch / f"cross-test-{seed}")
     t0 = time.perf_counter()
-    recipe = similarity_recipe("photos") | {"holdout": 0, "random_state": seed}
+    recipe = similarity_recipe("photos") | {"holdout": 0, "random_state": seed, "follow_links": True}
     learner = SimilarityLearner(**recipe).fit(train)
     model_file = learner.model_.save(scratch / f"cross-{seed}.safetensors")
     train_seconds = time.perf_counter() - t0

@@ -71,7 +71,7 @@ def first_rule_errors(model, folders: list[Path], max_k: int) -> dict:
     """Mean |K error| of the first estimate for every (graph, significance)."""
     errors = {(g, s): [] for g in GRAPHS for s in SIGNIFICANCES}
     for folder in folders:
-        data = model.prepare(folder, labelled=True)
+        data = model.prepare(folder, labelled=True, follow_links=True)
         k_true = len(set(data.labels))
         emb = model.embed(data.pixels, device="cpu")
         for g in GRAPHS:
@@ -83,7 +83,8 @@ def first_rule_errors(model, folders: list[Path], max_k: int) -> dict:
 
 def discover(model, folder: Path, *, k: int | None, seed: int, settings: dict) -> dict:
     t0 = time.perf_counter()
-    c = L2CClusterer(similarity=model, n_clusters=k, random_state=seed, device="cpu", **settings).fit(folder, labelled=True)
+    c = L2CClusterer(similarity=model, n_clusters=k, random_state=seed, device="cpu", follow_links=True,
+                     **settings).fit(folder, labelled=True)
     s = c.scores()
     return {"acc": s["acc"], "nmi": s["nmi"], "k_error": abs(c.n_clusters_ - s["k_true"]), "k_est": c.n_clusters_,
             "k_true": s["k_true"], "seconds": time.perf_counter() - t0}

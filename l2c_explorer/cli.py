@@ -36,7 +36,7 @@ from .options import (
     RunSpec,
     Whole,
 )
-from .recipes import SIMILARITY_RECIPES, similarity_recipe
+from .recipes import PRETRAINED_TOP, SIMILARITY_RECIPES, similarity_recipe
 
 SUBCOMMANDS = ("app", "train-similarity", "discover", "questions", "assign", "adapt", "models", "backbones")
 EXIT_USAGE = 2
@@ -231,7 +231,8 @@ def build_parser(*, recipe: str = "default") -> argparse.ArgumentParser:
     ts.add_argument("--out", required=True, help="model file to write (.safetensors is added if missing)")
     ts.add_argument("--recipe", choices=tuple(SIMILARITY_RECIPES), default="default",
                     help="preset hyper-parameters that replace the defaults below (flags given still win); "
-                         "'omniglot' and 'photos' reproduce the shipped models")
+                         "'omniglot' and 'photos' reproduce the shipped models; a pretrained --backbone "
+                         f"(efficientnet-lite0, ...) takes '{PRETRAINED_TOP}' unless another is given")
     add_options(ts, TRAIN_SIMILARITY)
     ts.set_defaults(**similarity_recipe(recipe))
     add_quiet(ts)
@@ -507,8 +508,14 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv = ["app", *argv]
     args = build_parser().parse_args(argv)
-    if getattr(args, "recipe", "default") != "default":  # the recipe's values become the defaults
-        args = build_parser(recipe=args.recipe).parse_args(argv)
+    recipe = getattr(args, "recipe", "default")
+    if recipe == "default" and getattr(args, "backbone", None) not in (None, "conv", "resnet"):
+        from .pretrained import is_pretrained  # (torch: only when training on a named backbone)
+
+        if is_pretrained(args.backbone):
+            recipe = PRETRAINED_TOP  # a top on a pretrained encoder trains with its own defaults
+    if recipe != "default":  # the recipe's values become the defaults
+        args = build_parser(recipe=recipe).parse_args(argv)
     from .threads import configure_environment, set_threads
 
     threads = configure_environment(getattr(args, "n_jobs", None))  # before torch and BLAS start their pools

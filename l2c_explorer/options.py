@@ -566,6 +566,7 @@ TRAIN_SIMILARITY = RunSpec("train-similarity", [
            flag="--class-depth",
            widget=Widget("Folder levels that name a category", info="2 for ALPHABET/CHARACTER/ folders", minimum=1,
                          maximum=3, step=1)),
+    FOLLOW_LINKS,
     DEVICE,
     SEED,
     Option("name", None, "name stored in the model card", none="the folder's name", flag="--name",

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from .augment import Augmentation, augment_batch, augmentation_from_dict
-from .device import bf16_supported, place
 from .data import normalise, to_unit
-from .options import SELF_TRAINING_KEEP, SELF_TRAINING_STEPS  # tuned values, with how they were chosen
+from .device import bf16_supported, place
 from .nets import has_frozen_trunk
+from .options import SELF_TRAINING_KEEP, SELF_TRAINING_STEPS  # tuned values, with how they were chosen
 from .similarity import ClassBalancedSampler, SimilarityModel, adapted_copy, train_one_step
 
 # A step's batch: this many images of each of up to this many clusters (the pair loss needs several of

@@ -613,6 +613,7 @@ class SimilarityLearner(BaseEstimator):
             labelled=True,
             class_depth=self.class_depth,
             progress=lambda done, total: report("reading", done, total, message=f"Reading images {done}/{total}"),
+            follow_links=self.follow_links,
         )
         if data.labels is None:
             raise InputError("Training a similarity model needs labelled images (one subfolder per class).")
@@ -784,9 +785,11 @@ class SimilarityLearner(BaseEstimator):
         reading = lambda done, total: report("reading", done, total, message=f"Reading images {done}/{total}")  # noqa: E731
         if isinstance(images, (str, os.PathLike)):
             return read_folder(images, scratch / "pixels.u8", size=size, channels=3, labelled=True,
-                               class_depth=self.class_depth, progress=reading, should_stop=report.should_stop)
+                               class_depth=self.class_depth, progress=reading, should_stop=report.should_stop,
+                               follow_links=self.follow_links)
         return from_image_set(as_image_set(images, size=size, channels=3, labelled=True,
-                                           class_depth=self.class_depth, progress=reading))
+                                           class_depth=self.class_depth, progress=reading,
+                                           follow_links=self.follow_links))
 
     def _fit_top(self, images, report: Reporter, device: torch.device, g: torch.Generator):
         """:meth:`fit` for a pretrained trunk: its features once (and of mirror images, as augmentation), then

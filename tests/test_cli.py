@@ -184,7 +184,7 @@ def test_models_lists_the_shipped_model(capsys):
 
 
 def test_train_similarity_with_the_photo_recipe_on_real_photos(tmp_path, demo_photos):
-    # the shipped recipe, shortened: half an epoch of the 8 training categories (2 held out)
+    # the shipped recipe, shortened: two epochs of the 8 training categories (2 held out)
     result = run_cli("train-similarity", demo_photos, "--recipe", "photos", "--out", tmp_path / "photos_small",
                      "--epochs", 2, "--holdout", 2, "--quiet")
     assert result.returncode == 0, result.stderr
@@ -192,9 +192,11 @@ def test_train_similarity_with_the_photo_recipe_on_real_photos(tmp_path, demo_ph
 
     model = SimilarityModel.load(tmp_path / "photos_small.safetensors")
     card, arch = model.card, model.card["architecture"]
-    assert arch["type"] == "resnet-cosine" and arch["in_channels"] == 3 and model.preprocessing.size == 32
+    # a top on the installed pretrained encoder, at its own input size
+    assert arch["type"] == "pretrained-cosine" and arch["backbone"] == "efficientnet-lite0"
+    assert arch["in_channels"] == 3 and model.preprocessing.size == 224
     assert not model.preprocessing.invert  # photos are never inverted
-    assert card["training"]["augmentation"]["kind"] == "photo" and card["training"]["class_weight"] == 1.0
+    assert card["training"]["class_weight"] == 1.0 and card["training"]["backbone_package"].startswith("efficientnet")
     assert card["trained_on"]["n_holdout_classes"] == 2 and len(card["trained_on"]["holdout_classes"]) == 2
     assert card["trained_on"]["image_statistics"]["colour"] >= 0.75
     assert card["holdout_pair_metrics"]["n_similar"] > 0
