@@ -615,17 +615,7 @@ class SimilarityLearner(BaseEstimator):
             progress=lambda done, total: report("reading", done, total, message=f"Reading images {done}/{total}"),
             follow_links=self.follow_links,
         )
-        if data.labels is None:
-            raise InputError("Training a similarity model needs labelled images (one subfolder per class).")
-        labels = data.label_ids()
-        names = data.class_names
-        counts = np.bincount(labels, minlength=len(names))
-        usable = np.flatnonzero(counts >= 2)
-        if len(usable) < 2:
-            raise InputError(
-                "A similarity model needs at least 2 classes with 2 or more images each "
-                f"(found {len(names)} class folder(s) with {int(counts.max())} image(s) at most)."
-            )
+        labels, names, usable = usable_classes(data.labels)
 
         train_classes, holdout_classes = split_classes(usable, self.holdout, g)
         invert = light_background(data.pixels) if self.invert == "auto" else bool(self.invert)
@@ -708,16 +698,7 @@ class SimilarityLearner(BaseEstimator):
                 class_weight=self.class_weight, label_smoothing=self.label_smoothing, mixed_precision=mixed_precision,
             )
             epoch_losses.append(loss)
-            epoch = (step + 1) / steps_per_epoch
-            if (step + 1) % 10 == 0 or step + 1 == total_steps:
-                report("training", step + 1, total_steps, epoch=epoch, loss=float(np.mean(epoch_losses[-50:])),
-                       message=f"Epoch {epoch:.1f}/{self.epochs}")
-            if (step + 1) % steps_per_epoch == 0 or step + 1 == total_steps:
-                self.history_.append(
-                    EpochRecord(epoch=len(self.history_) + 1, loss=float(np.mean(epoch_losses)),
-                                seconds=time.perf_counter() - started)
-                )
-                epoch_losses = []
+            self._log_step(report, step, total_steps, steps_per_epoch, epoch_losses, started)
         if stopped and not self.history_ and step == 0:
             raise StoppedError("Training was stopped before the first step.")
 
@@ -776,6 +757,18 @@ class SimilarityLearner(BaseEstimator):
         return self
 
 
+    def _log_step(self, report: Reporter, step: int, total_steps: int, steps_per_epoch: int, epoch_losses: list,
+                  started: float) -> None:
+        """Report the loss every 10 steps; at the end of an epoch record it in ``history_`` and start anew."""
+        epoch = (step + 1) / steps_per_epoch
+        if (step + 1) % 10 == 0 or step + 1 == total_steps:
+            report("training", step + 1, total_steps, epoch=epoch, loss=float(np.mean(epoch_losses[-50:])),
+                   message=f"Epoch {epoch:.1f}/{self.epochs}")
+        if (step + 1) % steps_per_epoch == 0 or step + 1 == total_steps:
+            self.history_.append(EpochRecord(epoch=len(self.history_) + 1, loss=float(np.mean(epoch_losses)),
+                                             seconds=time.perf_counter() - started))
+            epoch_losses.clear()
+
     # -- on a frozen pretrained trunk -----------------------------------------------------------------
 
     def _read_labelled(self, images, size: int, report, scratch: Path):
@@ -801,17 +794,7 @@ class SimilarityLearner(BaseEstimator):
         probe = SimilarityModel(net, prep, {"architecture": arch})
         with tempfile.TemporaryDirectory(prefix="l2c-train-") as scratch:
             store = self._read_labelled(images, size, report, Path(scratch))
-            if store.labels is None:
-                raise InputError("Training a similarity model needs labelled images (one subfolder per class).")
-            names = sorted(set(store.labels))
-            labels = np.array([names.index(c) for c in store.labels])
-            counts = np.bincount(labels, minlength=len(names))
-            usable = np.flatnonzero(counts >= 2)
-            if len(usable) < 2:
-                raise InputError(
-                    "A similarity model needs at least 2 classes with 2 or more images each "
-                    f"(found {len(names)} class folder(s) with {int(counts.max())} image(s) at most)."
-                )
+            labels, names, usable = usable_classes(store.labels)
             views = [lambda a, b: store.rows(a, b)]
             if self.augmentation.get("flip", 0):  # a mirror image shows the same thing: a second view
                 views.append(lambda a, b: store.rows(a, b).flip(-1))
@@ -845,11 +828,10 @@ class SimilarityLearner(BaseEstimator):
         torch.manual_seed(self.random_state)
         features = torch.as_tensor(features, dtype=torch.float32)
         features = features[None] if features.ndim == 2 else features
-        names = sorted(set(labels))
-        ids = np.array([names.index(c) for c in labels])
+        ids, names, usable = usable_classes(list(labels))
         net, prep, arch = self._top_net()
-        return self._train_top(net, prep, arch, features, ids, names, np.flatnonzero(np.bincount(ids) >= 2), report,
-                               device, g, root=None, skipped=[], statistics={})
+        return self._train_top(net, prep, arch, features, ids, names, usable, report, device, g, root=None,
+                               skipped=[], statistics={})
 
     def _top_net(self):
         """A fresh top on the pretrained trunk: (network, preprocessing, architecture record)."""
@@ -907,14 +889,7 @@ class SimilarityLearner(BaseEstimator):
                                   centres=centres, class_weight=self.class_weight,
                                   label_smoothing=self.label_smoothing, encode=encoder.from_features)
             epoch_losses.append(loss)
-            epoch = (step + 1) / steps_per_epoch
-            if (step + 1) % 10 == 0 or step + 1 == total_steps:
-                report("training", step + 1, total_steps, epoch=epoch, loss=float(np.mean(epoch_losses[-50:])),
-                       message=f"Epoch {epoch:.1f}/{self.epochs}")
-            if (step + 1) % steps_per_epoch == 0 or step + 1 == total_steps:
-                self.history_.append(EpochRecord(epoch=len(self.history_) + 1, loss=float(np.mean(epoch_losses)),
-                                                 seconds=time.perf_counter() - started))
-                epoch_losses = []
+            self._log_step(report, step, total_steps, steps_per_epoch, epoch_losses, started)
         if stopped and step == 0:
             raise StoppedError("Training was stopped before the first step.")
         net = net.cpu().eval()
@@ -973,6 +948,28 @@ class SimilarityLearner(BaseEstimator):
         return self
 
 
+def usable_classes(labels: list[str] | None) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(class id per image (n,), the sorted class names, the ids of classes with 2 or more images).
+
+    Raises
+    ------
+    InputError
+        No labels (not one subfolder per class), or fewer than 2 classes of 2 images or more.
+    """
+    if labels is None:
+        raise InputError("Training a similarity model needs labelled images (one subfolder per class).")
+    names, ids = np.unique(np.asarray(labels, dtype=object), return_inverse=True)
+    names = [str(n) for n in names]
+    counts = np.bincount(ids, minlength=len(names))
+    usable = np.flatnonzero(counts >= 2)
+    if len(usable) < 2:
+        raise InputError(
+            "A similarity model needs at least 2 classes with 2 or more images each "
+            f"(found {len(names)} class folder(s) with {int(counts.max())} image(s) at most)."
+        )
+    return ids, names, usable
+
+
 def _trunk_pass(model: SimilarityModel, rows, n: int, device, report: Reporter, what: str) -> torch.Tensor:
     return compute_trunk_features(
         model, rows, n, device=device, should_stop=report.should_stop,
@@ -1002,20 +999,15 @@ def holdout_pair_metrics(
     labels: np.ndarray,
     *,
     device: torch.device,
-    classes_per_batch: int = 20,
-    images_per_class: int = 5,
-    n_batches: int = 50,
-    seed: int = 0,
+    **protocol,
 ) -> dict:
     """Pair precision/recall/F1/ROC-AUC/PR-AUC on classes never trained on.
 
     Protocol: batch-norm statistics re-estimated on the held-out images (as when clustering a new set),
-    then class-balanced batches of ``classes_per_batch`` x ``images_per_class`` images as in the authors'
-    evaluation; every unordered pair of distinct images in a batch is scored (self-pairs excluded).
+    then class-balanced batches as in the authors' evaluation (:func:`embedding_pair_metrics`, which takes
+    ``protocol``'s keywords).
     """
-    emb = model.embed_inputs(inputs, device=device)
-    return embedding_pair_metrics(model, emb, labels, classes_per_batch=classes_per_batch,
-                                  images_per_class=images_per_class, n_batches=n_batches, seed=seed)
+    return embedding_pair_metrics(model, model.embed_inputs(inputs, device=device), labels, **protocol)
 
 
 @torch.no_grad()
@@ -1029,7 +1021,11 @@ def embedding_pair_metrics(
     n_batches: int = 50,
     seed: int = 0,
 ) -> dict:
-    """:func:`holdout_pair_metrics` of held-out images already embedded: unit embeddings (n, d), labels (n,)."""
+    """Pair scores of held-out images already embedded: unit embeddings (n, d), labels (n,).
+
+    ``n_batches`` class-balanced batches of ``classes_per_batch`` x ``images_per_class`` images; every
+    unordered pair of distinct images in a batch is scored (self-pairs excluded).
+    """
     g = torch.Generator().manual_seed(seed)
     labels = np.unique(labels, return_inverse=True)[1]
     sampler = ClassBalancedSampler(labels, classes_per_batch=classes_per_batch, images_per_class=images_per_class, generator=g)
