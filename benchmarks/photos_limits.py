@@ -36,7 +36,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, machine_description, write_results  # noqa: E402
-from photos import kmeans_labels  # noqa: E402
 from photos_settings import validation_folders  # noqa: E402
 
 from l2c_explorer.metrics import cluster_accuracy, dense_pair_scores  # noqa: E402
@@ -53,6 +52,12 @@ def same_category_neighbours(emb: torch.Tensor, labels: np.ndarray, k: int = NEI
     sims.fill_diagonal_(-float("inf"))
     nearest = sims.topk(k, dim=1).indices.numpy()
     return float((labels[nearest] == labels[:, None]).mean())
+
+
+def kmeans_labels(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    from sklearn.cluster import KMeans
+
+    return KMeans(k, n_init=10, random_state=seed).fit_predict(x)
 
 
 def describe(model, folder: Path, seed: int = 0) -> dict:
