@@ -428,7 +428,8 @@ def cmd_adapt(args) -> int:
     from .adaptation import DomainAdapter
     from .results import check_output_folder, write_adaptation_results
 
-    out = check_output_folder(args.out, [args.target, args.source], results=True, force=args.force)  # both only read
+    out = check_output_folder(args.out, {"Target folder": args.target, "Source folder": args.source}, results=True,
+                              force=args.force)  # both only read
     adapter = DomainAdapter(**options_from(args, ADAPT))
     bar = progress_display(args.quiet)
     try:

@@ -50,6 +50,8 @@ def sample_statistics(paths: Sequence[str | os.PathLike], *, n: int = SAMPLE_IMA
     unreadable files are passed over."""
     from PIL import Image
 
+    from .data import load_reduced
+
     paths = list(paths)
     if len(paths) > n:
         paths = [paths[i] for i in np.sort(np.random.default_rng(seed).choice(len(paths), n, replace=False))]
@@ -57,8 +59,8 @@ def sample_statistics(paths: Sequence[str | os.PathLike], *, n: int = SAMPLE_IMA
     for path in paths:
         try:
             with Image.open(path) as img:
-                img.draft("RGB", (SAMPLE_SIDE, SAMPLE_SIDE))  # JPEG: decode at reduced size
-                rgb = img.convert("RGB").resize((SAMPLE_SIDE, SAMPLE_SIDE))
+                # within the decoding budget, reduced before any conversion (a JPEG decoded at reduced size)
+                rgb = load_reduced(img, 4 * SAMPLE_SIDE, "RGB").convert("RGB").resize((SAMPLE_SIDE, SAMPLE_SIDE))
                 arrays.append(np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1))
         except Exception:  # the reading step reports bad files; here they simply do not count
             continue

@@ -30,8 +30,9 @@ def check_output_folder(out: str | os.PathLike, analysed=None, *, run=None, resu
                         force: bool = False) -> Path:
     """Check, before any work, that ``out`` can take the results; returns it as a Path.
 
-    Refused, each with a one-line reason: a folder inside the analysed one (``analysed``: one folder or a
-    list, ``adapt`` reads two; they are only ever read), the run read from (``run``, for ``assign``: its own
+    Refused, each with a one-line reason: a folder inside the analysed one (``analysed``: one folder, a list,
+    or ``{role: folder}`` for ``adapt``'s two, named by their role when they cannot be read; they are only
+    ever read), the run read from (``run``, for ``assign``: its own
     files would be replaced), a system folder or ``/``, a path that is not a folder, and a place this user
     cannot write to. With ``results``, a folder that already holds files is refused unless it holds an
     earlier run's results (they are replaced) or ``force``. Nothing is created: the writers create the folder
@@ -44,9 +45,17 @@ def check_output_folder(out: str | os.PathLike, analysed=None, *, run=None, resu
     if len(str(out)) > MAX_PATH_CHARS:
         raise InputError(f"The output folder's name is {len(str(out)):,} characters long (at most {MAX_PATH_CHARS:,}).")
     out = Path(out).expanduser()
-    folders = [analysed] if isinstance(analysed, (str, os.PathLike)) else list(analysed or [])
-    for folder in folders:
-        folder = check_folder(folder)
+    if isinstance(analysed, dict):  # {role: folder}: a folder that cannot be read is named by its role
+        folders = list(analysed.items())
+    else:
+        folders = [(None, f) for f in ([analysed] if isinstance(analysed, (str, os.PathLike)) else analysed or [])]
+    for role, folder in folders:
+        try:
+            folder = check_folder(folder)
+        except InputError as exc:
+            if role is None:
+                raise
+            raise InputError(f"{role}: {exc}") from None
         if _inside(out, folder):
             raise InputError(
                 f"The output folder {out} is inside the folder being analysed; choose a folder outside it "

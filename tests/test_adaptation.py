@@ -84,8 +84,8 @@ def test_cli_adapt_writes_assignments_and_scored_summary(tiny, tmp_path):
 @pytest.mark.parametrize(
     "case, expected",
     [
-        ("missing-source", "Source folder: Folder not found"),
-        ("missing-target", "Target folder: Folder not found"),
+        ("missing-source", "Source folder: Cannot open the folder"),
+        ("missing-target", "Target folder: Cannot open the folder"),
         ("unknown-method", "argument --method: must be one of source-only, dann, ccn+, ccn++, srdc, not ccn+++"),
         ("foreign-class", "not source classes"),
         ("one-class", "at least 2 classes"),

@@ -17,7 +17,8 @@ from l2c_explorer.augment import (
 from l2c_explorer.data import load_image_folder, to_unit
 from l2c_explorer.recipes import similarity_recipe
 
-PHOTO = as_augmentation(similarity_recipe("photos")["augmentation"])
+# the photo augmentation of the from-scratch photo recipe (the shipped model's top trains on fixed features)
+PHOTO = as_augmentation(similarity_recipe("photos-scratch")["augmentation"])
 SYMBOLS = as_augmentation(similarity_recipe("omniglot")["augmentation"])
 
 
