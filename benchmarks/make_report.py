@@ -91,6 +91,14 @@ SECTIONS = [
 
 # Reading notes (no numbers here: those are in the tables above each note).
 NOTES = {
+    "teach": """
+The photo rows above were measured with the previous `photos` model (trained from scratch, now
+`benchmarks/models/photos-scratch.safetensors`); they have not been rerun with the current one.
+""",
+    "teach_ceiling": """
+The photo rows above were measured with the previous `photos` model (trained from scratch); they have not
+been rerun with the current one.
+""",
     "kill_test": """
 Writing the results takes a few hundredths of a second, so a kill rarely lands inside it: the folders such a
 kill leaves (the new run's assignments.csv beside the earlier run's files, or its run file without its
