@@ -710,18 +710,43 @@ class SimilarityLearner(BaseEstimator):
             metrics = holdout_pair_metrics(trained, model_input(holdout_pixels, prep), holdout_labels, device=device,
                                            seed=self.random_state)
         seconds = time.perf_counter() - started
-        card = {
-            "name": self.name or (Path(data.root).name if data.root else "similarity model"),
+        card = self._card(
+            arch=arch, root=data.root, n_images=len(train_idx), n_classes=len(train_classes),
+            holdout_classes=[names[c] for c in holdout_classes], n_skipped=len(data.skipped),
+            statistics=image_statistics(data.pixels[torch.from_numpy(train_idx)]), stopped=stopped, step=step,
+            steps_per_epoch=steps_per_epoch, seconds=seconds, device=device, sampler=sampler, metrics=metrics,
+            training={
+                "mixed_precision": mixed_precision,
+                "channels_last": bool(self.channels_last),
+                "same_group": self.same_group,
+                "quarter_turns": self.quarter_turns,
+                "augmentation": augmentation.to_dict(),
+                "backbone_weights": Path(self.backbone_weights).name if self.backbone_weights else None,
+            },
+        )
+        self.model_ = SimilarityModel(net.cpu(), prep, card)
+        self.holdout_metrics_ = metrics
+        self.n_classes_ = int(len(train_classes))
+        self.skipped_ = data.skipped
+        return self
+
+
+    def _card(self, *, arch: dict, root, n_images: int, n_classes: int, holdout_classes: list[str], n_skipped: int,
+              statistics: dict, stopped: bool, step: int, steps_per_epoch: int, seconds: float, device, sampler,
+              metrics: dict, training: dict) -> dict:
+        """The model card of a finished fit; ``training``: what only this kind of training records."""
+        return {
+            "name": self.name or (Path(root).name if root else "similarity model"),
             "architecture": arch,
             "trained_on": {
-                "folder": str(data.root) if data.root else None,
-                "n_images": int(len(train_idx)),
-                "n_classes": int(len(train_classes)),
-                "n_holdout_classes": int(len(holdout_classes)),
-                "holdout_classes": [names[c] for c in holdout_classes],
-                "n_skipped": len(data.skipped),
+                "folder": str(root) if root else None,
+                "n_images": int(n_images),
+                "n_classes": int(n_classes),
+                "n_holdout_classes": len(holdout_classes),
+                "holdout_classes": holdout_classes,
+                "n_skipped": n_skipped,
                 "class_depth": self.class_depth,
-                "image_statistics": image_statistics(data.pixels[torch.from_numpy(train_idx)]),
+                "image_statistics": statistics,
             },
             "training": {
                 "epochs": self.epochs if not stopped else round(step / steps_per_epoch, 2),
@@ -729,33 +754,22 @@ class SimilarityLearner(BaseEstimator):
                 "stopped_early": stopped,
                 "seconds": round(seconds, 1),
                 "device": str(device),
-                "mixed_precision": mixed_precision,
-                "channels_last": bool(self.channels_last),
                 "seed": self.random_state,
                 "classes_per_batch": sampler.classes_per_batch,
                 "images_per_class": self.images_per_class,
-                "same_group": self.same_group,
-                "quarter_turns": self.quarter_turns,
-                "augmentation": augmentation.to_dict(),
                 "proto_weight": self.proto_weight,
                 "class_weight": self.class_weight,
                 "label_smoothing": self.label_smoothing if self.class_weight else 0.0,
                 "lr": self.lr,
                 "weight_decay": self.weight_decay,
                 "warmup": self.warmup,
-                "backbone_weights": Path(self.backbone_weights).name if self.backbone_weights else None,
+                **training,
                 "loss_history": [round(h.loss, 5) for h in self.history_],
             },
             "holdout_pair_metrics": metrics,
             "package_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        self.model_ = SimilarityModel(net.cpu(), prep, card)
-        self.holdout_metrics_ = metrics
-        self.n_classes_ = int(len(train_classes))
-        self.skipped_ = data.skipped
-        return self
-
 
     def _log_step(self, report: Reporter, step: int, total_steps: int, steps_per_epoch: int, epoch_losses: list,
                   started: float) -> None:
@@ -903,44 +917,18 @@ class SimilarityLearner(BaseEstimator):
             metrics = embedding_pair_metrics(model, emb, labels[holdout], seed=self.random_state)
             metrics["protocol"] = metrics["protocol"].replace("batch-norm adapted to the held-out images",
                                                               "frozen pretrained trunk")
-        card = {
-            "name": self.name or (Path(root).name if root else "similarity model"),
-            "architecture": arch,
-            "trained_on": {
-                "folder": str(root) if root else None,
-                "n_images": int(len(train_idx)),
-                "n_classes": int(len(train_classes)),
-                "n_holdout_classes": int(len(holdout_classes)),
-                "holdout_classes": [names[c] for c in holdout_classes],
-                "n_skipped": len(skipped),
-                "class_depth": self.class_depth,
-                "image_statistics": statistics,
-            },
-            "training": {
-                "epochs": self.epochs if not stopped else round(step / steps_per_epoch, 2),
-                "steps": step + 1 if not stopped else step,
-                "stopped_early": stopped,
-                "seconds": round(time.perf_counter() - started, 1),
-                "device": str(device),
-                "seed": self.random_state,
-                "classes_per_batch": sampler.classes_per_batch,
-                "images_per_class": self.images_per_class,
+        card = self._card(
+            arch=arch, root=root, n_images=len(train_idx), n_classes=len(train_classes),
+            holdout_classes=[names[c] for c in holdout_classes], n_skipped=len(skipped), statistics=statistics,
+            stopped=stopped, step=step, steps_per_epoch=steps_per_epoch, seconds=time.perf_counter() - started,
+            device=device, sampler=sampler, metrics=metrics,
+            training={
                 "views": int(len(features)),
                 "feature_dropout": self.feature_dropout,
-                "proto_weight": self.proto_weight,
-                "class_weight": self.class_weight,
-                "label_smoothing": self.label_smoothing if self.class_weight else 0.0,
-                "lr": self.lr,
-                "weight_decay": self.weight_decay,
-                "warmup": self.warmup,
                 "backbone": self.backbone,
                 "backbone_package": PRETRAINED[self.backbone].requirement,
-                "loss_history": [round(h.loss, 5) for h in self.history_],
             },
-            "holdout_pair_metrics": metrics,
-            "package_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
+        )
         self.model_ = SimilarityModel(net, prep, card)
         self.holdout_metrics_ = metrics
         self.n_classes_ = int(len(train_classes))
