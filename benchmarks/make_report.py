@@ -65,6 +65,8 @@ SECTIONS = [
      "benchmarks/teach.py --only photos --photo-classes 25 --photo-per-class 20 --no-speed --resume` and the timings "
      "with `python benchmarks/teach.py --timings-only --resume` (the folders can also run in parallel processes with "
      "`--name` and `--alphabets`)"),
+    ("questions_prior", "Teach it: how much each kind of question learns from its answers (the prior's weight)",
+     "`python benchmarks/questions_prior.py`"),
     ("teach_ceiling", "Teach it: how far answers about groups can go (an oracle's corrections, relearnt from)",
      "`python benchmarks/teach_ceiling.py`"),
     ("omniglot_resolution", "Teach it with a sharper similarity model: 32x32 against 48x48 inputs (validation alphabets)",
@@ -72,7 +74,8 @@ SECTIONS = [
     ("digits_da", "Cross-domain digits: USPS <-> MNIST", "`python benchmarks/digits_da.py`"),
     ("app_explore_20k", "The app's explorer with 20,000 images", "`python benchmarks/app_explore_20k.py`"),
     ("app_explore_100k", "The app's explorer with 100,000 images", "`python benchmarks/app_explore_20k.py --n 100000`"),
-    ("app_time_left", "The time left the app shows during a discovery", "`python benchmarks/app_time_left.py --repeats 3`"),
+    ("app_time_left", "The time left the app shows during a discovery and a relearning",
+     "`python benchmarks/app_time_left.py --repeats 3`"),
     ("self_training_cost", "Seconds per self-training step, by the images in its batch (a prior of the time left)",
      "`python benchmarks/self_training_cost.py`"),
     ("knn_search", "Nearest-neighbour search at scale: exact, inverted-file (IVF) and pynndescent",
@@ -94,6 +97,10 @@ NOTES = {
     "teach": """
 The photo rows above were measured with the previous `photos` model (trained from scratch, now
 `benchmarks/models/photos-scratch.safetensors`); they have not been rerun with the current one.
+""",
+    "questions_prior": """
+The `teach` section above was measured before the questions learnt from their answers (the "none" row here
+is the same runs); it has not been rerun since.
 """,
     "teach_ceiling": """
 The photo rows above were measured with the previous `photos` model (trained from scratch); they have not

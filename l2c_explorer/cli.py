@@ -334,7 +334,8 @@ def cmd_discover(args) -> int:
     finally:
         bar.close()
     names = None
-    if args.score:  # folders named by codes, with a names file: each group is named after its main category
+    # folders named by codes, with a names file: each group is named after its main category
+    if clusterer.true_labels_ is not None:
         readable = category_names(clusterer.true_labels_, clusterer.root_)
         if has_readable_names(readable):
             names = names_from_truth(clusterer.labels_, [readable[t] for t in clusterer.true_labels_])
@@ -343,9 +344,11 @@ def cmd_discover(args) -> int:
     line = (f"{summary['n_images']} images -> {summary['k_estimated']} clusters"
             f"{' (K given)' if given else f' (estimated, at most {clusterer.max_clusters})'} in "
             f"{summary['seconds']:.1f} s on {summary['device']}")
-    if args.score:
-        m = summary["metrics"]
+    m = summary.get("metrics")
+    if m:
         line += f"; ACC {m['acc']:.3f}, NMI {m['nmi']:.3f}, ARI {m['ari']:.3f}, true K {m['k_true']}"
+    elif summary.get("no_scores"):
+        line += f"; no scores: {summary['no_scores']}"
     if summary["n_skipped"]:
         line += f"; {summary['n_skipped']} file(s) skipped (see summary.json)"
     if summary.get("answers"):
@@ -411,14 +414,16 @@ def cmd_questions(args) -> int:
     graph = knn_graph(torch.from_numpy(state["embedding"]), k=linked)
     found = next_questions(state["embedding"], graph, state["labels"], state["probabilities"], answers,
                            scale=state["pair_scale"], bias=state["pair_bias"], n=args.n)
-    rows = [(paths[q.a], paths[q.b]) for q in found]
+    # the kind of each question goes along, so that the answers (path_a,path_b,kind plus a same column) teach
+    # the next round which kinds of question change the groups here
+    rows = [(paths[q.a], paths[q.b], q.kind) for q in found]
     if args.out:
-        write_csv(Path(args.out).expanduser(), ["path_a", "path_b"], rows)
+        write_csv(Path(args.out).expanduser(), ["path_a", "path_b", "kind"], rows)
         print(f"{len(rows)} question(s) written to {args.out}", file=sys.stderr)
     else:
         text = io.StringIO()
         writer = csv.writer(text)
-        writer.writerow(["path_a", "path_b"])
+        writer.writerow(["path_a", "path_b", "kind"])
         writer.writerows(rows)
         sys.stdout.write(text.getvalue())
     return 0

@@ -38,6 +38,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import __version__
 from .constraints import ConstraintSet, apply_answers, as_answers, read_constraints_csv
+from .data import truth_problem
 from .device import describe_device, resolve_device
 from .errors import InputError, StoppedError
 from .graph import (
@@ -62,7 +63,7 @@ from .neighbours import Neighbours, nearest_neighbours, rerank
 from .nets import CosineClusterHead, has_frozen_trunk
 from .options import DISCOVER, SELF_TRAINING_STEPS, discovery_settings
 from .paper import train_paper_ccn
-from .progress import Callback, Reporter, Stage
+from .progress import Callback, Reporter, Stage, calibrated
 from .selftrain import batch_images, self_train
 from .similarity import SimilarityModel, load_similarity_model
 from .store import PixelStore, paths_digest
@@ -301,10 +302,17 @@ def _pixel_scale(model: SimilarityModel) -> float:
 
 
 # A pretrained trunk's pass per image (EfficientNet-Lite0 at 224x224 in bfloat16: about 80 photos/s on 2 cores,
-# benchmarks/photos.py's features stage), and its top's share of that: self-training and the second pass reuse
-# the trunk's features, so they cost only the top.
+# benchmarks/photos.py's features stage), and its top's share of that: the second pass reuses the trunk's
+# features, so it costs only the top.
 TRUNK_SECONDS = 0.0125
 TOP_SHARE = 0.01
+# A self-training step of a frozen trunk's top, per trainable weight of the top: its cost is the pair and
+# prototype losses and Adam over those weights, whatever the batch (10 to 100 features cost the same). Chosen
+# on the photos demo (demo_data/photos_everyday, the shipped photos model: 1.64 M weights; 100 steps of a fit,
+# 2 cores): 12.5 to 13.5 ms a step with little else running (a fit alone, and the photo runs of
+# benchmarks/app_time_left.py), about twice that beside the app's thumbnailer, which the measured pace absorbs.
+# A share of the trunk's pass (TOP_SHARE) priced the step at under 1 ms: the time left missed the sharpening.
+TOP_STEP_SECONDS_PER_WEIGHT = 8e-9
 
 
 def _feature_cost(model: SimilarityModel, *, again: bool = False) -> float:
@@ -451,10 +459,20 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
     cpu_timings_ : dict
         The process's CPU seconds in the same stages (all threads; steadier than wall-clock seconds on a busy
         machine).
+    stage_seconds_ : list of (Stage, float)
+        Each stage of the fit as planned (both passes apart; stages read back from the cache left out) with the
+        seconds it took, after a relearning those of the relearning: the pace :meth:`relearn_seconds` and a
+        relearning's time left are estimated from.
     cached_ : list of str
         What was reused from the cache ("pixels", "embeddings", "neighbours").
     paths_, skipped_ : list
         Image paths (relative to the folder) and skipped files with reasons.
+    true_labels_ : list of str or None
+        Each image's true class, fitted with ``labelled=True``: its first-level subfolder. None when the
+        folder names cannot be true categories (``truth_problem_`` says why).
+    truth_problem_ : str or None
+        Why the folder names asked for as true categories are none (:func:`~l2c_explorer.data.truth_problem`):
+        the run is then not scored.
     """
 
     __init__ = DISCOVER.estimator_init(positional=("similarity",))
@@ -560,6 +578,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         self.stopped_ = report.should_stop()
         self.timings_ = {key: round(v, 3) for key, v in timings.items()}
         self.cpu_timings_ = {key: round(v, 3) for key, v in timings.cpu.items()}
+        self.stage_seconds_ = report.run_plan.measured() if report.run_plan is not None else []
         self._finish(source, *result, model, final_model, device, started)
         return self
 
@@ -708,6 +727,7 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         if len(cs) == 0:
             raise InputError("Relearning learns from answers: answer some questions (or merge or split groups) first.")
         report = Reporter(callback, stop)
+        report.plan(self._relearn_stages())  # every report carries the time left
         started = time.perf_counter()
         device = resolve_device(self.device)
         labels, confidence = self.labels_.copy(), self.confidence_.astype(np.float64)
@@ -720,12 +740,23 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
                                           reading, report.should_stop, None, scratch)
             if list(source.paths) != list(self.paths_):
                 raise InputError(f"The images in {self.root_} changed since this run: run the discovery again.")
+            if has_frozen_trunk(self.embedding_model_.net):
+                from .embedding import trunk_features
+
+                # read back from the folder's cache, else computed here (a planned stage, not a silent wait)
+                def features(done: int, total: int) -> None:
+                    report("features", done, total, message=f"Computing features {done}/{total}")
+
+                features(0, len(source))
+                trunk_features(self.embedding_model_, source, device=device, progress=features,
+                               should_stop=report.should_stop)
             tuned = self_train(
                 self.embedding_model_, source, labels, confidence,
                 steps=self.settings_["self_training_steps"] or SELF_TRAINING_STEPS,
                 keep=self.settings_["self_training_keep"], device=device, seed=self.random_state,
-                progress=lambda step, total: report("self-training", step, total,
-                                                    message=f"Relearning from the answers: step {step}/{total}"),
+                progress=lambda step, total, loss: report(
+                    "self-training", step, total, message=f"Relearning from the answers: step {step}/{total}",
+                    loss=loss),
                 should_stop=report.should_stop, adapted=self.embedding_model_,
             )
             if tuned is None:
@@ -754,7 +785,16 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         self.refit(cs)
         self.stopped_ = False
         self.timings_["relearn"] = round(time.perf_counter() - started, 3)
+        self.stage_seconds_ = report.run_plan.measured()  # the next relearning is like this one
         return self
+
+    def relearn_seconds(self) -> float | None:
+        """About how many seconds :meth:`relearn` takes now, on this machine: its stages' priors scaled by the
+        pace this run measured on each kind of stage (``stage_seconds_``, from the fit or the latest
+        relearning), as its time left starts. None when this run cannot relearn (see :meth:`relearn`)."""
+        if self.method != "graph" or getattr(self, "graph_", None) is None or getattr(self, "root_", None) is None:
+            return None
+        return sum(s.prior for s in self._relearn_stages())
 
     def _keep_k(self, labels: np.ndarray, cs: ConstraintSet) -> np.ndarray:
         """With K given, merge the two most similar groups (mean directions of the embedding) that no answer
@@ -1030,15 +1070,17 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
                 "k": int(k), "k_given": self.n_clusters is not None, "pass": pass_number,
                 "rule": self._k_rule, "parts": int(self.k_parts_)}
 
+    def _clustering_stages(self, n_images: int) -> list[Stage]:
+        """The graph and training stages of a pass over ``n_images`` images, with their priors."""
+        c = STAGE_COSTS
+        batch = n_images if n_images <= FULL_BATCH else MINI_BATCH  # a training step sees every pair of these
+        return [Stage("graph", n_images, c["graph"] + c["graph_squared"] * min(n_images, 3000)),
+                Stage("training", self.steps, c["training"] + c["training_pair"] * batch ** 2)]
+
     def _stages(self, n_images: int, model: SimilarityModel) -> list[Stage]:
         """The stages of a fit on ``n_images`` images, with their priors (see :data:`STAGE_COSTS`)."""
         c = STAGE_COSTS
-        batch = n_images if n_images <= FULL_BATCH else MINI_BATCH  # a training step sees every pair of these
-        one_pass = [
-            Stage("features", n_images, _feature_cost(model)),
-            Stage("graph", n_images, c["graph"] + c["graph_squared"] * min(n_images, 3000)),
-            Stage("training", self.steps, c["training"] + c["training_pair"] * batch ** 2),
-        ]
+        one_pass = [Stage("features", n_images, _feature_cost(model)), *self._clustering_stages(n_images)]
         reading = Stage("reading", n_images, c["reading"], calibrates=False)
         stages = [reading, *one_pass]
         if self.method == "paper":  # the paper's network on the embeddings: no graph, no second round
@@ -1051,12 +1093,29 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
                              self._self_training_step_cost(groups, model)), *second]
         return stages
 
+    def _relearn_stages(self) -> list[Stage]:
+        """The stages of a relearning (:meth:`relearn`), with priors from this run's measured pace
+        (:func:`~l2c_explorer.progress.calibrated`)."""
+        from .cache import resolve_cache_dir
+
+        n, model = len(self.paths_), self.embedding_model_
+        kept = resolve_cache_dir(self.cache) is not None  # the fit left the pixels (and a trunk's features) there
+        stages = [Stage("reading", n, 0.0 if kept else STAGE_COSTS["reading"], calibrates=False)]
+        if has_frozen_trunk(model.net):
+            stages.append(Stage("features", n, 0.0 if kept else _feature_cost(model)))
+        steps = self.settings_["self_training_steps"] or SELF_TRAINING_STEPS
+        stages += [Stage("self-training", steps, self._self_training_step_cost(self.n_clusters_, model)),
+                   Stage("features", n, _feature_cost(model, again=True)), *self._clustering_stages(n)]
+        return calibrated(stages, getattr(self, "stage_seconds_", []))
+
     @staticmethod
     def _self_training_step_cost(n_clusters: int, model: SimilarityModel) -> float:
         """Prior seconds of one self-training step after a first clustering into ``n_clusters`` groups."""
-        per_step = STAGE_COSTS["self-training"] + STAGE_COSTS["self-training_image"] * batch_images(n_clusters)
         if has_frozen_trunk(model.net):  # only the top trains, on the trunk's features
-            return per_step * TOP_SHARE
+            top = model.net.encoder
+            return TOP_STEP_SECONDS_PER_WEIGHT * sum(
+                w.numel() for w in (*top.hidden.parameters(), *top.project.parameters()))
+        per_step = STAGE_COSTS["self-training"] + STAGE_COSTS["self-training_image"] * batch_images(n_clusters)
         return per_step * _pixel_scale(model)
 
     def _refine(self, adapted: SimilarityModel, source, first, device, report, stop, timings: dict, client):
@@ -1075,8 +1134,9 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
             keep=self.settings_["self_training_keep"],
             device=device,
             seed=self.random_state,
-            progress=lambda step, total: report(
-                "self-training", step, total, message=f"Sharpening the features on these images: step {step}/{total}"
+            progress=lambda step, total, loss: report(
+                "self-training", step, total, message=f"Sharpening the features on these images: step {step}/{total}",
+                loss=loss,
             ),
             should_stop=report.should_stop,
             adapted=adapted if self.adapt_norm else None,
@@ -1110,7 +1170,9 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         self.paths_ = list(source.paths)
         self.skipped_ = list(source.skipped)
         self.root_ = source.root
-        self.true_labels_ = source.labels
+        # folder names that cannot be categories are no truth: nothing is scored or coloured against them
+        self.truth_problem_ = truth_problem(source.labels) if source.labels is not None else None
+        self.true_labels_ = None if self.truth_problem_ else source.labels
         self.similarity_model_ = model
         self.embedding_model_ = final_model
         self.device_ = device
@@ -1257,6 +1319,8 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
         """ACC, NMI, ARI and the true and predicted numbers of clusters (see :meth:`score` for ``y_true``)."""
         if y_true is None:
             if self.true_labels_ is None:
+                if getattr(self, "truth_problem_", None):
+                    raise InputError(f"No ground truth: {self.truth_problem_}.")
                 raise InputError("No ground truth: pass y_true, or fit with labelled=True (folder names).")
             y_true = self.true_labels_
         return clustering_scores(np.asarray(y_true), self.labels_)
@@ -1302,7 +1366,10 @@ class L2CClusterer(ClusterMixin, BaseEstimator):
                               "refit_seconds": self.timings_.get("refit"),
                               "relearnt_with": self.relearnings_,
                               "relearn_seconds": self.timings_.get("relearn")}
-        if score:
+        problem = getattr(self, "truth_problem_", None)
+        if problem:  # said whether or not a score was asked for: a rewritten summary keeps it
+            out["no_scores"] = problem
+        elif score:
             m = self.scores()
             out["metrics"] = {"acc": m["acc"], "nmi": m["nmi"], "ari": m["ari"], "k_true": m["k_true"]}
         return out

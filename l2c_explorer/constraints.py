@@ -35,6 +35,8 @@ import scipy.sparse as sp
 from .errors import InputError
 
 CSV_HEADER = ("path_a", "path_b", "same")
+# An optional fourth column: the kind of question answered (what `questions` writes beside its pairs).
+KIND_COLUMN = "kind"
 
 
 class ContradictionError(InputError):
@@ -47,11 +49,17 @@ class ContradictionError(InputError):
 
 @dataclass(frozen=True)
 class Answer:
-    """One answer: images ``a`` and ``b`` (indices) show the same category (``same``) or not."""
+    """One answer: images ``a`` and ``b`` (indices) show the same category (``same``) or not.
+
+    ``kind``: the kind of question it answered ("split", "merge", "member"; see :mod:`l2c_explorer.questions`),
+    when it answered one: the questions learn from it how often that kind of question changes the groups. It
+    does not take part in comparisons (the same pair and answer is the same answer, however it was asked).
+    """
 
     a: int
     b: int
     same: bool
+    kind: str | None = field(default=None, compare=False)
 
 
 def as_answers(constraints, n_images: int | None = None) -> list[Answer]:
@@ -63,13 +71,16 @@ def as_answers(constraints, n_images: int | None = None) -> list[Answer]:
     rows = constraints.tolist() if isinstance(constraints, np.ndarray) else list(constraints)
     out = []
     for row in rows:
-        a, b, same = (row.a, row.b, row.same) if isinstance(row, Answer) else row
+        if isinstance(row, Answer):
+            a, b, same, kind = row.a, row.b, row.same, row.kind
+        else:
+            (a, b, same), kind = row[:3], (row[3] if len(row) > 3 else None)
         if isinstance(same, (int, np.integer)) and not isinstance(same, (bool, np.bool_)) and same not in (0, 1):
             raise InputError(f"An answer's 'same' must be 1 (same category) or 0 (different), not {same!r}.")
         a, b = int(a), int(b)
         if n_images is not None and not (0 <= a < n_images and 0 <= b < n_images):
             raise InputError(f"An answer names image {max(a, b)}, but there are only {n_images} images.")
-        out.append(Answer(a, b, bool(same)))
+        out.append(Answer(a, b, bool(same), kind))
     return out
 
 
@@ -304,15 +315,20 @@ def parse_constraints_csv(text: str, paths: list[str], *, source: str = "the ans
     if not rows:
         return []
     first = [c.strip().lower() for c in rows[0][1]]
-    if first[:3] == list(CSV_HEADER):
+    columns = list(CSV_HEADER)  # without a header: path_a,path_b,same
+    if set(CSV_HEADER) <= set(first):  # a header: its columns in any order, the kind of question optional
+        columns = first
         rows = rows[1:]
     elif first[:2] == ["path_a", "path_b"]:
         raise InputError(f"{source}: the header must be {','.join(CSV_HEADER)} (answers need the 'same' column).")
+    at = {name: columns.index(name) for name in (*CSV_HEADER, KIND_COLUMN) if name in columns}
     answers, unknown = [], []
     for line, row in rows:
-        if len(row) != 3:
-            raise InputError(f"{source}, line {line}: expected 3 columns (path_a,path_b,same), found {len(row)}.")
-        a, b, same = (c.strip() for c in row)
+        if len(row) != len(columns):
+            raise InputError(f"{source}, line {line}: expected {len(columns)} columns ({','.join(columns)}), "
+                             f"found {len(row)}.")
+        a, b, same = (row[at[name]].strip() for name in CSV_HEADER)
+        kind = row[at[KIND_COLUMN]].strip() or None if KIND_COLUMN in at else None
         if same not in ("0", "1"):
             raise InputError(f"{source}, line {line}: 'same' must be 1 (same category) or 0 (different), "
                              f"not {same!r}.")
@@ -320,7 +336,7 @@ def parse_constraints_csv(text: str, paths: list[str], *, source: str = "the ans
             if p not in index:
                 unknown.append(p)
         if a in index and b in index:
-            answers.append(Answer(index[a], index[b], same == "1"))
+            answers.append(Answer(index[a], index[b], same == "1", kind))
     if unknown:
         shown = ", ".join(sorted(set(unknown))[:5])
         more = f" and {len(set(unknown)) - 5} more" if len(set(unknown)) > 5 else ""
@@ -333,7 +349,11 @@ def write_constraints_csv(path: str | os.PathLike, answers, paths: list[str]) ->
     """Write answers as a ``path_a,path_b,same`` CSV file (atomically)."""
     from .results import write_csv
 
-    rows = [(paths[x.a], paths[x.b], int(x.same)) for x in as_answers(answers)]
+    answers = as_answers(answers)
+    if any(x.kind for x in answers):  # the kinds of questions answered, for the next questions to learn from
+        rows = [(paths[x.a], paths[x.b], int(x.same), x.kind or "") for x in answers]
+        return write_csv(Path(path), [*CSV_HEADER, KIND_COLUMN], rows)
+    rows = [(paths[x.a], paths[x.b], int(x.same)) for x in answers]
     return write_csv(Path(path), list(CSV_HEADER), rows)
 
 

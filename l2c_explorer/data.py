@@ -242,6 +242,23 @@ def class_of(relative_path: str, depth: int = 1) -> str:
     return "/".join(parts[:depth])
 
 
+def truth_problem(labels: Sequence[str]) -> str | None:
+    """Why folder labels (:func:`class_of`) cannot be the true categories of the images, in plain words;
+    None when they can.
+
+    Every score against them would mean nothing: an image directly in the folder names no category, and
+    with a single category any grouping into one group scores a perfect 1.000.
+    """
+    loose = sum(1 for label in labels if label == ROOT_LABEL)
+    if loose:
+        some = "1 image sits" if loose == 1 else f"{loose:,} images sit"
+        whose = "its" if loose == 1 else "their"
+        return f"{some} directly in the folder, not in a sub-folder named after {whose} category"
+    if len(set(labels)) < 2:
+        return "the sub-folders do not name at least two categories"
+    return None
+
+
 # ---------------------------------------------------------------------------------------------------
 # single images
 

@@ -212,6 +212,19 @@ def selection_counts(labels: np.ndarray, indices) -> list[tuple[int, int]]:
 # ---------------------------------------------------------------------------------------------------
 # what a page draws
 
+# The colour of group k is GROUP_COLOURS[k % len(GROUP_COLOURS)], on the map and wherever else a group is
+# drawn. Every pair differs clearly (CIE76 delta-E above 20 in CIELAB), not only neighbours: groups 1 and 11
+# must not both look orange. Built once by a greedy farthest-point walk in CIELAB over an sRGB grid (lightness
+# 35-78 and chroma 25-80: visible on white, not grey), starting from the usual first five plotting colours.
+GROUP_COLOURS: tuple[str, ...] = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#645028", "#00d7cd", "#d2c300",
+    "#ff379b", "#ffaaaf", "#b4c382", "#913250", "#056964", "#ff78fa", "#d29150", "#0078ff",
+    "#c3b9eb", "#697800", "#1ecdff", "#960096", "#006428", "#913c19", "#00d791", "#f587c8",
+    "#ff697d", "#5f4b73", "#96cd28", "#5f3cbe", "#55a57d", "#faaf1e", "#82a0ff", "#1950aa",
+    "#aa6e64", "#ff7d55", "#a5056e", "#5aaab4", "#b47da0", "#beaa41", "#be0050", "#b478ff",
+    "#e1b996", "#8cd273", "#876400", "#e1a5ff", "#697d46", "#b95f00", "#823778", "#c355b4",
+)
+
 
 def map_payload(
     coords: np.ndarray,
@@ -243,6 +256,8 @@ def map_payload(
         True labels (folder names), for colouring by ground truth.
     class_names : list of str, optional
         Names of the label values (e.g. a domain adapter's classes); default "cluster <i>".
+
+    The payload also carries the group colours (:data:`GROUP_COLOURS`), so the page has no palette of its own.
     """
     coords = np.asarray(coords, dtype=np.float64)
     labels = np.asarray(labels).astype(int)
@@ -266,6 +281,7 @@ def map_payload(
         "confidence": np.round(np.asarray(confidence, dtype=np.float64), 3).tolist(),
         "path": list(paths),
         "thumb": [t or "" for t in thumbs],
+        "colours": list(GROUP_COLOURS),  # the page colours label (or true category) k with colours[k % len]
     }
     if truth is not None:
         truth_names = sorted({str(t) for t in truth})

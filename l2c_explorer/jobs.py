@@ -150,7 +150,6 @@ class Job:
         self.error: str | None = None
         self.metrics = MetricsBuffer()
         self.progress: Progress | None = None
-        self._reported_at = time.monotonic()
         self.created = time.time()
         self.started: float | None = None
         self.finished_at: float | None = None
@@ -176,10 +175,7 @@ class Job:
         with self._lock:
             p = self.progress
             elapsed = (self.finished_at or time.time()) - self.started if self.started else 0.0
-            time_left = None
-            if p is not None and p.time_left is not None and self.status not in FINISHED:
-                # the estimate was made at the last report; a long stage may not report for a while
-                time_left = max(p.time_left - (time.monotonic() - self._reported_at), 0.0)
+            time_left = p.time_left_now() if p is not None and self.status not in FINISHED else None
             return JobSnapshot(
                 id=self.id,
                 kind=self.kind,
@@ -258,15 +254,12 @@ class Job:
     def _report(self, progress: Progress) -> None:
         with self._lock:
             self.progress = progress
-            self._reported_at = time.monotonic()
             if progress.stage in self.partial_stages:
                 self.learning_started = True
         if progress.details:
             self.publish(**progress.details)
         if progress.metrics:
-            point = {"stage": progress.stage, "step": progress.step, "epoch": progress.epoch,
-                     "elapsed": round(progress.elapsed, 3), **progress.metrics}
-            self.metrics.append(point)
+            self.metrics.append(metric_point(progress))
 
     def _run(self, slots: threading.Semaphore | None) -> None:
         acquired = False
@@ -407,6 +400,13 @@ class JobRegistry:
         finished = [j for j in self._jobs.values() if j.finished]
         for job in finished[: max(0, len(finished) - self.keep)]:
             del self._jobs[job.id]
+
+
+def metric_point(progress: Progress, stage: str | None = None) -> dict:
+    """The point a report with metrics adds to a :class:`MetricsBuffer` (``stage``: recorded under another
+    stage than its own)."""
+    return {"stage": stage or progress.stage, "step": progress.step, "epoch": progress.epoch,
+            "elapsed": round(progress.elapsed, 3), **progress.metrics}
 
 
 def new_job_id() -> str:

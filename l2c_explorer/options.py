@@ -473,8 +473,8 @@ DISCOVER = RunSpec("discover", [
     Option("self_training_steps", None, "fine-tune a copy of the similarity model on its confident "
            "first clusters for this many steps, then cluster again (0: one pass, faster)", allowed=Whole(0),
            flag="--self-training-steps", none=_model_setting("self_training_steps"),
-           widget=Widget("Sharpen the similarity model on these images, then group again (more accurate; about 10 "
-                         "seconds more on a CPU)", toggle=True)),
+           widget=Widget("Sharpen the similarity model on these images, then group again (more accurate, and "
+                         "longer: the time left counts it)", toggle=True)),
     Option("self_training_keep", None, "the share of each cluster's members, most confident first, used as examples "
            "for self-training", allowed=Number(0, 1, low_open=True), none=_model_setting("self_training_keep")),
     Option("k_significance", None, "first K estimate: a drop in the spectrum counts as a boundary between groups when "

@@ -11,6 +11,7 @@ Long operations take two optional keyword arguments:
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -24,13 +25,13 @@ class Progress:
     Attributes
     ----------
     stage : str
-        ``"reading"``, ``"features"``, ``"training"`` or ``"finishing"``.
+        ``"reading"``, ``"features"``, ``"graph"``, ``"training"``, ``"self-training"`` or ``"finishing"``.
     step, total : int
         Position within the stage (``total`` may be 0 when unknown).
     epoch : float or None
         Fractional epoch during training.
     metrics : dict
-        Latest values, e.g. ``{"loss": 0.31, "k_estimated": 27}``.
+        Latest values, e.g. ``{"loss": 0.31, "k_estimated": 27}`` (training; self-training reports its own loss).
     elapsed : float
         Seconds since the operation started.
     eta : float or None
@@ -43,6 +44,11 @@ class Progress:
     details : dict
         Results of the operation worth showing as soon as they exist, e.g. ``{"spectrum": {...}}``: the
         eigenvalues the number of categories was read from.
+    time_after : float or None
+        Of ``time_left``, the seconds planned after the current stage: still ahead however long this stage
+        takes (:meth:`time_left_now` never counts down below them).
+    made : float
+        When it was reported (``time.monotonic()``), from which :meth:`time_left_now` counts down.
     """
 
     stage: str
@@ -55,10 +61,19 @@ class Progress:
     message: str = ""
     time_left: float | None = None
     details: dict = field(default_factory=dict)
+    time_after: float | None = None
+    made: float = field(default_factory=time.monotonic, repr=False, compare=False)  # when it was reported
 
     @property
     def fraction(self) -> float:
         return self.step / self.total if self.total else 0.0
+
+    def time_left_now(self) -> float | None:
+        """``time_left`` counted down since this report was made (a long stage may not report for a while),
+        but never below the stages still to come: a stage that runs late does not make them shorter."""
+        if self.time_left is None:
+            return None
+        return max(self.time_left - (time.monotonic() - self.made), self.time_after or 0.0, 0.0)
 
 
 Callback = Callable[[Progress], None]
@@ -96,15 +111,19 @@ class Stage:
 class RunPlan:
     """The time left in a run made of several stages, some of them repeated (a second pass).
 
-    The time left is the rest of the current stage plus every stage still to come, each at the best rate
-    known for its kind: measured on an earlier stage of the same kind (the second pass's training runs at
-    the first pass's speed), else its prior cost scaled by how much faster or slower than the priors this
-    machine has been so far. Extrapolating only the current stage says "a few seconds left" just before a
-    second round starts; extrapolating a stage's first steps (which carry its set-up) says "an hour".
+    The time left is the rest of the current stage plus every stage still to come, each its prior seconds
+    times the best known pace for its kind: measured over prior seconds of an earlier stage of the same kind
+    (the second pass's training runs at the first pass's pace; a second features pass that only runs a
+    pretrained trunk's top keeps its own, much smaller, prior), else how much faster or slower than the
+    priors this machine has been so far. Extrapolating only the current stage says "a few seconds left"
+    just before a second round starts; extrapolating a stage's first steps (which carry its set-up) says
+    "an hour".
 
     Stages are matched in order by name: a report of a stage other than the current one starts the next
     planned stage of that name; a report whose step goes back starts the next one too. Reports of
-    unplanned stages ("finishing") leave the plan where it is.
+    unplanned stages ("finishing") leave the plan where it is. A stage whose first report already says it
+    is complete was read back (from a cache) rather than computed: its seconds count, but say nothing of
+    this machine's pace.
     """
 
     def __init__(self, stages: list[Stage]):
@@ -112,10 +131,12 @@ class RunPlan:
         self.current = -1
         self.started_at: list[float | None] = [None] * len(self.stages)
         self.seconds: list[float | None] = [None] * len(self.stages)  # measured durations of finished stages
+        self.read_back = [False] * len(self.stages)  # complete at their first report: no measure of pace
         self.last_step, self.last_done = 0, 0.0  # position in the current stage
         self.last_time = 0.0  # of the last report of a planned stage
+        self.after_current = 0.0  # seconds planned after the current stage, as of the last update
 
-    def _advance(self, name: str, step: int, now: float) -> bool:
+    def _advance(self, name: str, step: int, total: int, now: float) -> bool:
         """Move to the planned stage this report belongs to; False when it is not planned.
 
         A stage's time runs from the previous stage's last report to its own last one: the work before
@@ -135,33 +156,51 @@ class RunPlan:
             self.seconds[skipped] = 0.0
         self.current = following[0]
         self.started_at[self.current] = began
+        self.read_back[self.current] = total > 0 and step >= total
         self.last_time = now
         return True
 
+    def _paced(self, i: int) -> bool:
+        """Whether stage ``i`` finished with a duration that measures this machine's pace."""
+        return bool(self.seconds[i]) and self.stages[i].prior > 0 and not self.read_back[i]
+
     def _speed(self, spent: float, done: float) -> float:
-        """How much slower (>1) or faster than its priors this machine runs: measured over prior seconds of
-        the finished stages and of the current one's part done (1 before anything is measured), trusted
-        (geometrically, from 1) in proportion to the share of the planned work it covers, fully from
-        :data:`TRUSTED_SHARE` on: a first stage slowed by something else (a pass it does not report, a
-        thumbnailer reading at the same time) otherwise multiplies everything still to come."""
-        measured = prior = 0.0
+        """How much slower (>1) or faster than its priors this machine runs: the paces (measured over prior
+        seconds) of the finished stages and of the current one's part done, averaged in proportion to their
+        priors as ratios are (geometrically: one stage ten times slower than the rest, an eigensolver beside
+        another program, weighs by its planned share, not by its ten times as many seconds), 1 before anything
+        is measured. Trusted (geometrically, from 1) in proportion to the share of the planned work it
+        covers, fully from :data:`TRUSTED_SHARE` on: a first stage slowed by something else (a pass it does
+        not report, a thumbnailer reading at the same time) otherwise multiplies everything still to come."""
+        logs = prior = 0.0
         for i, s in enumerate(self.stages[: self.current]):
-            if self.seconds[i] and s.prior > 0 and s.calibrates:
-                measured, prior = measured + self.seconds[i], prior + s.prior
+            if self._paced(i) and s.calibrates:
+                logs, prior = logs + s.prior * math.log(self.seconds[i] / s.prior), prior + s.prior
         current = self.stages[self.current]
-        if done > 0 and current.prior > 0 and current.calibrates:
-            measured, prior = measured + spent, prior + done * current.prior
-        if prior <= 0 or measured <= 0:
+        if done > 0 and spent > 0 and current.prior > 0 and current.calibrates and not self.read_back[self.current]:
+            part = done * current.prior
+            logs, prior = logs + part * math.log(spent / part), prior + part
+        if prior <= 0:
             return 1.0
         planned = sum(s.prior for s in self.stages if s.calibrates)
         trust = min(1.0, prior / (TRUSTED_SHARE * planned)) if planned > 0 else 1.0
-        return (measured / prior) ** trust
+        return math.exp(logs / prior * trust)
 
-    def _measured_rate(self, kind: str) -> float | None:
-        """Seconds per unit of the latest finished stage of this kind, if any."""
-        rates = [self.seconds[i] / s.units for i, s in enumerate(self.stages[: self.current])
-                 if s.name == kind and self.seconds[i]]
-        return rates[-1] if rates else None
+    def _measured_pace(self, kind: str) -> float | None:
+        """Measured over prior seconds of the latest finished stage of this kind, if any."""
+        paces = [self.seconds[i] / s.prior for i, s in enumerate(self.stages[: self.current])
+                 if s.name == kind and self._paced(i)]
+        return paces[-1] if paces else None
+
+    def measured(self) -> list[tuple[Stage, float]]:
+        """The stages that ran so far with the seconds each took, as measures of this machine's pace (those
+        read back from a cache left out); the current stage too once its last report says it is complete.
+        A later operation's priors can be scaled by them (:func:`calibrated`)."""
+        out = [(s, self.seconds[i]) for i, s in enumerate(self.stages[: max(self.current, 0)]) if self._paced(i)]
+        at = self.current
+        if at >= 0 and self.last_done >= 1 and self.stages[at].prior > 0 and not self.read_back[at]:
+            out.append((self.stages[at], self.last_time - self.started_at[at]))
+        return out
 
     def revise(self, name: str, cost: float) -> None:
         """A better prior for the stages of this name still to come (learnt on the way: a size, a count)."""
@@ -171,7 +210,7 @@ class RunPlan:
 
     def update(self, name: str, step: int, total: int, now: float) -> float | None:
         """Record a report; return the estimated seconds left in the run (None: not a planned stage yet)."""
-        if self._advance(name, step, now):
+        if self._advance(name, step, total, now):
             self.last_step, self.last_done = step, (step / total if total else 0.0)
         elif self.current < 0:
             return None
@@ -179,19 +218,41 @@ class RunPlan:
         spent = now - self.started_at[self.current]
         done = self.last_done
         speed = self._speed(spent, done)
-        rate = self._measured_rate(stage.name)
-        expected = stage.units * (rate if rate is not None else stage.cost * speed)
+        pace = self._measured_pace(stage.name)
+        expected = stage.prior * (pace if pace is not None else speed)
         if done > 0:
             # trust the stage's own pace more the further it has gone (its first steps carry its set-up)
             trust = done ** 0.5
             expected = trust * (spent / done) + (1 - trust) * expected
-        left = max(expected - spent, 0.0)
+        after = 0.0
         for later in self.stages[self.current + 1:]:
-            rate = self._measured_rate(later.name)
-            if rate is None:
-                rate = expected / stage.units if later.name == stage.name else later.cost * speed
-            left += later.units * rate
-        return left
+            pace = self._measured_pace(later.name)
+            if pace is None:
+                same = later.name == stage.name and stage.prior > 0 and not self.read_back[self.current]
+                pace = expected / stage.prior if same else speed
+            after += later.prior * pace
+        self.after_current = after
+        return max(expected - spent, 0.0) + after
+
+
+def calibrated(stages: list[Stage], measured: list[tuple[Stage, float]]) -> list[Stage]:
+    """``stages`` with priors from measurements on this machine, so that how long a follow-up of a run takes
+    is said from how that run went, here and now.
+
+    ``measured``: stages that ran before, with their seconds (:meth:`RunPlan.measured`). Each prior cost is
+    scaled by the measured over prior seconds of the one of the same name planned most alike (closest cost
+    per unit: a pretrained trunk's pass and its top's are both "features"; the latest among equals), else
+    of all of them together (1 when nothing was measured).
+    """
+    paced = [(s, seconds) for s, seconds in measured if s.prior > 0 and seconds > 0]
+    total_prior = sum(s.prior for s, _ in paced if s.calibrates)
+    overall = sum(seconds for s, seconds in paced if s.calibrates) / total_prior if total_prior > 0 else 1.0
+    out = []
+    for stage in stages:
+        alike = [(abs(math.log(s.cost / stage.cost)) if stage.cost > 0 else 0.0, -i, seconds / s.prior)
+                 for i, (s, seconds) in enumerate(paced) if s.name == stage.name]
+        out.append(replace(stage, cost=stage.cost * (min(alike)[2] if alike else overall)))
+    return out
 
 
 class Reporter:
@@ -249,5 +310,6 @@ class Reporter:
                     message=message,
                     time_left=time_left,
                     details=dict(details or {}),
+                    time_after=self.run_plan.after_current if time_left is not None else None,
                 )
             )

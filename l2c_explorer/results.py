@@ -144,7 +144,7 @@ ANSWERS_FILE = "answers.csv"
 
 
 def write_discovery_results(clusterer, out: Path, *, score: bool = False, save_model: bool = False,
-                            names: list[str] | None = None) -> dict:
+                            names: list[str] | None = None, numbers=None) -> dict:
     """Write ``assignments.csv`` and ``summary.json`` for a fitted clusterer.
 
     ``assignments.csv`` has one row per image: ``path``, ``cluster``, ``confidence`` and, when the groups have
@@ -153,6 +153,10 @@ def write_discovery_results(clusterer, out: Path, *, score: bool = False, save_m
     read (``run.safetensors``, ``embedding_model.safetensors``, :mod:`l2c_explorer.runs`). In that order,
     ``summary.json`` last with the run file's digest: a folder whose writing was cut short is refused as a
     run (:func:`~l2c_explorer.runs.finished_run`), not read as a mix of two.
+
+    ``numbers`` (k,): the number shown for each cluster after a person's corrections
+    (:mod:`l2c_explorer.numbering`); the ``cluster`` column and ``names`` then go by these numbers, and the
+    summary records them (``group_numbers``, by the clusterer's own cluster index).
     """
     from .constraints import write_constraints_csv
     from .model_io import read_model_file
@@ -160,14 +164,17 @@ def write_discovery_results(clusterer, out: Path, *, score: bool = False, save_m
 
     out = Path(out)
     header = ["path", "cluster", "confidence"]
-    columns = [clusterer.paths_, clusterer.labels_.tolist(), np.round(clusterer.confidence_, 4).tolist()]
+    shown = clusterer.labels_ if numbers is None else np.asarray(numbers)[clusterer.labels_]
+    columns = [clusterer.paths_, shown.tolist(), np.round(clusterer.confidence_, 4).tolist()]
     if names is not None:
         header.append("name")
-        columns.append([names[i] for i in clusterer.labels_])
+        columns.append([names[i] for i in shown])
     write_csv(out / "assignments.csv", header, zip(*columns))
     summary = clusterer.summary(score=score)
     if names is not None:
         summary["group_names"] = list(names)
+    if numbers is not None:
+        summary["group_numbers"] = np.asarray(numbers).tolist()
     if save_model:
         summary["clustering_model"] = str(clusterer.save(out / "clustering_model"))
     answers = getattr(clusterer, "constraints_", None)
@@ -183,12 +190,14 @@ def write_discovery_results(clusterer, out: Path, *, score: bool = False, save_m
 
 
 def write_assignment_results(clusterer, assigned: dict, out: Path, *, run_dir=None, seconds: float | None = None,
-                             score: bool = False) -> dict:
+                             score: bool = False, numbers=None) -> dict:
     """Write ``assignments.csv`` (path, cluster, confidence, unlike_any) and ``summary.json`` for new images
-    assigned to a run's clusters (:meth:`~l2c_explorer.clustering.L2CClusterer.assign`)."""
+    assigned to a run's clusters (:meth:`~l2c_explorer.clustering.L2CClusterer.assign`); ``numbers``: the
+    numbers the run's groups are shown with (see :func:`write_discovery_results`)."""
     out = Path(out)
     labels, confidence, unlike = assigned["labels"], assigned["confidence"], assigned["unlike_any"]
-    rows = zip(assigned["paths"], np.asarray(labels).tolist(), np.round(confidence, 4).tolist(),
+    shown = np.asarray(labels) if numbers is None else np.asarray(numbers)[np.asarray(labels)]
+    rows = zip(assigned["paths"], shown.tolist(), np.round(confidence, 4).tolist(),
                np.asarray(unlike, dtype=int).tolist())
     write_csv(out / "assignments.csv", ["path", "cluster", "confidence", "unlike_any"], rows)
     counts = np.bincount(np.asarray(labels)[~np.asarray(unlike, dtype=bool)], minlength=clusterer.n_clusters_)

@@ -12,6 +12,7 @@ This is transductive: the fine-tuned copy serves this folder only and is never s
 from __future__ import annotations
 
 import copy
+import inspect
 
 import numpy as np
 import torch
@@ -54,6 +55,25 @@ def confident_members(labels: np.ndarray, confidence: np.ndarray, keep: float) -
     return mask
 
 
+def _loss_reporter(progress):
+    """``progress`` as ``report(step, total, loss)``: a callback that takes the loss (a third argument, or
+    ``loss=``) gets it; one written for ``progress(step, total)`` is called as before."""
+    if progress is None:
+        return None
+    try:
+        signature = inspect.signature(progress)
+    except (TypeError, ValueError):  # no signature to read (a builtin): called as before
+        return lambda step, total, loss: progress(step, total)
+    for args, kwargs, call in (((0, 0, 0.0), {}, lambda step, total, loss: progress(step, total, loss)),
+                               ((0, 0), {"loss": 0.0}, lambda step, total, loss: progress(step, total, loss=loss))):
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError:
+            continue
+        return call
+    return lambda step, total, loss: progress(step, total)
+
+
 def model_augmentation(model: SimilarityModel) -> Augmentation:
     """The augmentation the model was trained with (none when its card does not say)."""
     training = model.card.get("training", {})
@@ -84,13 +104,16 @@ def self_train(
     as batches need them), labels and confidence (n,) from a first clustering. ``adapted``: ``model`` with
     the batch-norm statistics of these images already estimated (saves a pass over them). Returns None when
     fewer than two clusters have two confident members, or when ``should_stop()`` became true (nothing is
-    kept from an interrupted fine-tuning). ``progress(step, steps)`` is called after every step.
+    kept from an interrupted fine-tuning). ``progress(step, steps, loss)`` is called after every step, with
+    that step's training loss (pair and prototype losses on its batch); a callback of two arguments,
+    ``progress(step, steps)``, is called without it.
     """
     keep_mask = confident_members(labels, confidence, keep)
     kept = np.flatnonzero(keep_mask)
     _, pseudo = np.unique(np.asarray(labels)[kept], return_inverse=True)
     if len(kept) == 0 or pseudo.max() < 1:
         return None
+    progress = _loss_reporter(progress)
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     sampler = ClassBalancedSampler(
@@ -117,9 +140,10 @@ def self_train(
         unit = to_unit(take(kept[idx.numpy()]), prep.invert)
         x = normalise(augment_batch(unit, augmentation, generator=g), prep).to(device)
         net.train()
-        train_one_step(net, optimizer, x, y.to(device), proto_weight=proto_weight, mixed_precision=mixed_precision)
+        loss = train_one_step(net, optimizer, x, y.to(device), proto_weight=proto_weight,
+                              mixed_precision=mixed_precision)
         if progress is not None:
-            progress(step, steps)
+            progress(step, steps, loss)
     tuned = SimilarityModel(net.eval().cpu(), prep, dict(model.card))
     tuned.digest, tuned.source = model.digest, model.source
     return tuned
@@ -143,10 +167,10 @@ def _self_train_top(model: SimilarityModel, pixels, kept: np.ndarray, sampler: C
             return None
         idx, y = sampler.sample()
         net.train()
-        train_one_step(net, optimizer, features[idx].to(device), y.to(device), proto_weight=proto_weight,
-                       encode=top.from_features)
+        loss = train_one_step(net, optimizer, features[idx].to(device), y.to(device), proto_weight=proto_weight,
+                              encode=top.from_features)
         if progress is not None:
-            progress(step, steps)
+            progress(step, steps, loss)
     tuned = SimilarityModel(net.eval().cpu(), model.preprocessing, dict(model.card))
     tuned.digest, tuned.source = model.digest, model.source
     return tuned

@@ -253,15 +253,17 @@ def test_questions_answered_from_a_file_improve_the_run(tmp_path, tengwar10):
     assert asked.returncode == 0, asked.stderr
     rows = list(csv.DictReader(asked.stdout.splitlines()))
     paths = {r["path"] for r in read_assignments(first / "assignments.csv")}
-    assert len(rows) == 6 and set(rows[0]) == {"path_a", "path_b"}
+    assert len(rows) == 6 and set(rows[0]) == {"path_a", "path_b", "kind"}
+    assert {r["kind"] for r in rows} <= {"split", "merge", "member"}
     assert all(r["path_a"] in paths and r["path_b"] in paths and r["path_a"] != r["path_b"] for r in rows)
     # a script answers from the folder names and runs discover again with the answers
     answers = tmp_path / "answers.csv"
     with open(answers, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["path_a", "path_b", "same"])
+        writer.writerow(["path_a", "path_b", "kind", "same"])  # the questions' file with a column added
         for r in rows:
-            writer.writerow([r["path_a"], r["path_b"], int(r["path_a"].split("/")[0] == r["path_b"].split("/")[0])])
+            writer.writerow([r["path_a"], r["path_b"], r["kind"],
+                             int(r["path_a"].split("/")[0] == r["path_b"].split("/")[0])])
     second = tmp_path / "second"
     result = run_cli("discover", tengwar10, "--out", second, "--score", "--quiet", "--seed", 1, "--constraints", answers)
     assert result.returncode == 0, result.stderr
@@ -271,7 +273,8 @@ def test_questions_answered_from_a_file_improve_the_run(tmp_path, tengwar10):
     # the run with answers starts from the same clustering; how much answers help is benchmarks/teach.py's
     # measure (here: ACC 0.855 -> 0.845 with these 6 answers, on 2 CPU threads), not this workflow test's
     assert s2["answers"]["k_before_answers"] == s1["k_estimated"] and "acc" in s2["metrics"]
-    assert (second / "answers.csv").read_text().splitlines()[0] == "path_a,path_b,same"
+    # the run keeps the answers with the kind of question each answered (the next questions learn from it)
+    assert (second / "answers.csv").read_text().splitlines()[0] == "path_a,path_b,same,kind"
     # the next questions never repeat what the answers say (or imply)
     out = tmp_path / "next.csv"
     assert run_cli("questions", second, "--n", 10, "--out", out).returncode == 0
@@ -402,3 +405,18 @@ def test_a_hostile_folder_is_read_without_hanging_failing_or_eating_memory(tmp_p
     refused = run_cli("discover", "/proc", "--model", "omniglot", "--out", tmp_path / "proc_out")
     assert refused.returncode == 2 and "system's own folder" in refused.stderr, refused.stderr
     assert not (tmp_path / "proc_out").exists()
+
+
+def test_score_on_a_folder_without_categories_says_why_instead_of_a_perfect_score(tmp_path, demo_keble):
+    """Three drawings of three characters directly in the folder: one group, which scoring would call perfect."""
+    three = tmp_path / "three"
+    three.mkdir()
+    for char_dir in sorted(demo_keble.iterdir())[:3]:
+        first = sorted(char_dir.glob("*.png"))[0]
+        shutil.copy(first, three / f"{char_dir.name}_{first.name}")
+    out = tmp_path / "out"
+    result = run_cli("discover", three, "--score", "--steps", 20, "--device", "cpu", "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "no scores: 3 images sit directly in the folder" in result.stdout and "ACC" not in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert "metrics" not in summary and summary["no_scores"].startswith("3 images sit directly in the folder")

@@ -348,3 +348,45 @@ def test_the_second_k_estimate_reads_an_estimated_spectrum_like_the_first(keble_
     assert [(s["pass"], s["rule"], s["parts"]) for s in spectra] == [(1, "half the largest drop", 1),
                                                                       (2, second_rule, 1)]
     assert c.k_parts_ == 1 and c.summary()["k_parts"] == 1
+
+
+@pytest.mark.parametrize("layout", ["loose", "one category"])
+def test_folder_names_that_cannot_be_categories_are_never_scored(tmp_path, demo_keble, layout):
+    """Three drawings of three characters, "labelled": directly in the folder, or all in one sub-folder.
+    Scoring would give the single group found a perfect 1.000; the run says why it has no scores instead."""
+    import shutil
+
+    from l2c_explorer.results import write_discovery_results
+
+    folder = tmp_path / "three"
+    dest = folder if layout == "loose" else folder / "only"
+    dest.mkdir(parents=True)
+    for char_dir in sorted(demo_keble.iterdir())[:3]:
+        first = sorted(char_dir.glob("*.png"))[0]
+        shutil.copy(first, dest / f"{char_dir.name}_{first.name}")
+    c = L2CClusterer(similarity="omniglot", steps=20, random_state=0, device="cpu").fit(folder, labelled=True)
+    assert c.true_labels_ is None
+    why = ("3 images sit directly in the folder" if layout == "loose"
+           else "the sub-folders do not name at least two categories")
+    assert c.truth_problem_.startswith(why)
+    summary = write_discovery_results(c, tmp_path / "out", score=True)
+    assert "metrics" not in summary and summary["no_scores"] == c.truth_problem_
+    with pytest.raises(InputError, match=why):
+        c.scores()
+
+
+def test_a_relearning_is_estimated_from_this_runs_own_stages(fitted):
+    """The time a relearning will take comes from the seconds this fit's stages took here: its sharpening
+    from the fit's sharpening, its graph and training from the second pass (after sharpening, as in a
+    relearning), not from priors measured elsewhere."""
+    c, _ = fitted
+    names = [stage.name for stage, _ in c.stage_seconds_]
+    assert names.count("training") == 2 and names.count("graph") == 2 and "self-training" in names
+    planned = {stage.name: stage for stage in c._relearn_stages()}
+    measured = {stage.name: (stage, seconds) for stage, seconds in c.stage_seconds_}  # the latest of each name
+    second_training = measured["training"][1]
+    assert planned["training"].prior == pytest.approx(second_training)  # the same steps on the same images
+    sharpening, seconds = measured["self-training"]
+    step = c._self_training_step_cost(c.n_clusters_, c.embedding_model_)
+    assert planned["self-training"].prior == pytest.approx(seconds / sharpening.prior * step * planned["self-training"].units)
+    assert c.relearn_seconds() == pytest.approx(sum(stage.prior for stage in c._relearn_stages()))

@@ -167,3 +167,18 @@ def test_pair_matrix_holds_the_answers_with_their_consequences():
     assert m[6, 7] == 1 and m[6, 5] == 0 and m[0, 6] == 0  # nothing said: nothing assumed
     assert m[3].sum() == 0 and m[4].sum() == 0
     assert ConstraintSet(8).pair_matrix().nnz == 0
+
+
+def test_the_kind_of_question_answered_goes_through_the_answers_file(tmp_path):
+    from l2c_explorer.constraints import Answer, read_constraints_csv, write_constraints_csv
+
+    paths = ["c0/a.png", "c0/b.png", "c1/a.png"]
+    answers = [Answer(0, 1, True, "split"), Answer(1, 2, False, "merge"), Answer(0, 2, False)]
+    path = write_constraints_csv(tmp_path / "answers.csv", answers, paths)
+    assert path.read_text().splitlines()[0] == "path_a,path_b,same,kind"
+    back = read_constraints_csv(path, paths)
+    assert back == answers and [x.kind for x in back] == ["split", "merge", None]
+    # the questions' own file with a "same" column added, in any order of columns
+    (tmp_path / "q.csv").write_text("path_a,path_b,kind,same\nc0/a.png,c1/a.png,member,0\n")
+    assert read_constraints_csv(tmp_path / "q.csv", paths) == [Answer(0, 2, False, "member")]
+    assert read_constraints_csv(tmp_path / "q.csv", paths)[0].kind == "member"

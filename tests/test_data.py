@@ -18,6 +18,7 @@ from l2c_explorer.data import (
     model_input,
     Preprocessing,
     read_image,
+    truth_problem,
 )
 from l2c_explorer.errors import InputError
 
@@ -96,6 +97,15 @@ def test_labels_come_from_first_level_folders(keble_subset):
     assert len(images.class_names) == 6 and len(images) == 120
     assert images.label_ids().tolist() == sorted(images.label_ids().tolist())
     assert class_of("a/b/c.png", depth=2) == "a/b" and class_of("c.png") == "."
+
+
+def test_folder_names_that_cannot_be_true_categories_are_said_so_in_plain_words():
+    assert truth_problem(["a", "a", "b"]) is None
+    # images directly in the folder name no category; one category scores any single group as perfect
+    assert truth_problem([".", ".", "."]) == ("3 images sit directly in the folder, not in a sub-folder named "
+                                              "after their category")
+    assert truth_problem(["a", ".", "b"]).startswith("1 image sits directly in the folder")
+    assert truth_problem(["a", "a"]) == truth_problem([]) == "the sub-folders do not name at least two categories"
 
 
 def test_fit_square_keeps_aspect_and_pads_with_border_colour():

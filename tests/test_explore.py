@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from l2c_explorer.explore import (
+    GROUP_COLOURS,
     cluster_summaries,
     map_2d,
     map_payload,
@@ -134,3 +135,32 @@ def test_map_payload_is_compact_and_consistent():
         map_payload(coords[:5], labels, conf, paths=paths, thumbs=thumbs)
     empty = map_payload(np.zeros((0, 2)), np.zeros(0, int), np.zeros(0), paths=[], thumbs=[])
     assert empty["n"] == 0 and empty["x"] == []
+    assert payload["colours"] == list(GROUP_COLOURS)  # the page draws with these
+
+
+def srgb_to_lab(hex_colours: list[str]) -> np.ndarray:
+    """CIELAB (D65) of ``#rrggbb`` colours, shape (n, 3)."""
+    rgb = np.array([[int(h[i:i + 2], 16) / 255 for i in (1, 3, 5)] for h in hex_colours])
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    to_xyz = np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
+                       [0.0193339, 0.1191920, 0.9503041]])
+    xyz = linear @ to_xyz.T / np.array([0.95047, 1.0, 1.08883])
+    eps = (6 / 29) ** 3
+    f = np.where(xyz > eps, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1)
+
+
+def test_group_colours_are_all_clearly_different():
+    """The first 40 groups (the map's legend) each get a colour of their own, all pairs clearly apart."""
+    colours = list(GROUP_COLOURS)
+    assert len(colours) >= 40
+    assert all(len(c) == 7 and c[0] == "#" and int(c[1:], 16) >= 0 for c in colours)
+    lab = srgb_to_lab(colours[:40])
+    delta_e = np.linalg.norm(lab[:, None] - lab[None], axis=-1)  # CIE76
+    np.fill_diagonal(delta_e, np.inf)
+    a, b = np.unravel_index(np.argmin(delta_e), delta_e.shape)
+    assert delta_e.min() > 20, (colours[a], colours[b], delta_e.min())
+    # the old 10-colour cycle: 1 and 11 were both orange, 2 and 12 both green
+    assert delta_e[1, 11] > 20 and delta_e[2, 12] > 20
+    # visible on the map's white background, and not grey
+    assert lab[:, 0].max() < 80 and np.hypot(lab[:, 1], lab[:, 2]).min() > 20

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from l2c_explorer.progress import Reporter, RunPlan, Stage
+from l2c_explorer.progress import Reporter, RunPlan, Stage, calibrated
 
 
 def simulate(plan: RunPlan, timeline):
@@ -124,3 +124,81 @@ def test_a_short_slow_start_does_not_multiply_everything_left():
     plan.update("features", 0, 100, 0.0)
     plan.update("features", 100, 100, 15.0)  # prior 5 s of 50 s planned (a tenth), took 15 s
     assert plan.update("training", 0, 45, 15.0) == pytest.approx(45.0 * 3)
+
+
+def test_a_later_stage_of_the_same_name_keeps_its_own_prior():
+    """A pretrained trunk's second features pass runs only its top (a hundredth of the work): the first pass's
+    measured pace applies to its prior, not the first pass's seconds per image (which said "as long again")."""
+    plan = RunPlan([Stage("features", 100, 0.1), Stage("training", 10, 1.0), Stage("features", 100, 0.001)])
+    plan.update("features", 0, 100, 0.0)
+    plan.update("features", 100, 100, 20.0)  # twice its prior
+    assert plan.update("training", 0, 10, 20.0) == pytest.approx(10 * 2.0 + 100 * 0.001 * 2.0)
+
+
+def test_a_stage_read_back_from_a_cache_says_nothing_of_the_pace():
+    """Features read back from the cache (complete at their first report, in no time) do not make the machine
+    look a hundred times faster than its priors."""
+    plan = RunPlan([Stage("features", 100, 0.05), Stage("training", 45, 1.0)])
+    plan.update("features", 100, 100, 0.05)
+    assert plan.update("training", 0, 45, 0.05) == pytest.approx(45.0)
+    assert plan.measured() == []
+    plan.update("training", 45, 45, 90.05)
+    assert [(s.name, seconds) for s, seconds in plan.measured()] == [("training", pytest.approx(90.0))]
+
+
+def relearning_stages(steps: int = 10) -> list[Stage]:
+    return [Stage("reading", 100, 0.0, calibrates=False), Stage("self-training", steps, 0.5),
+            Stage("features", 100, 0.005), Stage("graph", 1, 1.0), Stage("training", 10, 0.5)]
+
+
+def test_a_relearning_plan_takes_its_priors_from_the_run_it_follows():
+    """A relearning's stages cost what the same kinds of stage measured in its run (the second pass: the
+    graph and training after sharpening), its time left counting from there."""
+    run = RunPlan(PLAN)
+    timeline = [("reading", 0, 100, 0.0), ("reading", 100, 100, 1.0), ("features", 0, 100, 0.0),
+                ("features", 100, 100, 1.0), ("graph", 0, 1, 0.0), ("graph", 1, 1, 1.0)]
+    timeline += [("training", s, 10, 1.0) for s in range(1, 11)]
+    timeline += [("self-training", s, 10, 1.5) for s in range(1, 11)]
+    timeline += [("features", 0, 100, 0.0), ("features", 100, 100, 1.0), ("graph", 0, 1, 0.0), ("graph", 1, 1, 2.0)]
+    timeline += [("training", s, 10, 1.0) for s in range(1, 11)]
+    simulate(run, timeline)
+    measured = run.measured()
+    assert [s.name for s, _ in measured] == [s.name for s in PLAN]  # every stage, the last one included
+    # self-training at 3x its prior, the second graph at 2x, training and features at 2x
+    stages = calibrated(relearning_stages(), measured)
+    assert [s.cost for s in stages[1:]] == pytest.approx([1.5, 0.01, 2.0, 1.0])
+    plan = RunPlan(stages)
+    assert plan.update("reading", 100, 100, 0.0) == pytest.approx(15.0 + 1.0 + 2.0 + 10.0)
+    # the relearning runs as the run did: the time left holds within a factor of 2 from a tenth of it on
+    timeline = [("self-training", s, 10, 1.5) for s in range(1, 11)]
+    timeline += [("features", 0, 100, 0.0), ("features", 100, 100, 1.0), ("graph", 0, 1, 0.0), ("graph", 1, 1, 2.0)]
+    timeline += [("training", s, 10, 1.0) for s in range(1, 11)]
+    points = simulate(plan, timeline)
+    total = points[-1][0]
+    for now, left in points:
+        if now >= 0.1 * total and total - now > 1.0:
+            assert (total - now) / 1.2 <= left <= (total - now) * 1.2, (now, left)
+
+
+def test_a_relearning_plan_without_a_measure_of_its_kind_uses_the_runs_overall_pace():
+    run = RunPlan([Stage("features", 100, 0.01), Stage("training", 10, 0.5)])  # a run without sharpening
+    simulate(run, [("features", 0, 100, 0.0), ("features", 100, 100, 3.0), ("training", 5, 10, 2.5),
+                   ("training", 10, 10, 2.5)])
+    stages = calibrated(relearning_stages(), run.measured())  # 3 s for 1 s of priors, 5 s for 5 s: 8 / 6
+    assert stages[1].cost == pytest.approx(0.5 * 8 / 6) and stages[2].cost == pytest.approx(0.005 * 3)
+    assert calibrated(relearning_stages(), []) == relearning_stages()  # nothing measured: the priors as they are
+
+
+def test_the_time_left_shown_between_reports_never_drops_below_the_stages_to_come():
+    """A stage that reports only at its end (the graph) and runs late counts down to the stages after it, not
+    to "0 s left" while they are all still ahead."""
+    seen = []
+    report = Reporter(seen.append)
+    report.plan([Stage("graph", 1, 1.0), Stage("training", 10, 1.0)])
+    report("graph", 0, 1)
+    progress = seen[-1]
+    assert progress.time_left == pytest.approx(11.0, abs=0.1) and progress.time_after == pytest.approx(10.0)
+    progress.made -= 0.5  # half a second later, no report yet
+    assert progress.time_left_now() == pytest.approx(10.5, abs=0.1)
+    progress.made -= 60.0  # the graph runs a minute late: the training is still ahead
+    assert progress.time_left_now() == pytest.approx(10.0)

@@ -123,3 +123,42 @@ def test_a_group_without_inner_links_still_splits_in_two():
     graph = sp.csr_matrix((6, 6))
     half, ncut = split_in_two(graph, np.arange(6))
     assert half.sum() == 3 and ncut == 1.0
+
+
+def test_each_kind_of_question_learns_from_its_answers_how_often_it_changes_the_groups():
+    from l2c_explorer.constraints import Answer
+    from l2c_explorer.questions import kind_bias_shifts
+
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(40, 8))
+    emb[20:] = emb[:20] + 0.6 * rng.normal(size=(20, 8))  # pairs (i, i + 20) fairly alike: cosines about 0.8
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    pairs = [(i, i + 20) for i in range(6)]
+    # no answers, or answers without a kind (from a file): nothing shifts
+    assert set(kind_bias_shifts(emb, ConstraintSet(40), scale=10.0, bias=-5.0).values()) == {0.0}
+    untold = ConstraintSet(40, [Answer(a, b, False) for a, b in pairs])
+    assert set(kind_bias_shifts(emb, untold, scale=10.0, bias=-5.0).values()) == {0.0}
+    # merge questions answered "different" where the model expected "same": merge pairs get less likely,
+    # the other kinds keep the model's calibration
+    merges = ConstraintSet(40, [Answer(a, b, False, "merge") for a, b in pairs])
+    shift = kind_bias_shifts(emb, merges, scale=10.0, bias=-5.0)
+    assert shift["merge"] < -1.0 and shift["split"] == shift["member"] == 0.0
+    # split questions answered "same" make split pairs more likely the same; a stronger prior moves less
+    splits = ConstraintSet(40, [Answer(a, b, True, "split") for a, b in pairs[:3]])
+    assert kind_bias_shifts(emb, splits, scale=4.0, bias=-3.0)["split"] > \
+        kind_bias_shifts(emb, splits, scale=4.0, bias=-3.0, prior_answers=100.0)["split"] > 0.0
+
+
+def test_merge_questions_answered_different_score_lower_for_the_rest_of_the_folder():
+    from l2c_explorer.constraints import Answer
+
+    emb = embedding_of([0] * 16 + [1] * 16, spread=0.02)  # two categories ...
+    graph = cliques([8, 8, 8, 8], bridges=[(7, 8), (23, 24)])
+    labels = np.repeat(np.arange(4), 8)  # ... each found as two groups
+    args = dict(scale=10.0, bias=-5.0, n=5, kinds=("merge",))
+    fresh = next_questions(emb, graph, labels, one_hot(labels, 4), ConstraintSet(32), **args)
+    # the person said "different" to three merge questions about groups 0 and 1
+    told = ConstraintSet(32, [Answer(i, 8 + i, False, "merge") for i in range(3)])
+    after = next_questions(emb, graph, labels, one_hot(labels, 4), told, **args)
+    other = [q for q in after if set(q.groups) == {2, 3}]
+    assert other and other[0].score < [q for q in fresh if set(q.groups) == {2, 3}][0].score

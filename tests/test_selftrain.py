@@ -78,3 +78,17 @@ def test_nothing_to_learn_from_a_single_cluster_or_after_a_stop(drawings):
     one_cluster = np.zeros(len(labels), dtype=np.int64)
     assert self_train(model, pixels, one_cluster, np.ones(len(labels)), steps=5) is None
     assert self_train(model, pixels, labels, np.ones(len(labels)), steps=5, should_stop=lambda: True) is None
+
+
+def test_each_step_reports_its_loss(drawings):
+    """The sharpening draws its own curve: every step's training loss reaches a callback that takes it, by
+    position or as ``loss=``; a callback of (step, total) is called as before (the first test above)."""
+    model, pixels, labels = drawings
+    by_position, by_name = [], []
+    self_train(model, pixels, labels, np.ones(len(labels)), steps=3, seed=1,
+               progress=lambda step, total, loss: by_position.append((step, total, loss)))
+    self_train(model, pixels, labels, np.ones(len(labels)), steps=3, seed=1,
+               progress=lambda step, total, *, loss=None: by_name.append((step, total, loss)))
+    assert [(s, t) for s, t, _ in by_position] == [(1, 3), (2, 3), (3, 3)]
+    assert all(isinstance(x, float) and np.isfinite(x) and x > 0 for _, _, x in by_position)
+    assert by_name == by_position  # seeded: the same steps, the same losses

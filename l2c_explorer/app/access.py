@@ -13,7 +13,8 @@ middleware on Gradio's FastAPI app):
    reloads and every later request of the page carry it. API clients send ``Authorization: token ...``.
    A page shown inside another site's frame (a notebook) gets no cookies in most browsers; its own
    requests name the page they come from (the ``Referer`` of a same-origin request), token included,
-   and that is accepted too. ``--no-token`` turns this check off.
+   and that is accepted too. ``--no-token`` turns this check off. A browser opening the page without the
+   token is told, in plain words, where to find the full address (:data:`FORBIDDEN_TOKEN_PAGE`).
 3. **Origin.** A request that names the page it comes from (``Origin``: browsers send it with every
    ``fetch`` and form that posts) must come from the app's own address, scheme, host and port. A page of
    another port of the same machine is the same *site* for cookies, so the browser sends it the token's
@@ -144,6 +145,34 @@ FORBIDDEN_ORIGIN = ("This request comes from another web page (another site or a
                     "only l2c-explorer's own page may use it.")
 FORBIDDEN_TOKEN = ("This l2c-explorer needs the address it printed when it started, with its ?token=... "
                    "(or restart it with --no-token).")
+# What a person who opened the page without its token sees instead of FORBIDDEN_TOKEN: what to do, in plain
+# words. Self-contained (no script, no file from elsewhere) and the same for everyone: nothing of this app's.
+FORBIDDEN_TOKEN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>l2c-explorer: open it with its full address</title>
+<style>
+body { font: 17px/1.5 system-ui, sans-serif; max-width: 40em; margin: 3em auto; padding: 0 1em; color: #222; }
+h1 { font-size: 1.5em; } code { background: #f0f0f0; padding: 0 .25em; border-radius: 3px; white-space: nowrap; }
+li { margin: .6em 0; }
+</style></head>
+<body><main id="l2c-needs-token">
+<h1>This page needs its full address</h1>
+<p>l2c-explorer opens only at the address it gave when it started. That address ends with a key
+(<code>?token=</code> and letters) that keeps other web pages and programs out. This address has no key, or
+an old one.</p>
+<ul>
+<li><strong>Started in a terminal?</strong> The full address was printed in the terminal where
+<code>l2c-explorer</code> was started, in the line <q>l2c-explorer is running at http://&hellip;</q>.
+Copy the whole address from there into this browser's address bar.</li>
+<li><strong>Cannot find it, or the terminal is closed?</strong> Restart the app: type <code>l2c-explorer</code>
+in a terminal. It opens the page with a new key, and prints its address.</li>
+<li><strong>From a notebook?</strong> Use the app object's <code>url</code> (for example <code>app.url</code>
+after <code>app = show(...)</code>): that is the full address.</li>
+</ul>
+</main></body></html>
+"""
+# The page may style itself and nothing else: no script, no image, font or frame from anywhere.
+PAGE_POLICY = b"default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
 
 class AccessGuard:
@@ -170,6 +199,9 @@ class AccessGuard:
         query = scope.get("query_string", b"").decode("latin-1")
         allowed, from_url = self.access.token_in(query=query, headers=headers, port=server[1])
         if not allowed:
+            if scope["type"] == "http" and _wants_page(method, headers):
+                return await _respond(send, FORBIDDEN_TOKEN_PAGE.encode(), b"text/html; charset=utf-8",
+                                      ((b"content-security-policy", PAGE_POLICY),))
             return await self._refuse(scope, receive, send, FORBIDDEN_TOKEN)
         if not from_url or scope["type"] != "http":
             return await self.app(scope, receive, send)
@@ -188,11 +220,20 @@ class AccessGuard:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        body = f"Forbidden. {why}\n".encode()
-        await send({"type": "http.response.start", "status": 403,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await _respond(send, f"Forbidden. {why}\n".encode(), b"text/plain; charset=utf-8")
+
+
+def _wants_page(method: str, headers: dict[str, str]) -> bool:
+    """Whether a request is a browser opening a page (it asks for HTML), not a program calling the API."""
+    return method in ("GET", "HEAD") and "text/html" in headers.get("accept", "").lower()
+
+
+async def _respond(send, body: bytes, content_type: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """A 403 answer with ``body``, never kept by a cache (the same address answers once the token is sent)."""
+    await send({"type": "http.response.start", "status": 403,
+                "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
+                            (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"), *extra]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def same_origin_only(cors_middleware: type):

@@ -14,6 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..errors import FolderNotEmptyError, L2CError, check_folder
+from ..questions import KINDS
 from ..options import ASSIGN, DISCOVER
 from . import views
 from .layout import ExplorePanel, Page, RunPanel
@@ -24,6 +25,9 @@ STOP_GRACE = 1.5  # seconds a stage that cannot stop mid-way is given before the
 # default settings (those the help text recommends).
 DEMOS = {"symbols": ("omniglot", "omniglot_keble"), "photos": ("photos", "photos_everyday")}
 
+
+# The export line's request for a go-ahead, shown with the button it names (Handlers.export).
+REPLACE_ASK = "Press 'Replace the earlier export in this folder' below to replace it, or choose another folder."
 
 # What a handler turns into a message beside the control that caused it: the package's own errors, and what a
 # value sent through the API (a path too long, text for a number, a list of the wrong kind) or the file
@@ -167,8 +171,7 @@ class Handlers:
         skipped = [[f, why] for f, why in report.skipped[:500]]
         out = {p.folder_md: views.folder_markdown(report), p.sample: [(str(t), rel) for t, rel in report.sample],
                p.folder_skipped: gr.update(value=skipped, visible=bool(skipped)),
-               p.labelled: gr.update(value=True) if report.looks_labelled and self._is_demo(report.folder)
-               else gr.update(),
+               p.labelled: self._labelled_box(report),
                p.folder_tb: str(report.folder), p.fit_note: views.fit_note_markdown(message)}
         if better is not None:
             out.update({p.model: gr.update(value=better), p.card: self._card_text(better),
@@ -182,6 +185,14 @@ class Handlers:
         except PROBLEMS:  # no usable folder yet: the folder step says why
             return ""
         return views.fit_note_markdown(message)
+
+    def _labelled_box(self, report):
+        """The "sub-folder names are the true categories" box for a folder just checked: ticked for a sample
+        folder, unticked where the names cannot be categories (a tick left from the demo would score a folder
+        against nothing), left as the person set it otherwise."""
+        if not report.looks_labelled:
+            return gr.update(value=False)
+        return gr.update(value=True) if self._is_demo(report.folder) else gr.update()
 
     def _is_demo(self, folder: Path) -> bool:
         return any(Path(folder) == Path(p).resolve() for p in self.page.demos.values())
@@ -221,8 +232,8 @@ class Handlers:
                e.selection_gallery: None,
                e.selection_md: "Select images on the map with the lasso or box tool (in the map's toolbar) to see "
                                "them here.",
-               e.assignments: gr.update(value=None, interactive=False), e.export_md: "",
-               e.replace_btn: gr.update(visible=False), e.cluster_md: ""}
+               e.assignments: gr.update(value=None, interactive=False), e.cluster_md: ""}
+        out.update(zip((e.export_md, e.replace_btn), self._export_said("")))
         if e.rename is not None:
             out.update({e.rename: gr.update(value="", interactive=False), e.rename_btn: gr.update(interactive=False)})
         return out
@@ -354,6 +365,10 @@ class Handlers:
                 if result is not None and seen.get("result") != drawn_result:
                     seen["result"] = drawn_result
                     out.update(self._result_outputs(result, e))
+                if (result is not None and getattr(e, "teach", None) is not None and result.kind == "discover"
+                        and job.extra("clusters") is not None and not relearning and seen.get("asked") != job.id):
+                    seen["asked"] = job.id  # the first question, once the run is done: nothing to click first
+                    out.update(self._first_question(job.id, e.teach))
                 if result is not None and job.extras_version != seen.get("extras"):
                     seen["extras"] = job.extras_version
                     if job.extra("clusters") is not None and seen.get("clusters") != drawn_result:
@@ -463,20 +478,31 @@ class Handlers:
             return gr.update(), views.problem(plain(exc))
         return gr.update(value=str(path), visible=True), gr.update()
 
+    @staticmethod
+    def _export_said(message: str, *, replace: bool = False) -> tuple:
+        """(the export line, the replace button): the button shows only beside the line that explains it, and
+        goes with any other message written there (every event writing the line writes both)."""
+        return message, gr.update(visible=replace)
+
+    def export_folder_changed(self, shown: str | None) -> tuple:
+        """Another output folder: the go-ahead to replace was for the earlier one, so the button and the line
+        asking for it go (any other message stays)."""
+        asks = isinstance(shown, str) and views.esc(REPLACE_ASK) in shown
+        return self._export_said("") if asks else (gr.update(), gr.update(visible=False))
+
     def export(self, job_id: str, out_dir: str, mode: str, overwrite: bool = False):
         """(message, the replace button): export; a folder holding files needs a second, explicit go-ahead."""
         try:
             info = self.bench.export(job_id, out_dir, mode=mode, overwrite=overwrite)
         except FolderNotEmptyError as exc:
-            return (views.problem(f"{exc} Press 'Replace the earlier export in this folder' below to replace it, or "
-                                  "choose another folder."), gr.update(visible=True))
+            return self._export_said(views.problem(f"{exc} {REPLACE_ASK}"), replace=True)
         except OSError as exc:
-            return views.problem(f"The export failed: {plain(exc)}"), gr.update(visible=False)
+            return self._export_said(views.problem(f"The export failed: {plain(exc)}"))
         except PROBLEMS as exc:
-            return views.problem(plain(exc)), gr.update(visible=False)
+            return self._export_said(views.problem(plain(exc)))
         verb = "Copied" if mode == "copy" else "Linked"
-        return (f"{verb} **{info['n_files']:,} images** into **{len(info['counts'])} folders** under "
-                f"`{info['folder']}` (with `assignments.csv` and `summary.json`).", gr.update(visible=False))
+        return self._export_said(f"{verb} **{info['n_files']:,} images** into **{len(info['counts'])} folders** "
+                                 f"under `{info['folder']}` (with `assignments.csv` and `summary.json`).")
 
     def replace_export(self, job_id: str, out_dir: str, mode: str):
         return self.export(job_id, out_dir, mode, overwrite=True)
@@ -487,24 +513,51 @@ class Handlers:
         """What every teach handler updates (see :meth:`_taught`)."""
         e, t = self.page.explore, self.page.explore.teach
         return [t.question, t.current, t.answers, t.status, t.groups, t.split_group, t.split_first, t.split_second,
-                t.confirm_split, e.map, e.clusters, e.cluster, e.results_md, self.page.run.curves]
+                t.confirm_split, e.map, e.clusters, e.cluster, e.results_md, self.page.run.curves,
+                t.same, t.different, t.skip, t.ask]
 
-    def _teacher(self, job_id: str):
-        try:
-            return self.bench.teacher(job_id)
-        except PROBLEMS as exc:
-            _fail(exc)
+    def _teach_problem(self, message: str) -> list:
+        """A problem with a teach action, said in the status line; nothing else changes (no error badges)."""
+        out = [gr.update() for _ in self.teach_outputs()]
+        out[3] = views.problem(message)
+        return out
 
     def _question(self, teacher) -> tuple[str, dict | None]:
         q = teacher.question()
         if q is None:
-            return views.question_html(None, "", ""), None
+            return views.question_html(None, "", "") + self._teach_marker(teacher), None
         result = teacher.job.result
         urls = []
         for i in (q["a"], q["b"]):
             thumb = self.bench.thumbnail(result, i)
             urls.append(f"{self.thumb_prefix}{Path(thumb).name}" if thumb else "")
-        return views.question_html(q, *urls), q
+        return views.question_html(q, *urls) + self._teach_marker(teacher), q
+
+    def _first_question(self, job_id: str, t) -> dict:
+        """The teach panel when a run has finished: its best question shown, the answer buttons ready."""
+        try:
+            teacher = self.bench.teacher(job_id)
+            question, current = self._question(teacher)
+        except PROBLEMS:  # a run that cannot be taught (the paper's pipeline): the panel says so when asked
+            return {}
+        ready = gr.update(interactive=current is not None)
+        result = teacher.job.result
+        choices = [(label, c) for label, c in views.cluster_choices(teacher.job.extra("clusters") or [],
+                                                                      result.names) if c >= 0]
+        return {t.question: question, t.current: current, t.same: ready, t.different: ready, t.skip: ready,
+                t.groups: gr.update(choices=choices, value=[]), t.split_group: gr.update(choices=choices, value=None),
+                t.ask: gr.update(variant="secondary" if current is not None else "primary"),
+                t.status: views.teach_status(teacher, None, None)}
+
+    @staticmethod
+    def _teach_marker(teacher) -> str:
+        """What the page's confirmations read: how many answers this run holds, and whether an undo would also
+        take back a relearning (and how long it took)."""
+        relearnt = teacher.clusterer.relearnings_
+        drops = bool(relearnt) and relearnt[-1] == len(teacher.answers)
+        seconds = teacher.clusterer.timings_.get("relearn", 0.0) if drops else 0.0
+        return (f"<span hidden class='l2c-taught' data-answers='{len(teacher.answers)}' "
+                f"data-undo-relearning='{round(float(seconds)) if drops else ''}'></span>")
 
     def _taught(self, teacher, message: str, *, ask: bool = True) -> list:
         """The page after a change: next question, answers, groups, map colours, counts and curves."""
@@ -513,7 +566,13 @@ class Handlers:
         clusters = job.extra("clusters") or []
         header = ["group", "images", "mean confidence"] + (["main true category", "share of it"]
                                                            if result.truth is not None else [])
-        question, current = self._question(teacher) if ask else (gr.update(), gr.update())
+        if ask:
+            question, current = self._question(teacher)
+            answerable = gr.update(interactive=current is not None)
+            buttons = [answerable, answerable, answerable,
+                       gr.update(variant="secondary" if current is not None else "primary")]
+        else:
+            question, current, buttons = gr.update(), gr.update(), [gr.update()] * 4
         choices = [(label, c) for label, c in views.cluster_choices(clusters, names) if c >= 0]
         payload = job.extra("map")
         refs = {"k_estimated": (job.params["k_true"], "true number of categories")} if job.params.get("k_true") \
@@ -526,31 +585,38 @@ class Handlers:
                 gr.update(value=views.cluster_rows(clusters, names), headers=header),
                 gr.update(choices=views.cluster_choices(clusters, names), value=None),
                 views.results_markdown(result),
-                views.curves_json(job.metrics.read()[0], views.DISCOVER_SERIES, references=refs)]
+                views.curves_json(job.metrics.read()[0], views.DISCOVER_SERIES, references=refs), *buttons]
 
     def _change(self, job_id: str, change, status=views.teach_status) -> list:
-        teacher = self._teacher(job_id)
-        before = teacher.job.result.n_clusters
         try:
+            teacher = self.bench.teacher(job_id)
+            before = teacher.job.result.n_clusters
             result = change(teacher)
         except PROBLEMS as exc:
-            _fail(exc)
+            return self._teach_problem(plain(exc))
         return self._taught(teacher, status(teacher, before, result.n_clusters))
 
     def teach_ask(self, job_id: str) -> list:
-        teacher = self._teacher(job_id)
+        try:
+            teacher = self.bench.teacher(job_id)
+        except PROBLEMS as exc:
+            return self._teach_problem(plain(exc))
         return self._taught(teacher, views.teach_status(teacher, None, None))
 
     def teach_answer(self, job_id: str, question: dict | None, verdict: str) -> list:
         """Same / Different / Skip for the question shown."""
         if not question:
-            raise gr.Error("Click \"Ask me a question\" first.", print_exception=False)
+            return self._teach_problem("There is no question to answer yet: click \"Ask me a question\".")
         a, b = int(question["a"]), int(question["b"])
         if verdict == "skip":
-            teacher = self._teacher(job_id)
+            try:
+                teacher = self.bench.teacher(job_id)
+            except PROBLEMS as exc:
+                return self._teach_problem(plain(exc))
             teacher.skip(a, b)
             return self._taught(teacher, "Skipped; here is another question.")
-        return self._change(job_id, lambda t: t.answer(a, b, verdict == "same"))
+        kind = question.get("kind") if question.get("kind") in KINDS else None
+        return self._change(job_id, lambda t: t.answer(a, b, verdict == "same", kind=kind))
 
     def teach_same(self, job_id: str, question: dict | None) -> list:
         return self.teach_answer(job_id, question, "same")
@@ -563,25 +629,31 @@ class Handlers:
 
     def teach_merge(self, job_id: str, groups: list | None) -> list:
         if not groups or len(groups) != 2:
-            raise gr.Error("Choose two groups to merge.", print_exception=False)
+            return self._teach_problem("Choose two groups to merge.")
         return self._change(job_id, lambda t: t.merge(int(groups[0]), int(groups[1])))
 
     def teach_propose_split(self, job_id: str, group) -> list:
+        """The two halves the app would split a group into (outputs: both galleries, Confirm, the status)."""
         if group is None or group == "":
-            raise gr.Error("Choose the group to split.", print_exception=False)
-        teacher = self._teacher(job_id)
+            return [gr.update(), gr.update(), gr.update(), views.problem("Choose the group to split.")]
         try:
+            teacher = self.bench.teacher(job_id)
             plan = teacher.propose_split(int(group))
         except PROBLEMS as exc:
-            _fail(exc)
+            return [gr.update(), gr.update(), gr.update(), views.problem(plain(exc))]
         result = teacher.job.result
-        return [gr.update(value=self.bench.gallery(result, plan["first"], with_group=False), visible=True),
-                gr.update(value=self.bench.gallery(result, plan["second"], with_group=False), visible=True),
-                gr.update(visible=True)]
+        name = result.names[int(group)]
+        return [gr.update(value=self.bench.gallery(result, plan["first"], with_group=False), visible=True,
+                          label=f"The split the app proposes for {name}: one half ({len(plan['first'])} images)"),
+                gr.update(value=self.bench.gallery(result, plan["second"], with_group=False), visible=True,
+                          label=f"the other half ({len(plan['second'])} images)"),
+                gr.update(visible=True),
+                (f"Check the two halves of {name} below. Confirm only if each half is one category; otherwise "
+                 "answer questions, or select the images that do not belong on the map.")]
 
     def teach_split(self, job_id: str, group) -> list:
         if group is None or group == "":
-            raise gr.Error("Choose the group to split.", print_exception=False)
+            return self._teach_problem("Choose the group to split.")
         return self._change(job_id, lambda t: t.split(int(group)))
 
     def teach_not_here(self, job_id: str, selection: list[int] | None) -> list:
@@ -598,7 +670,11 @@ class Handlers:
         return self._change(job_id, lambda t: t.relearn(callback=report), status=views.relearn_status)
 
     def teach_stop_relearn(self, job_id: str) -> str:
-        if self._teacher(job_id).stop_relearning():
+        try:
+            teacher = self.bench.teacher(job_id)
+        except PROBLEMS as exc:
+            return views.problem(plain(exc))
+        if teacher.stop_relearning():
             return "Stopping the relearning: the groups stay as they were."
         return "No relearning is under way."
 
@@ -614,8 +690,10 @@ class Handlers:
                 done["unlike"], done["assigned"])
 
     def save_model(self, job_id: str, out_dir: str):
+        """(the model file, the export line, the replace button): its message takes the export line's place."""
         try:
             path = self.bench.save_model(job_id, out_dir or None)
         except PROBLEMS as exc:
-            return gr.update(), views.problem(plain(exc))
-        return gr.update(value=str(path), visible=True), f"Saved the clustering model as `{path}`."
+            return gr.update(), *self._export_said(views.problem(plain(exc)))
+        saved = self._export_said(f"Saved the clustering model as `{path}`.")
+        return gr.update(value=str(path), visible=True), *saved

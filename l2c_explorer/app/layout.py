@@ -90,7 +90,7 @@ def map_component(elem_id: str, head: str, group_word: str = "group") -> gr.HTML
     <button data-colour="truth" style="display:none">true category</button>
     <button data-action="all">show all {groups}</button>
     <span class="l2c-help">Hover a point to see its image · lasso or box tool: select images ·
-      click a point or a legend entry: show only its {group} · scroll: zoom</span>
+      click a point or a legend entry: show only its {group} · zoom tool: zoom, double-click: zoom out</span>
   </div>
   <div class="l2c-map-empty">The map appears here when a run has finished.</div>
   <div class="l2c-map-plot"></div>
@@ -162,20 +162,23 @@ def teach_panel(prefix: str) -> TeachPanel:
             "that a group is two, or that images selected on the map do not belong in their group. Every "
             "answer is about a pair of images; they are saved with the run (`answers.csv`) and exported with "
             "it, and `l2c-explorer discover --constraints answers.csv` gives the same groups. After a few "
-            "answers, **Relearn** (key **R**, a few seconds) teaches the model what they mean, so that images "
+            "answers, **Relearn** (key **R**) teaches the model what they mean, so that images "
             "nobody asked about are regrouped too (`--relearn` on the command line); Stop relearning leaves the "
             "groups as they were.",
             elem_classes="l2c-help")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
-                ask = gr.Button("Ask me a question", elem_id=f"{prefix}-teach-ask", size="sm")
+                # the answer buttons wait for a question (an answer to nothing would only be an error)
+                ask = gr.Button("Ask me a question", variant="primary", elem_id=f"{prefix}-teach-ask")
                 question = gr.HTML(
-                    "<div class='l2c-question'>The questions appear here when a run has finished.</div>",
+                    "<div class='l2c-question'>The first question appears here when a run has finished.</div>",
                     elem_id=f"{prefix}-teach-question", js_on_load=asset("teach.js"))
                 with gr.Row():
-                    same = gr.Button("Same category (S)", variant="primary", elem_id=f"{prefix}-teach-same")
-                    different = gr.Button("Different (D)", variant="stop", elem_id=f"{prefix}-teach-different")
-                    skip = gr.Button("Skip (K)", elem_id=f"{prefix}-teach-skip")
+                    same = gr.Button("Same category (S)", variant="primary", elem_id=f"{prefix}-teach-same",
+                                     interactive=False)
+                    different = gr.Button("Different (D)", variant="stop", elem_id=f"{prefix}-teach-different",
+                                          interactive=False)
+                    skip = gr.Button("Skip (K)", elem_id=f"{prefix}-teach-skip", interactive=False)
             with gr.Column(scale=2):
                 groups = gr.Dropdown(label="Two groups that are one category", choices=[], multiselect=True,
                                      max_choices=2, elem_id=f"{prefix}-teach-groups")

@@ -33,13 +33,42 @@ import numpy as np
 from ..constraints import Answer, ConstraintSet
 from ..errors import InputError
 from ..explore import cluster_summaries, map_payload
+from ..names import group_names
+
+
+def describe_change(before: np.ndarray, after: np.ndarray, names: list[str]) -> str:
+    """What a change did to the groups, in words (``before``, ``after``: (n_images,) the numbers shown;
+    ``names``: names by number, others named by default): groups split off, groups merged, images moved."""
+    before, after = np.asarray(before), np.asarray(after)
+    top = int(max(before.max(initial=0), after.max(initial=0))) + 1
+    names = [*names, *group_names(top)[len(names):]]
+    moved = before != after
+    if not moved.any():
+        return "no image changed group"
+    words, explained = [], np.zeros(len(after), dtype=bool)
+    old, new = set(before.tolist()), set(after.tolist())
+    for g in sorted(new - old):  # a new number: a part split off the group most of it came from
+        inside = after == g
+        origin = int(np.bincount(before[inside]).argmax())
+        n = int(inside.sum())
+        words.append(f"{n} image{'s' if n != 1 else ''} of {names[origin]} became a new group, {names[g]}")
+        explained |= inside & (before == origin)
+    for g in sorted(old - new):  # a number gone: merged into the group most of it went to
+        inside = before == g
+        into = int(np.bincount(after[inside]).argmax())
+        words.append(f"{names[g]} joined {names[into]}")
+        explained |= inside & (after == into)
+    rest = int((moved & ~explained).sum())
+    if rest:
+        words.append(f"{rest} image{'s' if rest != 1 else ''} moved to another group")
+    return "; ".join(words)
 
 
 @dataclass
 class Given:
     """One change a person made: its answers (one, or several for "do not belong here") and how."""
 
-    how: str  # "same", "different", "one category", "split", "not here"
+    how: str  # "question", "one category", "split", "not here", "from a file"
     answers: list[Answer]
 
 
@@ -70,6 +99,12 @@ class Teacher:
         self._stop = threading.Event()
         self.relearning = False
         self.progress = None  # the latest report of a relearning under way (a reloaded page shows it)
+        # the number shown for each of the clusterer's clusters (numbering.carry_numbers), the next unused
+        # one, and before each change what was shown then (an undo shows the groups with their numbers again)
+        self.numbers = np.arange(int(self.clusterer.n_clusters_))
+        self.next_number = int(max(self.numbers.max(initial=-1), np.max(result.labels, initial=-1))) + 1
+        self._shown_before: list[tuple[np.ndarray, int]] = []
+        self.last_change = ""  # what the last change did to the groups, in words
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -80,13 +115,25 @@ class Teacher:
     def constraints(self) -> ConstraintSet:
         return ConstraintSet(len(self.clusterer.paths_), self.answers, names=self.clusterer.paths_)
 
+    @property
+    def shown(self) -> np.ndarray:
+        """(n_images,) the group number each image is shown with."""
+        return self.numbers[self.clusterer.labels_]
+
     def question(self) -> dict | None:
         """The next question worth asking (not skipped), as the page shows it; None when none is left."""
         for q in self.clusterer.questions(8):
             if (min(q.a, q.b), max(q.a, q.b)) not in self.skipped:
-                return {"a": q.a, "b": q.b, "kind": q.kind, "text": q.text, "groups": list(q.groups),
+                return {"a": q.a, "b": q.b, "kind": q.kind, "text": q.text,
+                        "groups": [int(self.numbers[g]) for g in q.groups],
                         "path_a": self.clusterer.paths_[q.a], "path_b": self.clusterer.paths_[q.b]}
         return None
+
+    def answers_held(self) -> int:
+        """How many of the answers the groups shown now agree with (all of them, by construction: shown so
+        that a person can see it)."""
+        cs = self.constraints()
+        return len(cs) - cs.violated_must(self.shown) - cs.violated_cannot(self.shown)
 
     def rows(self) -> list[list]:
         """The answers given, oldest first: [number, how, image a, image b, same or different]."""
@@ -108,8 +155,8 @@ class Teacher:
         return representative(self.clusterer.embedding_, members)
 
     def members(self, cluster: int) -> np.ndarray:
-        labels = self.clusterer.labels_
-        members = np.flatnonzero(labels == int(cluster))
+        """The images of the group shown with number ``cluster``."""
+        members = np.flatnonzero(self.shown == int(cluster))
         if len(members) == 0:
             raise InputError(f"There is no group {cluster} (any more).")
         return members
@@ -126,9 +173,10 @@ class Teacher:
 
     # -- changing ---------------------------------------------------------------------------------------
 
-    def answer(self, a: int, b: int, same: bool, *, how: str | None = None):
-        """Record "same"/"different" for images ``a`` and ``b`` and re-cluster."""
-        return self._give(Given(how or ("same" if same else "different"), [Answer(int(a), int(b), bool(same))]))
+    def answer(self, a: int, b: int, same: bool, *, how: str | None = None, kind: str | None = None):
+        """Record "same"/"different" for images ``a`` and ``b`` and re-cluster (``kind``: of the question
+        answered, which the next questions learn from)."""
+        return self._give(Given(how or "question", [Answer(int(a), int(b), bool(same), kind)]))
 
     def skip(self, a: int, b: int) -> None:
         """Never ask this pair again in this session (no answer is recorded)."""
@@ -144,11 +192,18 @@ class Teacher:
     def split(self, cluster: int):
         """A group is two categories, split as :meth:`propose_split` shows: "different" for its halves."""
         plan = self.propose_split(cluster)
-        return self._give(Given("split", [Answer(plan["a"], plan["b"], False)]))
+        name = self.job.result.names[int(cluster)]
+        result = self._give(Given("split", [Answer(plan["a"], plan["b"], False)]))
+        shown = self.shown
+        apart = np.mean(shown[plan["second"]] != shown[plan["a"]]) if plan["second"] else 0.0
+        if apart < 0.5:  # the features did not carry the split out as proposed: say so, not a silent reshuffle
+            self.last_change = (f"these two halves could not be separated by the model: their two most typical "
+                                f"images are kept apart, and the rest of {name} stays together ({self.last_change})")
+        return result
 
     def not_here(self, indices) -> object:
         """Selected images do not belong in their groups: "different" from each group's typical image."""
-        labels = self.clusterer.labels_
+        labels = self.shown
         chosen = sorted({int(i) for i in indices if 0 <= int(i) < len(labels)})
         if not chosen:
             raise InputError("Select some images on the map first (lasso or box tool).")
@@ -166,11 +221,12 @@ class Teacher:
         if not self.given:
             raise InputError("There is no answer to undo.")
         with self._lock:
-            last = self.given.pop()
+            last, before = self.given.pop(), self._shown_before.pop()
             try:
-                return self._apply()
+                return self._apply(before)
             except Exception:
                 self.given.append(last)
+                self._shown_before.append(before)
                 raise
 
     def load(self, answers: list[Answer], how: str = "from a file"):
@@ -180,27 +236,56 @@ class Teacher:
     def relearn(self, callback=None):
         """Relearn the features and the clusters from every answer so far, then publish as after a change.
         :meth:`stop_relearning` (from another thread) ends it with the groups as they were."""
+        from dataclasses import replace
+
+        from ..jobs import metric_point
+        from ..progress import Progress
+        from .views import RELEARNING_STAGES
+
         with self._lock:
             if not self.answers:
                 raise InputError("Answer a few questions first: relearning learns from your answers.")
             started = time.perf_counter()
-            history = len(self.clusterer.history_)
             self._stop.clear()
             self.relearning = True
+            showing = self._showing_seconds()
 
             def report(progress) -> None:
+                if progress.time_left is not None:  # it ends when its groups are shown
+                    progress = replace(progress, time_left=progress.time_left + showing,
+                                       time_after=(progress.time_after or 0.0) + showing)
                 self.progress = progress
+                stage = RELEARNING_STAGES.get(progress.stage)
+                if stage is not None and progress.metrics:  # its own curves, drawn as it goes
+                    self.job.metrics.append(metric_point(progress, stage))
                 if callback is not None:
                     callback(progress)
 
             try:
                 self.clusterer.relearn(self.answers, callback=report, stop=self._stop)
+                if self.clusterer.stopped_:
+                    raise InputError("Relearning was stopped; the groups are as they were.")
+                # a page reloaded meanwhile follows it until its groups are shown
+                report(Progress("finishing", 1, 1, message="Writing and showing the new groups",
+                                elapsed=time.perf_counter() - started, time_left=0.0))
+                shown = time.perf_counter()
+                result = self._publish(started)
+                self.showing_seconds = time.perf_counter() - shown
+                return result
             finally:
                 self.relearning, self.progress = False, None
-            if self.clusterer.stopped_:
-                raise InputError("Relearning was stopped; the groups are as they were.")
-            learnt = [p for p in self.clusterer.history_[history:] if p.get("pass") == "relearn"]
-            return self._publish(started, learnt)
+
+    def relearn_estimate(self) -> float | None:
+        """About how many seconds :meth:`relearn` takes now on this machine, from the pace this run measured
+        (:meth:`~l2c_explorer.clustering.L2CClusterer.relearn_seconds`) and the time it took to show groups
+        here; None when it cannot relearn."""
+        seconds = self.clusterer.relearn_seconds()
+        return None if seconds is None else seconds + self._showing_seconds()
+
+    def _showing_seconds(self) -> float:
+        """Seconds to write and show new groups, as measured at the last relearning's end, else at the last
+        change's (an answer's refit takes milliseconds: the rest is showing its groups)."""
+        return getattr(self, "showing_seconds", None) or self.seconds or 0.0
 
     def stop_relearning(self) -> bool:
         """Ask a relearning under way to stop (it ends within a training step; nothing changes); False when
@@ -215,30 +300,44 @@ class Teacher:
             ConstraintSet(len(self.clusterer.paths_), [*self.answers, *given.answers],
                           names=self.clusterer.paths_)  # a contradiction is refused before anything changes
             self.given.append(given)
+            self._shown_before.append((self.shown, self.next_number))
             try:
                 return self._apply()
             except Exception:
                 self.given.pop()
+                self._shown_before.pop()
                 raise
 
-    def _apply(self):
-        """Refit with every answer, rewrite the run's files, publish the new groups and map colours."""
+    def _apply(self, restore: tuple[np.ndarray, int] | None = None):
+        """Refit with every answer, rewrite the run's files, publish the new groups and map colours
+        (``restore``: the groups shown before the change being undone, whose numbers come back)."""
         started = time.perf_counter()
         self.clusterer.refit(self.answers)
-        return self._publish(started)
+        return self._publish(started, restore=restore)
 
-    def _publish(self, started: float, learnt: list[dict] = ()):
-        """Rewrite the run's files and publish the clusterer's groups, map colours and new curve points."""
+    def _publish(self, started: float, learnt: list[dict] = (), *, restore: tuple[np.ndarray, int] | None = None):
+        """Rewrite the run's files and publish the clusterer's groups, map colours and new curve points.
+
+        The groups keep their numbers and names while most of their images stay (:func:`carry_numbers`, from
+        the groups shown until now, or from ``restore`` after an undo).
+        """
         from ..constraints import write_constraints_csv
+        from ..numbering import carry_numbers
         from ..results import ANSWERS_FILE, write_discovery_results
         from .workbench import run_result
 
         job, old = self.job, self.job.result
+        shown_before, next_number = restore if restore is not None else (old.labels, self.next_number)
+        self.numbers, self.next_number = carry_numbers(shown_before, self.clusterer.labels_,
+                                                       next_number=max(next_number, self.next_number))
+        self.last_change = describe_change(old.labels, self.shown, old.names)
         score = old.truth is not None
-        summary = write_discovery_results(self.clusterer, old.run_dir, score=score)
+        names = [*old.names, *group_names(self.next_number)[len(old.names):]]
+        summary = write_discovery_results(self.clusterer, old.run_dir, score=score, names=names,
+                                          numbers=self.numbers)
         if self.answers:
             write_constraints_csv(old.run_dir / ANSWERS_FILE, self.answers, self.clusterer.paths_)
-        result = run_result(self.clusterer, old.run_dir, summary, old.stopped)
+        result = run_result(self.clusterer, old.run_dir, summary, old.stopped, numbers=self.numbers, names=names)
         job.result = result
         summaries = cluster_summaries(result.embedding, result.labels, result.confidence, truth=result.truth)
         extras = {"clusters": summaries, "teach_version": self.version + 1}
@@ -249,11 +348,6 @@ class Teacher:
                                         thumbs=job.extra("thumb_keys"), truth=result.truth,
                                         class_names=result.names, method=payload.get("method", "umap"),
                                         preview=bool(payload.get("preview", False)))
-        last = max((m.get("step", 0) for m in job.metrics.read()[0] if m.get("stage") == "training"), default=0) \
-            if learnt else 0
-        for point in learnt:  # a relearning's training steps continue the run's curves
-            job.metrics.append({"stage": "training", "step": last + point["step"], "epoch": point["epoch"],
-                                "elapsed": 0.0, "loss": point["loss"], "k_estimated": point["k_estimated"]})
         job.publish(**extras)
         self.version += 1
         self.seconds = time.perf_counter() - started

@@ -53,19 +53,35 @@ def _isolate_js(map_id: str) -> str:
             " return [job, c]; }")
 
 
-def _confirm_js(progress_id: str, what: str) -> str:
-    """Before an event that starts a run: while this tab's run is going, ask before discarding it.
+def _confirm_js(progress_id: str, what: str, taught: str | None = None) -> str:
+    """Before an event that starts a run: while this tab's run is going (or, with ``taught``, when its groups
+    hold a person's answers), ask before discarding it.
 
     Throwing cancels the event (Gradio then sends nothing to the server); the arguments go on unchanged.
     """
+    ask_taught = ""
+    if taught is not None:  # the marker the teach panel writes (Handlers._teach_marker)
+        ask_taught = (" const t = document.querySelector('#discover-teach-question .l2c-taught');"
+                      " const n = t ? Number(t.dataset.answers) : 0;"
+                      f" if (!busy && n > 0 && !window.confirm({taught!r}.replace('{{n}}', n)))"
+                      " { throw new Error('l2c-explorer: start cancelled'); }")
     return (f"(...args) => {{ const s = document.querySelector('#{progress_id} [data-status]');"
             " const busy = s && ['queued', 'running', 'stopping'].includes(s.dataset.status);"
             f" if (busy && !window.confirm({what!r})) {{ throw new Error('l2c-explorer: start cancelled'); }}"
+            f"{ask_taught}"
             " return args.length === 1 ? args[0] : args; }")
 
 
 DISCARD_RUN = "A run is still going. Stop it and start a new one? What it has learnt so far is discarded."
+DISCARD_TAUGHT = ("The groups on this page hold your {n} answers. Start a new run? This run and its answers stay "
+                  "saved in its folder, but this page will show the new run.")
 DISCARD_TRAINING = "A model is still being trained. Stop it and start again? The unfinished model is discarded."
+# Undo takes back the last answer, and with it a relearning that learnt from it: ask before throwing that away.
+_UNDO_JS = ("(...args) => { const t = document.querySelector('#discover-teach-question .l2c-taught');"
+            " const s = t ? t.dataset.undoRelearning : '';"
+            " if (s && !window.confirm(`Undo takes back your last answer and the relearning that learnt from it (it"
+            " took ${s} s). Undo both?`)) { throw new Error('l2c-explorer: undo cancelled'); }"
+            " return args.length === 1 ? args[0] : args; }")
 
 
 def _scroll_js(elem_id: str) -> str:
@@ -132,7 +148,7 @@ class Wiring:
             button.click(
                 lambda kind=kind: h.fill_demo(kind),
                 outputs=[p.model, p.card, p.folder_tb, p.labelled, p.k_mode, p.k_value, p.steps, p.run.message],
-                js=_confirm_js("discover-progress", DISCARD_RUN), api_name=api_name, show_progress="hidden",
+                js=_confirm_js("discover-progress", DISCARD_RUN, DISCARD_TAUGHT), api_name=api_name, show_progress="hidden",
             ).success(
                 None, js=_scroll_js("discover-start"),
             ).success(
@@ -187,7 +203,7 @@ class Wiring:
         # discovery
         p.run.start.click(
             h.start_discovery, inputs=self.discover_inputs(), outputs=self.discover_outputs(),
-            js=_confirm_js("discover-progress", DISCARD_RUN), api_name="start_discovery", concurrency_limit=None,
+            js=_confirm_js("discover-progress", DISCARD_RUN, DISCARD_TAUGHT), api_name="start_discovery", concurrency_limit=None,
             **quiet,
         ).success(None, js=_url_js("job"), inputs=[p.run.job])
         p.run.stop.click(h.stop_job, inputs=[p.run.job], outputs=[p.run.progress], api_name="stop_discovery",
@@ -221,6 +237,10 @@ class Wiring:
                         e.clusters, e.assignments]
         if e.save_btn is not None:
             poll_outputs.append(e.save_btn)
+        if e.teach is not None:  # the first question appears when the run is done
+            t = e.teach
+            poll_outputs += [t.question, t.current, t.same, t.different, t.skip, t.ask, t.status, t.groups,
+                             t.split_group]
         run.timer.tick(h.poller(kind, run, e), inputs=[run.job, run.seen], outputs=poll_outputs,
                        api_name=f"poll_{'discovery' if kind == 'discover' else 'adaptation'}",
                        concurrency_limit=None, **quiet)
@@ -254,11 +274,12 @@ class Wiring:
                            api_name=f"export_{kind}", show_progress="minimal")
         e.replace_btn.click(h.replace_export, inputs=[run.job, e.out_dir, e.mode], outputs=[e.export_md, e.replace_btn],
                             api_name=f"replace_export_{kind}", show_progress="minimal")
-        e.out_dir.change(lambda _: gr.update(visible=False), inputs=[e.out_dir], outputs=[e.replace_btn],
-                         **PRIVATE, **quiet)  # a go-ahead is for one folder only
+        # a go-ahead is for one folder only: another folder takes the button and its explanation away
+        e.out_dir.change(h.export_folder_changed, inputs=[e.export_md], outputs=[e.export_md, e.replace_btn],
+                         **PRIVATE, **quiet)
         if e.save_btn is not None:
-            e.save_btn.click(h.save_model, inputs=[run.job, e.out_dir], outputs=[e.model_file, e.export_md],
-                             api_name=f"save_model_{kind}", **quiet)
+            e.save_btn.click(h.save_model, inputs=[run.job, e.out_dir],
+                             outputs=[e.model_file, e.export_md, e.replace_btn], api_name=f"save_model_{kind}", **quiet)
         gr.api(h.select_points, api_name=f"select_points_{kind}")
         if e.teach is not None:
             self.wire_teach(run, e)
@@ -272,10 +293,11 @@ class Wiring:
             button.click(fn, inputs=[run.job, t.current], outputs=outputs, api_name=name)
         t.merge.click(h.teach_merge, inputs=[run.job, t.groups], outputs=outputs, api_name="teach_merge")
         t.propose_split.click(h.teach_propose_split, inputs=[run.job, t.split_group],
-                              outputs=[t.split_first, t.split_second, t.confirm_split], api_name="teach_propose_split")
+                              outputs=[t.split_first, t.split_second, t.confirm_split, t.status],
+                              api_name="teach_propose_split")
         t.confirm_split.click(h.teach_split, inputs=[run.job, t.split_group], outputs=outputs, api_name="teach_split")
         t.not_here.click(h.teach_not_here, inputs=[run.job, e.selection], outputs=outputs, api_name="teach_not_here")
-        t.undo.click(h.teach_undo, inputs=[run.job], outputs=outputs, api_name="teach_undo")
+        t.undo.click(h.teach_undo, inputs=[run.job], outputs=outputs, api_name="teach_undo", js=_UNDO_JS)
         t.relearn.click(h.teach_relearn, inputs=[run.job], outputs=outputs, api_name="teach_relearn")
         # its own queue: a relearning under way must not hold it up
         t.stop_relearn.click(h.teach_stop_relearn, inputs=[run.job], outputs=[t.status], api_name="teach_stop_relearn",

@@ -7,6 +7,7 @@ not just its name.
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import math
 
@@ -30,10 +31,21 @@ STAGE_WORDS_BY_KIND = {
               "finishing": "Naming each target image with a source category"},
 }
 
+# A relearning's points are recorded in its run's metrics under stages of their own (Teacher.relearn), so that
+# they draw their own curves instead of continuing (and spiking) the run's.
+RELEARNING_STAGES = {"self-training": "relearning self-training", "training": "relearning training"}
+
 # What the live charts show, per kind of run: (metric key, chart title, colour). A discovery also shows
-# the spectrum the number of categories was read from (:func:`curves_json`'s ``spectrum``).
+# the spectrum the number of categories was read from (:func:`curves_json`'s ``spectrum``). Each phase that
+# learns has its own chart, so that one moves while its phase runs and no phase's losses land on another's.
 DISCOVER_SERIES = [
-    {"key": "loss", "title": "Training loss (lower is better)", "color": "#1f77b4"},
+    {"key": "loss", "stage": "training", "title": "Training loss (lower is better)", "color": "#1f77b4"},
+    {"id": "sharpening", "key": "loss", "stage": "self-training", "title": "Sharpening (self-training loss)",
+     "color": "#ff7f0e"},
+    {"id": "relearning-sharpening", "key": "loss", "stage": RELEARNING_STAGES["self-training"],
+     "title": "Relearning from the answers: sharpening (self-training loss)", "color": "#2ca02c"},
+    {"id": "relearning", "key": "loss", "stage": RELEARNING_STAGES["training"],
+     "title": "Relearning from the answers: grouping (training loss)", "color": "#9467bd"},
 ]
 SIMILARITY_SERIES = [{"key": "loss", "title": "Training loss (lower is better)", "color": "#1f77b4"}]
 ADAPT_SERIES = [
@@ -257,10 +269,32 @@ def spectrum_chart(spectrum: dict | None, k_true: int | None = None) -> dict | N
                 f"read again inside each of its {spectrum['parts']} parts (the {spectrum['rule']} rule), the "
                 f"parts' spectra add up to {k} groups.")
     else:
-        note = (f"K = {k}: {k} eigenvalues stay close to 1, then the values drop (the {spectrum['rule']} rule). "
-                "Each well-separated group of images gives one eigenvalue near 1.")
+        note = f"K = {k}: {_drop_words(shown, k, spectrum['rule'])}"
     return {"eigenvalues": shown, "k": k, "k_eigengap": k_gap, "k_given": bool(spectrum.get("k_given")),
             "k_true": k_true, "title": title, "note": note}
+
+
+def _drop_words(values: list[float], k: int, rule: str) -> str:
+    """The eigenvalues either side of the chosen K and how that drop compares with the others the chart
+    shows, from the numbers: a drop is called clear only when the chart shows one."""
+    if not 1 <= k < len(values):
+        return f"the {rule} rule's choice."
+    steps = [a - b for a, b in itertools.pairwise(values)]
+    drop = steps[k - 1]
+    others = steps[: k - 1] + steps[k:]
+    typical = sorted(others)[len(others) // 2] if others else 0.0
+    largest = max(range(len(steps)), key=steps.__getitem__)
+    head = (f"the first {k} eigenvalues run from {values[0]:.3f} down to {values[k - 1]:.3f}, and eigenvalue "
+            f"{k + 1} is {values[k]:.3f}")
+    if drop < 2 * typical or drop <= 0:
+        return (f"{head}: a step of {drop:.3f}, no larger than those around it. The chart shows no clear drop "
+                f"there, so this number is uncertain (the {rule} rule chose it).")
+    if largest == k - 1:
+        return (f"{head}: a drop of {drop:.3f}, the largest in the chart (the {rule} rule). Each well-separated "
+                "group of images gives one eigenvalue near 1.")
+    larger = f"{drop / typical:.0f} times a typical step between neighbours, " if typical > 0 else ""
+    return (f"{head}: a drop of {drop:.3f}, {larger}though not the largest in the chart ({steps[largest]:.3f}, "
+            f"after eigenvalue {largest + 1}; the {rule} rule).")
 
 
 def _round(v):
@@ -275,14 +309,23 @@ def results_markdown(result) -> str:
     """The headline of a finished run, with metrics explained when the folder names are ground truth."""
     s = result.summary
     n = len(result.paths)
+    took = f"{duration(s.get('seconds'))} on {s.get('device', '?')}"
     if result.kind == "discover":
         k = result.n_clusters
         given = s.get("k_given")
-        head = (f"**{k} categor{'y' if k == 1 else 'ies'}** found in **{n:,} images**"
-                + (" (the number was given)" if given else " (the number was estimated)"))
+        found = f"**{k} categor{'y' if k == 1 else 'ies'}**"
+        answers = _answers_words(result)
+        if answers:  # the groups are no longer the run's own: say so, and what the run itself found
+            k_run = (s.get("answers") or {}).get("k_before_answers", "?")
+            run = (f"the number was given as {k_run}; the run took {took}" if given
+                   else f"the run estimated {k_run} in {took}")
+            head = f"{found} in **{n:,} images** after {answers} ({run})."
+        else:
+            head = (f"{found} found in **{n:,} images**"
+                    + (" (the number was given)" if given else " (the number was estimated)") + f" in {took}.")
     else:
-        head = f"**{n:,} images** sorted into the {len(result.names)} source categories with `{s.get('method', '?')}`"
-    head += f" in {duration(s.get('seconds'))} on {s.get('device', '?')}."
+        head = (f"**{n:,} images** sorted into the {len(result.names)} source categories with "
+                f"`{s.get('method', '?')}` in {took}.")
     if result.stopped:
         head += " The run was stopped early: these results use what was learnt until then."
     lines = [head]
@@ -291,6 +334,9 @@ def results_markdown(result) -> str:
                      "there are, give the number (step 3, *I know it*) and start again.")
     if result.skipped:
         lines.append(f"{len(result.skipped)} file(s) were skipped (see the list below).")
+    if s.get("no_scores"):  # the folder names were offered as the truth but cannot be (data.truth_problem)
+        lines.append(f"**No scores**: {s['no_scores']}, so there are no true categories to compare the groups "
+                     "with.")
     m = s.get("metrics")
     if m and result.kind == "discover":
         lines.append(
@@ -307,6 +353,19 @@ def results_markdown(result) -> str:
         if acc is not None:
             lines.append(f"Compared with the folder names: **{acc:.1%}** of the target images get the right class.")
     return "\n\n".join(lines)
+
+
+def _answers_words(result) -> str:
+    """"5 answers" (and the relearnings from them) when a person's answers shaped the groups, else ""."""
+    given = getattr(result.estimator, "constraints_", None)
+    n = len(given) if given is not None else 0
+    if not n:
+        return ""
+    words = f"{n} answer{'s' if n != 1 else ''}"
+    relearnt = len((result.summary.get("answers") or {}).get("relearnt_with") or ())
+    if relearnt:
+        words += " and a relearning" if relearnt == 1 else f" and {relearnt} relearnings"
+    return words
 
 
 def cluster_rows(summaries, names: list[str]) -> list[list]:
@@ -360,13 +419,22 @@ def fit_note_markdown(message: str) -> str:
 
 
 def question_html(question: dict | None, url_a: str, url_b: str) -> str:
-    """A question as two thumbnails and one sentence (``question``: a Teacher question, or None)."""
+    """A question as two thumbnails and one sentence (``question``: a Teacher question, or None).
+
+    Each image is named by its file name only: the folder it sits in may be its category, which would give
+    the answer away. A click on an image shows it large over the page (a ``<details>`` the page's CSS turns
+    into an overlay; no script, and the same file from the app), a second click closes it.
+    """
     if question is None:
         return "<div class='l2c-question'>No question left worth asking: the groups look settled.</div>"
-    cells = "".join(
-        f"<figure><img src='{esc(url)}' alt='{esc(path)}' data-index='{i}'/><figcaption>{esc(path)}</figcaption>"
-        "</figure>" for url, path, i in ((url_a, question["path_a"], question["a"]),
-                                         (url_b, question["path_b"], question["b"])))
+
+    def cell(url: str, path: str, i: int) -> str:
+        name = esc(str(path).replace("\\", "/").rsplit("/", 1)[-1])
+        return (f"<figure><details class='l2c-zoom'><summary title='Click to enlarge (click again to close)'>"
+                f"<img src='{esc(url)}' alt='{name}' data-index='{i}'/></summary></details>"
+                f"<figcaption>{name}</figcaption></figure>")
+
+    cells = cell(url_a, question["path_a"], question["a"]) + cell(url_b, question["path_b"], question["b"])
     return (f"<div class='l2c-question' data-kind='{esc(question['kind'])}' data-a='{question['a']}' "
             f"data-b='{question['b']}'><p>{esc(question['text'])}</p><div class='l2c-pair'>{cells}</div>"
             "<p class='l2c-help'>Do these two images show the same category?</p></div>")
@@ -379,7 +447,18 @@ def teach_status(teacher, before: int | None, after: int | None) -> str:
             return "Answer a few questions: the groups change at once."
         return f"{_answers(teacher)} so far."
     seconds = f" in {teacher.seconds:.1f} s" if teacher.seconds is not None else ""
-    return f"Re-grouped with {_answers(teacher)}{seconds}: {_groups_now(before, after)}."
+    return (f"Re-grouped with {_answers(teacher)}{seconds}: {_groups_now(before, after)}; "
+            f"{teacher.last_change}. {_held(teacher)}")
+
+
+def _held(teacher) -> str:
+    """The page's own measure of the answers: how many of them the groups shown agree with."""
+    n, held = len(teacher.answers), teacher.answers_held()
+    if not n:
+        return ""
+    if held == n:
+        return f"The groups agree with all {n} of your answers." if n > 1 else "The groups agree with your answer."
+    return f"⚠️ The groups agree with {held} of your {n} answers."
 
 
 def _answers(teacher) -> str:
@@ -397,14 +476,16 @@ def relearning_html(progress) -> str:
     text = "Relearning from your answers"
     if progress is not None and progress.message:
         text += f": {progress.message}"
-    text += f" ({frac:.0%}). The groups below change when it ends."
+    seconds = progress.time_left_now() if progress is not None else None
+    left = f", about {duration(seconds)} left" if seconds is not None else ""
+    text += f" ({frac:.0%}{left}). The groups below change when it ends."
     return bar_html("relearning", frac, text)
 
 
 def relearn_status(teacher, before: int, after: int) -> str:
     """One line after relearning: from how many answers, how long, and the groups now."""
-    return (f"Relearnt the features from {_answers(teacher)} in {teacher.seconds:.1f} s: {_groups_now(before, after)}. "
-            "The map keeps its layout; the colours show the new groups.")
+    return (f"Relearnt the features from {_answers(teacher)} in {teacher.seconds:.1f} s: {_groups_now(before, after)}; "
+            f"{teacher.last_change}. {_held(teacher)} The map keeps its layout; the colours show the new groups.")
 
 
 def added_markdown(summary: dict) -> str:

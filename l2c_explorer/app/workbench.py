@@ -121,6 +121,10 @@ class RunResult:
         Clusters found (the clusterer's ``n_clusters_``), or the adapter's number of classes.
     truth : list of str or None
         True labels when the folder names were declared ground truth, by their readable names.
+    numbers : ndarray of shape (n_clusters,) or None
+        The number shown for each of the estimator's clusters after a person's corrections
+        (:mod:`l2c_explorer.numbering`: a group keeps its number while most of its images stay); ``labels``
+        are these numbers. None: the estimator's own numbers.
     """
 
     kind: str
@@ -137,6 +141,7 @@ class RunResult:
     n_clusters: int
     truth: list[str] | None = None
     stopped: bool = False
+    numbers: np.ndarray | None = None
 
     @property
     def metrics(self) -> dict | None:
@@ -160,16 +165,22 @@ class RunResult:
         return frame
 
 
-def run_result(fitted, run_dir: Path, summary: dict, stopped: bool) -> RunResult:
-    """A fitted :class:`L2CClusterer` or :class:`DomainAdapter` as the explorer sees it."""
+def run_result(fitted, run_dir: Path, summary: dict, stopped: bool, *, numbers: np.ndarray | None = None,
+               names: list[str] | None = None) -> RunResult:
+    """A fitted :class:`L2CClusterer` or :class:`DomainAdapter` as the explorer sees it (``numbers``: the
+    number shown for each cluster, see :attr:`RunResult.numbers`; ``names``: names by number so far, kept)."""
     truth = getattr(fitted, "true_labels_", None)
+    labels = np.asarray(fitted.labels_)
     if hasattr(fitted, "classes_"):  # an adapter: its labels are the source classes
         kind, n_clusters = "adapt", len(fitted.classes_)
         readable = category_names([*fitted.classes_, *(truth or [])], fitted.source_root_)
         names = [readable[str(c)] for c in fitted.classes_]
     else:
         kind, n_clusters = "discover", int(fitted.n_clusters_)
-        names = group_names(int(np.max(fitted.labels_)) + 1)
+        if numbers is not None:
+            labels = np.asarray(numbers)[labels]
+        defaults = group_names(int(np.max(labels)) + 1)
+        names = [*(names or [])[: len(defaults)], *defaults[len(names or []):]]
         readable = category_names(truth or [], fitted.root_)
     if truth is not None:
         truth = [readable[str(t)] for t in truth]
@@ -178,7 +189,7 @@ def run_result(fitted, run_dir: Path, summary: dict, stopped: bool) -> RunResult
         estimator=fitted,
         run_dir=run_dir,
         summary=summary,
-        labels=np.asarray(fitted.labels_),
+        labels=labels,
         confidence=np.asarray(fitted.confidence_),
         embedding=np.asarray(fitted.embedding_),
         paths=list(fitted.paths_),
@@ -188,6 +199,7 @@ def run_result(fitted, run_dir: Path, summary: dict, stopped: bool) -> RunResult
         n_clusters=n_clusters,
         truth=truth,
         stopped=stopped,
+        numbers=None if numbers is None else np.asarray(numbers),
     )
 
 
@@ -210,11 +222,15 @@ class FolderReport:
     sample: list[tuple[Path, str]]
     subfolders: list[str] = field(default_factory=list)
     checked_all: bool = True
+    loose: int = 0  # images directly in the folder, in no sub-folder
 
     @property
     def looks_labelled(self) -> bool:
-        """Images sorted into two or more first-level subfolders (their names may be categories)."""
-        return len(self.subfolders) >= 2
+        """Whether the sub-folders' names may be the images' true categories: the rule a run's scores follow
+        (:func:`~l2c_explorer.data.truth_problem`), on the categories found here."""
+        from ..data import ROOT_LABEL, truth_problem
+
+        return truth_problem([*self.subfolders, *[ROOT_LABEL] * self.loose]) is None
 
 
 FULL_CHECK_LIMIT = 2000  # image files decoded by a folder check (a few tenths of a second on a laptop)
@@ -258,16 +274,19 @@ def check_image_folder(folder: str | os.PathLike, thumbs: ThumbnailCache, *, sam
             skipped.append((rel, "cannot be decoded as an image"))
     n_images = len(files) - (0 if checked_all else len(picks) - len(shown))
     subfolders = sorted({f.relative_to(root).parts[0] for f in files if len(f.relative_to(root).parts) > 1})
+    loose = sum(1 for f in files if len(f.relative_to(root).parts) == 1)
     return FolderReport(folder=root, n_images=n_images, skipped=sorted(skipped), sample=shown, subfolders=subfolders,
-                        checked_all=checked_all)
+                        checked_all=checked_all, loose=loose)
 
 
-def count_classes(folder: Path) -> int:
-    """How many true categories a labelled folder has (its first-level sub-folders holding images)."""
-    from ..data import class_of, find_images
+def count_classes(folder: Path) -> int | None:
+    """How many true categories a labelled folder has (its first-level sub-folders holding images); None when
+    its folder names cannot be categories (:func:`~l2c_explorer.data.truth_problem`)."""
+    from ..data import class_of, find_images, truth_problem
 
     files, _ = find_images(folder)
-    return len({class_of(f.relative_to(folder).as_posix()) for f in files})
+    labels = [class_of(f.relative_to(folder).as_posix()) for f in files]
+    return None if truth_problem(labels) else len(set(labels))
 
 
 def list_subfolders(folder: str | os.PathLike, limit: int = 500) -> list[str]:
@@ -435,8 +454,9 @@ class Workbench:
         model_path = self.resolve_model(model)
         options = self._checked(DISCOVER, options, given_elsewhere=("similarity",))
         params = dict(folder=str(root), model=str(model), labelled=bool(labelled), **options)
-        if labelled:
-            params["k_true"] = count_classes(root)
+        k_true = count_classes(root) if labelled else None
+        if k_true:
+            params["k_true"] = k_true
         job_id = new_job_id()
 
         def target(callback, stop):
@@ -761,7 +781,7 @@ class Workbench:
             raise InputError(f"Another group is already called {name!r}.")
         result.names[group] = name
         write_discovery_results(result.estimator, result.run_dir, score=result.metrics is not None,
-                                names=list(result.names))
+                                names=list(result.names), numbers=result.numbers)
         if job.extra("coords") is not None:  # the map's legend and hover cards show the new name
             self._publish_map(job, job.extra("coords"), job.extra("map_method") or "umap",
                               preview=bool(job.extra("map", {}).get("preview")))
@@ -795,7 +815,7 @@ class Workbench:
             assigned = clusterer.assign(root, device=device, callback=callback)
             out = check_output_folder(out_dir, root)
             summary = write_assignment_results(clusterer, assigned, out, run_dir=result.run_dir,
-                                               seconds=time.perf_counter() - started)
+                                               seconds=time.perf_counter() - started, numbers=result.numbers)
             return {"summary": summary, "assigned": assigned, "folder": out}
 
         job = self.registry.submit("assign", target, owner=owner, params={"of": job_id, "folder": str(root)},
@@ -813,7 +833,7 @@ class Workbench:
             items = []
             for i in indices[:GALLERY_LIMIT]:
                 thumb = self.thumbs.get(root / assigned["paths"][i])
-                label = int(assigned["labels"][i])
+                label = int(assigned["labels"][i] if result.numbers is None else result.numbers[assigned["labels"][i]])
                 name = result.names[label] if label < len(result.names) else f"cluster {label}"
                 if thumb is not None:
                     items.append((str(thumb), f"{name} · {assigned['confidence'][i]:.2f} · {assigned['paths'][i]}"))

@@ -29,3 +29,15 @@ def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "co
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def box(page, selector: str) -> dict:
+    """The bounding box of the first element ``selector`` matches (left, right, top, bottom; CSS pixels)."""
+    return page.eval_on_selector(selector, "e => { const r = e.getBoundingClientRect();"
+                                           " return {left: r.left, right: r.right, top: r.top, bottom: r.bottom}; }")
+
+
+def overlap(a: dict, b: dict, tolerance: float = 0.5) -> bool:
+    """Whether two boxes share more than a hairline (boxes that only touch do not overlap)."""
+    return (a["left"] < b["right"] - tolerance and b["left"] < a["right"] - tolerance
+            and a["top"] < b["bottom"] - tolerance and b["top"] < a["bottom"] - tolerance)

@@ -184,3 +184,60 @@ def test_a_page_of_another_local_port_cannot_drive_the_app(page, served_app):
         server.server_close()
     assert result["info"] == "refused", result  # the page could not read the app's API
     assert answers and all(status == 403 for _, status in answers), answers
+
+
+def _words(html_text: str) -> str:
+    """The text a person reads on a page: tags out, spaces collapsed."""
+    import re
+
+    return " ".join(re.sub(r"<[^>]+>", " ", html_text).split())
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def test_a_browser_without_the_token_is_told_what_to_do_in_plain_words(served_app):
+    base = served_app.base_url
+    for url in (base, f"{base}?job=0123456789abcdef", f"{base}?token=not-the-token"):
+        status, headers, body = fetch(url, headers={"Accept": BROWSER_ACCEPT})
+        headers = {k.lower(): v for k, v in headers.items()}
+        assert status == 403, url
+        assert headers["content-type"].startswith("text/html") and headers["cache-control"] == "no-store"
+        html_text = body.decode("utf-8")
+        words = _words(html_text)
+        assert "This page needs its full address" in words
+        assert "The full address was printed in the terminal where l2c-explorer was started" in words
+        assert "Restart the app: type l2c-explorer in a terminal. It opens the page with a new key" in words
+        assert "From a notebook? Use the app object's url" in words
+        # self-contained: nothing fetched from anywhere, and the browser is told so
+        assert not any(s in html_text.lower() for s in ("<script", "<link", "<img", "<iframe", "src=", "href=",
+                                                        "url(", "@import"))
+        assert "default-src 'none'" in headers["content-security-policy"]
+        # nothing of this app: no token, no folder, none of the page
+        assert served_app.token not in html_text and str(served_app.workbench.workspace.root) not in html_text
+        assert "gradio" not in html_text.lower() and "omniglot" not in html_text.lower()
+
+
+def test_programs_without_the_token_still_get_a_short_plain_answer(served_app):
+    base = served_app.base_url
+    for url, headers, method in ((f"{base}gradio_api/info", {"Accept": "application/json"}, "GET"),
+                                 (f"{base}config", {}, "GET"),
+                                 (base, {}, "GET"),  # no Accept: a program, not a browser
+                                 (f"{base}gradio_api/run/check_folder", {"Accept": BROWSER_ACCEPT}, "POST")):
+        status, answer, body = fetch(url, headers=headers, method=method)
+        assert status == 403, url
+        assert {k.lower(): v for k, v in answer.items()}["content-type"].startswith("text/plain"), url
+        assert body.startswith(b"Forbidden.") and b"--no-token" in body and len(body) < 300, url
+
+
+@pytest.mark.browser
+def test_chromium_opening_the_address_without_its_token_shows_what_to_do(page, served_app):
+    fetched = []
+    page.on("request", lambda r: fetched.append(r.url))
+    answer = page.goto(served_app.base_url)
+    assert answer.status == 403
+    assert page.locator("h1").inner_text() == "This page needs its full address"
+    assert "printed in the terminal" in page.inner_text("body")
+    page.wait_for_timeout(500)  # anything the page would still ask for
+    assert fetched == [served_app.base_url], fetched  # the page alone: no script, style sheet, font or image
+    assert page.locator("#model").count() == 0  # and none of the app

@@ -487,61 +487,163 @@ def test_same_categories_new_domain_tab(page, served_app):
     assert page.input_value("#adapt-epochs input") == "2"
 
 
-def test_teach_it_answers_questions_and_merges_groups(page, served_app, keble6):
-    """Three answers (by keyboard and by button), then two groups merged: groups, map and counts change."""
+def test_teaching_in_front_of_an_audience(page, served_app, keble6, tmp_path):
+    """The walk a presenter makes: answers, a named group, merge, split, relearn, undo, export, reload, another
+    demo. Nothing shows an error, names and numbers stay with their groups, every answer holds, nothing is
+    thrown away without asking, and every request of the page goes to the app itself."""
+    from urllib.parse import urlsplit
+
     import numpy as np
 
+    own = urlsplit(served_app.base_url).netloc
+    elsewhere = []
+    page.on("request", lambda r: elsewhere.append(r.url)
+            if urlsplit(r.url).scheme in ("http", "https", "ws", "wss") and urlsplit(r.url).netloc != own else None)
+    dialogs = []
+
+    def on_dialog(d):
+        dialogs.append((d.type, d.message))
+        d.dismiss() if "Start a new run" in d.message else d.accept()
+
+    page.on("dialog", on_dialog)
     job = served_app.discover(keble6, wait=False, labelled=True, device="cpu", steps=30, self_training_steps=0)
     assert job.wait(600) and job.result is not None, job.error
-    page.goto(served_app.page_url(job=job.id))  # the page's address carries the launch token
+    truth = np.unique(np.asarray(job.result.truth), return_inverse=True)[1]
+    page.goto(served_app.page_url(job=job.id))
+    # an answer key pressed before any question is there does nothing: no red "Error" badges anywhere
+    page.wait_for_selector("#discover-teach-same")
+    assert page.is_disabled("#discover-teach-same button, button#discover-teach-same")
+    page.locator("body").press("s")
+    # the first question comes by itself when the run is shown: nothing to click first
+    page.wait_for_selector("#discover-teach-question .l2c-question[data-a]", timeout=150_000)
+    assert page.is_enabled("button#discover-teach-same")
+    no_error_badges(page)
     page.wait_for_function("() => document.querySelector('#discover-map .l2c-map')?.dataset.ready === '1'",
                            timeout=300_000)
-    truth = np.unique(np.asarray(job.result.truth), return_inverse=True)[1]
     labels_on_map = "() => JSON.parse(document.querySelector('#discover-map .l2c-map').l2c.state.raw).label"
+
+    # a group gets a name; eight answers later it still has it (and its number)
+    page.click("#discover-cluster input")
+    page.get_by_role("option").nth(1).click()  # (the first shows every group)
+    page.wait_for_function("() => document.querySelectorAll('#discover-typical img').length > 0", timeout=75_000)
+    named = int(page.input_value("#discover-cluster input").split()[1])
+    members = set(np.flatnonzero(job.result.labels == named).tolist())
+    fill(page, "discover-rename", "hooks")
+    page.click("#discover-rename-btn")
+    page.wait_for_function("() => document.querySelector('#discover-cluster input').value.startsWith('hooks')",
+                           timeout=150_000)
     page.locator("#discover-teach").scroll_into_view_if_needed()
-    page.click("#discover-teach-ask")
-    page.wait_for_selector("#discover-teach-question .l2c-question[data-a]", timeout=150_000)
-    for n in range(1, 4):
-        q = page.eval_on_selector("#discover-teach-question .l2c-question", "e => [Number(e.dataset.a), Number(e.dataset.b)]")
+    for n in range(1, 9):
+        q = page.eval_on_selector("#discover-teach-question .l2c-question",
+                                  "e => [Number(e.dataset.a), Number(e.dataset.b)]")
         same = bool(truth[q[0]] == truth[q[1]])
-        if n == 2:  # the keyboard shortcut
+        if n % 2:
             page.locator("body").press("s" if same else "d")
         else:
             page.click("#discover-teach-same" if same else "#discover-teach-different")
-        # the status counts the answers; the table (a virtualised Gradio dataframe that draws only the rows
-        # in view) shows the new one once in view
         page.wait_for_function(f"() => document.querySelector('#discover-teach-status').innerText"
                                f".includes('with {n} answer')", timeout=150_000)
-        page.locator("#discover-teach-answers").scroll_into_view_if_needed()
-        newest = job.result.paths[q[1]]
-        page.wait_for_function(f"() => document.querySelector('#discover-teach-answers').innerText"
-                               f".includes('{newest}')", timeout=150_000)
+        status = page.inner_text("#discover-teach-status")
+        assert "The groups agree with" in status and ("all" in status or n == 1), status
+        assert "⚠️" not in status
     teacher = served_app.workbench.teacher(job.id)
-    assert len(teacher.answers) == 3
-    assert all(x.same == bool(truth[x.a] == truth[x.b]) for x in teacher.answers)
+    assert teacher.answers_held() == 8 and len(teacher.answers) == 8
+    kept = np.flatnonzero(job.result.labels == named)
+    if len(members & set(kept.tolist())) * 2 > len(members):  # most of its images stayed: same number and name
+        assert job.result.names[named] == "hooks"
+        assert any(c.startswith("hooks") for c in page.eval_on_selector_all(
+            "#discover-map .legendtext", "es => es.map(e => e.textContent)"))
+    no_error_badges(page)
     shot(page, "#discover-teach", "10-teach-it.png")
 
-    # merge two groups: one group fewer in the counts, on the map and in the run
-    k = job.result.n_clusters
-    before = page.evaluate(labels_on_map)
+    # merge two groups: the status says which joined which; no group is renumbered
+    before = set(job.result.labels.tolist())
     page.click("#discover-teach-groups input")
     page.get_by_role("option").nth(0).click()
     page.click("#discover-teach-groups input")
     page.get_by_role("option").nth(1).click()
     page.click("#discover-teach-merge")
-    page.wait_for_function(f"() => document.querySelector('#discover-teach-status').innerText"
-                           f".includes('{k} → {k - 1} groups')", timeout=150_000)
-    after = page.evaluate(labels_on_map)
-    assert job.result.n_clusters == k - 1 and max(after) == k - 2 and after != before
-    assert len(teacher.answers) == 4 and teacher.answers[-1].same
-    assert "groups" in page.inner_text("#discover-teach-status")
+    page.wait_for_function("() => document.querySelector('#discover-teach-status').innerText.includes('joined')",
+                           timeout=150_000)
+    after = set(job.result.labels.tolist())
+    assert len(after) == len(before) - 1 and after < before
+    assert page.evaluate(labels_on_map) == job.result.labels.tolist()
 
-    # relearn from the four answers (key R): the groups come from sharpened features, the curves go on
-    loss_points = curve_points(page, "loss")
+    # split: the halves are shown with their sizes; confirming says what happened. Splitting the group just
+    # merged contradicts the merge: said in words beside the answers, nothing changes
+    def split(option: int) -> str:
+        page.click("#discover-teach-split-group input")
+        page.get_by_role("option").nth(option).click()
+        page.click("#discover-teach-propose-split")
+        page.wait_for_function("() => document.querySelector('#discover-teach-status').innerText"
+                               ".includes('Check the two halves')", timeout=150_000)
+        assert page.is_visible("#discover-teach-confirm-split")
+        page.click("#discover-teach-confirm-split")
+        page.wait_for_function("() => { const t = document.querySelector('#discover-teach-status').innerText;"
+                               " return ['became a new group', 'could not be separated', 'Contradictory']"
+                               ".some(w => t.includes(w)); }", timeout=150_000)
+        no_error_badges(page)
+        return page.inner_text("#discover-teach-status")
+
+    labels = job.result.labels.copy()
+    assert "Contradictory" in split(0) and np.array_equal(job.result.labels, labels)  # largest first: the merged
+    split(len(set(labels.tolist())) - 1)
+    n_answers = len(teacher.answers)
+    assert n_answers in (9, 10)
+
+    # relearn, then undo: the undo asks first, since it would throw the relearning away
     page.locator("body").press("r")
     page.wait_for_function("() => document.querySelector('#discover-teach-status').innerText"
-                           ".includes('Relearnt the features from 4 answers')", timeout=300_000)
-    assert teacher.clusterer.relearnings_ == [4]
-    page.wait_for_function("() => Number(document.querySelector('#discover-curves [data-series=loss]')"
-                           f"?.dataset.points) > {loss_points}", timeout=60_000)
-    assert page.evaluate(labels_on_map) == job.result.labels.tolist()
+                           f".includes('Relearnt the features from {n_answers} answers')", timeout=300_000)
+    assert teacher.clusterer.relearnings_ == [n_answers]
+    page.click("#discover-teach-undo")
+    page.wait_for_function("() => document.querySelector('#discover-teach-status').innerText"
+                           f".includes('with {n_answers - 1} answers')", timeout=150_000)
+    assert any(kind == "confirm" and "relearning" in text for kind, text in dialogs), dialogs
+    assert teacher.clusterer.relearnings_ == [] and len(teacher.answers) == n_answers - 1
+
+    # export; reload: the same groups, names and answers
+    out = tmp_path / "exported"
+    fill(page, "discover-out", str(out))
+    page.click("#discover-export")
+    page.wait_for_function("() => document.querySelector('#discover-export-md').innerText.includes('120 images')",
+                           timeout=150_000)
+    assert (out / "answers.csv").is_file()
+    labels = job.result.labels.tolist()
+    page.reload()
+    page.wait_for_function("() => document.querySelector('#discover-map .l2c-map')?.dataset.ready === '1'",
+                           timeout=300_000)
+    assert page.evaluate(labels_on_map) == labels
+
+    # the other demo, over a taught run: asks first (dismissed here: nothing starts)
+    page.click("#try-photo-demo")
+    page.wait_for_timeout(1000)
+    assert any(f"your {n_answers - 1} answers" in text for _, text in dialogs), dialogs
+    assert job_shown(page) == job.id
+    assert not elsewhere, elsewhere
+
+    # the page's address without its key (a bookmark, a link shared): what to do, in plain words
+    stranger = page.context.browser.new_context()
+    try:
+        bare = stranger.new_page()
+        answer = bare.goto(served_app.base_url)
+        assert answer.status == 403
+        words = bare.inner_text("body")
+        assert "terminal" in words and "l2c-explorer" in words and "Forbidden" not in words
+        shot(bare, None, "12-page-without-its-key.png")
+    finally:
+        stranger.close()
+
+    # a name typed but not saved: leaving the page asks first
+    page.click("#discover-cluster input")
+    page.get_by_role("option").nth(1).click()
+    page.wait_for_function("() => !document.querySelector('#discover-rename textarea').disabled", timeout=75_000)
+    leaving = ("() => { const e = new Event('beforeunload', {cancelable: true}); window.dispatchEvent(e);"
+               " return e.defaultPrevented; }")  # what the browser asks the page before it leaves
+    assert page.evaluate(leaving) is False
+    fill(page, "discover-rename", "typed, not saved")
+    assert page.evaluate(leaving) is True
+    page.click("#discover-rename-btn")
+    page.wait_for_function("() => document.querySelector('#discover-cluster input').value.startsWith('typed')",
+                           timeout=150_000)
+    assert page.evaluate(leaving) is False

@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from app_helpers import wait_until
 from app_helpers import DEMO
@@ -352,3 +353,46 @@ def test_k_given_as_text_is_refused_with_what_was_expected(client, keble6):
     with pytest.raises(AppError, match="(?s)number.*twelve"):
         client.predict(str(keble6), "omniglot", "known", "twelve", 100, "mcl", 20, "cpu", True, False, "", "",
                        api_name="/start_discovery")
+
+
+def test_folder_names_that_are_no_categories_untick_the_box_and_are_never_scored(client, served_app, keble6, tmp_path):
+    """Three drawings of three characters, directly in a folder: one group, and no perfect 1.000 for it."""
+    three = tmp_path / "three"
+    three.mkdir()
+    for char_dir in sorted((DEMO / "omniglot_keble").iterdir())[:3]:
+        first = sorted(char_dir.glob("*.png"))[0]
+        (three / f"{char_dir.name}_{first.name}").write_bytes(first.read_bytes())
+
+    def box_after_check(folder):
+        return unwrap(client.predict(str(folder), "omniglot", api_name="/check_folder")[3])
+
+    assert box_after_check(DEMO / "omniglot_keble") is True  # a sample folder: ticked for the person
+    assert box_after_check(three) is False  # no sub-folders: a tick left from the demo goes
+    assert box_after_check(keble6) is None  # sub-folders that may be categories: as the person set it
+    # ticked all the same (through the API, or Start pressed before the folder was checked): still no scores
+    job_id = start(client, three, steps=20, labelled=True)
+    final = Tab(client, job_id).wait(lambda p: p.get("results"), timeout=300, what="the results")
+    assert "1.000" not in final["results"] and "ACC" not in final["results"]
+    assert "**No scores**: 3 images sit directly in the folder" in final["results"]
+    assert served_app.workbench.result(job_id).truth is None
+
+
+def test_teach_actions_without_what_they_need_say_so_beside_the_answers(client, served_app, keble6):
+    """An answer with no question shown, a merge of one group, a split of none: a line in the teach status
+    (never an error that Gradio would badge over every output), and nothing changes."""
+    job = served_app.discover(keble6, wait=False, labelled=True, device="cpu", steps=20, self_training_steps=0)
+    assert job.wait(600) and job.result is not None, job.error
+    labels = job.result.labels.copy()
+    status = 2  # Handlers.teach_outputs' status line (the client leaves out the question's gr.State)
+    for api, args, words in (("/teach_same", (job.id, None), "no question to answer"),
+                             ("/teach_merge", (job.id, None), "Choose two groups"),
+                             ("/teach_split", (job.id, None), "Choose the group"),
+                             ("/teach_undo", (job.id,), "no answer to undo")):
+        out = client.predict(*args, api_name=api)
+        assert "l2c-problem" in unwrap(out[status]) and words in unwrap(out[status]), (api, out[status])
+    out = client.predict(job.id, None, api_name="/teach_propose_split")
+    assert "Choose the group" in unwrap(out[-1])
+    assert np.array_equal(job.result.labels, labels)
+    # asked for, a question comes
+    out = client.predict(job.id, api_name="/teach_ask")
+    assert "data-a=" in unwrap(out[0])

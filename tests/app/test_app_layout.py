@@ -59,3 +59,13 @@ def test_each_widget_is_made_from_its_option(page, spec, option):
         assert widget.step == w.step
     if w.toggle:
         assert isinstance(widget, gr.Checkbox) and widget.value is w.first_value(option) is True
+
+
+def test_the_replace_button_comes_and_goes_with_the_line_that_explains_it(blocks, page):
+    """The red "Replace the earlier export" button stands beside the line asking for it: every event that
+    writes the export line (export, replace, save the model, a new run) also shows or hides the button."""
+    for e in (page.explore, page.adapt_explore):
+        writers = [fn for fn in blocks.fns.values() if e.export_md._id in {o._id for o in fn.outputs}]
+        assert len(writers) >= 3
+        silent = [fn.name for fn in writers if e.replace_btn._id not in {o._id for o in fn.outputs}]
+        assert not silent, f"these write the export line but leave the replace button as it was: {silent}"

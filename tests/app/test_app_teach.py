@@ -26,6 +26,12 @@ def taught(tmp_path, keble6):
     bench.close()
 
 
+def same_partition(x, y) -> bool:
+    """Whether two labelings group the images alike, whatever their numbers."""
+    pairs = set(zip(np.asarray(x).tolist(), np.asarray(y).tolist(), strict=True))
+    return len(pairs) == len(set(np.asarray(x).tolist())) == len(set(np.asarray(y).tolist()))
+
+
 def truth_of(result) -> np.ndarray:
     return np.unique(np.asarray(result.truth), return_inverse=True)[1]
 
@@ -40,6 +46,7 @@ def test_answers_merges_and_undo(taught):
         assert q is not None and q["path_a"] == job.result.paths[q["a"]]
         teacher.answer(q["a"], q["b"], bool(truth[q["a"]] == truth[q["b"]]))
     assert len(teacher.rows()) == 3 and teacher.version == 3
+    assert [r[1] for r in teacher.rows()] == ["question"] * 3  # how each was given; the answer has its column
     before = job.result
     k = before.n_clusters
     merged = teacher.merge(0, 1)  # two groups said to be one category
@@ -54,6 +61,43 @@ def test_answers_merges_and_undo(taught):
     assert back.n_clusters == k and np.array_equal(back.labels, before.labels)
     with pytest.raises(InputError, match="Choose two different groups"):
         teacher.merge(2, 2)
+
+
+def test_groups_keep_their_numbers_and_names_through_answers_merges_splits_and_undo(taught):
+    bench, job, _ = taught
+    teacher = bench.teacher(job.id)
+    first = job.result
+    bench.rename_group(job.id, 2, "hooks")
+    bench.rename_group(job.id, 4, "ladders")
+    truth = truth_of(first)
+    q = teacher.question()
+    teacher.answer(q["a"], q["b"], bool(truth[q["a"]] == truth[q["b"]]))
+    answered = job.result.labels.copy()
+    # names survive an answer; a group keeps its number while most of its images stay
+    assert job.result.names[2] == "hooks" and job.result.names[4] == "ladders"
+    for g in (2, 4):
+        before = np.flatnonzero(first.labels == g)
+        if np.mean(job.result.labels[before] == g) > 0.5:
+            assert np.sum(job.result.labels == g) > 0
+    merged = teacher.merge(2, 3)  # group 3 joins "hooks": the number and name of the larger part stay
+    kept = 2 if np.sum(first.labels == 2) >= np.sum(first.labels == 3) else 3
+    assert set(np.unique(merged.labels).tolist()) == set(np.unique(first.labels).tolist()) - {5 - kept}
+    assert "joined" in teacher.last_change
+    # the files say what the page shows: numbers and names
+    rows = (merged.run_dir / "assignments.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[1]) for r in rows] == merged.labels.tolist()
+    assert json.loads((merged.run_dir / "summary.json").read_text())["group_names"][4] == "ladders"
+    # a split: the larger half keeps the number, the other half gets a number never shown before
+    shown_before = set(range(first.n_clusters))
+    split = teacher.split(4)
+    new = set(np.unique(split.labels).tolist()) - shown_before
+    assert split.n_clusters == merged.n_clusters + len(new)
+    assert all(n >= first.n_clusters for n in new)
+    assert teacher.answers_held() == len(teacher.answers)
+    # undo brings back the groups with the numbers they had
+    assert np.array_equal(teacher.undo().labels, merged.labels)
+    assert np.array_equal(teacher.undo().labels, answered)
+    assert job.result.names[2] == "hooks"
 
 
 def test_split_and_not_here(taught):
@@ -98,7 +142,9 @@ def test_answers_in_the_app_and_in_a_file_give_the_same_clusters(taught, tmp_pat
     answers_file = in_app.run_dir / "answers.csv"
     from_file = L2CClusterer(similarity="omniglot", **OPTIONS).fit(folder, constraints=str(answers_file))
     assert from_file.paths_ == in_app.paths
-    assert np.array_equal(from_file.labels_, in_app.labels)
+    # the same groups (the page's numbers follow the groups as they changed, see numbering.carry_numbers)
+    assert same_partition(from_file.labels_, in_app.labels)
+    assert same_partition(from_file.labels_, teacher.clusterer.labels_)
     # and the export carries the answers
     info = bench.export(job.id, tmp_path / "exported")
     assert (info["folder"] / "answers.csv").read_text() == answers_file.read_text()
@@ -193,3 +239,36 @@ def test_a_page_reloaded_during_a_relearning_follows_it_and_shows_its_groups(tau
     assert len(rows) == relearnt.n_clusters and sum(r[1] for r in rows) == len(relearnt.labels)
     assert f"{relearnt.n_clusters}" in ended[explore.results_md] and ended[run.timer].active is False
     assert teacher.progress is None and not teacher.relearning
+
+
+def test_a_relearning_says_how_long_it_takes_and_draws_its_own_curves(taught):
+    """Before Relearn: an estimate from the pace this run measured here; while it runs: the time left in every
+    report, and its losses as curves of its own in the job's metrics (the run's training curve neither
+    continues nor spikes); afterwards, the next estimate comes from this relearning."""
+    bench, job, _ = taught
+    teacher = bench.teacher(job.id)
+    clusterer = teacher.clusterer
+    estimate = teacher.relearn_estimate()
+    assert estimate == clusterer.relearn_seconds() and estimate > 0
+    measured = list(clusterer.stage_seconds_)  # this run's stages, with the seconds each took
+    assert {"graph", "training"} <= {stage.name for stage, _ in measured}
+    clusterer.stage_seconds_ = [(stage, 2 * seconds) for stage, seconds in measured]  # a machine twice as slow
+    assert teacher.relearn_estimate() == pytest.approx(2 * estimate)
+    clusterer.stage_seconds_ = measured
+    truth = truth_of(job.result)
+    for _ in range(3):
+        q = teacher.question()
+        teacher.answer(q["a"], q["b"], bool(truth[q["a"]] == truth[q["b"]]))
+    before = job.metrics.read()[0]
+    seen = []
+    teacher.relearn(callback=seen.append)
+    assert seen and all(p.time_left is not None and p.time_left >= 0 for p in seen)
+    points = job.metrics.read()[0]
+    assert points[: len(before)] == before and not [p for p in points[len(before):] if p["stage"] == "training"]
+    added = points[len(before):]
+    sharpening = [p for p in added if p["stage"] == views.RELEARNING_STAGES["self-training"]]
+    grouping = [p for p in added if p["stage"] == views.RELEARNING_STAGES["training"]]
+    assert [p["step"] for p in sharpening] == list(range(1, len(sharpening) + 1)) and len(sharpening) > 1
+    assert grouping and all(p["loss"] >= 0 for p in sharpening + grouping)
+    assert len(sharpening) + len(grouping) == len(added)
+    assert clusterer.stage_seconds_ != measured and teacher.relearn_estimate() > 0

@@ -202,13 +202,13 @@ def test_views_progress_and_curves():
     assert "about 3 min 20 s left" in views.progress_html(snap)
     data = json.loads(views.curves_json([{"step": 1, "loss": 0.5, "k_estimated": 9, "stage": "training"}],
                                         views.DISCOVER_SERIES))
-    assert data["points"] == [{"step": 1, "loss": 0.5}] and data["spectrum"] is None
-    assert [s["key"] for s in data["series"]] == ["loss"]
+    assert data["points"] == [{"step": 1, "stage": "training", "loss": 0.5}] and data["spectrum"] is None
+    assert {s["key"] for s in data["series"]} == {"loss"}  # one chart per phase (test_app_views_curves.py)
     spectrum = {"eigenvalues": [1.0, 0.99, 0.98, 0.4, 0.3] + [0.2] * 60, "k_eigengap": 3, "k": 3, "k_given": False,
                 "pass": 2, "rule": "largest drop"}
     chart = json.loads(views.curves_json([], views.DISCOVER_SERIES, spectrum=spectrum, k_true=4))["spectrum"]
     assert chart["k"] == 3 and chart["k_true"] == 4 and "second round" in chart["title"]
-    assert len(chart["eigenvalues"]) == 30 and chart["note"].startswith("K = 3: 3 eigenvalues")
+    assert len(chart["eigenvalues"]) == 30 and chart["note"].startswith("K = 3: the first 3 eigenvalues")
     read_in_parts = dict(spectrum, k=40, parts=3)  # a large folder's K, read again inside 3 parts
     note = views.spectrum_chart(read_in_parts)["note"]
     assert note.startswith("K = 40: the first few drops") and "its 3 parts" in note
@@ -263,3 +263,60 @@ def test_the_thumbnails_of_a_stopped_run_stop_with_it(bench, keble6):
         gate.release()
     assert thumbs.wait(120) and thumbs.finished
     assert len(made) <= 4, len(made)
+
+
+def test_results_say_when_a_persons_answers_changed_the_groups(tmp_path, keble6):
+    """The headline gives the groups as the answers left them, and what the run itself had estimated."""
+    from l2c_explorer.app.workbench import run_result
+    from l2c_explorer.clustering import L2CClusterer
+
+    small = tmp_path / "small"
+    for char_dir in sorted(keble6.iterdir())[:3]:
+        (small / char_dir.name).mkdir(parents=True)
+        for f in sorted(char_dir.glob("*.png"))[:4]:
+            (small / char_dir.name / f.name).write_bytes(f.read_bytes())
+    c = L2CClusterer(similarity="omniglot", steps=20, self_training_steps=0, random_state=0, device="cpu")
+    c.fit(small)
+    k_run = c.n_clusters_
+    before = views.results_markdown(run_result(c, tmp_path, c.summary(), False))
+    assert "(the number was estimated) in" in before and "answer" not in before
+    c.refit([(0, 1, True), (0, 11, False)])
+    after = views.results_markdown(run_result(c, tmp_path, c.summary(), False))
+    k = c.n_clusters_
+    assert after.startswith(f"**{k} categor")
+    took = views.duration(c.summary()["seconds"])
+    assert f"after 2 answers (the run estimated {k_run} in {took} on" in after
+    assert "the number was estimated" not in after
+
+
+def test_results_after_answers_with_k_given_and_a_relearning():
+    from types import SimpleNamespace
+
+    result = SimpleNamespace(
+        kind="discover", paths=["x.png"] * 40, n_clusters=5, stopped=False, skipped=[],
+        estimator=SimpleNamespace(constraints_=[object()] * 3),
+        summary={"k_given": 5, "seconds": 124, "device": "CPU",
+                 "answers": {"n_answers": 3, "k_before_answers": 5, "relearnt_with": [3]}})
+    text = views.results_markdown(result)
+    assert text.startswith("**5 categories** in **40 images** after 3 answers and a relearning (the number was "
+                           "given as 5; the run took 2 min 04 s on CPU).")
+
+
+def test_results_of_a_folder_whose_names_are_no_categories_say_why_there_are_no_scores():
+    from types import SimpleNamespace
+
+    result = SimpleNamespace(
+        kind="discover", paths=["a.png", "b.png", "c.png"], n_clusters=1, stopped=False, skipped=[],
+        estimator=None, summary={"k_given": None, "seconds": 3, "device": "CPU",
+                                 "no_scores": "the sub-folders do not name at least two categories"})
+    text = views.results_markdown(result)
+    assert "**No scores**: the sub-folders do not name at least two categories" in text
+    assert "ACC" not in text and "1.000" not in text
+
+
+def test_a_folder_with_images_outside_its_sub_folders_does_not_look_labelled(bench, keble6):
+    assert bench.check_folder(keble6).looks_labelled
+    loose = next(keble6.rglob("*.png"))
+    (keble6 / "loose.png").write_bytes(loose.read_bytes())
+    report = bench.check_folder(keble6)
+    assert report.loose == 1 and len(report.subfolders) == 6 and not report.looks_labelled

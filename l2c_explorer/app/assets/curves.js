@@ -24,6 +24,11 @@ function chart(key) {
   return div;
 }
 
+// No toolbar, and nothing that could send a chart out (the keys map.js sets too, see there); the wheel
+// scrolls the page.
+const CONFIG = { displaylogo: false, displayModeBar: false, scrollZoom: false, showSendToCloud: false,
+  plotlyServerURL: "", showLink: false, showEditInChartStudio: false, showSources: false };
+
 // Plotly sizes a chart from its box: it must be visible (and laid out) before it is drawn, or it takes a
 // default width and spills over its neighbour.
 function show(div, traces, layout) {
@@ -31,7 +36,7 @@ function show(div, traces, layout) {
   const width = div.clientWidth;
   if (!width) return false;  // not on screen (another tab): drawn when it shows, see the ResizeObserver
   layout.width = width;
-  Plotly.react(div, traces, layout, { displaylogo: false, displayModeBar: false });
+  Plotly.react(div, traces, layout, CONFIG);
   return true;
 }
 

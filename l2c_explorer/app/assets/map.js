@@ -10,9 +10,6 @@ const cardImg = card.querySelector("img");
 const cardText = card.querySelector(".l2c-hover-text");
 const info = root.querySelector(".l2c-map-info");
 const empty = root.querySelector(".l2c-map-empty");
-const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-  "#bcbd22", "#17becf", "#393b79", "#e6550d", "#31a354", "#843c39", "#7b4173", "#3182bd", "#fd8d3c",
-  "#74c476", "#9e9ac8", "#e7ba52", "#ad494a", "#636363", "#6baed6", "#a1d99b", "#d6616b", "#ce6dbd"];
 const state = { data: null, raw: null, colour: "cluster", isolated: null, hoverTimer: null, hovered: -1 };
 // Above this many groups the map is one WebGL trace coloured point by point (hundreds of traces and legend
 // entries would make every redraw slow); clicking a point still shows only its group.
@@ -28,6 +25,22 @@ function parse() {
   if (!state.data || !d || state.data.n !== d.n || state.data.names.length !== d.names.length) state.isolated = null;
   return d;
 }
+
+// group k's colour: the palette comes with the data (l2c_explorer.explore.GROUP_COLOURS), its only home
+function colour(k) {
+  const c = state.data.colours;
+  return c[k % c.length];
+}
+
+// Only local actions in the toolbar (zoom, pan, box and lasso select, reset): nothing on this page sends
+// anything out. plotly.js 3+ adds a "Share chart" button (sendChartToCloud) unless showSendToCloud is false;
+// the older keys (showLink, showEditInChartStudio, sendDataToCloud) are for the plotly.js 2 of plotly 5.
+// Scrolling over the map scrolls the page; the zoom tool and double-click (reset) still zoom.
+const CONFIG = {
+  displaylogo: false, responsive: true, scrollZoom: false, showSendToCloud: false, plotlyServerURL: "",
+  showLink: false, showEditInChartStudio: false, showSources: false,
+  modeBarButtonsToRemove: ["toImage", "autoScale2d", "sendChartToCloud", "sendDataToCloud", "editInChartStudio"],
+};
 
 function thumbUrl(i) {
   const d = state.data;
@@ -73,14 +86,14 @@ function traces() {
     const idx = [];
     for (let i = 0; i < d.n; i++) if (useTruth || state.isolated === null || d.label[i] === state.isolated) idx.push(i);
     const t = scatter(idx, { name: useTruth ? "true categories" : "groups", showlegend: false });
-    t.marker.color = idx.map(i => PALETTE[values[i] % PALETTE.length]);
+    t.marker.color = idx.map(i => colour(values[i]));
     return [t];
   }
   // By group, the other groups stay in the legend (greyed out), so a click there switches to them.
   return groups(values, names.length, useTruth).map((idx, k) => idx.length === 0 ? null : scatter(idx, {
     name: `${names[k]} (${idx.length})`, meta: k,
     visible: useTruth || state.isolated === null || state.isolated === k ? true : "legendonly",
-    marker: { size: d.n > 5000 ? 4 : d.n > 1000 ? 6 : 8, opacity: 0.85, color: PALETTE[k % PALETTE.length] },
+    marker: { size: d.n > 5000 ? 4 : d.n > 1000 ? 6 : 8, opacity: 0.85, color: colour(k) },
   })).filter(t => t !== null);
 }
 
@@ -109,9 +122,7 @@ function draw() {
     legend: { itemclick: false, itemdoubleclick: false, font: { size: 11 }, yanchor: "top", y: 1 },
     paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
   };
-  const config = { displaylogo: false, responsive: true, scrollZoom: true,
-    modeBarButtonsToRemove: ["toImage", "autoScale2d"] };
-  Plotly.react(plot, traces(), layout, config);
+  Plotly.react(plot, traces(), layout, CONFIG);
   bind();
   const shown = state.isolated === null ? d.n : d.label.filter(l => l === state.isolated).length;
   const what = d.preview ? "Quick preview (PCA) while the UMAP map is computed" : "UMAP map";
