@@ -360,7 +360,7 @@ class Handlers:
                 result = job.result
                 # the groups as taught so far: a page reloaded during a relearning shows its groups when it ends
                 teacher = job.extra("teacher")
-                relearning = teacher is not None and teacher.relearning
+                relearning = teacher is not None and (teacher.relearning or teacher.relearn_pending)
                 drawn_result = f"{job.id}:{job.extra('teach_version', 0)}"
                 if result is not None and seen.get("result") != drawn_result:
                     seen["result"] = drawn_result
@@ -514,7 +514,7 @@ class Handlers:
         e, t = self.page.explore, self.page.explore.teach
         return [t.question, t.current, t.answers, t.status, t.groups, t.split_group, t.split_first, t.split_second,
                 t.confirm_split, e.map, e.clusters, e.cluster, e.results_md, self.page.run.curves,
-                t.same, t.different, t.skip, t.ask]
+                t.same, t.different, t.skip, t.ask, t.relearn]
 
     def _teach_problem(self, message: str) -> list:
         """A problem with a teach action, said in the status line; nothing else changes (no error badges)."""
@@ -546,8 +546,16 @@ class Handlers:
                                                                       result.names) if c >= 0]
         return {t.question: question, t.current: current, t.same: ready, t.different: ready, t.skip: ready,
                 t.groups: gr.update(choices=choices, value=[]), t.split_group: gr.update(choices=choices, value=None),
+                t.relearn: self._relearn_button(teacher),
                 t.ask: gr.update(variant="secondary" if current is not None else "primary"),
                 t.status: views.teach_status(teacher, None, None)}
+
+    @staticmethod
+    def _relearn_button(teacher):
+        """The Relearn button, with how long a relearning takes now on this machine (measured, not promised)."""
+        seconds = teacher.relearn_estimate() if teacher.answers else None
+        label = "Relearn from the answers (R)"
+        return gr.update(value=label if seconds is None else f"{label} · about {views.duration(seconds)}")
 
     @staticmethod
     def _teach_marker(teacher) -> str:
@@ -585,7 +593,8 @@ class Handlers:
                 gr.update(value=views.cluster_rows(clusters, names), headers=header),
                 gr.update(choices=views.cluster_choices(clusters, names), value=None),
                 views.results_markdown(result),
-                views.curves_json(job.metrics.read()[0], views.DISCOVER_SERIES, references=refs), *buttons]
+                views.curves_json(job.metrics.read()[0], views.DISCOVER_SERIES, references=refs), *buttons,
+                self._relearn_button(teacher)]
 
     def _change(self, job_id: str, change, status=views.teach_status) -> list:
         try:
@@ -668,6 +677,14 @@ class Handlers:
             progress(p.fraction, desc=p.message or "Relearning from the answers")
 
         return self._change(job_id, lambda t: t.relearn(callback=report), status=views.relearn_status)
+
+    def teach_relearn_follow(self, job_id: str):
+        """Before a relearning starts: the run's timer on again, so its curves and time left are drawn live."""
+        try:
+            self.bench.teacher(job_id).relearn_pending = True
+        except PROBLEMS:
+            return gr.Timer()
+        return gr.Timer(active=True)
 
     def teach_stop_relearn(self, job_id: str) -> str:
         try:

@@ -16,7 +16,7 @@ and all answers), the run's files are rewritten (``assignments.csv``, ``summary.
 and the job publishes the new clusters and map colours. :meth:`Teacher.relearn` (seconds, not milliseconds)
 relearns the features and the clusters from the answers so far
 (:meth:`~l2c_explorer.clustering.L2CClusterer.relearn`; :meth:`Teacher.stop_relearning` ends it with nothing
-changed); its training steps continue the run's curves, and a page opened or reloaded meanwhile follows it
+changed); its steps draw their own curves as it goes, and a page opened or reloaded meanwhile follows it
 (:attr:`Teacher.relearning`, :attr:`Teacher.progress`) and shows its groups when it ends. The
 map's coordinates stay those of the run's features throughout, so that points do not jump about.
 :meth:`Teacher.undo` refits without the last change (and without a relearning that used it).
@@ -98,6 +98,7 @@ class Teacher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.relearning = False
+        self.relearn_pending = False  # asked for on the page, not started yet (the page follows it already)
         self.progress = None  # the latest report of a relearning under way (a reloaded page shows it)
         # the number shown for each of the clusterer's clusters (numbering.carry_numbers), the next unused
         # one, and before each change what was shown then (an undo shows the groups with their numbers again)
@@ -105,6 +106,7 @@ class Teacher:
         self.next_number = int(max(self.numbers.max(initial=-1), np.max(result.labels, initial=-1))) + 1
         self._shown_before: list[tuple[np.ndarray, int]] = []
         self.last_change = ""  # what the last change did to the groups, in words
+        self.showing_seconds: float | None = None  # writing and showing the groups at the last relearning's end
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -244,6 +246,7 @@ class Teacher:
 
         with self._lock:
             if not self.answers:
+                self.relearn_pending = False
                 raise InputError("Answer a few questions first: relearning learns from your answers.")
             started = time.perf_counter()
             self._stop.clear()
@@ -273,7 +276,7 @@ class Teacher:
                 self.showing_seconds = time.perf_counter() - shown
                 return result
             finally:
-                self.relearning, self.progress = False, None
+                self.relearning, self.relearn_pending, self.progress = False, False, None
 
     def relearn_estimate(self) -> float | None:
         """About how many seconds :meth:`relearn` takes now on this machine, from the pace this run measured
@@ -285,7 +288,7 @@ class Teacher:
     def _showing_seconds(self) -> float:
         """Seconds to write and show new groups, as measured at the last relearning's end, else at the last
         change's (an answer's refit takes milliseconds: the rest is showing its groups)."""
-        return getattr(self, "showing_seconds", None) or self.seconds or 0.0
+        return self.showing_seconds or self.seconds or 0.0
 
     def stop_relearning(self) -> bool:
         """Ask a relearning under way to stop (it ends within a training step; nothing changes); False when
@@ -315,7 +318,7 @@ class Teacher:
         self.clusterer.refit(self.answers)
         return self._publish(started, restore=restore)
 
-    def _publish(self, started: float, learnt: list[dict] = (), *, restore: tuple[np.ndarray, int] | None = None):
+    def _publish(self, started: float, *, restore: tuple[np.ndarray, int] | None = None):
         """Rewrite the run's files and publish the clusterer's groups, map colours and new curve points.
 
         The groups keep their numbers and names while most of their images stay (:func:`carry_numbers`, from

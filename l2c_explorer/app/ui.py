@@ -240,7 +240,7 @@ class Wiring:
         if e.teach is not None:  # the first question appears when the run is done
             t = e.teach
             poll_outputs += [t.question, t.current, t.same, t.different, t.skip, t.ask, t.status, t.groups,
-                             t.split_group]
+                             t.split_group, t.relearn]
         run.timer.tick(h.poller(kind, run, e), inputs=[run.job, run.seen], outputs=poll_outputs,
                        api_name=f"poll_{'discovery' if kind == 'discover' else 'adaptation'}",
                        concurrency_limit=None, **quiet)
@@ -298,6 +298,9 @@ class Wiring:
         t.confirm_split.click(h.teach_split, inputs=[run.job, t.split_group], outputs=outputs, api_name="teach_split")
         t.not_here.click(h.teach_not_here, inputs=[run.job, e.selection], outputs=outputs, api_name="teach_not_here")
         t.undo.click(h.teach_undo, inputs=[run.job], outputs=outputs, api_name="teach_undo", js=_UNDO_JS)
+        # the page follows a relearning as it follows a run (curves, time left), then shows its groups
+        t.relearn.click(h.teach_relearn_follow, inputs=[run.job], outputs=[run.timer], **PRIVATE,
+                        show_progress="hidden", concurrency_limit=None)
         t.relearn.click(h.teach_relearn, inputs=[run.job], outputs=outputs, api_name="teach_relearn")
         # its own queue: a relearning under way must not hold it up
         t.stop_relearn.click(h.teach_stop_relearn, inputs=[run.job], outputs=[t.status], api_name="teach_stop_relearn",

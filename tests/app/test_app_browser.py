@@ -596,6 +596,11 @@ def test_teaching_in_front_of_an_audience(page, served_app, keble6, tmp_path):
     page.wait_for_function("() => document.querySelector('#discover-teach-status').innerText"
                            f".includes('Relearnt the features from {n_answers} answers')", timeout=300_000)
     assert teacher.clusterer.relearnings_ == [n_answers]
+    # the relearning drew its own curves (the run's training curve is left as it was), and the button says how
+    # long the next one takes here
+    page.wait_for_function("() => Number(document.querySelector('#discover-curves [data-series=relearning]')"
+                           "?.dataset.points) > 0", timeout=60_000)
+    assert "about" in page.inner_text("#discover-teach-relearn")
     page.click("#discover-teach-undo")
     page.wait_for_function("() => document.querySelector('#discover-teach-status').innerText"
                            f".includes('with {n_answers - 1} answers')", timeout=150_000)
