@@ -202,3 +202,14 @@ def test_the_time_left_shown_between_reports_never_drops_below_the_stages_to_com
     assert progress.time_left_now() == pytest.approx(10.5, abs=0.1)
     progress.made -= 60.0  # the graph runs a minute late: the training is still ahead
     assert progress.time_left_now() == pytest.approx(10.0)
+
+
+def test_a_stage_never_measured_borrows_the_others_pace_only_within_limits():
+    from l2c_explorer.progress import BORROWED_PACE_LIMIT, Stage, calibrated
+
+    measured = [(Stage("training", 30, 0.001), 1.5)]  # 50x its prior: mostly set-up on a tiny folder
+    later = calibrated([Stage("training", 30, 0.001), Stage("self-training", 100, 0.04)], measured)
+    assert later[0].prior == pytest.approx(1.5)  # the same kind: its own measured pace
+    assert later[1].prior == pytest.approx(100 * 0.04 * BORROWED_PACE_LIMIT)
+    quick = calibrated([Stage("self-training", 100, 0.04)], [(Stage("training", 30, 0.001), 0.003)])
+    assert quick[0].prior == pytest.approx(100 * 0.04 / BORROWED_PACE_LIMIT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import re
 import urllib.error
@@ -113,7 +114,10 @@ def test_discovery_live_curves_map_explore_and_results(client, served_app, tmp_p
 
     final = tab.wait(lambda p: p.get("map") and json.loads(p["map"])["method"] == "umap", timeout=750,
                      what="the UMAP map", interval=0.5)
-    assert curve_points(final["curves"]) == 2 * 60 > n_first  # clustering, self-training, clustering again
+    # clustering, sharpening, clustering again: each phase's points on its own curve
+    stages = collections.Counter(p.get("stage") for p in json.loads(final["curves"])["points"])
+    assert stages["training"] == 2 * 60 and stages["self-training"] == 100
+    assert curve_points(final["curves"]) == 2 * 60 + 100 > n_first
     spectrum = json.loads(final["curves"])["spectrum"]  # what K was chosen from, second round
     assert spectrum["k"] == served_app.workbench.result(job_id).n_clusters and "second round" in spectrum["title"]
     assert spectrum["k_true"] == 26 and len(spectrum["eigenvalues"]) > spectrum["k"]
