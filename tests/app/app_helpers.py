@@ -41,3 +41,15 @@ def overlap(a: dict, b: dict, tolerance: float = 0.5) -> bool:
     """Whether two boxes share more than a hairline (boxes that only touch do not overlap)."""
     return (a["left"] < b["right"] - tolerance and b["left"] < a["right"] - tolerance
             and a["top"] < b["bottom"] - tolerance and b["top"] < a["bottom"] - tolerance)
+
+
+def lasso(page, plot_selector: str, margin: float) -> None:
+    """Draw a lasso on a map (a loop ``margin`` of its size inside each edge), as a person drags the mouse;
+    the map selects the points inside it."""
+    plot = page.locator(plot_selector).bounding_box()
+    far = 1 - margin
+    page.mouse.move(plot["x"] + plot["width"] * margin, plot["y"] + plot["height"] * margin)
+    page.mouse.down()
+    for fx, fy in ((far, margin), (far, far), (margin, far), (margin, margin + 0.01)):
+        page.mouse.move(plot["x"] + plot["width"] * fx, plot["y"] + plot["height"] * fy, steps=6)
+    page.mouse.up()

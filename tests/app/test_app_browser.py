@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from app_helpers import ARTIFACTS, DEMO, REPO
+from app_helpers import ARTIFACTS, DEMO, REPO, lasso
 
 from l2c_explorer.options import DISCOVER
 
@@ -330,12 +330,7 @@ def test_discover_explore_rename_and_export(page, served_app, tmp_path):
     page.wait_for_function("() => document.querySelector('#discover-map .l2c-map').dataset.points === '520'")
 
     # lasso selection shows the selected images in a gallery
-    plot = page.locator("#discover-map .l2c-map-plot").bounding_box()
-    page.mouse.move(plot["x"] + plot["width"] * 0.2, plot["y"] + plot["height"] * 0.2)
-    page.mouse.down()
-    for fx, fy in ((0.8, 0.2), (0.8, 0.8), (0.2, 0.8), (0.2, 0.21)):
-        page.mouse.move(plot["x"] + plot["width"] * fx, plot["y"] + plot["height"] * fy, steps=6)
-    page.mouse.up()
+    lasso(page, "#discover-map .l2c-map-plot", 0.2)
     page.wait_for_function("() => document.querySelectorAll('#discover-selection img').length > 0", timeout=75_000)
     n_selected = int(map_state(page)["selected"])
     assert n_selected > 0 and f"{n_selected} image" in page.inner_text("#discover-selection-md")

@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 import pytest
-from app_helpers import DEMO, box, need_demo_and_model, overlap
+from app_helpers import DEMO, box, lasso, need_demo_and_model, overlap
 
 pytestmark = [pytest.mark.browser]
 
@@ -153,12 +153,7 @@ def test_captions_and_labels_never_cover_the_pictures(page, served_app, finished
     page.wait_for_function(f"() => document.querySelector('{MAP}').dataset.points === '120'")
     # a lasso around the middle of the map: the selection gallery
     page.eval_on_selector(PLOT, "e => e.scrollIntoView({block: 'center'})")
-    plot = page.locator(PLOT).bounding_box()
-    page.mouse.move(plot["x"] + plot["width"] * 0.1, plot["y"] + plot["height"] * 0.1)
-    page.mouse.down()
-    for fx, fy in ((0.9, 0.1), (0.9, 0.9), (0.1, 0.9), (0.1, 0.11)):
-        page.mouse.move(plot["x"] + plot["width"] * fx, plot["y"] + plot["height"] * fy, steps=6)
-    page.mouse.up()
+    lasso(page, PLOT, 0.1)
     page.wait_for_function("() => document.querySelectorAll('#discover-selection img').length > 0", timeout=75_000)
     captions_under_pictures(page, "discover-selection")
     # the split the app proposes for a group (the teach panel's group lists are filled once it is used)
