@@ -674,7 +674,9 @@ class Handlers:
     def teach_relearn(self, job_id: str, progress=gr.Progress()) -> list:  # noqa: B008 (Gradio's idiom)
         """Relearn the features and the groups from the answers (seconds: the page shows its progress)."""
         def report(p) -> None:
-            progress(p.fraction, desc=p.message or "Relearning from the answers")
+            left = p.time_left_now()
+            desc = p.message or "Relearning from the answers"
+            progress(p.fraction, desc=desc if left is None else f"{desc} · about {views.duration(left)} left")
 
         return self._change(job_id, lambda t: t.relearn(callback=report), status=views.relearn_status)
 
