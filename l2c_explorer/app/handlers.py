@@ -533,22 +533,30 @@ class Handlers:
             urls.append(f"{self.thumb_prefix}{Path(thumb).name}" if thumb else "")
         return views.question_html(q, *urls) + self._teach_marker(teacher), q
 
+    def _question_panel(self, teacher) -> tuple[str, dict | None, list]:
+        """The next question, what it is about, and the answer buttons (Same, Different, Skip: usable only with a
+        question; Ask: the eye-catching one when there is none)."""
+        question, current = self._question(teacher)
+        ready = gr.update(interactive=current is not None)
+        return question, current, [ready, ready, ready,
+                                   gr.update(variant="secondary" if current is not None else "primary")]
+
+    @staticmethod
+    def _group_choices(clusters, names: list[str]) -> list[tuple[str, int]]:
+        """The groups the merge and split pickers offer (the group list's choices without "all")."""
+        return [(label, c) for label, c in views.cluster_choices(clusters, names) if c >= 0]
+
     def _first_question(self, job_id: str, t) -> dict:
         """The teach panel when a run has finished: its best question shown, the answer buttons ready."""
         try:
             teacher = self.bench.teacher(job_id)
-            question, current = self._question(teacher)
+            question, current, buttons = self._question_panel(teacher)
         except PROBLEMS:  # a run that cannot be taught (the paper's pipeline): the panel says so when asked
             return {}
-        ready = gr.update(interactive=current is not None)
-        result = teacher.job.result
-        choices = [(label, c) for label, c in views.cluster_choices(teacher.job.extra("clusters") or [],
-                                                                      result.names) if c >= 0]
-        return {t.question: question, t.current: current, t.same: ready, t.different: ready, t.skip: ready,
+        choices = self._group_choices(teacher.job.extra("clusters") or [], teacher.job.result.names)
+        return {t.question: question, t.current: current, **dict(zip((t.same, t.different, t.skip, t.ask), buttons)),
                 t.groups: gr.update(choices=choices, value=[]), t.split_group: gr.update(choices=choices, value=None),
-                t.relearn: self._relearn_button(teacher),
-                t.ask: gr.update(variant="secondary" if current is not None else "primary"),
-                t.status: views.teach_status(teacher, None, None)}
+                t.relearn: self._relearn_button(teacher), t.status: views.teach_status(teacher, None, None)}
 
     @staticmethod
     def _relearn_button(teacher):
@@ -567,31 +575,20 @@ class Handlers:
         return (f"<span hidden class='l2c-taught' data-answers='{len(teacher.answers)}' "
                 f"data-undo-relearning='{round(float(seconds)) if drops else ''}'></span>")
 
-    def _taught(self, teacher, message: str, *, ask: bool = True) -> list:
+    def _taught(self, teacher, message: str) -> list:
         """The page after a change: next question, answers, groups, map colours, counts and curves."""
+        e = self.page.explore
         job, result = teacher.job, teacher.job.result
-        names = result.names
-        clusters = job.extra("clusters") or []
-        header = ["group", "images", "mean confidence"] + (["main true category", "share of it"]
-                                                           if result.truth is not None else [])
-        if ask:
-            question, current = self._question(teacher)
-            answerable = gr.update(interactive=current is not None)
-            buttons = [answerable, answerable, answerable,
-                       gr.update(variant="secondary" if current is not None else "primary")]
-        else:
-            question, current, buttons = gr.update(), gr.update(), [gr.update()] * 4
-        choices = [(label, c) for label, c in views.cluster_choices(clusters, names) if c >= 0]
+        question, current, buttons = self._question_panel(teacher)
+        choices = self._group_choices(job.extra("clusters") or [], result.names)
+        groups = self._groups_outputs(job, result, e, "discover")
         payload = job.extra("map")
         refs = {"k_estimated": (job.params["k_true"], "true number of categories")} if job.params.get("k_true") \
             else None
         return [question, current, teacher.rows(), message,
                 gr.update(choices=choices, value=[]), gr.update(choices=choices, value=None),
                 gr.update(value=None, visible=False), gr.update(value=None, visible=False), gr.update(visible=False),
-                json.dumps({**payload, "thumb_prefix": self.thumb_prefix}, separators=(",", ":")) if payload
-                else gr.update(),
-                gr.update(value=views.cluster_rows(clusters, names), headers=header),
-                gr.update(choices=views.cluster_choices(clusters, names), value=None),
+                self._map_json(payload) if payload else gr.update(), groups[e.clusters], groups[e.cluster],
                 views.results_markdown(result),
                 views.curves_json(job.metrics.read()[0], views.DISCOVER_SERIES, references=refs), *buttons,
                 self._relearn_button(teacher)]

@@ -103,8 +103,8 @@ class Teacher:
         # the number shown for each of the clusterer's clusters (numbering.carry_numbers), the next unused
         # one, and before each change what was shown then (an undo shows the groups with their numbers again)
         self.numbers = np.arange(int(self.clusterer.n_clusters_))
-        self.next_number = int(max(self.numbers.max(initial=-1), np.max(result.labels, initial=-1))) + 1
-        self._shown_before: list[tuple[np.ndarray, int]] = []
+        self.next_number = len(self.numbers)
+        self._shown_before: list[np.ndarray] = []
         self.last_change = ""  # what the last change did to the groups, in words
         self.showing_seconds: float | None = None  # writing and showing the groups at the last relearning's end
 
@@ -303,7 +303,7 @@ class Teacher:
             ConstraintSet(len(self.clusterer.paths_), [*self.answers, *given.answers],
                           names=self.clusterer.paths_)  # a contradiction is refused before anything changes
             self.given.append(given)
-            self._shown_before.append((self.shown, self.next_number))
+            self._shown_before.append(self.shown)
             try:
                 return self._apply()
             except Exception:
@@ -311,35 +311,33 @@ class Teacher:
                 self._shown_before.pop()
                 raise
 
-    def _apply(self, restore: tuple[np.ndarray, int] | None = None):
+    def _apply(self, restore: np.ndarray | None = None):
         """Refit with every answer, rewrite the run's files, publish the new groups and map colours
         (``restore``: the groups shown before the change being undone, whose numbers come back)."""
         started = time.perf_counter()
         self.clusterer.refit(self.answers)
         return self._publish(started, restore=restore)
 
-    def _publish(self, started: float, *, restore: tuple[np.ndarray, int] | None = None):
+    def _publish(self, started: float, *, restore: np.ndarray | None = None):
         """Rewrite the run's files and publish the clusterer's groups, map colours and new curve points.
 
         The groups keep their numbers and names while most of their images stay (:func:`carry_numbers`, from
         the groups shown until now, or from ``restore`` after an undo).
         """
-        from ..constraints import write_constraints_csv
         from ..numbering import carry_numbers
-        from ..results import ANSWERS_FILE, write_discovery_results
+        from ..results import write_discovery_results
         from .workbench import run_result
 
         job, old = self.job, self.job.result
-        shown_before, next_number = restore if restore is not None else (old.labels, self.next_number)
-        self.numbers, self.next_number = carry_numbers(shown_before, self.clusterer.labels_,
-                                                       next_number=max(next_number, self.next_number))
+        # numbers are never given twice, so an undo's restore needs only what was shown, not the next number
+        self.numbers, self.next_number = carry_numbers(old.labels if restore is None else restore,
+                                                       self.clusterer.labels_, next_number=self.next_number)
         self.last_change = describe_change(old.labels, self.shown, old.names)
         score = old.truth is not None
         names = [*old.names, *group_names(self.next_number)[len(old.names):]]
+        # (answers.csv too: the refit's answers are this teacher's)
         summary = write_discovery_results(self.clusterer, old.run_dir, score=score, names=names,
                                           numbers=self.numbers)
-        if self.answers:
-            write_constraints_csv(old.run_dir / ANSWERS_FILE, self.answers, self.clusterer.paths_)
         result = run_result(self.clusterer, old.run_dir, summary, old.stopped, numbers=self.numbers, names=names)
         job.result = result
         summaries = cluster_summaries(result.embedding, result.labels, result.confidence, truth=result.truth)
