@@ -5,7 +5,7 @@ A self-training step sees 5 images of each of up to 20 clusters, so a folder who
 :func:`l2c_explorer.selftrain.self_train` with pseudo-labels of 2 to 30 groups on Omniglot drawings of the
 evaluation set (times only, the labels are not used) and fits seconds per step = overhead + per image x
 images, the split behind ``STAGE_COSTS["self-training"]`` and ``["self-training_image"]`` in
-l2c_explorer/clustering.py.
+l2c_explorer/planning.py.
 
     python benchmarks/self_training_cost.py [--data ../shared/data/omniglot/images_evaluation/Kannada]
 """

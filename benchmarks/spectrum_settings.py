@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,7 +36,10 @@ from scale_sets import default_scratch, source_classes  # noqa: E402
 
 from l2c_explorer import spectrum  # noqa: E402
 from l2c_explorer.clustering import L2CClusterer  # noqa: E402
+from l2c_explorer.discovery import PassOptions, embed_images, search_neighbours  # noqa: E402
 from l2c_explorer.graph import eigengap_k, k_estimate_graph, normalised_adjacency, top_eigenpairs  # noqa: E402
+from l2c_explorer.progress import Reporter  # noqa: E402
+from l2c_explorer.sources import open_images  # noqa: E402
 
 SETTINGS = [(300, 48), (300, 128), (600, 64), (1000, 48), (1000, 64)]  # (degree, probes)
 SEEDS = (0, 1, 2)
@@ -57,28 +61,23 @@ def background_folder(n_chars: int, scratch: Path) -> Path:
 
 
 def graphs_of_a_run(folder: Path, max_k: int) -> tuple[dict, L2CClusterer]:
-    """{pass: (graph, significance)} of the two K readings of one discovery run."""
-    seen = {}
-    original = L2CClusterer._cluster
+    """{pass: (graph, significance)} of the two K readings of one discovery run.
 
-    def spy(self, emb, device, report, stop, timings, pass_number=1, neighbours=None, **kw):
-        result = original(self, emb, device, report, stop, timings, pass_number=pass_number, neighbours=neighbours,
-                          **kw)
-        seen[pass_number] = (result[0], result[4], result[5])  # embeddings, neighbour lists, graph
-        return result
-
-    L2CClusterer._cluster = spy
-    try:
-        c = L2CClusterer("omniglot", max_clusters=max_k, random_state=0, cache=False, follow_links=True).fit(folder)
-    finally:
-        L2CClusterer._cluster = original
+    The first pass's embeddings and neighbour lists are found again with the discovery's own steps (the same
+    model, images and seed: the same as the fit's); the second pass's graph is the fitted one."""
+    c = L2CClusterer("omniglot", max_clusters=max_k, random_state=0, cache=False, follow_links=True).fit(folder)
     s = c.settings_
-    emb, neighbours, _ = seen[1]
-    first = k_estimate_graph(torch.from_numpy(emb), neighbours=s["k_graph_neighbours"],
+    with tempfile.TemporaryDirectory() as tmp:
+        source = open_images(folder, c.similarity_model_, labelled=False, follow_links=True, cache=False,
+                             scratch=Path(tmp), reading=lambda *a, **k: None).source
+        emb = embed_images(c.similarity_model_, source, adapt_norm=c.adapt_norm, device=c.device_,
+                           report=Reporter(None)).embeddings
+    neighbours = search_neighbours(emb, PassOptions.of(c.get_params(), s), c.device_)
+    first = k_estimate_graph(emb.float(), neighbours=s["k_graph_neighbours"],
                              scale_neighbour=s["k_graph_scale_neighbour"], found=neighbours)
     out = {"first pass (self-tuning graph)": (first, s["k_significance"])}
-    if 2 in seen:
-        out["after self-training"] = (seen[2][2], min(s["k_sharpened_significance"], s["k_significance"]))
+    if any(point["pass"] == 2 for point in c.history_):  # the second pass's clusters stand
+        out["after self-training"] = (c.graph_, min(s["k_sharpened_significance"], s["k_significance"]))
     return out, c
 
 

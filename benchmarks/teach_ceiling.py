@@ -41,13 +41,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, machine_description, write_results  # noqa: E402
 from teach import photo_folder  # noqa: E402
 
-from l2c_explorer.clustering import L2CClusterer, Stopwatch  # noqa: E402
+from l2c_explorer.clustering import L2CClusterer  # noqa: E402
 from l2c_explorer.constraints import Answer  # noqa: E402
+from l2c_explorer.discovery import PassOptions, sharpen  # noqa: E402
 from l2c_explorer.metrics import clustering_scores  # noqa: E402
 from l2c_explorer.progress import Reporter  # noqa: E402
-from l2c_explorer.questions import representative  # noqa: E402
-from l2c_explorer.selftrain import self_train  # noqa: E402
+from l2c_explorer.groups import representative  # noqa: E402
 from l2c_explorer.similarity import load_similarity_model  # noqa: E402
+from l2c_explorer.sources import open_images  # noqa: E402
 
 # A character counts as merged into a group when at least this many of its 20 drawings are there (fewer are
 # the scattered errors no group-level answer moves). Not tuned: a quarter of a character's drawings.
@@ -74,18 +75,14 @@ def oracle_groups(labels: np.ndarray, truth: np.ndarray, mixed: int = MIXED) -> 
 
 def relearn_from(clusterer: L2CClusterer, folder: Path, groups: np.ndarray) -> np.ndarray:
     """Relearning's steps from given groups (every image an example): the new clusters (n,)."""
-    report = Reporter(None, None)
-    device = torch.device("cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        source, _ = clusterer._open_images(folder, clusterer.similarity_model_, True, lambda *a, **k: None,
-                                           lambda: False, None, Path(tmp))
-        tuned = self_train(clusterer.embedding_model_, source, groups, np.ones(len(groups)),
-                           steps=clusterer.settings_["self_training_steps"],
-                           keep=clusterer.settings_["self_training_keep"], seed=clusterer.random_state,
-                           adapted=clusterer.embedding_model_)
-        emb, _ = clusterer._embed(tuned, source, device, report, None)
-        result = clusterer._cluster(emb, device, report, None, Stopwatch(), pass_number=3)
-    return result[2].argmax(1)
+        source = open_images(folder, clusterer.similarity_model_, labelled=True, follow_links=clusterer.follow_links,
+                             cache=clusterer.cache, scratch=Path(tmp), reading=lambda *a, **k: None).source
+        sharpened = sharpen(clusterer.embedding_model_, source, groups, np.ones(len(groups)),
+                            PassOptions.of(clusterer.get_params(), clusterer.settings_),
+                            steps=clusterer.settings_["self_training_steps"], device=torch.device("cpu"),
+                            report=Reporter(None), adapted=clusterer.embedding_model_, pass_label="relearn")
+    return sharpened.result.probabilities.argmax(1)
 
 
 def scored(truth: np.ndarray, labels: np.ndarray) -> tuple[float, int]:

@@ -401,17 +401,18 @@ def cmd_questions(args) -> int:
     import torch
 
     from .constraints import ConstraintSet
+    from .files import write_csv
     from .graph import NEIGHBOUR_SHARE, knn_graph, neighbourhood
     from .questions import next_questions
-    from .results import write_csv
-    from .runs import read_run_state
+    from .runfile import read_run_state
 
     state = read_run_state(args.run_dir)
     paths = state["paths"]
     answers = ConstraintSet(len(paths), state["answers"], names=paths)
-    # the run's own graph: as many links per image as discovery made (fewer in a tiny folder)
-    linked = neighbourhood(state["n_neighbors"], len(paths), share=NEIGHBOUR_SHARE)
-    graph = knn_graph(torch.from_numpy(state["embedding"]), k=linked)
+    graph = state["graph"]  # the fitted graph, kept with the run
+    if graph is None:  # a run written before it was kept: the exact graph discovery would first have made
+        linked = neighbourhood(state["n_neighbors"], len(paths), share=NEIGHBOUR_SHARE)
+        graph = knn_graph(torch.from_numpy(state["embedding"]), k=linked)
     found = next_questions(state["embedding"], graph, state["labels"], state["probabilities"], answers,
                            scale=state["pair_scale"], bias=state["pair_bias"], n=args.n)
     # the kind of each question goes along, so that the answers (path_a,path_b,kind plus a same column) teach

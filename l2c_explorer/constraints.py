@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import InputError
+from .groups import is_representative, typicality
 
 CSV_HEADER = ("path_a", "path_b", "same")
 # An optional fourth column: the kind of question answered (what `questions` writes beside its pairs).
@@ -347,7 +348,7 @@ def parse_constraints_csv(text: str, paths: list[str], *, source: str = "the ans
 
 def write_constraints_csv(path: str | os.PathLike, answers, paths: list[str]) -> Path:
     """Write answers as a ``path_a,path_b,same`` CSV file (atomically)."""
-    from .results import write_csv
+    from .files import write_csv
 
     answers = as_answers(answers)
     if any(x.kind for x in answers):  # the kinds of questions answered, for the next questions to learn from
@@ -363,26 +364,6 @@ def write_constraints_csv(path: str | os.PathLike, answers, paths: list[str]) ->
 # Label spreading's propagation (Zhou et al., NIPS 2004, who use 0.99): how far the two sides of a split
 # reach into the group before the group's own links decide. Not tuned: the value of the original paper.
 SPREADING = 0.99
-
-
-def typicality(embedding: np.ndarray, labels: np.ndarray, images: np.ndarray) -> np.ndarray:
-    """How typical each of ``images`` is of its group: the cosine of its unit embedding with the group's
-    mean direction (the measure :func:`l2c_explorer.questions.representative` takes the maximum of)."""
-    images = np.asarray(images, dtype=np.int64)
-    out = np.empty(len(images))
-    for j, i in enumerate(images.tolist()):
-        members = np.flatnonzero(labels == labels[i])
-        centre = embedding[members].sum(0)
-        out[j] = float(embedding[i] @ centre) / (np.linalg.norm(centre) + 1e-12)
-    return out
-
-
-def is_representative(embedding: np.ndarray, labels: np.ndarray, i: int) -> bool:
-    """Whether image ``i`` is the most typical image of its group (what the app and the questions show for
-    a group)."""
-    from .questions import representative
-
-    return representative(embedding, np.flatnonzero(labels == labels[i])) == i
 
 
 def spread_labels(graph: sp.spmatrix, members: np.ndarray, seeds: list[np.ndarray], *,

@@ -585,17 +585,6 @@ def channel_stats(images: torch.Tensor, invert: bool = False) -> tuple[tuple[flo
     return tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std)
 
 
-def image_statistics(pixels: torch.Tensor, *, sample: int = 2000, seed: int = 0) -> dict:
-    """What kind of images these are (:func:`l2c_explorer.model_fit.pixel_statistics`), from uint8 pixels
-    (n, C, H, W); at most ``sample`` images (a seeded random subset) are looked at."""
-    from .model_fit import pixel_statistics
-
-    n = len(pixels)
-    if n > sample:
-        pixels = pixels[torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:sample]]
-    return pixel_statistics(pixels.numpy())
-
-
 def model_input(pixels: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
     """uint8 pixels of shape (n, C, size, size) -> the normalised float tensor a model takes."""
     return normalise(to_unit(pixels, prep.invert), prep)

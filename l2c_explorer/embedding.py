@@ -64,11 +64,14 @@ def adapt_model(
 
 
 def trunk_key(model: SimilarityModel) -> str:
-    """Names the features of a model's frozen trunk: the same for every model on that trunk and input."""
+    """Names the features of a model's frozen trunk: the same for every model on that trunk, tuned tail and
+    input."""
     arch = model.card["architecture"]
     from .pretrained import PRETRAINED
 
-    return f"trunk-{arch['backbone']}-{PRETRAINED[arch['backbone']].sha256[:12]}-{model.preprocessing.size}"
+    key = f"trunk-{arch['backbone']}-{PRETRAINED[arch['backbone']].sha256[:12]}-{model.preprocessing.size}"
+    tail = model.net.encoder.tail_digest()  # a model that tuned the trunk's last blocks has features of its own
+    return f"{key}-{tail[:12]}" if tail else key
 
 
 def trunk_features(

@@ -8,6 +8,7 @@ ordinary file like any other output, and no process-wide setting is touched to g
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 import secrets
@@ -96,3 +97,12 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def write_csv(path: str | os.PathLike, header: list[str], rows) -> Path:
+    """A CSV file with a header row, written atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return Path(path)

@@ -63,18 +63,6 @@ def neighbourhood(k: int, n_images: int, *, share: float) -> int:
 EXACT_EIGEN_WORK = 1e8
 
 
-def nearest_neighbours(
-    embedding: torch.Tensor, k: int, *, block_size: int = 2048
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each image's ``k`` nearest other images by cosine: unit embeddings (n, d) -> indices, cosines (n, k).
-
-    Exact; rows are found in blocks, so memory stays O(block_size * n); neighbours come nearest first.
-    (:func:`l2c_explorer.neighbours.nearest_neighbours` chooses an approximate search for large folders.)
-    """
-    found = exact_neighbours(embedding, k, block_size=block_size)
-    return found.indices, found.cosines
-
-
 def knn_adjacency(neighbours: Neighbours, k: int, *, mutual: bool = False) -> sp.csr_matrix:
     """Symmetric 0/1 graph of each image's ``k`` nearest neighbours (the first ``k`` of ``neighbours``).
 

@@ -45,6 +45,17 @@ def pixel_statistics(pixels: np.ndarray) -> dict:
     }
 
 
+def image_statistics(pixels, *, sample: int = 2000, seed: int = 0) -> dict:
+    """What kind of images these are (:func:`pixel_statistics`), from uint8 pixels (n, C, H, W) (a torch tensor);
+    at most ``sample`` images (a seeded random subset) are looked at."""
+    import torch
+
+    n = len(pixels)
+    if n > sample:
+        pixels = pixels[torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:sample]]
+    return pixel_statistics(pixels.numpy())
+
+
 def sample_statistics(paths: Sequence[str | os.PathLike], *, n: int = SAMPLE_IMAGES, seed: int = 0) -> dict:
     """:func:`pixel_statistics` of up to ``n`` of the image files ``paths`` (an evenly spread, seeded sample);
     unreadable files are passed over."""

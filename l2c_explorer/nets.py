@@ -131,19 +131,23 @@ class BackboneEncoder(nn.Module):
 
 
 class PretrainedEncoder(nn.Module):
-    """A frozen pretrained trunk (:mod:`l2c_explorer.pretrained`) and a small trained top.
+    """A pretrained trunk (:mod:`l2c_explorer.pretrained`) and a small trained top.
 
-    The trunk never changes (its weights come from an installed package and are not stored in model files),
-    so everything that trains, self-training included, works on its pooled features: they are computed once
-    per image (:meth:`features`) and the top (:meth:`from_features`) is all that runs again.
+    The trunk's weights come from an installed package and are not stored in model files, except those of its
+    last ``tuned_blocks`` blocks (and head convolution) when a similarity model was trained with them
+    (:meth:`from_maps`); once trained, the whole trunk is frozen, so everything that trains later,
+    self-training included, works on its pooled features: they are computed once per image (:meth:`features`)
+    and the top (:meth:`from_features`) is all that runs again.
     """
 
     frozen_trunk = True
 
-    def __init__(self, *, trunk: nn.Module, feature_dim: int, hidden: int, embedding_dim: int):
+    def __init__(self, *, trunk: nn.Module, feature_dim: int, hidden: int, embedding_dim: int, tuned_blocks: int = 0):
         super().__init__()
         self.trunk = trunk
         self.feature_dim = feature_dim
+        self.tuned_blocks = tuned_blocks
+        self.cut = len(trunk._blocks) - tuned_blocks  # the first block whose weights the model file holds
         # hidden 0: a linear projection of the pooled features; else one ReLU layer of that width first
         self.hidden = (nn.Sequential(nn.Linear(feature_dim, hidden), nn.ReLU(inplace=True)) if hidden
                        else nn.Identity())
@@ -160,8 +164,38 @@ class PretrainedEncoder(nn.Module):
     def from_features(self, features: torch.Tensor) -> torch.Tensor:  # (b, feature_dim) -> (b, d)
         return self.project(self.hidden(features.float()))
 
+    def from_maps(self, maps: torch.Tensor) -> torch.Tensor:  # (b, c, s', s') after block `cut` -> (b, d)
+        return self.from_features(self.trunk.forward_from(maps.float(), self.cut))
+
+    def stored_trunk_keys(self) -> tuple[str, ...]:
+        """Prefixes of the trunk's parameter names that model files hold (the tuned tail; none when frozen)."""
+        return tuple(f"encoder.trunk.{p}" for p in self.trunk.tail_prefixes(self.tuned_blocks))
+
+    def tail_digest(self) -> str:
+        """sha256 of the tuned tail's weights ('' when the trunk is the package's as it is)."""
+        if not self.tuned_blocks:
+            return ""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for p in self.tail_parameters():
+            digest.update(p.detach().float().cpu().numpy().tobytes())
+        return digest.hexdigest()
+
+    def tail_parameters(self) -> list[nn.Parameter]:
+        return [p for name, p in self.trunk.named_parameters()
+                if any(name.startswith(prefix) for prefix in self.trunk.tail_prefixes(self.tuned_blocks))]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, 3, s, s) -> (b, d)
         return self.from_features(self.features(x))
+
+
+def package_supplied(net: nn.Module, key: str) -> bool:
+    """Whether a state-dict entry of ``net`` comes from an installed package, not from the model file: the
+    frozen part of a pretrained trunk."""
+    if not (has_frozen_trunk(net) and key.startswith("encoder.trunk.")):
+        return False
+    return not key.startswith(net.encoder.stored_trunk_keys()) if net.encoder.stored_trunk_keys() else True
 
 
 def has_frozen_trunk(net: nn.Module) -> bool:
@@ -237,7 +271,8 @@ def build_encoder(arch: dict) -> nn.Module:
         from .pretrained import FEATURE_DIM, pretrained_trunk
 
         return PretrainedEncoder(trunk=pretrained_trunk(str(arch["backbone"])), feature_dim=FEATURE_DIM,
-                                 hidden=int(arch["hidden"]), embedding_dim=int(arch["embedding_dim"]))
+                                 hidden=int(arch["hidden"]), embedding_dim=int(arch["embedding_dim"]),
+                                 tuned_blocks=int(arch.get("tuned_blocks", 0)))
     raise ValueError(f"unknown similarity architecture {kind!r}")
 
 

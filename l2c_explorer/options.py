@@ -521,8 +521,8 @@ TRAIN_SIMILARITY = RunSpec("train-similarity", [
     Option("invert", "auto", "flip intensities so the background is dark (auto: when images have light borders)",
            allowed=OneOf(("auto", True, False)), flag="--invert", spellings=_frozen(auto="auto", yes=True, no=False)),
     Option("backbone", "conv", "the encoder: conv (small VGG-style, for symbols), resnet (small ResNet, for photos), "
-           "an installed ImageNet-pretrained encoder (efficientnet-lite0, -lite1, -lite2: frozen, only a top is "
-           "trained on its features) or a torchvision classification model (resnet18, resnet50, efficientnet_b0, "
+           "an installed ImageNet-pretrained encoder (efficientnet-lite0, -lite1, -lite2: a top is trained on its "
+           "features, and its last --tuned-blocks blocks with it) or a torchvision classification model (resnet18, resnet50, efficientnet_b0, "
            "convnext_tiny, vit_b_16, ...; `l2c-explorer backbones` lists them)", allowed=Text(), flag="--backbone",
            metavar="NAME"),
     Option("backbone_weights", None, "a state-dict file of the torchvision backbone's weights (e.g. ImageNet weights "
@@ -538,6 +538,12 @@ TRAIN_SIMILARITY = RunSpec("train-similarity", [
            "a linear projection; pretrained backbones only)", allowed=Whole(0)),
     Option("feature_dropout", 0.0, "dropout on a pretrained backbone's features while the top trains (pretrained "
            "backbones only)", allowed=Number(0, 1, high_open=True)),
+    Option("tuned_blocks", 0, "last blocks of a pretrained backbone trained with the top, from the activations "
+           "before them computed once per image (0: the backbone stays frozen; pretrained backbones only)",
+           allowed=Whole(0), flag="--tuned-blocks", metavar="N"),
+    Option("max_images_per_class", None, "train on at most this many images of each class, a seeded sample (for "
+           "a large labelled folder; pretrained backbones only)", allowed=Whole(2), none="all of them",
+           flag="--max-per-class", metavar="N"),
     Option("classes_per_batch", 20, "classes in a training batch", allowed=Whole(2)),
     Option("images_per_class", 5, "images of each class in a training batch", allowed=Whole(2)),
     Option("same_group", 0.5, "share of batches drawn inside one group of classes (with class_depth > 1)",

@@ -24,7 +24,6 @@ from .losses import CLUSTERING_LOSSES
 PAPER_EPOCHS = 150
 PAPER_BATCH = 100
 PAPER_LR = 1e-3
-PAPER_MAX_CLUSTERS = 100
 
 
 class PaperClusterHead(nn.Module):
@@ -44,10 +43,17 @@ def dense_pair_targets(pair_probabilities: torch.Tensor) -> torch.Tensor:
     return torch.where(pair_probabilities > 0.5, 1.0, -1.0)
 
 
-def dominant_clusters(labels: np.ndarray, n_outputs: int) -> int:
-    """The paper's K estimate: outputs that receive at least the uniform share ``n / n_outputs`` of the images."""
+def dominant_outputs(labels: np.ndarray, n_outputs: int) -> np.ndarray:
+    """The outputs that receive at least the uniform share ``n / n_outputs`` of the images (the most used one
+    when none does): the paper's clusters when K is unknown."""
     sizes = np.bincount(np.asarray(labels), minlength=n_outputs)
-    return int(max(1, (sizes >= len(labels) / n_outputs).sum()))
+    dominant = np.flatnonzero(sizes >= len(labels) / n_outputs)
+    return dominant if len(dominant) else np.array([int(sizes.argmax())])
+
+
+def dominant_clusters(labels: np.ndarray, n_outputs: int) -> int:
+    """The paper's K estimate: how many outputs are dominant (:func:`dominant_outputs`)."""
+    return len(dominant_outputs(labels, n_outputs))
 
 
 def train_paper_ccn(

@@ -30,6 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .constraints import ConstraintSet
+from .groups import representative, same_logit, same_probability
 
 KINDS = ("split", "merge", "member")
 # Groups each group is compared with for merge questions, and how many of the least certain images are
@@ -85,7 +86,7 @@ class Question:
 def pair_probability(embedding: np.ndarray, a, b, *, scale: float, bias: float) -> np.ndarray:
     """The similarity model's P(same) = sigmoid(scale * cos + bias) of images ``a`` and ``b`` (indices)."""
     cos = np.sum(embedding[np.asarray(a)] * embedding[np.asarray(b)], axis=-1)
-    return 1.0 / (1.0 + np.exp(-(scale * cos + bias)))
+    return same_probability(cos, scale=scale, bias=bias)
 
 
 def kind_bias_shifts(embedding: np.ndarray, constraints: ConstraintSet, *, scale: float, bias: float,
@@ -113,7 +114,7 @@ def kind_bias_shifts(embedding: np.ndarray, constraints: ConstraintSet, *, scale
         a = np.array([x.a for x in answered])
         b = np.array([x.b for x in answered])
         y = np.array([1.0 if x.same else 0.0 for x in answered])
-        logits = scale * np.sum(embedding[a] * embedding[b], axis=1, dtype=np.float64) + bias
+        logits = same_logit(np.sum(embedding[a] * embedding[b], axis=1, dtype=np.float64), scale=scale, bias=bias)
         shift = 0.0
         for _ in range(50):
             p = 1.0 / (1.0 + np.exp(-(logits + shift)))
@@ -123,12 +124,6 @@ def kind_bias_shifts(embedding: np.ndarray, constraints: ConstraintSet, *, scale
                 break
         shifts[kind] = float(shift)
     return shifts
-
-
-def representative(embedding: np.ndarray, members: np.ndarray) -> int:
-    """The most typical of ``members``: the one closest to their mean direction (unit embeddings (n, d))."""
-    x = embedding[members]
-    return int(members[int(np.argmax(x @ x.sum(0)))])
 
 
 def split_in_two(graph: sp.spmatrix, members: np.ndarray) -> tuple[np.ndarray, float]:

@@ -5,7 +5,6 @@ Nothing here ever writes inside the folder that was analysed, unless the user ex
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -13,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import __version__
 from .errors import FolderNotEmptyError, InputError
-from .files import atomic_path, write_text
+from .files import write_csv, write_text
 from .names import category_names, group_names, has_readable_names
 
 
@@ -114,15 +114,6 @@ def _check_writable(out: Path) -> None:
                 pass
 
 
-def write_csv(path: Path, header: list[str], rows) -> Path:
-    """A CSV file with a header row, written atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return Path(path)
-
-
 def write_json(path: Path, data: dict) -> Path:
     """A JSON file (numpy numbers and paths converted), written atomically."""
     return write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
@@ -143,6 +134,58 @@ def _jsonable(value):
 ANSWERS_FILE = "answers.csv"
 
 
+def run_summary(clusterer, *, score: bool = False) -> dict:
+    """Everything ``summary.json`` records about a fitted :class:`~l2c_explorer.clustering.L2CClusterer`."""
+    from .device import describe_device
+
+    model = clusterer.similarity_model_
+    out = {
+        "n_images": len(clusterer.paths_),
+        "n_skipped": len(clusterer.skipped_),
+        "skipped": [{"file": f, "reason": r} for f, r in clusterer.skipped_],
+        "k_estimated": int(clusterer.n_clusters_),
+        "k_given": clusterer.n_clusters,
+        "k_max": int(clusterer.n_clusters or clusterer.max_clusters),
+        "k_eigengap": None if clusterer.k_eigengap_ is None else int(clusterer.k_eigengap_),
+        "k_parts": getattr(clusterer, "k_parts_", None),
+        "method": clusterer.method,
+        "settings": clusterer.settings_,
+        "stopped_early": bool(clusterer.stopped_),
+        "timings": clusterer.timings_,
+        "cpu_timings": getattr(clusterer, "cpu_timings_", {}),
+        "cached": list(clusterer.cached_),
+        "loss": clusterer.loss,
+        "neighbours": clusterer.neighbours,
+        "spectrum": clusterer.spectrum,
+        "seconds": round(clusterer.seconds_, 2),
+        "device": describe_device(clusterer.device_),
+        "model": model.name,
+        "model_file": model.source,
+        "model_sha256": model.digest,
+        "seed": clusterer.random_state,
+        "cluster_sizes": np.bincount(clusterer.labels_, minlength=clusterer.n_clusters_).tolist(),
+        "unlike_threshold": round(float(clusterer.unlike_threshold_), 6),
+        "history": clusterer.history_,
+        "version": __version__,
+        "target": str(clusterer.root_) if clusterer.root_ else None,
+    }
+    answers = getattr(clusterer, "constraints_", None)
+    if answers is not None and len(answers):
+        out["answers"] = {"n_answers": len(answers), "n_same": int(len(answers.must_pairs())),
+                          "n_different": int(len(answers.cannot_pairs())),
+                          "k_before_answers": clusterer.k_before_answers_,
+                          "refit_seconds": clusterer.timings_.get("refit"),
+                          "relearnt_with": clusterer.relearnings_,
+                          "relearn_seconds": clusterer.timings_.get("relearn")}
+    problem = getattr(clusterer, "truth_problem_", None)
+    if problem:  # said whether or not a score was asked for: a rewritten summary keeps it
+        out["no_scores"] = problem
+    elif score:
+        m = clusterer.scores()
+        out["metrics"] = {"acc": m["acc"], "nmi": m["nmi"], "ari": m["ari"], "k_true": m["k_true"]}
+    return out
+
+
 def write_discovery_results(clusterer, out: Path, *, score: bool = False, save_model: bool = False,
                             names: list[str] | None = None, numbers=None) -> dict:
     """Write ``assignments.csv`` and ``summary.json`` for a fitted clusterer.
@@ -160,7 +203,7 @@ def write_discovery_results(clusterer, out: Path, *, score: bool = False, save_m
     """
     from .constraints import write_constraints_csv
     from .model_io import read_model_file
-    from .runs import SUMMARY_KEY
+    from .runfile import SUMMARY_KEY
 
     out = Path(out)
     header = ["path", "cluster", "confidence"]

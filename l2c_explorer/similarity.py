@@ -39,7 +39,6 @@ from .data import (
     Preprocessing,
     as_image_set,
     channel_stats,
-    image_statistics,
     light_background,
     model_input,
     normalise,
@@ -49,10 +48,13 @@ from .device import bf16_supported, place, resolve_device
 from .errors import InputError, ModelFileError, StoppedError
 from .losses import pair_bce_loss
 from .metrics import pair_scores
+from .model_fit import image_statistics
 from .model_io import MODEL_SUFFIX, model_file_path, read_model_file, save_model_file
-from .nets import BackboneEncoder, CosinePairHead, SimilarityNet, build_similarity_net, has_frozen_trunk
+from .nets import (BackboneEncoder, CosinePairHead, SimilarityNet, build_similarity_net, has_frozen_trunk,
+                   package_supplied)
 from .options import TRAIN_SIMILARITY
-from .pretrained import PRETRAINED, compute_trunk_features, is_pretrained, pretrained_input_size
+from .pretrained import (PRETRAINED, compute_trunk_features, compute_trunk_maps, is_pretrained,
+                         pretrained_block_count, pretrained_input_size)
 from .progress import Callback, Reporter
 
 # ---------------------------------------------------------------------------------------------------
@@ -161,8 +163,8 @@ class SimilarityModel:
             "card": self.card,
         }
         state = self.net.state_dict()
-        if has_frozen_trunk(self.net):  # the trunk's weights come from their package, checked by sha256
-            state = {k: v for k, v in state.items() if not k.startswith("encoder.trunk.")}
+        # a pretrained trunk's weights come from their package, checked by sha256 (all but a tuned tail)
+        state = {k: v for k, v in state.items() if not package_supplied(self.net, k)}
         saved = save_model_file(path, state, kind="similarity", config=config)
         self.source = str(saved)
         return saved
@@ -192,7 +194,7 @@ def load_stored_weights(net: SimilarityNet, tensors: dict[str, torch.Tensor]) ->
         net.load_state_dict(tensors, strict=True)
         return
     result = net.load_state_dict(tensors, strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith("encoder.trunk.")]
+    missing = [k for k in result.missing_keys if not package_supplied(net, k)]
     if missing or result.unexpected_keys:
         raise RuntimeError(f"missing {missing[:5]}, unexpected {list(result.unexpected_keys)[:5]}")
 
@@ -563,11 +565,17 @@ class SimilarityLearner(BaseEstimator):
             if len(self.blocks) != len(self.widths):
                 raise InputError("A ResNet needs one block count per stage width.")
         elif is_pretrained(self.backbone):
-            pass  # any size and channels: read as colour at the input size pretrained_input_size() gives
+            # any size and channels: read as colour at the input size pretrained_input_size() gives
+            n_blocks = len(pretrained_block_count(self.backbone))
+            if self.tuned_blocks > n_blocks:
+                raise InputError(f"tuned_blocks is {self.tuned_blocks}, but {self.backbone} has {n_blocks} blocks.")
         else:
             from .backbones import check_backbone
 
             check_backbone(self.backbone, image_size=self.image_size)
+        if (self.tuned_blocks or self.max_images_per_class) and not is_pretrained(self.backbone):
+            raise InputError("tuned_blocks and max_images_per_class apply to a pretrained backbone "
+                             "(--backbone efficientnet-lite0, ...).")
         if self.backbone_weights is not None and (self.backbone in ("conv", "resnet") or is_pretrained(self.backbone)):
             raise InputError("Backbone weights can only be loaded into a torchvision backbone (--backbone NAME); "
                              f"{self.backbone} brings its own." if is_pretrained(self.backbone) else
@@ -787,13 +795,18 @@ class SimilarityLearner(BaseEstimator):
 
     def _read_labelled(self, images, size: int, report, scratch: Path):
         """A labelled folder (or ImageSet) as a pixel store at the trunk's input size, read a chunk at a time."""
-        from .store import from_image_set, read_folder
+        from .store import folder_listing, from_image_set, read_folder
 
-        reading = lambda done, total: report("reading", done, total, message=f"Reading images {done}/{total}")  # noqa: E731
+        reading = lambda done, total: report("reading", done, total, message=f"Reading images {done}/{total}")
         if isinstance(images, (str, os.PathLike)):
+            listing = folder_listing(images, follow_links=self.follow_links)
+            if self.max_images_per_class:
+                listing = sample_per_class(listing, self.max_images_per_class, self.class_depth, self.random_state)
             return read_folder(images, scratch / "pixels.u8", size=size, channels=3, labelled=True,
                                class_depth=self.class_depth, progress=reading, should_stop=report.should_stop,
-                               follow_links=self.follow_links)
+                               follow_links=self.follow_links, listing=listing)
+        if self.max_images_per_class:
+            raise InputError("max_images_per_class samples the files of a folder: give the folder's path.")
         return from_image_set(as_image_set(images, size=size, channels=3, labelled=True,
                                            class_depth=self.class_depth, progress=reading,
                                            follow_links=self.follow_links))
@@ -815,7 +828,13 @@ class SimilarityLearner(BaseEstimator):
             features = []
             for v, rows in enumerate(views):
                 what = "features" if v == 0 else "features of mirror images"
-                features.append(_trunk_pass(probe, rows, len(store), device, report, what))
+                if self.tuned_blocks:  # the activations before the blocks that train, once per image and view
+                    features.append(compute_trunk_maps(
+                        probe, rows, len(store), cut=net.encoder.cut, device=device, should_stop=report.should_stop,
+                        progress=lambda done, total, what=what: report("features", done, total,
+                                                                       message=f"Computing {what} {done}/{total}")))
+                else:
+                    features.append(_trunk_pass(probe, rows, len(store), device, report, what))
             sample = np.random.default_rng(self.random_state).choice(len(store), min(len(store), 2000), replace=False)
             statistics = image_statistics(store.take(np.sort(sample)))
             root, skipped = store.root, list(store.skipped)
@@ -836,6 +855,8 @@ class SimilarityLearner(BaseEstimator):
         self._validate()
         if not is_pretrained(self.backbone):
             raise InputError("fit_features trains the top of a pretrained backbone (backbone='efficientnet-lite0', ...).")
+        if self.tuned_blocks:
+            raise InputError("fit_features trains a top on pooled features; tuned_blocks needs the images (fit).")
         report = Reporter(callback, stop)
         device = resolve_device(self.device)
         g = torch.Generator().manual_seed(self.random_state)
@@ -852,7 +873,7 @@ class SimilarityLearner(BaseEstimator):
         size = pretrained_input_size(self.backbone, self.image_size)
         arch = {"type": "pretrained-cosine", "backbone": self.backbone,
                 "backbone_sha256": PRETRAINED[self.backbone].sha256, "in_channels": 3, "hidden": self.hidden,
-                "embedding_dim": self.embedding_dim, "input_size": size}
+                "embedding_dim": self.embedding_dim, "input_size": size, "tuned_blocks": self.tuned_blocks}
         prep = Preprocessing(size=size, channels=3, invert=False, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                              mirror_average=False)
         return build_similarity_net(arch), prep, arch
@@ -869,6 +890,14 @@ class SimilarityLearner(BaseEstimator):
         encoder = net.encoder.to(device)
         net = net.to(device)
         top_params = [*encoder.hidden.parameters(), *encoder.project.parameters()]
+        tuned = bool(encoder.tuned_blocks)
+        if tuned:  # the trunk's last blocks learn too, from the activations before them (features holds those)
+            tail = encoder.tail_parameters()
+            for p in tail:
+                p.requires_grad_(True)
+            top_params += tail
+        encode = encoder.from_maps if tuned else encoder.from_features
+        mixed = tuned and self.mixed_precision and bf16_supported(device)
         centres = ClassCentres(n_classes=len(train_classes), dim=self.embedding_dim).to(device) if self.class_weight else None
         param_groups = [{"params": top_params},
                         {"params": net.head.parameters(), "lr": self.lr * 20, "weight_decay": 0.0}]
@@ -896,24 +925,31 @@ class SimilarityLearner(BaseEstimator):
                 group["lr"] = base * warm * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
             idx, y = sampler.sample()
             view = torch.randint(len(train_features), (len(idx),), generator=g)
-            x = F.dropout(train_features[view, idx], p=self.feature_dropout, training=True).to(device)
+            x = train_features[view, idx].to(device)
+            if self.feature_dropout:
+                x = F.dropout(x.float(), p=self.feature_dropout, training=True)
             classes = torch.from_numpy(train_labels[idx.numpy()]).to(device)
             net.train()
             loss = train_one_step(net, optimizer, x, y.to(device), proto_weight=self.proto_weight, classes=classes,
                                   centres=centres, class_weight=self.class_weight,
-                                  label_smoothing=self.label_smoothing, encode=encoder.from_features)
+                                  label_smoothing=self.label_smoothing, mixed_precision=mixed, encode=encode)
             epoch_losses.append(loss)
             self._log_step(report, step, total_steps, steps_per_epoch, epoch_losses, started)
         if stopped and step == 0:
             raise StoppedError("Training was stopped before the first step.")
         net = net.cpu().eval()
+        for p in net.encoder.trunk.parameters():
+            p.requires_grad_(False)  # frozen again: later training (self-training) works on pooled features
         metrics = {}
         holdout = np.flatnonzero(np.isin(labels, holdout_classes))
         if len(holdout) > 1:
             report("finishing", message="Measuring pair metrics on held-out classes")
             model = SimilarityModel(net, prep, {})
+            held = features[0, torch.from_numpy(holdout)]
             with torch.no_grad():
-                emb = F.normalize(net.encoder.from_features(features[0, torch.from_numpy(holdout)]), dim=1)
+                emb = F.normalize(torch.cat([net.encoder.from_maps(held[i:i + 256]) if tuned
+                                             else net.encoder.from_features(held[i:i + 256])
+                                             for i in range(0, len(held), 256)]), dim=1)
             metrics = embedding_pair_metrics(model, emb, labels[holdout], seed=self.random_state)
             metrics["protocol"] = metrics["protocol"].replace("batch-norm adapted to the held-out images",
                                                               "frozen pretrained trunk")
@@ -925,6 +961,8 @@ class SimilarityLearner(BaseEstimator):
             training={
                 "views": int(len(features)),
                 "feature_dropout": self.feature_dropout,
+                "tuned_blocks": self.tuned_blocks,
+                "max_images_per_class": self.max_images_per_class,
                 "backbone": self.backbone,
                 "backbone_package": PRETRAINED[self.backbone].requirement,
             },
@@ -934,6 +972,18 @@ class SimilarityLearner(BaseEstimator):
         self.n_classes_ = int(len(train_classes))
         self.skipped_ = skipped
         return self
+
+
+def sample_per_class(listing, most: int, class_depth: int, seed: int):
+    """A folder listing with at most ``most`` files of each class (a seeded sample; the listing's order kept)."""
+    root, files, ignored, digest = listing
+    by_class: dict[tuple, list[int]] = {}
+    for i, path in enumerate(files):
+        by_class.setdefault(path.relative_to(root).parts[:class_depth], []).append(i)
+    rng = np.random.default_rng(seed)
+    keep = sorted(i for members in by_class.values()
+                  for i in (members if len(members) <= most else rng.choice(members, most, replace=False)))
+    return root, [files[i] for i in keep], ignored, digest
 
 
 def usable_classes(labels: list[str] | None) -> tuple[np.ndarray, list[str], np.ndarray]:

@@ -8,9 +8,10 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 from numerics import assert_close
 
-from l2c_explorer.clustering import L2CClusterer, pair_targets, sample_batch, train_cluster_head
+from l2c_explorer.clustering import L2CClusterer
 from l2c_explorer.errors import InputError
 from l2c_explorer.model_io import read_model_file
+from l2c_explorer.planning import self_training_step_cost
 
 
 @pytest.fixture(scope="module")
@@ -163,101 +164,6 @@ def test_bad_parameters_are_explained(keble_subset, kwargs, message):
         L2CClusterer(**kwargs).fit(keble_subset)
 
 
-def test_pair_targets_use_links_and_far_pairs_only():
-    import scipy.sparse as sp
-    import torch
-
-    feats = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.7, 0.7]]), dim=1)
-    links = sp.csr_matrix(np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=float))
-    t = pair_targets(feats, links, negative_below=0.3)
-    assert t[0, 1] == 1 and t[1, 0] == 1  # linked: same
-    assert t[0, 2] == -1 and t[2, 1] == -1  # orthogonal features: different
-    assert t[0, 3] == 0 and t[2, 3] == 0  # in between: not used
-    sub = pair_targets(feats, links, torch.tensor([1, 0, 2]), negative_below=0.3)
-    assert sub.tolist() == [[0, 1, -1], [1, 0, -1], [-1, -1, 0]]
-
-
-def test_answers_override_the_graphs_targets_and_weigh_like_a_whole_image():
-    import scipy.sparse as sp
-    import torch
-
-    from l2c_explorer.clustering import answer_weights
-    from l2c_explorer.constraints import ConstraintSet
-
-    feats = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.7, 0.7]]), dim=1)
-    links = sp.csr_matrix(np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=float))
-    answers = ConstraintSet(4, [(0, 1, 0), (2, 3, 1)]).pair_matrix()
-    t = pair_targets(feats, links, negative_below=0.3, answers=answers)
-    assert t[0, 1] == -1 and t[1, 0] == -1  # linked, but a person said different
-    assert t[2, 3] == 1 and t[0, 2] == -1  # said same; far apart and not asked about: different as before
-    w = answer_weights(t, answers)
-    assert w[0, 1] == 4 and w[2, 3] == 4 and w[0, 2] == 1 and w[3, 3] == 1
-    sub = pair_targets(feats, links, torch.tensor([1, 0]), negative_below=0.3, answers=answers)
-    assert sub.tolist() == [[0, -1], [-1, 0]]
-    assert answer_weights(sub, answers, torch.tensor([1, 0])).tolist() == [[1, 2], [2, 1]]
-    assert answer_weights(t, None) is None
-
-
-@pytest.mark.numerical
-def test_the_clustering_network_keeps_apart_what_a_person_said_differs():
-    """Two tight groups and an image between them, a little closer to the first; a person says it differs
-    from an image of the first: trained with the answer, the network puts it in the other group (K stays 2),
-    in full batches and in mini-batches."""
-    import torch
-
-    from l2c_explorer.constraints import ConstraintSet
-    from l2c_explorer.graph import knn_graph
-
-    g = torch.Generator().manual_seed(0)
-    centres = torch.nn.functional.normalize(torch.randn(2, 8, generator=g), dim=1)
-    feats = centres.repeat_interleave(100, 0) + 0.05 * torch.randn(200, 8, generator=g)
-    feats[0] = 0.55 * centres[0] + 0.45 * centres[1]
-    feats = torch.nn.functional.normalize(feats, dim=1)
-    links = knn_graph(feats, k=5, mutual=True)
-    answers = ConstraintSet(200, [(0, 1, 0)]).pair_matrix()
-    for batch_size in (4096, 64):
-        _, plain = train_cluster_head(feats, links, centres, steps=60, batch_size=batch_size)
-        _, told = train_cluster_head(feats, links, centres, steps=60, batch_size=batch_size, answers=answers)
-        assert plain.argmax(1)[0] == plain.argmax(1)[1]
-        labels = told.argmax(1).numpy()
-        assert labels[0] != labels[1] and len(np.unique(labels)) == 2
-        assert (labels[2:100] == labels[2]).all() and (labels[100:] == labels[100]).all()
-
-
-def test_mini_batches_pair_anchors_with_linked_partners():
-    import scipy.sparse as sp
-    import torch
-
-    n = 1000
-    links = sp.csr_matrix((np.ones(n), (np.arange(n), (np.arange(n) + 1) % n)), shape=(n, n))
-    links = links.maximum(links.T).tocsr()
-    index = sample_batch(links, 64, torch.Generator().manual_seed(0)).numpy()
-    inside = set(index.tolist())
-    linked_pairs = sum(((i + 1) % n in inside) or ((i - 1) % n in inside) for i in index)
-    assert len(index) <= 64 and linked_pairs == len(index)  # every image has a linked partner in the batch
-
-
-@pytest.mark.numerical
-def test_full_and_mini_batch_training_both_separate_two_groups():
-    import torch
-
-    from l2c_explorer.graph import knn_graph
-
-    g = torch.Generator().manual_seed(0)
-    centres = torch.nn.functional.normalize(torch.randn(2, 8, generator=g), dim=1)
-    feats = torch.nn.functional.normalize(centres.repeat_interleave(100, 0) + 0.05 * torch.randn(200, 8, generator=g), dim=1)
-    links = knn_graph(feats, k=5, mutual=True)
-    start = torch.nn.functional.normalize(torch.randn(2, 8, generator=g), dim=1)
-    truth = np.repeat([0, 1], 100)
-    for batch_size in (4096, 64):
-        history = []
-        _, probs = train_cluster_head(feats, links, start, steps=60, batch_size=batch_size, history=history)
-        labels = probs.argmax(1).numpy()
-        assert max((labels == truth).mean(), (labels != truth).mean()) == 1.0
-        assert history[0]["step"] == 1 and history[-1]["k_estimated"] == 2
-        assert history[-1]["loss"] < history[0]["loss"]
-
-
 def test_a_model_carries_its_own_discovery_settings(tmp_path, keble_subset):
     from l2c_explorer.options import MODEL_SETTINGS
     from l2c_explorer.similarity import load_similarity_model, resolve_model_path, store_discovery_settings
@@ -283,6 +189,8 @@ def test_the_papers_pipeline_runs_on_the_same_model(keble_subset):
     assert 2 <= c.n_clusters_ <= 12 and c.probabilities_.shape == (120, c.n_clusters_)
     assert c.score() >= 0.6  # 6 characters: chance is about 0.25; the method reaches about 0.9 here
     assert c.summary()["method"] == "paper" and c.summary()["k_eigengap"] is None
+    with pytest.raises(InputError, match="graph"):  # no graph to choose questions along
+        c.questions()
     known = L2CClusterer(similarity="omniglot", method="paper", n_clusters=6, random_state=0).fit(keble_subset)
     assert known.n_clusters_ == 6
 
@@ -387,6 +295,22 @@ def test_a_relearning_is_estimated_from_this_runs_own_stages(fitted):
     second_training = measured["training"][1]
     assert planned["training"].prior == pytest.approx(second_training)  # the same steps on the same images
     sharpening, seconds = measured["self-training"]
-    step = c._self_training_step_cost(c.n_clusters_, c.embedding_model_)
+    step = self_training_step_cost(c.n_clusters_, c.embedding_model_)
     assert planned["self-training"].prior == pytest.approx(seconds / sharpening.prior * step * planned["self-training"].units)
     assert c.relearn_seconds() == pytest.approx(sum(stage.prior for stage in c._relearn_stages()))
+
+
+def test_the_init_is_written_out_with_the_specs_options_and_stores_only_them():
+    import inspect
+
+    from l2c_explorer.options import DISCOVER
+
+    assert "__signature__" not in vars(L2CClusterer.__init__)  # visible to editors and type checkers as written
+    parameters = list(inspect.signature(L2CClusterer.__init__).parameters.values())[1:]
+    assert [p.name for p in parameters] == list(DISCOVER.options)
+    assert parameters[0].name == "similarity" and parameters[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters[1:])
+    assert all(p.default == DISCOVER[p.name].default for p in parameters)
+    c = L2CClusterer("photos", n_clusters=3)
+    assert vars(c) == {**{p.name: p.default for p in parameters}, "similarity": "photos", "n_clusters": 3}
+

@@ -18,7 +18,6 @@ from l2c_explorer.graph import (
     eigengap_k,
     knn_graph,
     median_gap_k,
-    nearest_neighbours,
     neighbourhood,
     normalised_adjacency,
     self_tuning_graph,
@@ -26,6 +25,7 @@ from l2c_explorer.graph import (
     top_eigenpairs,
     top_eigenvalues,
 )
+from l2c_explorer.neighbours import exact_neighbours
 
 pytestmark = pytest.mark.numerical  # .ci/run runs these again on one thread
 
@@ -53,10 +53,11 @@ def test_knn_graph_caps_k_for_tiny_sets():
     assert knn_graph(x, k=10).toarray().sum() == 6  # everyone linked to the two others
 
 
-def test_nearest_neighbours_come_nearest_first_in_any_block_size():
+def test_exact_neighbours_come_nearest_first_in_any_block_size():
     x, _ = blobs(3, 20)
     for block_size in (7, 2048):
-        idx, cos = nearest_neighbours(x, 5, block_size=block_size)
+        found = exact_neighbours(x, 5, block_size=block_size)
+        idx, cos = found.indices, found.cosines
         assert_neighbours(x, idx, cos, 5)  # cosines of 16 terms; near-ties may go either way
 
 
@@ -66,7 +67,8 @@ def test_self_tuning_graph_matches_its_formula():
     # The formula, written out in float64 from the same neighbours and float32 cosines: the weights divide
     # by products of small distances, so float32 cosines from another kernel would differ far more than
     # the formula's own rounding (the neighbour search is tested on its own above).
-    order, cos = nearest_neighbours(x, 6, block_size=7)  # as the graph finds them
+    found = exact_neighbours(x, 6, block_size=7)  # as the graph finds them
+    order, cos = found.indices, found.cosines
     order, cos = order.numpy(), cos.double().numpy()
     half_sq_dist = 1.0 - cos  # |x_i - x_j|^2 / 2 of unit vectors (the 2 cancels against s_i s_j)
     scale = np.sqrt(half_sq_dist[:, 2]) + 1e-12  # distance to the 3rd neighbour (never 0)

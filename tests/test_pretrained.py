@@ -147,15 +147,26 @@ def small_photo_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained_on_trunk(small_photo_folder):
+    from l2c_explorer.recipes import PRETRAINED_TOP, similarity_recipe
+    from l2c_explorer.similarity import SimilarityLearner
+
+    recipe = similarity_recipe(PRETRAINED_TOP) | {"epochs": 3, "image_size": 96, "holdout": 0,
+                                                  "classes_per_batch": 4, "images_per_class": 3}
+    return SimilarityLearner(**recipe).fit(small_photo_folder)
+
+
+@pytest.fixture(scope="module")
+def tuned_on_trunk(small_photo_folder):
+    """The `photos` recipe (the encoder's last five blocks train with the top) on the small folder."""
     from l2c_explorer.recipes import similarity_recipe
     from l2c_explorer.similarity import SimilarityLearner
 
     recipe = similarity_recipe("photos") | {"epochs": 3, "image_size": 96, "holdout": 0, "classes_per_batch": 4,
-                                            "images_per_class": 3}
+                                            "images_per_class": 3, "max_images_per_class": 5}
     return SimilarityLearner(**recipe).fit(small_photo_folder)
 
 
-def test_the_photos_recipe_trains_a_top_on_the_frozen_trunk(trained_on_trunk):
+def test_the_pretrained_top_recipe_trains_a_top_on_the_frozen_trunk(trained_on_trunk):
     model = trained_on_trunk.model_
     arch = model.card["architecture"]
     assert arch["type"] == "pretrained-cosine" and arch["backbone"] == NAME
@@ -241,3 +252,81 @@ def test_embedding_a_folder_in_chunks_gives_the_discovery_embeddings(trained_on_
     # autocast rounds each to 8 bits of mantissa, so compare unit vectors at that precision
     cosines = (torch.as_tensor(chunks.embeddings) * torch.as_tensor(fitted.embedding_)).sum(1)
     assert float(cosines.min()) > 0.99
+
+
+def test_the_trunk_split_at_any_block_composes_to_the_whole_network():
+    trunk = pretrained_trunk(NAME)
+    x, _ = photo_inputs(per_class=1, size=96)
+    with torch.no_grad():
+        whole = trunk(x)
+        for cut in (0, 11, 16):
+            assert_close(trunk.forward_from(trunk.forward_until(x, cut), cut), whole, n_terms=20_000, scale=6.0)
+    assert len(pretrained.pretrained_block_count(NAME)) == len(trunk._blocks) == 16
+
+
+def test_the_photos_recipe_trains_the_last_blocks_and_keeps_the_rest_of_the_trunk(tuned_on_trunk):
+    model = tuned_on_trunk.model_
+    encoder = model.net.encoder
+    assert model.card["architecture"]["tuned_blocks"] == 5 and encoder.cut == 11
+    package = pretrained_trunk(NAME).state_dict()
+    tuned = encoder.trunk.state_dict()
+    changed = {k for k in package if not torch.equal(tuned[k], package[k])}
+    assert changed and all(k.startswith(encoder.trunk.tail_prefixes(5)) for k in changed)
+    assert any(k.startswith("_blocks.11.") for k in changed)  # the first tuned block learnt too
+    assert not any(p.requires_grad for p in encoder.trunk.parameters())  # frozen again for discovery
+    # at most 5 photos of each of the 4 categories, with their mirror images as a second view
+    assert model.card["trained_on"]["n_images"] == 20 and model.card["training"]["views"] == 2
+
+
+def test_a_tuned_model_file_holds_the_tuned_blocks_and_reloads_to_the_same_features(tuned_on_trunk, tmp_path):
+    from safetensors import safe_open
+
+    from l2c_explorer.embedding import trunk_key
+    from l2c_explorer.similarity import SimilarityModel
+
+    model = tuned_on_trunk.model_
+    path = model.save(tmp_path / "tuned")
+    with safe_open(str(path), "pt") as f:
+        trunk_keys = [k for k in f.keys() if k.startswith("encoder.trunk.")]
+    assert trunk_keys and all(k.startswith(model.net.encoder.stored_trunk_keys()) for k in trunk_keys)
+    assert not any(k.startswith("encoder.trunk._blocks.10.") for k in trunk_keys)
+    again = SimilarityModel.load(path)
+    x, _ = photo_inputs(per_class=1, size=96)
+    with torch.no_grad():
+        assert_close(again.net.encoder.features(x), model.net.encoder.features(x), n_terms=20_000, scale=6.0)
+    # the feature cache never mixes a tuned model's features with the package trunk's
+    frozen = SimilarityModel.load(tuned_on_trunk.model_.save(tmp_path / "copy"))
+    frozen.net.encoder.tuned_blocks = 0
+    assert trunk_key(again) != trunk_key(frozen) and trunk_key(again).startswith(trunk_key(frozen))
+
+
+def test_stored_weights_without_a_tuned_block_are_refused(tuned_on_trunk):
+    from l2c_explorer.nets import build_similarity_net, package_supplied
+    from l2c_explorer.similarity import load_stored_weights
+
+    model = tuned_on_trunk.model_
+    stored = {k: v for k, v in model.net.state_dict().items() if not package_supplied(model.net, k)}
+    fresh = build_similarity_net(model.card["architecture"])
+    load_stored_weights(fresh, stored)  # the whole file: accepted
+    del stored["encoder.trunk._blocks.11._project_conv.weight"]
+    with pytest.raises(RuntimeError, match="_blocks.11._project_conv.weight"):
+        load_stored_weights(build_similarity_net(model.card["architecture"]), stored)
+
+
+def test_tuning_and_sampling_options_are_checked_in_one_place(small_photo_folder):
+    from l2c_explorer.errors import InputError
+    from l2c_explorer.similarity import SimilarityLearner, sample_per_class
+    from l2c_explorer.store import folder_listing
+
+    with pytest.raises(InputError, match="pretrained backbone"):
+        SimilarityLearner(backbone="conv", tuned_blocks=2).fit(small_photo_folder)
+    with pytest.raises(InputError, match="has 16 blocks"):
+        SimilarityLearner(backbone=NAME, tuned_blocks=17).fit(small_photo_folder)
+    listing = folder_listing(small_photo_folder)
+    root, files, _, _ = sample_per_class(listing, 2, 1, seed=0)
+    per_class = {}
+    for f in files:
+        per_class.setdefault(f.relative_to(root).parts[0], []).append(f)
+    assert sorted(len(v) for v in per_class.values()) == [2, 2, 2, 2]
+    assert files == sample_per_class(listing, 2, 1, seed=0)[1]  # seeded
+    assert sample_per_class(listing, 10, 1, seed=0)[1] == listing[1]  # fewer than the cap: all kept

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from l2c_explorer.clustering import L2CClusterer, unlike_threshold, vote
+from l2c_explorer.clustering import L2CClusterer
 from l2c_explorer.errors import InputError, ModelFileError
 from l2c_explorer.neighbours import Neighbours
 from l2c_explorer.runs import load_run, read_run_state
@@ -81,6 +81,11 @@ def test_the_run_folder_restores_a_clusterer_that_assigns_the_same(fitted, split
     assert np.allclose(state["embedding"], fitted.embedding_, atol=1e-6) and state["answers"] == []
     assert (state["pair_scale"], state["pair_bias"]) == pytest.approx(fitted.pair_head_)
     assert restored.pair_head_ == pytest.approx(fitted.pair_head_)
+    # a whole estimator: the fitted graph itself comes back, and questions about the run are the fitted run's
+    assert restored.graph_.shape == fitted.graph_.shape and (restored.graph_ != fitted.graph_).nnz == 0
+    assert (state["graph"] != fitted.graph_).nnz == 0
+    asked = [[(q.a, q.b, q.kind, q.score) for q in c.questions(3)] for c in (restored, fitted)]
+    assert asked[0] == asked[1] and len(asked[0]) == 3
 
 
 def test_damaged_or_mismatched_run_folders_are_refused(fitted, tmp_path):
@@ -105,7 +110,7 @@ def test_a_run_folder_whose_writing_was_cut_short_is_refused(fitted, split, tmp_
     """Writing a run over an earlier one, stopped after its assignments.csv (26 clusters beside the earlier
     run's 10, as a crash leaves them), after its run file, or before its summary: the folder is no run,
     for assign, questions and load_run, with a one-line reason."""
-    import l2c_explorer.runs as runs
+    import l2c_explorer.runfile as runfile
     from l2c_explorer.cli import main
     from l2c_explorer.results import write_discovery_results
 
@@ -115,10 +120,10 @@ def test_a_run_folder_whose_writing_was_cut_short_is_refused(fitted, split, tmp_
     other = L2CClusterer(n_clusters=2, self_training_steps=0, cache=False).fit(split / "run")  # other clusters
 
     def cut_short(where):
-        original = getattr(runs, where)
+        original = getattr(runfile, where)
 
         def crash(*args, **kwargs):
-            if where == "save_model_file" and not str(args[0]).endswith(runs.RUN_FILE):
+            if where == "save_model_file" and not str(args[0]).endswith(runfile.RUN_FILE):
                 return original(*args, **kwargs)
             if where == "save_model_file":
                 original(*args, **kwargs)  # the run file is written, the summary is not
@@ -126,10 +131,10 @@ def test_a_run_folder_whose_writing_was_cut_short_is_refused(fitted, split, tmp_
 
         return crash
 
-    for where in ("save_run", "save_model_file"):
+    for where in ("write_run", "save_model_file"):
         write_discovery_results(fitted, run)
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(runs, where, cut_short(where))
+            mp.setattr(runfile, where, cut_short(where))
             with pytest.raises(KeyboardInterrupt):
                 write_discovery_results(other, run)
         for read in (load_run, read_run_state):
@@ -173,15 +178,3 @@ def test_assign_command_writes_assignments_and_summary(fitted, split, tmp_path):
     assert main(["assign", str(split / "new"), "--run", str(tmp_path / "run"), "--out", str(tmp_path / "run"),
                  "--quiet"]) == 2
     assert tree_snapshot(tmp_path / "run") == before_run and main(["questions", str(tmp_path / "run")]) == 0
-
-
-def test_vote_and_unlike_threshold_rules():
-    # one heavy vote outweighs two light ones; the winner's share of all votes is the confidence
-    labels, confidence = vote(np.array([[0, 0, 1], [2, 1, 1]]), np.array([[1.0, 0.5, 2.5], [3.0, 1.0, 1.0]]), 3)
-    assert labels.tolist() == [1, 2] and np.allclose(confidence, [0.625, 0.6])
-    idx = torch.tensor([[1, 2], [0, 2], [0, 1], [0, 1]])
-    cos = torch.tensor([[0.9, 0.5], [0.9, 0.4], [0.5, 0.4], [0.2, 0.1]])
-    # nearest cluster-mates: 0.9, 0.9, 0.5 (image 2's first is in its cluster), none for image 3 -> -1
-    threshold = unlike_threshold(Neighbours(idx, cos), np.array([0, 0, 0, 1]), 0.0)
-    assert threshold == -1.0
-    assert unlike_threshold(Neighbours(idx[:3], cos[:3]), np.array([0, 0, 0]), 0.0) == pytest.approx(0.5)

@@ -68,7 +68,7 @@ def test_refit_depends_only_on_the_run_and_the_answers(tengwar, tmp_path):
     answers = oracle_answers(clusterer, truth, 3)
     one_by_one = clusterer.labels_.copy()
     clusterer.refit([])  # undo everything: the run's own clusters come back
-    base = clusterer._base["labels"]
+    base = clusterer._answers.base["labels"]
     assert np.array_equal(clusterer.labels_, base) and len(clusterer.constraints_) == 0
     # the same answers from a file, at once
     path = write_constraints_csv(tmp_path / "answers.csv", answers, clusterer.paths_)

@@ -83,7 +83,7 @@ class Teacher:
     """
 
     def __init__(self, bench, job):
-        from .workbench import RunResult
+        from .run_result import RunResult
 
         result = job.result
         if not isinstance(result, RunResult) or result.kind != "discover":
@@ -147,7 +147,7 @@ class Teacher:
         return out
 
     def representative(self, members: np.ndarray, *, besides: int | None = None) -> int:
-        from ..questions import representative
+        from ..groups import representative
 
         members = np.asarray(members)
         if besides is not None:
@@ -326,7 +326,7 @@ class Teacher:
         """
         from ..numbering import carry_numbers
         from ..results import write_discovery_results
-        from .workbench import run_result
+        from .run_result import run_result
 
         job, old = self.job, self.job.result
         # numbers are never given twice, so an undo's restore needs only what was shown, not the next number

@@ -226,7 +226,7 @@ def curves_json(points: list[dict], series: list[dict], *, x: str = "step", x_ti
     A series ``{"key", "title", "color"}`` draws metric ``key`` against ``x``; with ``"stage"`` only the
     points of that stage (e.g. "similarity" or "training"), and ``"id"`` names its chart when two series
     draw the same metric. ``spectrum`` (published by a discovery as soon as it has chosen K, see
-    :meth:`L2CClusterer._spectrum <l2c_explorer.clustering.L2CClusterer._spectrum>`) adds a chart of what K
+    :func:`~l2c_explorer.discovery.spectrum_details`) adds a chart of what K
     was chosen from; ``k_true`` marks the true number of categories on it.
     """
     keys = {s["key"] for s in series}

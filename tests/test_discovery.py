@@ -1,0 +1,99 @@
+"""Discovery's named steps on small synthetic embeddings: neighbour lists, K by an explicit rule, a pass."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from l2c_explorer.discovery import (
+    K_RULES,
+    PassOptions,
+    cluster_pass,
+    estimate_k,
+    search_neighbours,
+    sharpen,
+    spectrum_details,
+)
+from l2c_explorer.errors import StoppedError
+from l2c_explorer.options import discovery_settings
+from l2c_explorer.progress import Reporter
+
+
+def blobs(n_groups=4, per_group=25, dim=16, seed=0) -> tuple[torch.Tensor, np.ndarray]:
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.nn.functional.normalize(torch.randn(n_groups, dim, generator=g), dim=1)
+    x = centres.repeat_interleave(per_group, 0) + 0.08 * torch.randn(n_groups * per_group, dim, generator=g)
+    return torch.nn.functional.normalize(x, dim=1), np.repeat(np.arange(n_groups), per_group)
+
+
+def options(**given) -> PassOptions:
+    return PassOptions(settings=discovery_settings(None, {}), max_clusters=10, steps=40, **given)
+
+
+def test_pass_options_come_from_an_estimators_parameters():
+    from l2c_explorer.clustering import L2CClusterer
+
+    params = L2CClusterer(n_clusters=3, steps=7, random_state=5).get_params()
+    o = PassOptions.of(params, discovery_settings(None, params))
+    assert (o.n_clusters, o.steps, o.seed, o.neighbours) == (3, 7, 5, "auto")
+    assert o.neighbour_lists >= max(o.settings["n_neighbors"], o.settings["k_graph_neighbours"], 20)
+
+
+def test_neighbour_lists_come_nearest_first():
+    emb, _ = blobs()
+    found = search_neighbours(emb, options())
+    assert found.exact and found.indices.shape == (100, options().neighbour_lists)
+    assert (found.cosines[:, :-1] >= found.cosines[:, 1:] - 1e-6).all()
+    assert not (found.indices == torch.arange(100)[:, None]).any()  # never itself
+
+
+@pytest.mark.numerical
+def test_k_is_read_by_the_rule_asked_for():
+    from l2c_explorer.graph import NEIGHBOUR_SHARE, diffusion_features, knn_adjacency, neighbourhood
+
+    emb, _ = blobs()
+    o = options()
+    found = search_neighbours(emb, o)
+    first = estimate_k("self-tuning", o, embedding=emb, neighbours=found)
+    assert first.k == 4 and first.parts == 1 and first.rule == "half the largest drop"
+    graph = knn_adjacency(found, neighbourhood(o.settings["n_neighbors"], 100, share=NEIGHBOUR_SHARE))
+    _, values = diffusion_features(graph, n_components=20, diffusion_time=o.settings["diffusion_time"], n_values=11)
+    sharpened = estimate_k("sharpened", o, graph=graph, eigenvalues=values, n_components=20)
+    assert sharpened.k == 4 and sharpened.significance == o.settings["k_sharpened_significance"]
+    assert spectrum_details(sharpened, 4, k_given=False, k_rule="sharpened")["pass"] == 2
+    with pytest.raises(ValueError, match="k_rule"):
+        estimate_k("largest", o, embedding=emb, neighbours=found)
+    assert K_RULES == ("self-tuning", "sharpened")
+
+
+@pytest.mark.numerical
+def test_a_pass_returns_everything_it_found_and_writes_nothing_else():
+    emb, truth = blobs()
+    heard, found_lists, spectra = [], [], []
+    report = Reporter(lambda p: spectra.append(p.details.get("spectrum")) if p.details else None)
+    result = cluster_pass(emb, options(), k_rule="self-tuning", pass_label=1, device=torch.device("cpu"),
+                          report=report, on_neighbours=found_lists.append, on_k=heard.append)
+    labels = result.probabilities.argmax(1)
+    assert heard == [4] and result.estimate.k == 4 and len(found_lists) == 1
+    assert len(np.unique(labels)) == 4 and all(len(np.unique(labels[truth == g])) == 1 for g in range(4))
+    assert result.graph.shape == (100, 100) and result.features.shape[0] == 100
+    assert {p["pass"] for p in result.history} == {1} and result.history[-1]["step"] == 40
+    assert [s["k"] for s in spectra if s] == [4]
+    given = cluster_pass(emb, options(n_clusters=3), k_rule="self-tuning", pass_label=1, device=None,
+                         report=Reporter(None), neighbours=result.neighbours, on_neighbours=found_lists.append)
+    assert given.probabilities.shape[1] == 3 and len(found_lists) == 1  # the lists given are not searched again
+
+
+def test_a_pass_stopped_before_training_raises_and_sharpening_stopped_gives_nothing():
+    from l2c_explorer.similarity import load_similarity_model
+
+    emb, truth = blobs()
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(StoppedError):
+        cluster_pass(emb, options(), k_rule="self-tuning", pass_label=1, device=None, report=Reporter(None, stop))
+    model = load_similarity_model("omniglot")
+    pixels = torch.zeros((100, 1, model.preprocessing.size, model.preprocessing.size), dtype=torch.uint8)
+    assert sharpen(model, pixels, truth, np.ones(100), options(), steps=5, device=torch.device("cpu"),
+                   report=Reporter(None, stop)) is None

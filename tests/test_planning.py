@@ -1,0 +1,51 @@
+"""The time-left plan: the stages of a fit and of a relearning, and the stopwatch."""
+
+import time
+
+import pytest
+
+from l2c_explorer.planning import (
+    STAGE_COSTS,
+    Stopwatch,
+    clustering_stages,
+    feature_cost,
+    fit_stages,
+    relearn_stages,
+    self_training_step_cost,
+)
+from l2c_explorer.similarity import load_similarity_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_similarity_model("omniglot")
+
+
+def test_a_fit_plans_two_passes_with_self_training_and_the_paper_one(model):
+    names = [s.name for s in fit_stages(500, model, method="graph", steps=100, self_training_steps=50, groups=30)]
+    assert names == ["reading", "features", "graph", "training", "self-training", "features", "graph", "training"]
+    one = [s.name for s in fit_stages(500, model, method="graph", steps=100, self_training_steps=0, groups=30)]
+    assert one == ["reading", "features", "graph", "training"]
+    paper = [s.name for s in fit_stages(500, model, method="paper", steps=100, self_training_steps=50, groups=30)]
+    assert paper == ["reading", "features", "training"]
+    again = fit_stages(500, model, method="graph", steps=100, self_training_steps=50, groups=30)[5]
+    assert again.prior == pytest.approx(500 * feature_cost(model, again=True))  # 500 images, a later pass
+
+
+def test_training_priors_grow_with_the_pairs_a_step_sees_and_a_relearning_reads_nothing_kept(model):
+    small, large = clustering_stages(100, 10)[1], clustering_stages(1000, 10)[1]
+    assert large.prior > small.prior > STAGE_COSTS["training"]
+    stages = relearn_stages(200, model, pixels_kept=True, steps=100, self_training_steps=None, n_clusters=10,
+                            measured=[])
+    assert [s.name for s in stages] == ["reading", "self-training", "features", "graph", "training"]
+    assert stages[0].prior == 0.0 and stages[1].units > 0
+    assert self_training_step_cost(50, model) > self_training_step_cost(5, model) > 0
+
+
+def test_the_stopwatch_adds_up_each_stage():
+    watch = Stopwatch()
+    for _ in range(2):
+        watch.start("graph")
+        time.sleep(0.001)
+        watch.stop("graph")
+    assert set(watch) == {"graph"} and watch["graph"] > 0 and "graph" in watch.cpu
