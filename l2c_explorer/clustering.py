@@ -19,6 +19,9 @@ and keeps their results as its fitted attributes):
 6. self-training (``self_training_steps``, :mod:`l2c_explorer.selftrain`): fine-tune a copy of the
    similarity model on the most confident members of each cluster, then redo steps 2-5 with it.
 
+Answers, relearning and questions come from :class:`~l2c_explorer.answering.AnswersMixin`; run folders are
+written and read back by :class:`~l2c_explorer.runfile.RunFilesMixin`.
+
 Why not the CCN of the paper alone (over-provisioned outputs, P(same) > 0.5 as dense targets)? On the
 Omniglot evaluation alphabets it reaches about 80% accuracy with K unknown; single pair probabilities
 are noisy and their errors chain clusters together, while neighbourhoods in the graph are reliable
@@ -47,10 +50,9 @@ from .discovery import (
     PassOptions,
     PassResult,
     cached_neighbours,
-    cluster_pass,
     first_embeddings,
+    first_pass,
     keep_neighbours,
-    paper_pass,
     sharpen,
 )
 from .errors import InputError, StoppedError
@@ -60,70 +62,29 @@ from .model_io import model_file_path, save_model_file
 from .options import DISCOVER, discovery_settings
 from .planning import Stopwatch, fit_stages, self_training_step_cost
 from .progress import Callback, Reporter
+from .runfile import RunFilesMixin
 from .similarity import SimilarityModel, load_similarity_model
-from .sources import embedded_images, open_images, scratch_folder
+from .sources import embedded_images, embedded_new_images, open_images, scratch_folder
 
 _DEFAULTS = DISCOVER.defaults
-class L2CClusterer(AnswersMixin, ClusterMixin, BaseEstimator):
-    """Find the categories in unlabelled images with a transferred similarity model.
 
-    The defaults, allowed values and help of every parameter are declared in
-    :data:`l2c_explorer.options.DISCOVER`.
+
+class L2CClusterer(AnswersMixin, RunFilesMixin, ClusterMixin, BaseEstimator):
+    """Find the categories in unlabelled images with a transferred similarity model.
 
     Parameters
     ----------
     similarity : str, path or SimilarityModel
         The similarity model: a shipped name (``"omniglot"``), a model file, or a loaded model.
-    n_clusters : int, optional
-        The number of categories when known; otherwise it is estimated (at most ``max_clusters``).
-    max_clusters : int
-        The largest number of categories considered when K is estimated.
-    loss : {"mcl", "kcl"}
-        The clustering network's pairwise loss (meta classification likelihood or KL-divergence
-        contrastive loss).
-    steps : int
-        Training steps of the clustering network (one step sees every pair of a folder of up to 2,048
-        images, or one mini-batch of a larger folder).
-    method : {"graph", "paper"}
-        ``"graph"``: ours (the steps above). ``"paper"``: the L2C paper's clustering network on dense
-        P(same) > 0.5 targets with ``max_clusters`` outputs and the dominant-cluster count of K
-        (:mod:`l2c_explorer.paper`), on the same similarity model: a baseline.
-    n_neighbors : int, optional
-        How many most-similar images each image is linked to in the similarity graph.
-    diffusion_time : float, optional
-        Random-walk steps of the diffusion features (larger: smoother, fewer fine distinctions).
-    adapt_norm : bool
-        Re-estimate the similarity model's batch-norm statistics on the target images (on a random sample
-        of 10,000 of a larger folder, :data:`l2c_explorer.embedding.NORM_SAMPLE`).
-    self_training_steps : int, optional
-        After a first clustering, fine-tune a copy of the similarity model for this many steps on the most
-        confident members of each cluster (:mod:`l2c_explorer.selftrain`), then compute the features, the
-        graph, K and the clusters again. 0: a single pass.
-    self_training_keep : float, optional
-        The share of each cluster's members, most confident first, used as examples for self-training.
-    k_significance, k_sharpened_significance : float, optional
-        The K rule: a drop in the spectrum marks a boundary between groups when it is at least this share
-        of the largest drop (first pass; after self-training).
-    k_graph_neighbours, k_graph_scale_neighbour : int, optional
-        The self-tuning graph the first K estimate reads.
-    neighbours : {"auto", "exact", "ivf"}
-        The nearest-neighbour search: exact, or approximate (an inverted-file search); "auto" is exact up to
-        20,000 images (:mod:`l2c_explorer.neighbours`).
-    spectrum : {"auto", "exact", "stochastic"}
-        The graph spectrum and diffusion features: exact eigenpairs, or estimated at linear cost
-        (:mod:`l2c_explorer.spectrum`); "auto" estimates them when exact ones would cost much
-        (:func:`l2c_explorer.graph.stochastic_spectrum`).
-    cache : bool or path
-        Keep a folder's decoded pixels, embeddings and first neighbour lists for the next run on it (True:
-        in the per-user cache folder, :func:`l2c_explorer.cache.default_cache_dir`; a path: there; False:
-        nothing is kept). The analysed folder is never written to.
-    follow_links : bool
-        Also read links (to images or folders) that lead outside the folder; by default they are skipped and
-        listed among the skipped files. Links that stay inside it are always followed.
-    n_jobs : int, optional
-        Threads used during ``fit`` (default: as set for the process, see :mod:`l2c_explorer.threads`).
-    device : {"auto", "cpu", "cuda"}
-    random_state : int
+    n_clusters, max_clusters, loss, steps, method, ... : see :data:`l2c_explorer.options.DISCOVER`
+        Every other parameter is an option of a discovery, in the spec's order (``n_clusters``,
+        ``max_clusters``, ``loss``, ``steps``, ``method``, ``n_neighbors``, ``diffusion_time``, ``adapt_norm``,
+        ``self_training_steps``, ``self_training_keep``, ``k_significance``, ``k_sharpened_significance``,
+        ``k_graph_neighbours``, ``k_graph_scale_neighbour``, ``neighbours``, ``spectrum``, ``cache``,
+        ``follow_links``, ``n_jobs``, ``device``, ``random_state``). The spec declares each one's meaning,
+        default and allowed values once, for this class, the ``discover`` command (its ``--help``) and the app.
+        The steps they tune are listed in this module's docstring; ``method="paper"`` runs the L2C paper's
+        clustering network instead (:mod:`l2c_explorer.paper`), a baseline.
 
     Every optional setting left at None is the similarity model's own (chosen for it on its held-out
     classes and stored in its card), else the package's (:data:`l2c_explorer.options.MODEL_SETTINGS`);
@@ -189,6 +150,12 @@ class L2CClusterer(AnswersMixin, ClusterMixin, BaseEstimator):
     truth_problem_ : str or None
         Why the folder names asked for as true categories are none (:func:`~l2c_explorer.data.truth_problem`):
         the run is then not scored.
+
+    Examples
+    --------
+    >>> c = L2CClusterer("omniglot", random_state=0).fit("images/", labelled=True)  # doctest: +SKIP
+    >>> c.n_clusters_, c.score()  # doctest: +SKIP
+    >>> c.predict("new_images/")  # doctest: +SKIP
     """
 
     def __init__(
@@ -333,16 +300,11 @@ class L2CClusterer(AnswersMixin, ClusterMixin, BaseEstimator):
         neighbours = cached_neighbours(folder_cache, model, options, len(source)) if embedded.cached else None
         if neighbours is not None:
             cached.append("neighbours")
-        if self.method == "paper":
-            result = paper_pass(model, embedded.embeddings, options, device=device, report=report, timings=timings,
-                                neighbours=neighbours)
-        else:
-            result = cluster_pass(
-                embedded.embeddings, options, k_rule="self-tuning", pass_label=1, device=device, report=report,
-                timings=timings, neighbours=neighbours,
-                on_neighbours=lambda found: keep_neighbours(folder_cache, model, options, found),
-                # the self-training batch follows from the groups found
-                on_k=lambda k: report.revise("self-training", self_training_step_cost(k, model)))
+        result = first_pass(
+            model, embedded.embeddings, options, method=self.method, device=device, report=report, timings=timings,
+            neighbours=neighbours, on_neighbours=lambda found: keep_neighbours(folder_cache, model, options, found),
+            # the self-training batch follows from the groups found
+            on_k=lambda k: report.revise("self-training", self_training_step_cost(k, model)))
         history, final_model = list(result.history), embedded.model
         if self.method == "graph" and settings["self_training_steps"] and not report.should_stop():
             # None when stopped, or with nothing to learn from: the first clustering stands
@@ -384,11 +346,7 @@ class L2CClusterer(AnswersMixin, ClusterMixin, BaseEstimator):
         settings = discovery_settings(model.card.get("discovery"), self.get_params())
         options = PassOptions.of(self.get_params(), settings)
         with limited_threads(self.n_jobs):
-            if self.method == "paper":
-                result = paper_pass(model, emb, options, device=device, report=report, timings=timings)
-            else:
-                result = cluster_pass(emb, options, k_rule="self-tuning", pass_label=1, device=device, report=report,
-                                      timings=timings)
+            result = first_pass(model, emb, options, method=self.method, device=device, report=report, timings=timings)
         self._fitted(source, result, list(result.history), model, model, settings, device, timings, [], report, started)
         return self
 
@@ -465,21 +423,12 @@ class L2CClusterer(AnswersMixin, ClusterMixin, BaseEstimator):
         cosine to the nearest member of the assigned cluster, ``paths`` and ``skipped`` (and ``true_labels``
         with ``labelled``).
         """
-        from .data import as_image_set
-        from .embedding import embed_store
-        from .store import from_image_set
-
         if not hasattr(self, "labels_") or not hasattr(self, "embedding_model_"):
             raise InputError("This clusterer has not been fitted (or loaded from a run folder) yet.")
         model = self.embedding_model_
-        prep = model.preprocessing
-        report = Reporter(callback)
-        data = as_image_set(images, size=prep.size, channels=prep.channels, labelled=labelled,
-                            progress=lambda d, t: report("reading", d, t, message=f"Reading images {d}/{t}"),
-                            follow_links=self.follow_links if follow_links is None else follow_links)
-        dev = resolve_device(device or self.device)
-        emb = embed_store(model, from_image_set(data), device=dev,
-                          progress=lambda d, t: report("features", d, t, message=f"Computing features {d}/{t}"))
+        emb, data = embedded_new_images(images, model, device=resolve_device(device or self.device),
+                                        report=Reporter(callback), labelled=labelled,
+                                        follow_links=self.follow_links if follow_links is None else follow_links)
         head = model.net.head  # the pair head of the model the run's embeddings came from
         found = assign_embeddings(emb, self.embedding_, self.labels_, self.n_clusters_,
                                   k=k or self.settings_["n_neighbors"], unlike_below=self.unlike_threshold_,
@@ -529,87 +478,6 @@ class L2CClusterer(AnswersMixin, ClusterMixin, BaseEstimator):
             "version": __version__,
         }
         return save_model_file(path, self.head_state_, kind="clustering", config=config)
-
-    def save_run(self, folder: str | os.PathLike) -> Path:
-        """Write what :meth:`predict`, :meth:`assign` and :meth:`questions` need into a run folder:
-        ``run.safetensors`` (the clustered images' embeddings, clusters and confidences, the prototypes, the
-        similarity graph, the settings) and ``embedding_model.safetensors`` (the similarity model the embeddings
-        came from). Read back with :func:`load_run`."""
-        from . import runfile
-
-        model = self.embedding_model_
-        card = dict(model.card)
-        card["adapted_to"] = {
-            "folder": str(self.root_) if self.root_ else None,
-            "n_images": len(self.paths_),
-            "self_training_steps": int(self.settings_["self_training_steps"]) if model is not self.similarity_model_
-            else 0,
-            "from_model_sha256": self.similarity_model_.digest,
-        }
-        config = {
-            "n_clusters": int(self.n_clusters_), "n_images": len(self.paths_),
-            "n_neighbors": int(self.settings_["n_neighbors"]), "settings": self.settings_, "method": self.method,
-            "unlike_threshold": float(self.unlike_threshold_), "unlike_quantile": UNLIKE_QUANTILE,
-            "similarity_model": self.similarity_model_.name, "similarity_sha256": self.similarity_model_.digest,
-            "pair_scale": self.pair_head_[0], "pair_bias": self.pair_head_[1], "k_given": self.n_clusters,
-            "max_clusters": int(self.max_clusters), "loss": self.loss, "seed": int(self.random_state),
-            "follow_links": bool(self.follow_links), "target": str(self.root_) if self.root_ else None,
-            "version": __version__,
-        }
-        state = runfile.RunState(
-            embedding=self.embedding_, labels=self.labels_, confidence=self.confidence_,
-            probabilities=self.probabilities_, prototypes=self.prototypes_, config=config,
-            model=SimilarityModel(model.net, model.preprocessing, card),
-            centres=None if self.head_state_ is None else self.head_state_["centres"],
-            graph=getattr(self, "graph_", None), features=getattr(self, "diffusion_features_", None))
-        return runfile.write_run(folder, state)
-
-    @classmethod
-    def load_run(cls, folder: str | os.PathLike) -> L2CClusterer:
-        """A clusterer restored from a run folder written by :meth:`save_run` (:func:`~l2c_explorer.runfile.read_run`).
-
-        It assigns new images and asks questions with the fitted graph; refits start from the saved clusters
-        (the run's answers, from its ``answers.csv``, already applied)."""
-        from .runfile import read_run
-
-        return cls._from_run_state(read_run(folder))
-
-    @classmethod
-    def _from_run_state(cls, state) -> L2CClusterer:
-        """Every fitted attribute of a loaded run, from its :class:`~l2c_explorer.runfile.RunState`."""
-        from .errors import ModelFileError
-        from .options import MODEL_SETTINGS
-
-        config, model = state.config, state.model
-        try:
-            c = cls(similarity=model, n_clusters=config.get("k_given"), max_clusters=config["max_clusters"],
-                    loss=config["loss"], method=config.get("method", "graph"), random_state=config["seed"],
-                    follow_links=bool(config.get("follow_links", False)),
-                    **{k: v for k, v in config.get("settings", {}).items() if k in MODEL_SETTINGS})
-            c.settings_ = discovery_settings(None, {**config.get("settings", {}), "n_neighbors": config["n_neighbors"]})
-            if "pair_scale" in config:
-                c.pair_head_ = (float(config["pair_scale"]), float(config["pair_bias"]))
-            c.n_clusters_ = int(config["n_clusters"])
-            c.unlike_threshold_ = float(config["unlike_threshold"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFileError(f"run.safetensors lacks what a run needs ({exc}).") from None
-        c.embedding_, c.labels_, c.confidence_ = state.embedding, state.labels, state.confidence
-        if state.probabilities is not None:
-            c.probabilities_ = state.probabilities
-        c.prototypes_ = state.prototypes
-        c.head_state_ = None if state.centres is None else {"centres": state.centres}
-        c.embedding_model_ = c.similarity_model_ = model
-        c.paths_ = state.paths
-        c.root_ = Path(config["target"]) if config.get("target") else None
-        c.skipped_, c.true_labels_, c.history_, c.cached_ = [], None, [], []
-        c.device_ = resolve_device("auto")
-        c.run_config_ = config
-        c.graph_, c.diffusion_features_ = state.graph, state.features
-        c.k_eigengap_, c.k_parts_, c.eigenvalues_ = None, None, None
-        c.constraints_ = ConstraintSet(len(c.paths_), state.answers, names=c.paths_)
-        if state.graph is not None and state.features is not None and state.probabilities is not None:
-            c._answers = AnswerHistory(c._snapshot())
-        return c
 
 
 def load_run(folder: str | os.PathLike) -> L2CClusterer:

@@ -8,7 +8,8 @@ writes anything else (the folder's cache only through the explicit ``on_neighbou
 2. :func:`first_embeddings` (from the folder's cache when it was embedded before), else :func:`embed_images`;
 3. :func:`cluster_pass`: neighbour lists (:func:`search_neighbours`), the similarity graph, its diffusion
    features, K (:func:`estimate_k`, the rule an explicit argument), and the clustering network
-   (:func:`~l2c_explorer.ccn.train_cluster_head`); or :func:`paper_pass`, the paper's pipeline;
+   (:func:`~l2c_explorer.ccn.train_cluster_head`); or :func:`paper_pass`, the paper's pipeline (a fit chooses
+   between them with :func:`first_pass`);
 4. :func:`sharpen`: self-train the similarity model on the clusters, embed again and run :func:`cluster_pass`
    with the sharpened graph's K rule. The same function is a fit's second pass and a relearning.
 
@@ -407,6 +408,18 @@ def paper_pass(model: SimilarityModel, emb: torch.Tensor, options: PassOptions, 
     for point in history:
         point["pass"] = 1
     return PassResult(emb.numpy(), None, probs, None, neighbours, None, None, history)
+
+
+def first_pass(model: SimilarityModel, emb: torch.Tensor, options: PassOptions, *, method: str, device,
+               report: Reporter, timings: Stopwatch | None = None, neighbours: Neighbours | None = None,
+               on_neighbours: Callable[[Neighbours], None] | None = None,
+               on_k: Callable[[int], None] | None = None) -> PassResult:
+    """A fit's first clustering of ``model``'s embeddings ``emb``: :func:`cluster_pass` with the self-tuning K rule
+    (``method="graph"``), or :func:`paper_pass` (``method="paper"``, which hears neither hook)."""
+    if method == "paper":
+        return paper_pass(model, emb, options, device=device, report=report, timings=timings, neighbours=neighbours)
+    return cluster_pass(emb, options, k_rule="self-tuning", pass_label=1, device=device, report=report,
+                        timings=timings, neighbours=neighbours, on_neighbours=on_neighbours, on_k=on_k)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -13,9 +13,9 @@ checked against the digest recorded when saved, :mod:`l2c_explorer.model_io`):
     the similarity model the embeddings were computed with: the run's model with the batch-norm statistics
     of the analysed folder, and self-trained weights when self-training ran.
 
-:func:`read_run` reads them back into a :class:`RunState`;
-:meth:`~l2c_explorer.clustering.L2CClusterer.load_run` restores an estimator from it that can :meth:`predict`,
-:meth:`assign` and ask :meth:`questions` with the fitted graph.
+:func:`read_run` reads them back into a :class:`RunState`. The estimator's :meth:`save_run` and :meth:`load_run`
+(:class:`RunFilesMixin`, a base of :class:`~l2c_explorer.clustering.L2CClusterer`) turn it into one and back:
+a restored estimator can :meth:`predict`, :meth:`assign` and ask :meth:`questions` with the fitted graph.
 
 A run folder is rewritten file by file (each file atomically), so a run stopped or killed while writing
 could leave files of two runs side by side. They are chained instead: ``run.safetensors`` records the sha256
@@ -36,10 +36,15 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .constraints import read_constraints_csv
+from . import __version__
+from .assignment import UNLIKE_QUANTILE
+from .constraints import ConstraintSet, read_constraints_csv
+from .corrections import AnswerHistory
+from .device import resolve_device
 from .errors import InputError, ModelFileError
 from .files import file_sha256
 from .model_io import read_model_file, save_model_file
+from .options import MODEL_SETTINGS, discovery_settings
 from .similarity import SimilarityModel
 
 RUN_FILE = "run.safetensors"
@@ -234,3 +239,86 @@ def read_run_state(folder: str | os.PathLike) -> dict:
             "n_neighbors": int(config["n_neighbors"]), "pair_scale": float(config["pair_scale"]),
             "pair_bias": float(config["pair_bias"]), "model": config.get("similarity_model"),
             "graph": _graph(tensors, n)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# the estimator's side
+
+
+class RunFilesMixin:
+    """:meth:`save_run` and :meth:`load_run` of :class:`~l2c_explorer.clustering.L2CClusterer`: a fitted
+    estimator as a :class:`RunState` and back (its fitted attributes; the estimator is not imported here)."""
+
+    def save_run(self, folder: str | os.PathLike) -> Path:
+        """Write what :meth:`predict`, :meth:`assign` and :meth:`questions` need into a run folder:
+        ``run.safetensors`` (the clustered images' embeddings, clusters and confidences, the prototypes, the
+        similarity graph, the settings) and ``embedding_model.safetensors`` (the similarity model the embeddings
+        came from). Read back with :func:`load_run`."""
+        model = self.embedding_model_
+        card = dict(model.card)
+        card["adapted_to"] = {
+            "folder": str(self.root_) if self.root_ else None,
+            "n_images": len(self.paths_),
+            "self_training_steps": int(self.settings_["self_training_steps"]) if model is not self.similarity_model_
+            else 0,
+            "from_model_sha256": self.similarity_model_.digest,
+        }
+        config = {
+            "n_clusters": int(self.n_clusters_), "n_images": len(self.paths_),
+            "n_neighbors": int(self.settings_["n_neighbors"]), "settings": self.settings_, "method": self.method,
+            "unlike_threshold": float(self.unlike_threshold_), "unlike_quantile": UNLIKE_QUANTILE,
+            "similarity_model": self.similarity_model_.name, "similarity_sha256": self.similarity_model_.digest,
+            "pair_scale": self.pair_head_[0], "pair_bias": self.pair_head_[1], "k_given": self.n_clusters,
+            "max_clusters": int(self.max_clusters), "loss": self.loss, "seed": int(self.random_state),
+            "follow_links": bool(self.follow_links), "target": str(self.root_) if self.root_ else None,
+            "version": __version__,
+        }
+        state = RunState(
+            embedding=self.embedding_, labels=self.labels_, confidence=self.confidence_,
+            probabilities=self.probabilities_, prototypes=self.prototypes_, config=config,
+            model=SimilarityModel(model.net, model.preprocessing, card),
+            centres=None if self.head_state_ is None else self.head_state_["centres"],
+            graph=getattr(self, "graph_", None), features=getattr(self, "diffusion_features_", None))
+        return write_run(folder, state)
+
+    @classmethod
+    def load_run(cls, folder: str | os.PathLike) -> RunFilesMixin:
+        """A clusterer restored from a run folder written by :meth:`save_run` (:func:`read_run`).
+
+        It assigns new images and asks questions with the fitted graph; refits start from the saved clusters
+        (the run's answers, from its ``answers.csv``, already applied)."""
+        return cls._from_run_state(read_run(folder))
+
+    @classmethod
+    def _from_run_state(cls, state) -> RunFilesMixin:
+        """Every fitted attribute of a loaded run, from its :class:`RunState`."""
+        config, model = state.config, state.model
+        try:
+            c = cls(similarity=model, n_clusters=config.get("k_given"), max_clusters=config["max_clusters"],
+                    loss=config["loss"], method=config.get("method", "graph"), random_state=config["seed"],
+                    follow_links=bool(config.get("follow_links", False)),
+                    **{k: v for k, v in config.get("settings", {}).items() if k in MODEL_SETTINGS})
+            c.settings_ = discovery_settings(None, {**config.get("settings", {}), "n_neighbors": config["n_neighbors"]})
+            if "pair_scale" in config:
+                c.pair_head_ = (float(config["pair_scale"]), float(config["pair_bias"]))
+            c.n_clusters_ = int(config["n_clusters"])
+            c.unlike_threshold_ = float(config["unlike_threshold"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{RUN_FILE} lacks what a run needs ({exc}).") from None
+        c.embedding_, c.labels_, c.confidence_ = state.embedding, state.labels, state.confidence
+        if state.probabilities is not None:
+            c.probabilities_ = state.probabilities
+        c.prototypes_ = state.prototypes
+        c.head_state_ = None if state.centres is None else {"centres": state.centres}
+        c.embedding_model_ = c.similarity_model_ = model
+        c.paths_ = state.paths
+        c.root_ = Path(config["target"]) if config.get("target") else None
+        c.skipped_, c.true_labels_, c.history_, c.cached_ = [], None, [], []
+        c.device_ = resolve_device("auto")
+        c.run_config_ = config
+        c.graph_, c.diffusion_features_ = state.graph, state.features
+        c.k_eigengap_, c.k_parts_, c.eigenvalues_ = None, None, None
+        c.constraints_ = ConstraintSet(len(c.paths_), state.answers, names=c.paths_)
+        if state.graph is not None and state.features is not None and state.probabilities is not None:
+            c._answers = AnswerHistory(c._snapshot())
+        return c

@@ -2,6 +2,7 @@
 in-memory images, or a folder's files read on demand by a Dask cluster's workers (:class:`FileSource`).
 
 :func:`open_images` is the discovery's first step; it returns an :class:`OpenedImages` and changes nothing else.
+:func:`embedded_new_images` reads and embeds the new images a finished run assigns to its clusters.
 """
 
 from __future__ import annotations
@@ -97,6 +98,25 @@ def embedded_images(embedded, paths: list[str] | None = None, *, root=None, labe
     source = PixelStore(paths=paths, shape=(0, 0, 0), root=Path(root) if root else None,
                         labels=list(labels) if labels is not None else None, skipped=list(skipped))
     return emb, model, source
+
+
+def embedded_new_images(images, model: SimilarityModel, *, device, report, labelled: bool = False,
+                        follow_links: bool = False) -> tuple[torch.Tensor, object]:
+    """New images to assign to a run's clusters (a folder, an :class:`~l2c_explorer.data.ImageSet` or arrays),
+    read at ``model``'s input size and embedded with it: (unit embeddings (m, d), the
+    :class:`~l2c_explorer.data.ImageSet`: ``paths``, ``skipped``, ``labels``). ``report`` (a
+    :class:`~l2c_explorer.progress.Reporter`) hears the ``reading`` and ``features`` stages."""
+    from .data import as_image_set
+    from .embedding import embed_store
+    from .store import from_image_set
+
+    prep = model.preprocessing
+    data = as_image_set(images, size=prep.size, channels=prep.channels, labelled=labelled,
+                        progress=lambda d, t: report("reading", d, t, message=f"Reading images {d}/{t}"),
+                        follow_links=follow_links)
+    emb = embed_store(model, from_image_set(data), device=device,
+                      progress=lambda d, t: report("features", d, t, message=f"Computing features {d}/{t}"))
+    return emb, data
 
 
 class scratch_folder:

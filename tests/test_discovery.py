@@ -11,6 +11,7 @@ from l2c_explorer.discovery import (
     PassOptions,
     cluster_pass,
     estimate_k,
+    first_pass,
     search_neighbours,
     sharpen,
     spectrum_details,
@@ -65,6 +66,22 @@ def test_k_is_read_by_the_rule_asked_for():
     with pytest.raises(ValueError, match="k_rule"):
         estimate_k("largest", o, embedding=emb, neighbours=found)
     assert K_RULES == ("self-tuning", "sharpened")
+
+
+@pytest.mark.numerical
+def test_a_fits_first_pass_is_ours_or_the_papers():
+    from l2c_explorer.similarity import load_similarity_model
+
+    emb, _ = blobs()
+    model = load_similarity_model("omniglot")
+    heard = []
+    ours = first_pass(model, emb, options(), method="graph", device=torch.device("cpu"), report=Reporter(None),
+                      on_k=heard.append)
+    assert heard == [4] and ours.estimate.k == 4 and ours.graph is not None
+    assert all(point["pass"] == 1 for point in ours.history)
+    paper = first_pass(model, emb, options(n_clusters=4), method="paper", device=torch.device("cpu"),
+                       report=Reporter(None), on_k=heard.append)
+    assert heard == [4] and paper.graph is None and paper.estimate is None and paper.probabilities.shape == (100, 4)
 
 
 @pytest.mark.numerical

@@ -6,7 +6,7 @@ from PIL import Image
 
 from l2c_explorer.errors import InputError
 from l2c_explorer.similarity import load_similarity_model
-from l2c_explorer.sources import FileSource, open_images, scratch_folder
+from l2c_explorer.sources import FileSource, embedded_new_images, open_images, scratch_folder
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +70,18 @@ def test_a_file_source_reads_its_images_on_demand(tmp_path, model):
     # every listed file: an unreadable one is found out (and skipped) by the worker that reads it
     assert len(source) == 7 and source.labels[0] == "a" and "b/broken.png" in source.paths
     assert source.take([1]).shape[0] == 1
+
+
+def test_new_images_are_read_and_embedded_with_the_runs_model(tmp_path, model):
+    import torch
+
+    from l2c_explorer.progress import Reporter
+
+    folder = small_folder(tmp_path / "new")
+    heard = []
+    emb, data = embedded_new_images(folder, model, device=torch.device("cpu"), report=Reporter(heard.append),
+                                    labelled=True)
+    assert emb.shape[0] == len(data.paths) == 6 and data.labels == ["a"] * 3 + ["b"] * 3
+    assert [path for path, _ in data.skipped] == ["b/broken.png"]
+    assert torch.allclose(emb.norm(dim=1), torch.ones(6), atol=1e-4)  # unit embeddings
+    assert {p.stage for p in heard} == {"reading", "features"}
