@@ -42,8 +42,18 @@ SECTIONS = [
      "`python benchmarks/photos.py --seeds 1`"),
     ("photos_recipe", "How the `photos` recipe was chosen: tops on the frozen encoder, held-out source classes",
      "`python benchmarks/photos_recipe.py --per-class 40 --threads 1`"),
-    ("photos_tuning", "Which of the encoder's blocks the `photos` recipe trains: held-out source classes",
+    ("photos_tuned", "Photos with the `photos-tuned` model (the encoder's last two stages trained too; not shipped)",
+     "`python benchmarks/photos.py --seeds 1` (its results then renamed `photos_tuned`), run while `models/photos` "
+     "was that model (now "
+     "`benchmarks/models/photos-tuned.safetensors`, trained by `train-similarity ... --recipe photos-tuned`): "
+     "its `ours` rows are the tuned model, its `second photos model` rows the shipped one"),
+    ("photos_tuned_settings", "Choosing the `photos-tuned` model's discovery settings on its held-out source classes",
+     "`python benchmarks/photos_settings.py --model benchmarks/models/photos-tuned.safetensors --full 2 --subsets 3 "
+     "--write`"),
+    ("photos_tuning", "Which of the encoder's blocks the `photos-tuned` recipe trains: held-out source classes",
      "`python benchmarks/photos_tuning.py --per-class 40 --threads 1`"),
+    ("photos_features", "What the frozen encoder's features can tell apart: layers, input size, mirror, Lite2",
+     "`python benchmarks/photos_features.py`"),
     ("photos_settings", "Choosing the `photos` model's discovery settings on its held-out source classes",
      "`python benchmarks/photos_settings.py --model models/photos.safetensors --full 2 --subsets 3 --write`"),
     ("train_photos_model", "Training the shipped `photos` similarity model",
@@ -97,16 +107,20 @@ SECTIONS = [
 # Reading notes (no numbers here: those are in the tables above each note).
 NOTES = {
     "teach": """
-The photo rows above were measured with the previous `photos` model (trained from scratch, now
-`benchmarks/models/photos-scratch.safetensors`); they have not been rerun with the current one.
+The photo rows above were measured with the first `photos` model (trained from scratch, now
+`benchmarks/models/photos-scratch.safetensors`); they have not been rerun with the later ones.
 """,
     "questions_prior": """
 The `teach` section above was measured before the questions learnt from their answers (the "none" row here
 is the same runs); it has not been rerun since.
 """,
     "teach_ceiling": """
-The photo rows above were measured with the previous `photos` model (trained from scratch); they have not
-been rerun with the current one.
+The photo rows above were measured with the first `photos` model (trained from scratch); they have not
+been rerun with the later ones.
+""",
+    "photos_tuning": """
+A run of this script on a machine shared with two other jobs (1 thread, about 25 min a variant) was stopped
+before its last variant to leave the cores to the test suite; it is to be rerun as a whole.
 """,
     "kill_test": """
 Writing the results takes a few hundredths of a second, so a kill rarely lands inside it: the folders such a
@@ -131,10 +145,10 @@ shows the same estimate on 19,000 drawings of 1,000 characters.
     "photos_limits": """
 **Reading the limits.** Our accuracy with K known follows the share of each image's nearest neighbours
 that show its category, a few points above it: the graph every later stage is built on cannot be much
-purer than the embedding's neighbourhoods. The previous `photos` model (trained from scratch on 32x32
-photos) put fewer than a third of a photo's neighbours in its category; the frozen ImageNet-pretrained
-encoder raises that on photos of animals and objects (Tiny ImageNet, birds), and barely on young plant
-seedlings photographed from above, which ImageNet's classes never had to tell apart.
+purer than the embedding's neighbourhoods. The first `photos` model (trained from scratch on 32x32
+photos) put fewer than a third of a photo's neighbours in its category; the ImageNet-pretrained encoder
+raises that on photos of animals and objects (Tiny ImageNet, birds), and barely on young plant seedlings
+photographed from above, which ImageNet's classes never had to tell apart.
 """,
     "omniglot": """
 **Reading the Omniglot results.** Every setting is well above the authors' code on the same alphabets,
@@ -221,7 +235,7 @@ def photos_summary(res: dict) -> list[str]:
         f"{res['args']['seeds']} seed(s); clustering accuracy, images in extra clusters counted as errors):",
         "",
         "| set | ours, K known | ours, K estimated (K error) | paper's pipeline, known / estimated | k-means on the "
-        "frozen encoder | earlier `photos` models, K known: frozen encoder and a top / from scratch | targets |",
+        "frozen encoder | first `photos` model (from scratch), known / estimated | targets |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, runs in res["results"].items():
@@ -245,7 +259,7 @@ def photos_summary(res: dict) -> list[str]:
         lines.append(
             f"| {name} ({runs[0]['ours-known']['k_true']} categories) | **{acc('ours-known'):.1f}** | "
             f"**{acc('ours-unknown'):.1f}** ({kerr:.1f}) | {acc('paper-known'):.1f} / {acc('paper-unknown'):.1f} | "
-            f"{acc('kmeans-backbone'):.1f} | {acc('frozen-known'):.1f} / {acc('previous-known'):.1f} | "
+            f"{acc('kmeans-backbone'):.1f} | {acc('previous-known'):.1f} / {acc('previous-unknown'):.1f} | "
             + "; ".join(checks) + " |")
     lines += ["", "The encoder's ImageNet-1k pretraining saw the labels of the Tiny ImageNet classes (novel-dev); "
                   "it saw none of the bird and seedling species."]

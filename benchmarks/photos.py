@@ -14,9 +14,9 @@ For each set and seed, in the same run:
   the dominant-cluster count) on the same model, K unknown and K known;
 * **k-means on the frozen encoder's features** (the pooled features of the pretrained encoder the model
   stands on, as its package ships it, L2-normalised; K known): what a user gets from the backbone alone;
-* **the earlier `photos` models**: the first (trained from scratch, ``benchmarks/models/photos-scratch.safetensors``)
-  and the second (a top trained on the frozen encoder, ``benchmarks/models/photos-frozen-top.safetensors``):
-  ours with each, K known and K unknown.
+* **other `photos` models**: the first (trained from scratch, ``benchmarks/models/photos-scratch.safetensors``)
+  and `photos-tuned` (the encoder's last two stages trained too, ``benchmarks/models/photos-tuned.safetensors``,
+  not shipped): ours with each, K known and K unknown.
 
 On birds-dev also the **cross-task** setting: a top trained on the frozen encoder (the recipe
 `train-similarity FOLDER --backbone efficientnet-lite0` uses) on 20 of the 40 species (a fixed seeded split, ``--cross-seed``), then discovery of the other 20, K known and unknown.
@@ -57,9 +57,9 @@ DATA = Path("../shared/data")
 SETS = {"novel-dev": "tiny-imagenet/novel-dev", "birds-dev": "photos-clean/birds-dev",
         "seedlings-dev": "photos-clean/seedlings-dev"}
 PREVIOUS = HERE / "models" / "photos-scratch.safetensors"
-FROZEN_TOP = HERE / "models" / "photos-frozen-top.safetensors"
+TUNED = HERE / "models" / "photos-tuned.safetensors"
 METHODS = ("ours-known", "ours-unknown", "ours-unknown-cached", "paper-known", "paper-unknown", "kmeans-backbone",
-           "frozen-known", "frozen-unknown", "previous-known", "previous-unknown")
+           "frozen-known", "frozen-unknown", "tuned-known", "tuned-unknown", "previous-known", "previous-unknown")
 LABELS = {
     "ours-known": "ours, K known",
     "ours-unknown": "ours, K estimated (first run, from the files)",
@@ -69,6 +69,8 @@ LABELS = {
     "kmeans-backbone": "k-means on the frozen encoder's features, K known",
     "frozen-known": "second `photos` model (frozen encoder, trained top), ours, K known",
     "frozen-unknown": "second `photos` model (frozen encoder, trained top), ours, K estimated",
+    "tuned-known": "`photos-tuned` model (the encoder's last two stages trained too; not shipped), ours, K known",
+    "tuned-unknown": "`photos-tuned` model (the encoder's last two stages trained too; not shipped), ours, K estimated",
     "previous-known": "first `photos` model (from scratch), ours, K known",
     "previous-unknown": "first `photos` model (from scratch), ours, K estimated",
     "cross-known": "cross-task: top trained on the other 20 species, K known",
@@ -182,7 +184,8 @@ def main() -> None:
     parser.add_argument("--sets", default=",".join(SETS), help="comma-separated: " + ", ".join(SETS))
     parser.add_argument("--model", default="photos", help="similarity model: shipped name or file")
     parser.add_argument("--previous", default=str(PREVIOUS), help="the first photos model ('' to skip)")
-    parser.add_argument("--frozen-top", default=str(FROZEN_TOP), help="the second photos model ('' to skip)")
+    parser.add_argument("--frozen-top", default="", help="a frozen-encoder photos model besides --model ('' to skip)")
+    parser.add_argument("--tuned", default=str(TUNED), help="the photos-tuned model ('' to skip)")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--cross-seed", type=int, default=0, help="seed of the 20/20 split of birds-dev")
     parser.add_argument("--no-cross", action="store_true", help="skip the cross-task run on birds-dev")
@@ -194,7 +197,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     model = load_similarity_model(args.model)
-    earlier = {name: load_similarity_model(path) for name, path in (("frozen", args.frozen_top),
+    earlier = {name: load_similarity_model(path) for name, path in (("frozen", args.frozen_top), ("tuned", args.tuned),
                                                                      ("previous", args.previous))
                if path and Path(path).is_file()}
     results: dict[str, list[dict]] = {}

@@ -194,7 +194,7 @@ def test_train_similarity_with_the_photo_recipe_on_real_photos(tmp_path, demo_ph
     card, arch = model.card, model.card["architecture"]
     # a top on the installed pretrained encoder, at its own input size
     assert arch["type"] == "pretrained-cosine" and arch["backbone"] == "efficientnet-lite0"
-    assert arch["tuned_blocks"] == 5  # the encoder's last two stages train with the top
+    assert arch["tuned_blocks"] == 0  # the shipped recipe keeps the encoder frozen
     assert arch["in_channels"] == 3 and model.preprocessing.size == 224
     assert not model.preprocessing.invert  # photos are never inverted
     assert card["training"]["class_weight"] == 1.0 and card["training"]["backbone_package"].startswith("efficientnet")

@@ -157,11 +157,11 @@ def trained_on_trunk(small_photo_folder):
 
 @pytest.fixture(scope="module")
 def tuned_on_trunk(small_photo_folder):
-    """The `photos` recipe (the encoder's last five blocks train with the top) on the small folder."""
+    """The `photos-tuned` recipe (the encoder's last five blocks train with the top) on the small folder."""
     from l2c_explorer.recipes import similarity_recipe
     from l2c_explorer.similarity import SimilarityLearner
 
-    recipe = similarity_recipe("photos") | {"epochs": 3, "image_size": 96, "holdout": 0, "classes_per_batch": 4,
+    recipe = similarity_recipe("photos-tuned") | {"epochs": 3, "image_size": 96, "holdout": 0, "classes_per_batch": 4,
                                             "images_per_class": 3, "max_images_per_class": 5}
     return SimilarityLearner(**recipe).fit(small_photo_folder)
 
@@ -264,7 +264,7 @@ def test_the_trunk_split_at_any_block_composes_to_the_whole_network():
     assert len(pretrained.pretrained_block_count(NAME)) == len(trunk._blocks) == 16
 
 
-def test_the_photos_recipe_trains_the_last_blocks_and_keeps_the_rest_of_the_trunk(tuned_on_trunk):
+def test_the_tuned_recipe_trains_the_last_blocks_and_keeps_the_rest_of_the_trunk(tuned_on_trunk):
     model = tuned_on_trunk.model_
     encoder = model.net.encoder
     assert model.card["architecture"]["tuned_blocks"] == 5 and encoder.cut == 11

@@ -10,7 +10,6 @@ import torch
 
 from l2c_explorer.clustering import L2CClusterer
 from l2c_explorer.errors import InputError, ModelFileError
-from l2c_explorer.neighbours import Neighbours
 from l2c_explorer.runs import load_run, read_run_state
 
 
