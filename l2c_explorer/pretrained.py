@@ -322,21 +322,9 @@ def compute_trunk_features(
     On hardware with fast bfloat16 the trunk runs under bfloat16 autocast (3x faster on a 2-core CPU with
     AVX-512 BF16; the accuracies of ``benchmarks/photos.py`` were measured this way), else in float32.
     """
-    trunk = place(model.net.encoder.trunk, device).eval()
-    fast = bf16_supported(device)
-    out = []
-    for start in range(0, n, batch_size):
-        if should_stop is not None and should_stop():
-            raise StoppedError("Stopped while computing features; nothing was learnt.")
-        x = pixels_of(start, min(start + batch_size, n))
-        x = (x if normalised else model.inputs(x)).to(device)
-        if device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
-            out.append(trunk(x).float().cpu())
-        if progress is not None:
-            progress(min(start + batch_size, n), n)
-    return torch.cat(out) if out else torch.zeros((0, model.net.encoder.feature_dim))
+    pooled = _over_batches(model, pixels_of, n, lambda trunk, x: trunk(x).float(), device=device,
+                           batch_size=batch_size, progress=progress, should_stop=should_stop, normalised=normalised)
+    return pooled if pooled is not None else torch.zeros((0, model.net.encoder.feature_dim))
 
 
 @torch.no_grad()
@@ -354,17 +342,29 @@ def compute_trunk_maps(
     """The trunk's activations after its first ``cut`` blocks, (n, c, s', s') bfloat16, for images
     ``pixels_of(start, stop)`` (uint8): what training the last blocks starts from, computed once per image.
     bfloat16 halves their memory (50 kB a photo at 224x224 before stage 6); they are trained from in float32."""
+    def until_cut(trunk: EfficientNetLite, x: torch.Tensor) -> torch.Tensor:
+        return trunk.forward_until(x, cut).to(torch.bfloat16).contiguous()
+
+    return _over_batches(model, pixels_of, n, until_cut, device=device, batch_size=batch_size, progress=progress,
+                         should_stop=should_stop)
+
+
+def _over_batches(model: SimilarityModel, pixels_of, n: int, run, *, device: torch.device, batch_size: int,
+                  progress=None, should_stop=None, normalised: bool = False) -> torch.Tensor | None:
+    """``run(trunk, inputs)`` on batches of images, channels-last and under bfloat16 autocast where fast;
+    the results concatenated on the CPU (None for no image)."""
     trunk = place(model.net.encoder.trunk, device).eval()
     fast = bf16_supported(device)
     out = []
     for start in range(0, n, batch_size):
         if should_stop is not None and should_stop():
             raise StoppedError("Stopped while computing features; nothing was learnt.")
-        x = model.inputs(pixels_of(start, min(start + batch_size, n))).to(device)
+        x = pixels_of(start, min(start + batch_size, n))
+        x = (x if normalised else model.inputs(x)).to(device)
         if device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
-            out.append(trunk.forward_until(x, cut).to(torch.bfloat16).cpu().contiguous())
+            out.append(run(trunk, x).cpu())
         if progress is not None:
             progress(min(start + batch_size, n), n)
-    return torch.cat(out)
+    return torch.cat(out) if out else None

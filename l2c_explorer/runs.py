@@ -32,13 +32,6 @@ def save_run(clusterer: L2CClusterer, folder: str | os.PathLike) -> Path:
 
 
 def load_run(folder: str | os.PathLike) -> L2CClusterer:
-    """An :class:`~l2c_explorer.clustering.L2CClusterer` restored from a run folder written by :func:`save_run`.
-
-    Raises
-    ------
-    InputError
-        When the folder is not a finished discovery run (no ``run.safetensors``).
-    ModelFileError
-        When a file is damaged, foreign, or the two files do not belong together.
-    """
+    """An :class:`~l2c_explorer.clustering.L2CClusterer` restored from a run folder written by :func:`save_run`
+    (the errors of :func:`~l2c_explorer.runfile.read_run`)."""
     return L2CClusterer.load_run(folder)
