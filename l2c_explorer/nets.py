@@ -195,7 +195,7 @@ def package_supplied(net: nn.Module, key: str) -> bool:
     frozen part of a pretrained trunk."""
     if not (has_frozen_trunk(net) and key.startswith("encoder.trunk.")):
         return False
-    return not key.startswith(net.encoder.stored_trunk_keys()) if net.encoder.stored_trunk_keys() else True
+    return not key.startswith(net.encoder.stored_trunk_keys())  # () when frozen whole: no prefix matches
 
 
 def has_frozen_trunk(net: nn.Module) -> bool:
