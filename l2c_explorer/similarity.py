@@ -828,13 +828,9 @@ class SimilarityLearner(BaseEstimator):
             features = []
             for v, rows in enumerate(views):
                 what = "features" if v == 0 else "features of mirror images"
-                if self.tuned_blocks:  # the activations before the blocks that train, once per image and view
-                    features.append(compute_trunk_maps(
-                        probe, rows, len(store), cut=net.encoder.cut, device=device, should_stop=report.should_stop,
-                        progress=lambda done, total, what=what: report("features", done, total,
-                                                                       message=f"Computing {what} {done}/{total}")))
-                else:
-                    features.append(_trunk_pass(probe, rows, len(store), device, report, what))
+                # with tuned blocks: the activations before them, once per image and view
+                cut = net.encoder.cut if self.tuned_blocks else None
+                features.append(_trunk_pass(probe, rows, len(store), device, report, what, cut=cut))
             sample = np.random.default_rng(self.random_state).choice(len(store), min(len(store), 2000), replace=False)
             statistics = image_statistics(store.take(np.sort(sample)))
             root, skipped = store.root, list(store.skipped)
@@ -947,9 +943,7 @@ class SimilarityLearner(BaseEstimator):
             model = SimilarityModel(net, prep, {})
             held = features[0, torch.from_numpy(holdout)]
             with torch.no_grad():
-                emb = F.normalize(torch.cat([net.encoder.from_maps(held[i:i + 256]) if tuned
-                                             else net.encoder.from_features(held[i:i + 256])
-                                             for i in range(0, len(held), 256)]), dim=1)
+                emb = F.normalize(torch.cat([encode(held[i:i + 256]) for i in range(0, len(held), 256)]), dim=1)
             metrics = embedding_pair_metrics(model, emb, labels[holdout], seed=self.random_state)
             metrics["protocol"] = metrics["protocol"].replace("batch-norm adapted to the held-out images",
                                                               "frozen pretrained trunk")
@@ -1008,11 +1002,14 @@ def usable_classes(labels: list[str] | None) -> tuple[np.ndarray, list[str], np.
     return ids, names, usable
 
 
-def _trunk_pass(model: SimilarityModel, rows, n: int, device, report: Reporter, what: str) -> torch.Tensor:
-    return compute_trunk_features(
-        model, rows, n, device=device, should_stop=report.should_stop,
-        progress=lambda done, total: report("features", done, total, message=f"Computing {what} {done}/{total}"),
-    )
+def _trunk_pass(model: SimilarityModel, rows, n: int, device, report: Reporter, what: str,
+                cut: int | None = None) -> torch.Tensor:
+    """Pooled trunk features of ``n`` images, or with ``cut`` the activations after the first ``cut`` blocks."""
+    progress = lambda done, total: report("features", done, total, message=f"Computing {what} {done}/{total}")
+    if cut is not None:
+        return compute_trunk_maps(model, rows, n, cut=cut, device=device, should_stop=report.should_stop,
+                                  progress=progress)
+    return compute_trunk_features(model, rows, n, device=device, should_stop=report.should_stop, progress=progress)
 
 
 def split_classes(classes: np.ndarray, holdout: float, g: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
