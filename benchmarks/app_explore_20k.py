@@ -177,9 +177,6 @@ def main() -> None:
 def write_summary(report: dict) -> None:
     """benchmarks/results/app_explore_20k.{json,md} and the one-line headline of the README (other sizes:
     app_explore_<n/1000>k.{json,md}, no headline)."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common import RESULTS, machine_description, write_results
 
     machine = machine_description()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,14 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description, write_results  # noqa: E402
+from common import add_common_flags, machine_description, write_results
+from datasets import OMNIGLOT_EVALUATION, ROOT, thousand_drawings
 
-from l2c_explorer.app.workbench import Workbench  # noqa: E402
+from l2c_explorer.app.workbench import Workbench
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "demo_data" / "omniglot_keble"
-PHOTOS = REPO / "demo_data" / "photos_everyday"
+DEMO = ROOT / "demo_data" / "omniglot_keble"
+PHOTOS = ROOT / "demo_data" / "photos_everyday"
 ANSWERS = 3  # questions answered before Relearn is pressed
 FROM = 0.10  # the estimate is judged from this share of the run onwards
 FACTOR = 2.0
@@ -54,11 +52,7 @@ def folders(tmp: Path, data: Path | None) -> dict[str, Path]:
     if PHOTOS.is_dir():
         out["photos"] = PHOTOS
     if data is not None and (data / "Kannada").is_dir():
-        large = tmp / "omniglot1000"
-        chars = sorted((data / "Kannada").iterdir()) + sorted((data / "Keble").iterdir())[:9]
-        for c in chars:
-            shutil.copytree(c, large / f"{c.parent.name}_{c.name}")
-        out["large"] = large
+        out["large"] = thousand_drawings(data, tmp / "omniglot1000")
     return out
 
 
@@ -67,7 +61,7 @@ SETTINGS = [  # (name, folder, options, model, relearn after it)
     ("demo, 300 training steps", "demo", {"steps": 300}, "omniglot", False),
     ("120 images", "small", {}, "omniglot", False),
     ("demo, K given (26)", "demo", {"n_clusters": 26}, "omniglot", False),
-    ("demo, no sharpening", "demo", {"self_training_steps": 0}, "omniglot", False),
+    ("demo, no sharpening", "demo", {"self_training_steps": 0}, "omniglot", True),
     ("photo demo (500 photos, defaults)", "photos", {}, "photos", True),
     # a first run on the photos: the pretrained trunk's pass over every photo, and again in its relearning
     ("photo demo, nothing cached", "photos", {"cache": False}, "photos", True),
@@ -134,7 +128,8 @@ def judge(run: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "omniglot" / "images_evaluation"))
+    add_common_flags(parser, data=OMNIGLOT_EVALUATION, data_help="Omniglot alphabets; the 1,000-image folder is "
+                     "made from their Kannada and Keble")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--only", nargs="*", help="names of the settings to run (default: all)")
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """New images assigned to a finished run, against discovering the union again.
 
-From a scale set (benchmarks/scale_sets.py; ``--set``, default ``omniglot-20k``: 20,000 drawings of 1,000
+From a scale set (benchmarks/datasets.py; ``--set``, default ``omniglot-20k``: 20,000 drawings of 1,000
 characters, which the ``omniglot`` model suits and whose K is within ``--max-k``) a seeded random split takes
 20,000 images (all but 1,000 of a smaller set) for a run and
 1,000 other images of the same classes as the new ones; 1,000 photos of the 25 Tiny ImageNet novel-dev classes
@@ -32,22 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from common import machine_description, write_results  # noqa: E402
-from scale_sets import DATA, build_set, default_scratch, true_label  # noqa: E402
-
-
-def link_tree(files: list[Path], base: Path, dest: Path) -> Path:
-    if (dest / ".complete").exists():
-        return dest
-    for f in files:
-        target = dest / f.relative_to(base)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.is_symlink():
-            target.symlink_to(f.resolve())
-    (dest / ".complete").touch()
-    return dest
+from common import add_common_flags, machine_description, matched_accuracy, write_results
+from datasets import TINY_IMAGENET, TINY_NOVEL, build_set, default_scratch, link_tree, true_label
 
 
 def cli(*args, threads: int) -> tuple[float, str]:
@@ -66,23 +52,15 @@ def read_csv(path: Path) -> list[dict]:
 
 def accuracy_on(new_paths: set[str], paths: list[str], clusters: list[int]) -> tuple[float, float]:
     """(accuracy on the union, accuracy on the new images) with one Hungarian matching over the union."""
-    from l2c_explorer.metrics import hungarian_mapping
-
-    truth = np.unique([true_label(p) for p in paths], return_inverse=True)[1]
-    pred = np.asarray(clusters)
-    mapping = hungarian_mapping(truth, pred)
-    mapped = np.array([mapping.get(int(c), -1) for c in pred])
-    right = mapped == truth
-    new = np.array([p in new_paths for p in paths])
-    return float(right.mean()), float(right[new].mean())
+    return matched_accuracy([true_label(p) for p in paths], clusters, [p in new_paths for p in paths])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
+    add_common_flags(ap, threads=2)
     ap.add_argument("--scratch", default=None)
     ap.add_argument("--set", default="omniglot-20k", help="the scale set the run and the new images come from")
-    ap.add_argument("--max-k", type=int, default=1000)
+    add_common_flags(ap, max_k=1000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     scratch = Path(args.scratch) if args.scratch else default_scratch()
@@ -96,9 +74,9 @@ def main() -> None:
     run_dir = link_tree(run_files, base, work / "run")
     new_dir = link_tree(new_files, base, work / "new")
     union_dir = link_tree(run_files + new_files, base, work / "union")
-    novel = sorted((DATA / "tiny-imagenet" / "novel-dev").rglob("*.JPEG"))
+    novel = sorted(TINY_NOVEL.rglob("*.JPEG"))
     novel = [novel[i] for i in np.random.default_rng(args.seed).permutation(len(novel))[:1000]]
-    novel_dir = link_tree(novel, DATA / "tiny-imagenet", work / "novel")
+    novel_dir = link_tree(novel, TINY_IMAGENET, work / "novel")
 
     out = work / "out"
     loads = [os.getloadavg()[0]]

@@ -5,7 +5,7 @@ Discovery runs each model forward over the folder in three ways: the batch-norm 
 gradients), the embedding pass (eval mode) and the self-training steps (forward and backward on 100
 augmented images). This times each in both layouts on random pixels (the cost does not depend on them)
 and checks that the embeddings agree; the embedding pass also with the copy discovery embeds with
-(``l2c_explorer.similarity.inference_copy``: channels-last, batch norm folded). It is how
+(``l2c_explorer.similarity_model.inference_copy``: channels-last, batch norm folded). It is how
 ``l2c_explorer.device.place`` and that copy were chosen.
 
     python benchmarks/conv_layout.py [--threads 2] [--repeats 5]
@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description, write_results  # noqa: E402
+from common import add_common_flags, machine_description, write_results
 
-from l2c_explorer.similarity import inference_copy, load_similarity_model, train_one_step  # noqa: E402
+from l2c_explorer.similarity_model import inference_copy, load_similarity_model  # noqa: E402
+from l2c_explorer.similarity_training import train_one_step  # noqa: E402
 
 BATCH = 512  # images per forward pass, as embedding does
 STEP_IMAGES = 100  # 20 pseudo-classes x 5 images, a self-training step's batch
@@ -72,7 +70,7 @@ def measure(name: str, repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
+    add_common_flags(parser, threads=2)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -25,23 +25,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE.parent / "demo_data"))
-sys.path.insert(0, str(HERE))
+from common import RESULTS, add_common_flags, machine_description, write_results
+from datasets import DATA, mnist_test, usps
 
-from common import RESULTS, machine_description, write_results  # noqa: E402
-from make_demo_data import read_idx  # noqa: E402  (the idx reader the demo folders are built with)
-
-from l2c_explorer.adaptation import METHODS, DomainAdapter  # noqa: E402
-from l2c_explorer.data import ImageSet, images_from_arrays  # noqa: E402
+from l2c_explorer.adaptation import METHODS, DomainAdapter
+from l2c_explorer.data import ImageSet, images_from_arrays
 
 # The issue's targets: every adaptation method beats source-only; the best reaches 95% in both directions; one
 # run of one method takes at most 3 minutes on 2 CPU cores.
@@ -76,11 +70,9 @@ PUBLISHED = [
 
 def load_digits(data: Path, size: int = 32, limit: int | None = None, seed: int = 0) -> dict[str, ImageSet]:
     """MNIST test and USPS train as labelled :class:`ImageSet` objects (``limit``: a seeded subset per set)."""
-    mnist_x = read_idx(data / "mnist" / "t10k-images-idx3-ubyte.gz")
-    mnist_y = read_idx(data / "mnist" / "t10k-labels-idx1-ubyte.gz")
-    usps = np.load(data / "usps" / "usps.npz")
-    usps_x = np.clip(usps["x_train"] * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    usps_y = usps["y_train"].astype(np.int64)
+    mnist_x, mnist_y = mnist_test(data)
+    usps_x, usps_y = usps(data, ("train",))
+    usps_y = usps_y.astype(np.int64)
     sets = {}
     for name, x, y in (("mnist", mnist_x, mnist_y), ("usps", usps_x, usps_y)):
         idx = np.arange(len(x))
@@ -263,16 +255,15 @@ def write_outputs(result: dict, name: str, out_dir: Path | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"), help="folder with mnist/ and usps/")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    add_common_flags(parser, data=DATA, data_help="folder with mnist/ and usps/", seeds=3, seeds_help="seeds 0..N-1")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
     parser.add_argument("--directions", default=",".join(DIRECTIONS), help="usps-mnist, mnist-usps or both")
     parser.add_argument("--out", default=None, help="output folder (default benchmarks/results)")
     parser.add_argument("--name", default="digits_da", help="output file stem (default digits_da)")
     parser.add_argument("--limit", type=int, default=None, help="use a seeded subset of N images per set (quick checks)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="PyTorch CPU threads (default: PyTorch's choice, one per core). On a machine shared with "
-                             "other jobs, 1 avoids threads spinning while they wait for each other")
+    add_common_flags(parser, threads=None,
+                     threads_help="PyTorch CPU threads (None: PyTorch's choice, one per core). On a machine shared "
+                                  "with other jobs, 1 avoids threads spinning while they wait for each other")
     parser.add_argument("--report-only", action="store_true",
                         help="only rewrite the markdown and headline from the json of an earlier run (no training)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -24,10 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from common import machine_description, write_results  # noqa: E402
-from scale import BASELINE, ROOT, baseline_package  # noqa: E402
+from common import BASELINE, add_common_flags, baseline_package, machine_description, write_results
+from datasets import OMNIGLOT_EVALUATION, ROOT, shown
 
 
 def measure(data: str, threads: int, seed: int, device: str) -> dict:
@@ -81,10 +79,10 @@ def row(name: str, r: dict, speed_up: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/omniglot/images_evaluation")
-    parser.add_argument("--threads", type=int, default=2)
+    add_common_flags(parser, data=OMNIGLOT_EVALUATION, data_help="a folder of alphabets, discovered as one folder",
+                     threads=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="auto: a CUDA GPU when there is one (results named _gpu)")
+    add_common_flags(parser, device="auto", device_help="auto: a CUDA GPU when there is one (results named _gpu)")
     parser.add_argument("--baseline", nargs="?", const=BASELINE, default=None,
                         help=f"also run the package at this commit (default {BASELINE}: before the scale work)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each version (fresh processes); the median is shown")
@@ -103,7 +101,7 @@ def main() -> None:
     totals = "; ".join(f"{name} " + ", ".join(f"{t:.1f}" for t in r["all_seconds"]) + " s"
                        for name, r in (("this version", now), ("before", before)) if r)
     md = "\n".join([
-        f"Machine: {machine}. Folder: `{args.data}`, {now['n_images']:,} images of {now['n_characters']} characters "
+        f"Machine: {machine}. Folder: `{shown(args.data)}`, {now['n_images']:,} images of {now['n_characters']} characters "
         "(10 alphabets mixed), K known. Features, graph and training: both passes (before and after "
         f"self-training); nothing cached. Each version ran {args.repeats} times, each in a fresh process (imports "
         f"counted); the row is the run of median total time (all totals: {totals}). Load average (1 min) before "

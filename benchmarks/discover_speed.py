@@ -10,29 +10,21 @@ included), with K unknown (at most 100 clusters) and with K known.
 from __future__ import annotations
 
 import argparse
-import os
 import json
-import shutil
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description, write_results  # noqa: E402
-
-
-def build_folder(data: Path, dest: Path) -> int:
-    chars = sorted((data / "Kannada").iterdir()) + sorted((data / "Keble").iterdir())[:9]
-    for c in chars:
-        shutil.copytree(c, dest / f"{c.parent.name}_{c.name}")
-    return sum(1 for _ in dest.rglob("*.png"))
+from common import add_common_flags, machine_description, write_results
+from datasets import OMNIGLOT_EVALUATION, thousand_drawings
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/omniglot/images_evaluation")
+    add_common_flags(parser, data=OMNIGLOT_EVALUATION, data_help="Omniglot alphabets, Kannada and Keble among them")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default="omniglot")
     args = parser.parse_args()
@@ -40,7 +32,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "folder"
-        n_images = build_folder(Path(args.data), folder)
+        n_images = sum(1 for _ in thousand_drawings(Path(args.data), folder).rglob("*.png"))
         for setting, extra in (("K unknown (max 100)", []), ("K known (50)", ["--k", "50"])):
             for r in range(args.repeats):
                 out = Path(tmp) / f"out_{len(rows)}"

@@ -38,10 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-from common import machine_description, write_results  # noqa: E402
+from common import machine_description, write_results
+from datasets import ROOT
 
 FOLDER = ROOT / "demo_data" / "omniglot_keble"
 SETTINGS = ["--model", "omniglot", "--self-training-steps", "30"]

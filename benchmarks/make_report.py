@@ -1,7 +1,8 @@
 """Assemble BENCHMARKS.md (and the results block of README.md) from the benchmark scripts' outputs.
 
 Every table comes verbatim from ``benchmarks/results/<name>.md``, written by the script that measured it;
-nothing here computes or edits a number.
+nothing here computes or edits a number. The sections are grouped by the question each answers (``GROUPS``): how
+accurate; how each constant was chosen; how fast; does the app stay responsive.
 
     python benchmarks/make_report.py
 """
@@ -10,23 +11,40 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+from common import COLUMN, PUBLISHED_BY_KEY, PUBLISHED_MEANS, RESULTS, normalise_name
+from datasets import OMNIGLOT_BACKGROUND, OMNIGLOT_EVALUATION, ROOT, TINY_SOURCE, shown
 
+# BENCHMARKS.md's sections, in order: (name of the results file benchmarks/results/<name>.md, title, command).
 SECTIONS = [
     (
         "omniglot",
         "Omniglot cross-task transfer (issue: discover unseen alphabets)",
-        "`python benchmarks/omniglot.py --data ../shared/data/omniglot/images_evaluation --seeds 3 --k both "
+        f"`python benchmarks/omniglot.py --data {shown(OMNIGLOT_EVALUATION)} --seeds 3 --k both "
         "--loss both --threads 2`",
     ),
     ("omniglot_no_self_training", "Omniglot without self-training (ablation)",
-     "`python benchmarks/omniglot.py --data ../shared/data/omniglot/images_evaluation --seeds 3 --k both "
+     f"`python benchmarks/omniglot.py --data {shown(OMNIGLOT_EVALUATION)} --seeds 3 --k both "
      "--loss mcl --threads 2 --self-training-steps 0 --name omniglot_no_self_training`"),
+    ("photos", "Photos: discover unseen categories of colour photographs (three development sets)",
+     "`python benchmarks/photos.py --seeds 1`"),
+    ("photos_tuned", "Photos with the `photos-tuned` model (the encoder's last two stages trained too; not shipped)",
+     "`python benchmarks/photos.py --seeds 1` (its results then renamed `photos_tuned`), run while `models/photos` "
+     "was that model (now "
+     "`benchmarks/models/photos-tuned.safetensors`, trained by `train-similarity ... --recipe photos-tuned`): "
+     "its `ours` rows are the tuned model, its `second photos model` rows the shipped one"),
+    ("photos_limits", "What limits the photo results: the `photos` model's neighbourhoods, set by set",
+     "`python benchmarks/photos_limits.py`"),
+    ("digits_da", "Cross-domain digits: USPS <-> MNIST", "`python benchmarks/digits_da.py`"),
+    ("teach", "Teach it: a simulated person answers questions about pairs of images",
+     "`pip install -e .[bench]`, then `python benchmarks/teach.py --only omniglot --no-speed`, `python "
+     "benchmarks/teach.py --only photos --photo-classes 25 --photo-per-class 20 --no-speed --resume` and the timings "
+     "with `python benchmarks/teach.py --timings-only --resume` (the folders can also run in parallel processes with "
+     "`--name` and `--alphabets`)"),
+    ("teach_ceiling", "Teach it: how far answers about groups can go (an oracle's corrections, relearnt from)",
+     "`python benchmarks/teach_ceiling.py`"),
     ("omniglot_k_rule", "Choosing the K-estimation rule by cross-validation on the background alphabets",
      "`python benchmarks/omniglot_k_rule.py --models DIR --pipeline --threads 2` (the script trains the six fold "
      "models into DIR with the shipped recipe where they are missing; here they had been trained with it "
@@ -35,74 +53,75 @@ SECTIONS = [
      "`python benchmarks/omniglot_self_training.py --model DIR/fold5.safetensors` (the fold-5 model of that "
      "cross-validation)"),
     ("train_omniglot_model", "Training the shipped `omniglot` similarity model",
-     "`OMP_NUM_THREADS=1 l2c-explorer train-similarity ../shared/data/omniglot/images_background --recipe "
+     f"`OMP_NUM_THREADS=1 l2c-explorer train-similarity {shown(OMNIGLOT_BACKGROUND)} --recipe "
      "omniglot --out models/omniglot --name omniglot`, then `python benchmarks/train_model.py omniglot --card-only "
      "--threads 1` (or the script alone, which runs the same command)"),
-    ("photos", "Photos: discover unseen categories of colour photographs (three development sets)",
-     "`python benchmarks/photos.py --seeds 1`"),
+    ("omniglot_resolution", "Teach it with a sharper similarity model: 32x32 against 48x48 inputs (validation alphabets)",
+     "`python benchmarks/omniglot_resolution.py`"),
+    ("questions_prior", "Teach it: how much each kind of question learns from its answers (the prior's weight)",
+     "`python benchmarks/questions_prior.py`"),
     ("photos_recipe", "How the `photos` recipe was chosen: tops on the frozen encoder, held-out source classes",
      "`python benchmarks/photos_recipe.py --per-class 40 --threads 1`"),
-    ("photos_tuned", "Photos with the `photos-tuned` model (the encoder's last two stages trained too; not shipped)",
-     "`python benchmarks/photos.py --seeds 1` (its results then renamed `photos_tuned`), run while `models/photos` "
-     "was that model (now "
-     "`benchmarks/models/photos-tuned.safetensors`, trained by `train-similarity ... --recipe photos-tuned`): "
-     "its `ours` rows are the tuned model, its `second photos model` rows the shipped one"),
-    ("photos_tuned_settings", "Choosing the `photos-tuned` model's discovery settings on its held-out source classes",
-     "`python benchmarks/photos_settings.py --model benchmarks/models/photos-tuned.safetensors --full 2 --subsets 3 "
-     "--write`"),
     ("photos_tuning", "Which of the encoder's blocks the `photos-tuned` recipe trains: held-out source classes",
      "`python benchmarks/photos_tuning.py --per-class 40 --threads 1`"),
     ("photos_features", "What the frozen encoder's features can tell apart: layers, input size, mirror, Lite2",
      "`python benchmarks/photos_features.py`"),
-    ("photos_settings", "Choosing the `photos` model's discovery settings on its held-out source classes",
-     "`python benchmarks/photos_settings.py --model models/photos.safetensors --full 2 --subsets 3 --write`"),
     ("train_photos_model", "Training the shipped `photos` similarity model",
-     "`l2c-explorer train-similarity ../shared/data/tiny-imagenet/source --recipe photos --out models/photos --name "
+     f"`l2c-explorer train-similarity {shown(TINY_SOURCE)} --recipe photos --out models/photos --name "
      "photos`, then `python benchmarks/train_model.py photos --card-only` (or the script alone, which runs the same "
      "command)"),
-    ("photos_limits", "What limits the photo results: the `photos` model's neighbourhoods, set by set",
-     "`python benchmarks/photos_limits.py`"),
-    ("spn_speed", "Similarity training speed: the authors' formulation against ours", "`python benchmarks/spn_speed.py --steps 60 --threads 1`"),
-    ("discover_speed", "Discovery speed on a 1,000-image folder", "`OMP_NUM_THREADS=1 python benchmarks/discover_speed.py`"),
-    ("conv_layout", "The models' convolutions on the CPU: contiguous against channels-last memory layout",
-     "`python benchmarks/conv_layout.py`"),
+    ("photos_settings", "Choosing the `photos` model's discovery settings on its held-out source classes",
+     "`python benchmarks/photos_settings.py --model models/photos.safetensors --full 2 --subsets 3 --write`"),
+    ("photos_tuned_settings", "Choosing the `photos-tuned` model's discovery settings on its held-out source classes",
+     "`python benchmarks/photos_settings.py --model benchmarks/models/photos-tuned.safetensors --full 2 --subsets 3 "
+     "--write`"),
     ("spectrum_settings", "The spectrum estimate's settings: Chebyshev degree and probes against exact eigenvalues",
      "`python benchmarks/spectrum_settings.py`"),
+    ("self_training_cost", "Seconds per self-training step, by the images in its batch (a prior of the time left)",
+     "`python benchmarks/self_training_cost.py`"),
+    ("spn_speed", "Similarity training speed: the authors' formulation against ours", "`python benchmarks/spn_speed.py --steps 60 --threads 1`"),
+    ("discover_speed", "Discovery speed on a 1,000-image folder", "`OMP_NUM_THREADS=1 python benchmarks/discover_speed.py`"),
     ("discover_large", "Discovery on a large folder: 6,180 images, 309 characters",
      "`python benchmarks/discover_large.py --baseline`"),
     ("discover_large_gpu", "The same large folder on a GPU",
      "`python benchmarks/discover_large.py --threads 16` on a machine with a CUDA GPU (the run picks it)"),
-    ("teach", "Teach it: a simulated person answers questions about pairs of images",
-     "`pip install -e .[bench]`, then `python benchmarks/teach.py --only omniglot --no-speed`, `python "
-     "benchmarks/teach.py --only photos --photo-classes 25 --photo-per-class 20 --no-speed --resume` and the timings "
-     "with `python benchmarks/teach.py --timings-only --resume` (the folders can also run in parallel processes with "
-     "`--name` and `--alphabets`)"),
-    ("questions_prior", "Teach it: how much each kind of question learns from its answers (the prior's weight)",
-     "`python benchmarks/questions_prior.py`"),
-    ("teach_ceiling", "Teach it: how far answers about groups can go (an oracle's corrections, relearnt from)",
-     "`python benchmarks/teach_ceiling.py`"),
-    ("omniglot_resolution", "Teach it with a sharper similarity model: 32x32 against 48x48 inputs (validation alphabets)",
-     "`python benchmarks/omniglot_resolution.py`"),
-    ("digits_da", "Cross-domain digits: USPS <-> MNIST", "`python benchmarks/digits_da.py`"),
-    ("app_explore_20k", "The app's explorer with 20,000 images", "`python benchmarks/app_explore_20k.py`"),
-    ("app_explore_100k", "The app's explorer with 100,000 images", "`python benchmarks/app_explore_20k.py --n 100000`"),
-    ("app_time_left", "The time left the app shows during a discovery and a relearning",
-     "`python benchmarks/app_time_left.py --repeats 3`"),
-    ("self_training_cost", "Seconds per self-training step, by the images in its batch (a prior of the time left)",
-     "`python benchmarks/self_training_cost.py`"),
-    ("knn_search", "Nearest-neighbour search at scale: exact, inverted-file (IVF) and pynndescent",
-     "`python benchmarks/knn_search.py --threads 2`"),
     ("scale", "Discovery at scale: 10,000 to 100,000 images, K unknown (up to 1,000) and known",
      "`python benchmarks/scale.py --sets 10k --k unknown --pipelines today`, "
      "`python benchmarks/scale.py --sets 10k 25k --k unknown --pipelines exact`, "
      "`python benchmarks/scale.py --sets 10k 25k 50k 100k --k known --pipelines new`, then "
      "`python benchmarks/scale.py --sets 100k 50k 25k 10k --k unknown --pipelines new` (`--max-k 1000` by default)"),
+    ("knn_search", "Nearest-neighbour search at scale: exact, inverted-file (IVF) and pynndescent",
+     "`python benchmarks/knn_search.py --threads 2`"),
     ("assign", "New images into a finished run (`assign`) against discovery on the union",
      "`python benchmarks/assign.py`"),
     ("threads", "Threads: a discovery run alone and beside a busy process", "`python benchmarks/threads.py`"),
+    ("conv_layout", "The models' convolutions on the CPU: contiguous against channels-last memory layout",
+     "`python benchmarks/conv_layout.py`"),
+    ("app_explore_20k", "The app's explorer with 20,000 images", "`python benchmarks/app_explore_20k.py`"),
+    ("app_explore_100k", "The app's explorer with 100,000 images", "`python benchmarks/app_explore_20k.py --n 100000`"),
+    ("app_time_left", "The time left the app shows during a discovery and a relearning",
+     "`python benchmarks/app_time_left.py --repeats 3`"),
     ("kill_test", "Killing `discover` at random moments: a finished run or a refused folder, never a misread one",
      "`python benchmarks/kill_test.py`"),
 ]
+
+# The sections grouped by the question each answers, each group under its own heading, in this order.
+GROUPS = {
+    "How accurate": (
+        "omniglot", "omniglot_no_self_training", "photos", "photos_tuned", "photos_limits", "digits_da", "teach",
+        "teach_ceiling",
+    ),
+    "How each constant was chosen": (
+        "omniglot_k_rule", "omniglot_self_training", "train_omniglot_model", "omniglot_resolution", "questions_prior",
+        "photos_recipe", "photos_tuning", "photos_features", "train_photos_model", "photos_settings",
+        "photos_tuned_settings", "spectrum_settings", "self_training_cost",
+    ),
+    "How fast": (
+        "spn_speed", "discover_speed", "discover_large", "discover_large_gpu", "scale", "knn_search", "assign",
+        "threads", "conv_layout",
+    ),
+    "Does the app stay responsive": ("app_explore_20k", "app_explore_100k", "app_time_left", "kill_test"),
+}
 
 # Reading notes (no numbers here: those are in the tables above each note).
 NOTES = {
@@ -191,11 +210,6 @@ def load(name: str) -> dict | None:
 
 def omniglot_summary(res: dict) -> list[str]:
     """Means over alphabets and seeds per setting, next to the authors' numbers and our targets."""
-    import sys
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from omniglot import COLUMN, PUBLISHED_BY_KEY, PUBLISHED_MEANS, normalise_name
-
     lines = [
         f"**Omniglot, 10 unseen alphabets** ({res['machine']}; {res['args']['seeds']} seeds; clustering "
         "accuracy with images in extra clusters counted as errors):",
@@ -349,13 +363,23 @@ def main() -> None:
         "`benchmarks/results/*.json`) and copied here by `python benchmarks/make_report.py`. Rerun a script, then "
         "the report, to check or refresh them.",
         "",
+        "The sections answer four questions in turn: " + "; ".join(f"**{group.lower()}**" for group in GROUPS) + ".",
+        "",
     ]
-    for name, title, command in SECTIONS:
-        md = RESULTS / f"{name}.md"
-        parts += [f"## {title}", "", f"Command: {command}", ""]
-        parts += [md.read_text().rstrip() if md.exists() else "_Not run yet._", ""]
-        if name in NOTES:
-            parts += [NOTES[name].strip(), ""]
+    sections = {name: (title, command) for name, title, command in SECTIONS}
+    grouped = [name for names in GROUPS.values() for name in names]
+    if sorted(grouped) != sorted(sections):
+        raise SystemExit("Every section belongs to exactly one group of GROUPS; not so for "
+                         + ", ".join(sorted(set(grouped) ^ set(sections) | {n for n in grouped if grouped.count(n) > 1})))
+    for group, names in GROUPS.items():
+        parts += [f"## {group}", ""]
+        for name in names:
+            title, command = sections[name]
+            md = RESULTS / f"{name}.md"
+            parts += [f"### {title}", "", f"Command: {command}", ""]
+            parts += [md.read_text().rstrip() if md.exists() else "_Not run yet._", ""]
+            if name in NOTES:
+                parts += [NOTES[name].strip(), ""]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(parts).rstrip() + "\n")
 
     readme = ROOT / "README.md"

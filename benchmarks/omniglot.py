@@ -16,62 +16,28 @@ benchmarks/results/omniglot.json (every run) and omniglot.md (the tables).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description, write_results  # noqa: E402
+from common import (
+    COLUMN,
+    PUBLISHED_BY_KEY,
+    PUBLISHED_MEANS,
+    add_common_flags,
+    alphabet_folders,
+    machine_description,
+    normalise_name,
+    subfolders,
+    write_results,
+)
+from datasets import OMNIGLOT_EVALUATION, shown
 
 from l2c_explorer.clustering import L2CClusterer  # noqa: E402
 from l2c_explorer.options import DISCOVER  # noqa: E402
-from l2c_explorer.similarity import load_similarity_model  # noqa: E402
-
-# Published per-alphabet clustering accuracy (%) of the authors' code with their reference SPN: the table in
-# the L2C README (github.com/GT-RIPL/L2C, README.md, "mean of 3 clustering runs"). Columns:
-# KCL k=100, MCL k=100, KCL k=gt, MCL k=gt. Names as in that table; matched to folders by normalise_name.
-PUBLISHED = {
-    "Angelic": (73.2, 82.2, 89.0, 91.7),
-    "Atemayar_Qelisayer": (73.3, 89.2, 82.5, 86.0),
-    "Atlantean": (65.5, 83.3, 89.4, 93.5),
-    "Aurek_Besh": (88.4, 92.8, 91.5, 92.4),
-    "Avesta": (79.0, 85.8, 85.4, 86.1),
-    "Ge_ez": (77.1, 84.0, 85.4, 86.6),
-    "Glagolitic": (83.9, 85.3, 84.9, 87.4),
-    "Gurmukhi": (78.8, 78.7, 77.0, 78.0),
-    "Kannada": (64.6, 81.1, 73.3, 81.2),
-    "Keble": (91.4, 95.1, 94.7, 94.3),
-    "Malayalam": (73.5, 75.0, 72.7, 73.0),
-    "Manipuri": (82.8, 81.2, 85.8, 81.5),
-    "Mongolian": (84.7, 89.0, 88.3, 90.2),
-    "Old_Church_Slavonic_Cyrillic": (89.9, 90.7, 88.7, 89.8),
-    "Oriya": (56.5, 73.4, 63.2, 75.3),
-    "Sylheti": (61.8, 68.2, 69.8, 80.6),
-    "Syriac_Serto": (72.1, 82.0, 85.8, 89.8),
-    "Tengwar": (67.7, 76.4, 82.5, 85.5),
-    "Tibetan": (81.8, 80.2, 84.3, 81.9),
-    "ULOG": (53.3, 77.1, 73.0, 89.1),
-}
-
-
-def normalise_name(name: str) -> str:
-    return "".join(c for c in name.lower() if c.isalnum())
-
-
-PUBLISHED_BY_KEY = {normalise_name(k): v for k, v in PUBLISHED.items()}
-PUBLISHED_MEANS = {"kcl-unknown": 75.0, "mcl-unknown": 82.5, "kcl-known": 82.4, "mcl-known": 85.7}
-COLUMN = {"kcl-unknown": 0, "mcl-unknown": 1, "kcl-known": 2, "mcl-known": 3}
-
-
-def alphabets(data: Path) -> list[Path]:
-    found = sorted(p for p in data.iterdir() if p.is_dir() and any(c.is_dir() for c in p.iterdir()))
-    if not found:
-        raise SystemExit(f"No alphabet folders (folders of character folders) in {data}")
-    return found
-
+from l2c_explorer.similarity_model import load_similarity_model  # noqa: E402
 
 def run_one(folder: Path, model, *, k: int | None, loss: str, seed: int, max_k: int, device: str,
             self_training_steps: int) -> dict:
@@ -141,15 +107,13 @@ def table(setting: str, runs: dict[str, list[dict]]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/omniglot/images_evaluation",
-                        help="folder of alphabets, each a folder of character folders")
+    add_common_flags(parser, data=OMNIGLOT_EVALUATION,
+                     data_help="folder of alphabets, each a folder of character folders")
     parser.add_argument("--model", default="omniglot", help="similarity model: shipped name or file")
-    parser.add_argument("--seeds", type=int, default=3)
+    add_common_flags(parser, seeds=3)
     parser.add_argument("--k", choices=("known", "unknown", "both"), default="both")
     parser.add_argument("--loss", choices=("mcl", "kcl", "both"), default="mcl")
-    parser.add_argument("--max-k", type=int, default=DISCOVER.defaults.max_clusters)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=2)
+    add_common_flags(parser, max_k=DISCOVER.defaults.max_clusters, device="auto", threads=2)
     parser.add_argument("--self-training-steps", type=int, default=DISCOVER.defaults.self_training_steps,
                         help="self-training steps of the similarity model on each alphabet (0: off)")
     parser.add_argument("--name", default="omniglot", help="results file stem (default omniglot)")
@@ -157,7 +121,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     model = load_similarity_model(args.model)
-    folders = alphabets(Path(args.data))
+    folders = alphabet_folders(args.data)
     losses = ["mcl", "kcl"] if args.loss == "both" else [args.loss]
     kmodes = ["known", "unknown"] if args.k == "both" else [args.k]
     results: dict[str, dict[str, list[dict]]] = {}
@@ -167,7 +131,7 @@ def main() -> None:
             setting = f"{loss}-{kmode}"
             results[setting] = {}
             for folder in folders:
-                k_true = sum(1 for c in folder.iterdir() if c.is_dir())
+                k_true = len(subfolders(folder))
                 runs = []
                 for seed in range(args.seeds):
                     r = run_one(folder, model, k=k_true if kmode == "known" else None, loss=loss, seed=seed,
@@ -184,7 +148,7 @@ def main() -> None:
         f"Machine: {machine_description(args.threads)}.",
         f"Similarity model: `{model.name}` (sha256 {model.digest[:12]}…), trained in {card.get('seconds', '?')} s "
         f"on {card.get('device', '?')}.",
-        f"Data: `{args.data}` ({len(folders)} alphabets); {args.seeds} seed(s) per alphabet; whole benchmark "
+        f"Data: `{shown(args.data)}` ({len(folders)} alphabets); {args.seeds} seed(s) per alphabet; whole benchmark "
         f"{total / 60:.1f} min.",
         "",
     ]

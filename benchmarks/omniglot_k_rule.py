@@ -11,7 +11,9 @@ held-out alphabets serve for validation: 30 validation alphabets in all.
    `l2c_explorer.graph.K_GRAPH_NEIGHBOURS` and `SIGNIFICANT_GAP`.
 2. Pipeline (`--pipeline`): whole discovery with K unknown (MCL, seed 0, self-training on) with the
    used K rules, with the 0/1 graph the diffusion features come from in the first pass, and with the
-   self-tuning graph in the second pass too: ACC and K error.
+   self-tuning graph in the second pass too: ACC and K error. Each is the package's discovery steps
+   (`l2c_explorer.discovery.first_pass`, then `sharpen`) with the K rule of each pass plugged in as an
+   argument (`k_rule`, one of `l2c_explorer.discovery.K_RULES`).
 
     python benchmarks/omniglot_k_rule.py --models DIR --pipeline   # trains missing fold models into DIR
                                                                    # (DIR/fold<f>.safetensors, ~5-10 min each)
@@ -22,9 +24,7 @@ Writes benchmarks/results/omniglot_k_rule.{json,md}.
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
-import sys
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -32,11 +32,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description, write_results  # noqa: E402
+from common import SIGNIFICANCE_CANDIDATES, add_common_flags, machine_description, scores, write_results
+from datasets import N_FOLDS, OMNIGLOT_BACKGROUND, validation_setup
 
-from l2c_explorer.clustering import L2CClusterer  # noqa: E402
-from l2c_explorer.graph import (  # noqa: E402
+from l2c_explorer.ccn import ranked_clusters
+from l2c_explorer.clustering import L2CClusterer
+from l2c_explorer.device import resolve_device
+from l2c_explorer.discovery import PassOptions, embed_images, first_pass, sharpen
+from l2c_explorer.graph import (
     K_GRAPH_NEIGHBOURS,
     K_GRAPH_SCALE_NEIGHBOUR,
     SIGNIFICANT_GAP,
@@ -44,15 +47,13 @@ from l2c_explorer.graph import (  # noqa: E402
     knn_graph,
     normalised_adjacency,
     self_tuning_graph,
-    self_tuning_spectrum,
     top_eigenpairs,
 )
-from l2c_explorer.options import DISCOVER  # noqa: E402
-from l2c_explorer.similarity import load_similarity_model  # noqa: E402
+from l2c_explorer.options import DISCOVER, discovery_settings
+from l2c_explorer.progress import Reporter
+from l2c_explorer.similarity_model import load_similarity_model  # noqa: E402
+from l2c_explorer.sources import open_images, scratch_folder
 
-CANDIDATES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-N_FOLDS = 6
-VALIDATION_FOLD = 5  # the fold the single-split benchmarks (omniglot_self_training.py) hold out
 USED_GRAPH = f"self-tuning, k={K_GRAPH_NEIGHBOURS}"
 GRAPHS = {
     "0/1, k=10": lambda emb: knn_graph(emb, k=10),
@@ -62,61 +63,40 @@ GRAPHS = {
     "self-tuning, k=30": lambda emb: self_tuning_graph(emb, k=30, scale_neighbour=K_GRAPH_SCALE_NEIGHBOUR),
 }
 
-
-def split(background: Path, work: Path, fold: int = VALIDATION_FOLD) -> tuple[Path, Path]:
-    """Copy the background alphabets into ``work``/train25 and ``work``/valid5 (alphabet i -> fold i mod 6)."""
-    train, valid = work / "train25", work / "valid5"
-    for i, alphabet in enumerate(sorted(p for p in background.iterdir() if p.is_dir())):
-        shutil.copytree(alphabet, (valid if i % N_FOLDS == fold else train) / alphabet.name)
-    return train, valid
-
-
-def validation_setup(background: Path, work: Path, model: str | None, fold: int = VALIDATION_FOLD) -> tuple[Path, str]:
-    """Copy the split into ``work``; return the validation folder and a model trained on the 25 others.
-
-    ``model``: a file already trained on the fold's 25 training alphabets; when None or missing, one is
-    trained with the shipped recipe (and saved there when a path is given).
-    """
-    train, valid = split(background, work, fold)
-    if model is None or not Path(model).exists():
-        model = work / "train25_model.safetensors" if model is None else Path(model).with_suffix(".safetensors")
-        train_fold_model(train, model, f"train25_fold{fold}")
-    return valid, str(model)
-
-
-def train_fold_model(train: Path, out: Path, name: str, *options: str) -> None:
-    """Train the shipped `omniglot` recipe on ``train`` into ``out`` (a .safetensors path); ``options``: more
-    `train-similarity` flags, which win over the recipe's."""
-    subprocess.run(["l2c-explorer", "train-similarity", str(train), "--recipe", "omniglot", *options,
-                    "--out", str(out.with_suffix("")), "--name", name], check=True)
-
-
-class ZeroOneFirstPass(L2CClusterer):
-    """Discovery whose first K estimate reads the 0/1 graph's spectrum (the rule before the self-tuning one)."""
-
-    def _estimate_k(self, emb, graph_eigenvalues, pass_number):
-        if pass_number > 1:
-            return super()._estimate_k(emb, graph_eigenvalues, pass_number)
-        max_k = min(self.max_clusters, len(emb) - 1)
-        return eigengap_k(graph_eigenvalues, max_k=max_k, significance=SIGNIFICANT_GAP), graph_eigenvalues
-
-
-class SelfTuningBothPasses(L2CClusterer):
-    """Discovery whose second K estimate also reads the self-tuning graph (of the sharpened features)."""
-
-    def _estimate_k(self, emb, graph_eigenvalues, pass_number):
-        if pass_number == 1:
-            return super()._estimate_k(emb, graph_eigenvalues, pass_number)
-        max_k = min(self.max_clusters, len(emb) - 1)
-        values = self_tuning_spectrum(emb, max_k + 1)
-        return eigengap_k(values, max_k=max_k, significance=SIGNIFICANT_GAP), values
-
-
+# The whole discoveries compared: the K rule (l2c_explorer.discovery.K_RULES) of the first pass and of the pass
+# after self-training. "sharpened" reads the spectrum of the similarity graph the pass clusters (0/1 links to each
+# image's nearest neighbours); in a first pass, with the first pass's significance (the `k_significance` setting).
 PIPELINES = {
-    "used: self-tuning graph, then the sharpened 0/1 graph's largest gap": L2CClusterer,
-    "0/1 graph, then the sharpened 0/1 graph's largest gap": ZeroOneFirstPass,
-    "self-tuning graph in both passes": SelfTuningBothPasses,
+    "used: self-tuning graph, then the sharpened 0/1 graph's largest gap": ("self-tuning", "sharpened"),
+    "0/1 graph, then the sharpened 0/1 graph's largest gap": ("sharpened", "sharpened"),
+    "self-tuning graph in both passes": ("self-tuning", "self-tuning"),
 }
+
+
+def discover(model, images, first_rule: str, second_rule: str, *, seed: int = 0) -> tuple[np.ndarray, int]:
+    """One discovery with K unknown and the package's defaults (MCL, self-training on), made of the steps
+    ``L2CClusterer.fit`` runs (:mod:`l2c_explorer.discovery`), with K read by ``first_rule`` in the first pass and
+    by ``second_rule`` after self-training: (each image's cluster, the number of clusters found)."""
+    params = L2CClusterer(similarity=model, random_state=seed).get_params()
+    settings = discovery_settings(model.card.get("discovery"), params)
+    options = PassOptions.of(params, settings)
+    first = options if first_rule == "self-tuning" else dataclasses.replace(
+        options, settings={**settings, "k_sharpened_significance": settings["k_significance"]})
+    device, report = resolve_device(params["device"]), Reporter(None)
+    with scratch_folder() as scratch:
+        source = open_images(images, model, labelled=False, follow_links=params["follow_links"], cache=False,
+                             scratch=scratch, reading=lambda *a, **k: None).source
+        embedded = embed_images(model, source, adapt_norm=params["adapt_norm"], device=device, report=report)
+        result = first_pass(model, embedded.embeddings, first, method="graph", device=device, report=report,
+                            k_rule=first_rule)
+        if settings["self_training_steps"]:
+            sharpened = sharpen(embedded.model, source, result.probabilities.argmax(1), result.probabilities.max(1),
+                                options, steps=settings["self_training_steps"], device=device, report=report,
+                                adapted=embedded.model if params["adapt_norm"] else None, k_rule=second_rule)
+            if sharpened is not None:  # nothing to learn from: the first clustering stands, as in a fit
+                result = sharpened.result
+    clusters = ranked_clusters(result.probabilities, result.head)
+    return clusters.labels, int(clusters.n_clusters)
 
 
 def table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -126,19 +106,19 @@ def table(headers: list[str], rows: list[list[str]]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--background", default="../shared/data/omniglot/images_background")
+    parser.add_argument("--background", default=str(OMNIGLOT_BACKGROUND), help="the Omniglot background alphabets")
     parser.add_argument("--models", default=None,
                         help="folder of fold models (fold<f>.safetensors); missing ones are trained into it")
     parser.add_argument("--folds", default=",".join(map(str, range(N_FOLDS))), help="comma-separated folds to run")
     parser.add_argument("--pipeline", action="store_true",
                         help="also run whole discoveries (K unknown) with each K rule")
-    parser.add_argument("--threads", type=int, default=2)
+    add_common_flags(parser, threads=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
 
     k_true: dict[str, int] = {}
-    errors: dict[str, dict[str, dict[str, int]]] = {g: {str(s): {} for s in CANDIDATES} for g in GRAPHS}
+    errors: dict[str, dict[str, dict[str, int]]] = {g: {str(s): {} for s in SIGNIFICANCE_CANDIDATES} for g in GRAPHS}
     pipeline: dict[str, dict[str, dict]] = {label: {} for label in PIPELINES}
     for fold in (int(f) for f in args.folds.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
@@ -152,14 +132,15 @@ def main() -> None:
                 emb = model.embed(data.pixels)
                 for graph_name, build in GRAPHS.items():
                     values, _ = top_eigenpairs(normalised_adjacency(build(emb)), 101)
-                    for s in CANDIDATES:
-                        errors[graph_name][str(s)][name] = eigengap_k(values, max_k=DISCOVER.defaults.max_clusters, significance=s) - k_true[name]
+                    for s in SIGNIFICANCE_CANDIDATES:
+                        k = eigengap_k(values, max_k=DISCOVER.defaults.max_clusters, significance=s)
+                        errors[graph_name][str(s)][name] = k - k_true[name]
                 if args.pipeline:
-                    for label, cls in PIPELINES.items():
+                    for label, (first_rule, second_rule) in PIPELINES.items():
                         t0 = time.perf_counter()
-                        c = cls(similarity=model, random_state=0).fit(data)
-                        pipeline[label][name] = {"acc": c.score(data.label_ids()),
-                                                 "k_error": c.n_clusters_ - k_true[name],
+                        labels, k_found = discover(model, data, first_rule, second_rule, seed=0)
+                        pipeline[label][name] = {"acc": scores(data.label_ids(), labels)["acc"],
+                                                 "k_error": k_found - k_true[name],
                                                  "seconds": time.perf_counter() - t0}
                 print(f"fold {fold} {name:45s} K={k_true[name]:3d} "
                       + " ".join(f"{g}: {errors[g][str(SIGNIFICANT_GAP)][name]:+d}" for g in GRAPHS)

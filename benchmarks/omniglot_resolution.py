@@ -1,10 +1,11 @@
 """Would a sharper `omniglot` model move the teach targets? 32x32 against 48x48 inputs, on validation alphabets.
 
 The shipped `omniglot` recipe reads 32x32 images. This trains the recipe at 32x32 and at 48x48 on fold 5 of
-`omniglot_k_rule.py` (25 background alphabets; never the evaluation alphabets), then on each of the 5 held-out
-alphabets runs discovery with K unknown (the defaults) and `benchmarks/teach.py`'s simulated person: our
-questions, relearnt at each budget. Both models train in bfloat16 (`--mixed-precision`, where the CPU has
-it) so that the pair costs minutes, not half an hour; everything else is the shipped recipe.
+`omniglot_k_rule.py`'s folds (made by `benchmarks/datasets.py`: 25 background alphabets; never the evaluation
+alphabets), then on each of the 5 held-out alphabets runs discovery with K unknown (the defaults) and
+`benchmarks/teach.py`'s simulated person (`benchmarks/common.py`): our questions, relearnt at each budget.
+Both models train in bfloat16 (`--mixed-precision`, where the CPU has it) so that the pair costs minutes, not
+half an hour; everything else is the shipped recipe.
 
     python benchmarks/omniglot_resolution.py                  # trains both fold models (~6 min on 2 cores)
     python benchmarks/omniglot_resolution.py --models DIR     # keeps / reuses DIR/size32.safetensors, size48...
@@ -15,7 +16,6 @@ Writes benchmarks/results/omniglot_resolution.{json,md}.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,13 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description, write_results  # noqa: E402
-from omniglot_k_rule import VALIDATION_FOLD, split, train_fold_model  # noqa: E402
-from teach import run_ours  # noqa: E402
+from common import add_common_flags, label_ids, machine_description, run_ours, subfolders, write_results
+from datasets import OMNIGLOT_BACKGROUND, VALIDATION_FOLD, background_split, train_fold_model
 
 from l2c_explorer.clustering import L2CClusterer  # noqa: E402
-from l2c_explorer.similarity import load_similarity_model  # noqa: E402
+from l2c_explorer.similarity_model import load_similarity_model  # noqa: E402
 
 SIZES = (32, 48)
 BUDGETS = (0, 10, 25)
@@ -78,15 +76,15 @@ def render(data: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--background", default="../shared/data/omniglot/images_background")
+    parser.add_argument("--background", default=str(OMNIGLOT_BACKGROUND), help="the Omniglot background alphabets")
     parser.add_argument("--models", default=None, help="folder for the fold models (kept; reused when there)")
-    parser.add_argument("--threads", type=int, default=2)
+    add_common_flags(parser, threads=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     data = {"machine": machine_description(), "fold": VALIDATION_FOLD, "budgets": list(BUDGETS), "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        train_dir, valid_dir = split(Path(args.background), Path(tmp))
+        train_dir, valid_dir = background_split(Path(args.background), Path(tmp))
         models = Path(args.models) if args.models else Path(tmp) / "models"
         models.mkdir(parents=True, exist_ok=True)
         for size in SIZES:
@@ -96,9 +94,9 @@ def main() -> None:
             scores = model.card.get("holdout_pair_metrics", {})
             part = data["models"][str(size)] = {"train_seconds": seconds, "f1": float(scores.get("f1", np.nan)),
                                                 "roc_auc": float(scores.get("roc_auc", np.nan)), "alphabets": {}}
-            for folder in sorted(p for p in valid_dir.iterdir() if p.is_dir()):
+            for folder in subfolders(valid_dir):
                 clusterer = L2CClusterer(similarity=model, random_state=0).fit(folder, labelled=True)
-                truth = np.unique(np.asarray(clusterer.true_labels_), return_inverse=True)[1]
+                truth = label_ids(clusterer.true_labels_)
                 out = run_ours(clusterer, truth, BUDGETS, relearn=True)["scores"]
                 part["alphabets"][folder.name] = {str(b): (round(100 * a, 2), e) for b, (a, e) in out.items()}
                 print(size, folder.name, part["alphabets"][folder.name], flush=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,14 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description, write_results  # noqa: E402
-from omniglot_k_rule import CANDIDATES, validation_setup  # noqa: E402
+from common import SIGNIFICANCE_CANDIDATES, add_common_flags, machine_description, write_results
+from datasets import OMNIGLOT_BACKGROUND, validation_setup
 
 from l2c_explorer.clustering import L2CClusterer  # noqa: E402
 from l2c_explorer.graph import SHARPENED_SIGNIFICANT_GAP, eigengap_k  # noqa: E402
 from l2c_explorer.options import DISCOVER  # noqa: E402
-from l2c_explorer.similarity import load_similarity_model  # noqa: E402
+from l2c_explorer.similarity_model import load_similarity_model  # noqa: E402
 
 # (steps, keep): steps 0 is discovery without self-training
 SETTINGS = ((0, 0.5), (100, 0.3), (100, 0.5), (100, 0.7), (100, 1.0), (200, 0.5))
@@ -45,9 +43,9 @@ def defaults() -> tuple[int, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--background", default="../shared/data/omniglot/images_background")
+    parser.add_argument("--background", default=str(OMNIGLOT_BACKGROUND), help="the Omniglot background alphabets")
     parser.add_argument("--model", default=None, help="a model already trained on the 25 training alphabets")
-    parser.add_argument("--threads", type=int, default=2)
+    add_common_flags(parser, threads=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -73,7 +71,8 @@ def main() -> None:
                     if kmode == "unknown":
                         row["k_error"] = int(c.n_clusters_) - k_true
                         row["k_error_by_significance"] = {
-                            str(s): eigengap_k(c.eigenvalues_, max_k=DISCOVER.defaults.max_clusters, significance=s) - k_true for s in CANDIDATES
+                            str(s): eigengap_k(c.eigenvalues_, max_k=DISCOVER.defaults.max_clusters, significance=s)
+                            - k_true for s in SIGNIFICANCE_CANDIDATES
                         }
                 runs[key][name] = row
                 print(f"{key:8s} {name:40s} known {100 * row['acc_known']:.1f}  unknown {100 * row['acc_unknown']:.1f} "
@@ -105,7 +104,7 @@ def main() -> None:
         + ", ".join(
             f"{s}{' (used)' if s == SHARPENED_SIGNIFICANT_GAP else ''}: "
             f"{np.mean([abs(x['k_error_by_significance'][str(s)]) for x in used_rows]):.2f}"
-            for s in CANDIDATES
+            for s in SIGNIFICANCE_CANDIDATES
         ) + ".",
     ]
     write_results("omniglot_self_training", {"runs": runs, "used": list(used), "machine": machine_description(args.threads)},

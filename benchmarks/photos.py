@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,21 +40,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description, write_results  # noqa: E402
+from common import add_common_flags, class_folders, kmeans_labels, machine_description, scores, write_results
+from datasets import DATA, PHOTO_SETS as SETS, link_folders
 
 from l2c_explorer.clustering import L2CClusterer  # noqa: E402
 from l2c_explorer.embedding import trunk_features  # noqa: E402
-from l2c_explorer.metrics import clustering_scores  # noqa: E402
 from l2c_explorer.nets import build_similarity_net  # noqa: E402
 from l2c_explorer.recipes import PRETRAINED_TOP, similarity_recipe  # noqa: E402
-from l2c_explorer.similarity import SimilarityLearner, SimilarityModel, load_similarity_model  # noqa: E402
+from l2c_explorer.similarity_learner import SimilarityLearner  # noqa: E402
+from l2c_explorer.similarity_model import SimilarityModel, load_similarity_model  # noqa: E402
 from l2c_explorer.store import read_folder  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-DATA = Path("../shared/data")
-SETS = {"novel-dev": "tiny-imagenet/novel-dev", "birds-dev": "photos-clean/birds-dev",
-        "seedlings-dev": "photos-clean/seedlings-dev"}
 PREVIOUS = HERE / "models" / "photos-scratch.safetensors"
 TUNED = HERE / "models" / "photos-tuned.safetensors"
 METHODS = ("ours-known", "ours-unknown", "ours-unknown-cached", "paper-known", "paper-unknown", "kmeans-backbone",
@@ -78,26 +74,11 @@ LABELS = {
 }
 
 
-def class_folders(data: Path) -> list[Path]:
-    found = sorted(p for p in data.iterdir() if p.is_dir())
-    if len(found) < 2:
-        raise SystemExit(f"{data} needs one folder per class")
-    return found
-
-
-def link_folder(classes: list[Path], dest: Path) -> Path:
-    """A folder of symlinks to the given class folders (the data is never copied)."""
-    dest.mkdir(parents=True)
-    for c in classes:
-        (dest / c.name).symlink_to(c.resolve(), target_is_directory=True)
-    return dest
-
-
 def scored(y_true, labels, k_true: int, seconds: float) -> dict:
-    s = clustering_scores(np.asarray(y_true), np.asarray(labels))
-    k_est = int(len(np.unique(labels)))
-    return {"acc": s["acc"], "nmi": s["nmi"], "ari": s["ari"], "k_true": k_true, "k_est": k_est,
-            "k_error": abs(k_est - k_true), "seconds": seconds}
+    """The scores of one run (:func:`common.scores`), K against the number of class folders ``k_true``."""
+    s = scores(y_true, labels)
+    return {"acc": s["acc"], "nmi": s["nmi"], "ari": s["ari"], "k_true": k_true, "k_est": s["k_pred"],
+            "k_error": abs(s["k_pred"] - k_true), "seconds": seconds}
 
 
 def discover(folder: Path, model, *, k: int | None, method: str, seed: int, max_k: int, device: str,
@@ -113,8 +94,6 @@ def discover(folder: Path, model, *, k: int | None, method: str, seed: int, max_
 def kmeans_on_backbone(folder: Path, model, *, seed: int, device: str, k_true: int, scratch: Path) -> dict:
     """k-means (K known) on the frozen encoder's pooled features, L2-normalised: the backbone alone, as its
     package ships it (without the blocks a model tuned)."""
-    from sklearn.cluster import KMeans
-
     arch = {**model.card["architecture"], "tuned_blocks": 0}
     model = SimilarityModel(build_similarity_net(arch), model.preprocessing, {"architecture": arch})
 
@@ -123,7 +102,7 @@ def kmeans_on_backbone(folder: Path, model, *, seed: int, device: str, k_true: i
     store = read_folder(folder, scratch / f"pixels-{folder.name}-{seed}.u8", size=p.size, channels=p.channels,
                         labelled=True, follow_links=True)
     feats = torch.nn.functional.normalize(trunk_features(model, store, device=torch.device("cpu")), dim=1).numpy()
-    labels = KMeans(k_true, n_init=10, random_state=seed).fit_predict(feats)
+    labels = kmeans_labels(feats, k_true, seed=seed)
     store.file.unlink()
     return scored(store.labels, labels, k_true, time.perf_counter() - t0)
 
@@ -156,8 +135,8 @@ def cross_task(birds: Path, *, seed: int, cross_seed: int, max_k: int, device: s
     """Train a top with the photos recipe on half the species, discover the other half."""
     species = class_folders(birds)
     order = np.random.default_rng(cross_seed).permutation(len(species))
-    train = link_folder([species[i] for i in sorted(order[: len(species) // 2])], scratch / f"cross-train-{seed}")
-    test = link_folder([species[i] for i in sorted(order[len(species) // 2 :])], scratch / f"cross-test-{seed}")
+    train = link_folders([species[i] for i in sorted(order[: len(species) // 2])], scratch / f"cross-train-{seed}")
+    test = link_folders([species[i] for i in sorted(order[len(species) // 2 :])], scratch / f"cross-test-{seed}")
     t0 = time.perf_counter()
     recipe = similarity_recipe(PRETRAINED_TOP) | {"holdout": 0, "random_state": seed, "follow_links": True}
     learner = SimilarityLearner(**recipe).fit(train)
@@ -180,18 +159,16 @@ def cross_task(birds: Path, *, seed: int, cross_seed: int, max_k: int, device: s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(DATA), help="the shared data folder")
+    add_common_flags(parser, data=DATA, data_help="the shared data folder")
     parser.add_argument("--sets", default=",".join(SETS), help="comma-separated: " + ", ".join(SETS))
     parser.add_argument("--model", default="photos", help="similarity model: shipped name or file")
     parser.add_argument("--previous", default=str(PREVIOUS), help="the first photos model ('' to skip)")
     parser.add_argument("--frozen-top", default="", help="a frozen-encoder photos model besides --model ('' to skip)")
     parser.add_argument("--tuned", default=str(TUNED), help="the photos-tuned model ('' to skip)")
-    parser.add_argument("--seeds", type=int, default=1)
+    add_common_flags(parser, seeds=1)
     parser.add_argument("--cross-seed", type=int, default=0, help="seed of the 20/20 split of birds-dev")
     parser.add_argument("--no-cross", action="store_true", help="skip the cross-task run on birds-dev")
-    parser.add_argument("--max-k", type=int, default=100)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=2)
+    add_common_flags(parser, max_k=100, device="auto", threads=2)
     parser.add_argument("--name", default="photos", help="results file stem (default photos)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -22,7 +22,6 @@ Writes benchmarks/results/photos_features.{json,md}.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,56 +30,44 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import held_out_photo_folder, machine_description, write_results  # noqa: E402
+from common import add_common_flags, kmeans_accuracy, label_ids, machine_description, write_results
+from datasets import DATA, PHOTO_SETS as SETS, held_out_photo_folder
 
-from l2c_explorer.data import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from l2c_explorer.device import bf16_supported  # noqa: E402
-from l2c_explorer.metrics import cluster_accuracy  # noqa: E402
-from l2c_explorer.pretrained import PRETRAINED, pretrained_trunk  # noqa: E402
-from l2c_explorer.store import read_folder  # noqa: E402
-
-SETS = {"novel-dev": "tiny-imagenet/novel-dev", "birds-dev": "photos-clean/birds-dev",
-        "seedlings-dev": "photos-clean/seedlings-dev"}
+from l2c_explorer.data import IMAGENET_MEAN, IMAGENET_STD
+from l2c_explorer.device import bf16_supported
+from l2c_explorer.pretrained import PRETRAINED, pretrained_trunk
+from l2c_explorer.store import read_folder
 
 
 @torch.no_grad()
 def stage_features(name: str, store, *, mirror: bool = False) -> list[torch.Tensor]:
     """Pooled outputs (n, c) of the encoder's last three stages and of its head convolution."""
     trunk = pretrained_trunk(name)
-    ends = [i for i in range(len(trunk._blocks)) if i + 1 == len(trunk._blocks)
-            or trunk._blocks[i + 1]._project_conv.out_channels != trunk._blocks[i]._project_conv.out_channels]
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     out: list[list[torch.Tensor]] = []
     for start in range(0, len(store), 64):
         x = store.rows(start, min(start + 64, len(store))).float() / 255
         x = ((x.flip(-1) if mirror else x) - mean) / std
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_supported(torch.device("cpu"))):
-            h, pooled = trunk.forward_until(x.contiguous(memory_format=torch.channels_last), 0), []
-            for i, block in enumerate(trunk._blocks):
-                h = block(h)
-                if i in ends[-3:]:
-                    pooled.append(h.float().mean(dim=(2, 3)))
-            pooled.append(F.relu6(trunk._conv_head(h)).float().mean(dim=(2, 3)))
+            h, pooled, done = trunk.forward_until(x.contiguous(memory_format=torch.channels_last), 0), [], 0
+            for end in trunk.stage_ends[-3:]:  # stages 5, 6 and 7
+                h, done = trunk.forward_blocks(h, done, end), end
+                pooled.append(h.float().mean(dim=(2, 3)))
+            pooled.append(trunk.forward_from(h, done).float())  # the head convolution, pooled
         out.append(pooled)
     return [torch.cat([batch[j] for batch in out]) for j in range(len(out[0]))]
 
 
 def kmeans(features: torch.Tensor, labels: np.ndarray, seeds: int = 2) -> float:
-    from sklearn.cluster import KMeans
-
-    x = F.normalize(features.float(), dim=1).numpy()
-    k = len(set(labels.tolist()))
-    return 100 * float(np.mean([cluster_accuracy(labels, KMeans(k, n_init=5, random_state=s).fit_predict(x))
-                                for s in range(seeds)]))
+    """k-means accuracy % (K known, mean of ``seeds`` seeds) on the L2-normalised features."""
+    return 100 * kmeans_accuracy(F.normalize(features.float(), dim=1).numpy(), labels, seeds=seeds, n_init=5)
 
 
 def study(folder: Path, scratch: Path) -> dict:
     rows: dict[str, float] = {}
     for size in (160, 224, 320):
         store = read_folder(folder, scratch / "px.u8", size=size, channels=3, labelled=True, follow_links=True)
-        names = sorted(set(store.labels))
-        labels = np.array([names.index(c) for c in store.labels])
+        labels = label_ids(store.labels)
         plain = stage_features("efficientnet-lite0", store)
         head = plain[-1]
         rows[f"head, {size} px"] = kmeans(head, labels)
@@ -97,17 +84,14 @@ def study(folder: Path, scratch: Path) -> dict:
         store.file.unlink()
     size = PRETRAINED["efficientnet-lite2"].native_size
     store = read_folder(folder, scratch / "px.u8", size=size, channels=3, labelled=True, follow_links=True)
-    names = sorted(set(store.labels))
-    rows[f"Lite2 head, {size} px"] = kmeans(stage_features("efficientnet-lite2", store)[-1],
-                                            np.array([names.index(c) for c in store.labels]))
+    rows[f"Lite2 head, {size} px"] = kmeans(stage_features("efficientnet-lite2", store)[-1], label_ids(store.labels))
     store.file.unlink()
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data")
-    parser.add_argument("--threads", type=int, default=2)
+    add_common_flags(parser, data=DATA, data_help="the shared data folder", threads=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()

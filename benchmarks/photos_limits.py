@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,15 +33,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine_description, write_results  # noqa: E402
-from photos_settings import validation_folders  # noqa: E402
+from common import RESULTS, add_common_flags, kmeans_accuracy, machine_description, subfolders, write_results
+from datasets import DATA, OMNIGLOT_EVALUATION, PHOTO_SETS, TINY_NOVEL, TINY_SOURCE, photo_validation_folders
 
-from l2c_explorer.metrics import cluster_accuracy, dense_pair_scores  # noqa: E402
-from l2c_explorer.similarity import load_similarity_model  # noqa: E402
+from l2c_explorer.metrics import dense_pair_scores
+from l2c_explorer.similarity_model import load_similarity_model  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
 NEIGHBOURS = 10
 
 
@@ -54,13 +50,7 @@ def same_category_neighbours(emb: torch.Tensor, labels: np.ndarray, k: int = NEI
     return float((labels[nearest] == labels[:, None]).mean())
 
 
-def kmeans_labels(x: np.ndarray, k: int, seed: int) -> np.ndarray:
-    from sklearn.cluster import KMeans
-
-    return KMeans(k, n_init=10, random_state=seed).fit_predict(x)
-
-
-def describe(model, folder: Path, seed: int = 0) -> dict:
+def describe(model, folder: Path) -> dict:
     data = model.prepare(folder, labelled=True, follow_links=True)  # validation folders are links
     labels = np.asarray(data.labels)
     emb = model.embed(data.pixels, device="cpu")
@@ -74,7 +64,7 @@ def describe(model, folder: Path, seed: int = 0) -> dict:
         "p_same_same": float(probs[same & off_diagonal].mean()),
         "p_same_different": float(probs[~same].mean()),
         "neighbours_same": same_category_neighbours(emb, labels),
-        "kmeans_acc": cluster_accuracy(labels, kmeans_labels(emb.numpy(), k, seed)),
+        "kmeans_acc": kmeans_accuracy(emb.numpy(), labels),
     }
 
 
@@ -93,7 +83,7 @@ def recorded_ours(name: str, folder: str) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
+    add_common_flags(parser, threads=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -101,20 +91,20 @@ def main() -> None:
     photos = load_similarity_model("photos")
     omniglot = load_similarity_model("omniglot")
     rows.append({"data": "photos: 25 novel-dev classes", "model": "photos",
-                 **describe(photos, DATA / "tiny-imagenet" / "novel-dev"),
+                 **describe(photos, TINY_NOVEL),
                  "ours_known": recorded_ours("photos", "novel-dev")})
-    for name, folder in (("birds-dev", "photos-clean/birds-dev"), ("seedlings-dev", "photos-clean/seedlings-dev")):
-        rows.append({"data": f"photos: {name}", "model": "photos", **describe(photos, DATA / folder),
+    for name in ("birds-dev", "seedlings-dev"):
+        rows.append({"data": f"photos: {name}", "model": "photos", **describe(photos, DATA / PHOTO_SETS[name]),
                      "ours_known": recorded_ours("photos", name)})
         print(rows[-1], flush=True)
     print(rows[-1], flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         held_out = photos.card["trained_on"]["holdout_classes"]
-        folder = validation_folders(DATA / "tiny-imagenet" / "source", held_out, Path(scratch), full=1, subsets=0)[0]
+        folder = photo_validation_folders(TINY_SOURCE, held_out, Path(scratch), full=1, subsets=0)[0]
         rows.append({"data": "photos: the model's 25 held-out source classes", "model": "photos",
                      **describe(photos, folder), "ours_known": None})
         print(rows[-1], flush=True)
-    for alphabet in sorted((DATA / "omniglot" / "images_evaluation").iterdir()):
+    for alphabet in subfolders(OMNIGLOT_EVALUATION):
         rows.append({"data": f"Omniglot: {alphabet.name}", "model": "omniglot", **describe(omniglot, alphabet),
                      "ours_known": recorded_ours("omniglot", alphabet.name)})
         print(rows[-1], flush=True)

@@ -20,7 +20,6 @@ Writes benchmarks/results/photos_recipe.{json,md}.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,8 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description, write_results  # noqa: E402
+from common import add_common_flags, kmeans_accuracy, machine_description, write_results
+from datasets import TINY_SOURCE, photo_sample
 
 from l2c_explorer.clustering import L2CClusterer  # noqa: E402
 from l2c_explorer.data import IMAGENET_MEAN, IMAGENET_STD, Preprocessing  # noqa: E402
@@ -38,12 +37,10 @@ from l2c_explorer.metrics import cluster_accuracy  # noqa: E402
 from l2c_explorer.nets import build_similarity_net  # noqa: E402
 from l2c_explorer.pretrained import PRETRAINED, compute_trunk_features  # noqa: E402
 from l2c_explorer.recipes import similarity_recipe  # noqa: E402
-from l2c_explorer.similarity import (  # noqa: E402
-    SimilarityLearner,
-    SimilarityModel,
-    embedding_pair_metrics,
-    split_classes,
-)
+from l2c_explorer.class_sampling import split_classes  # noqa: E402
+from l2c_explorer.similarity_learner import SimilarityLearner  # noqa: E402
+from l2c_explorer.similarity_model import SimilarityModel  # noqa: E402
+from l2c_explorer.similarity_training import embedding_pair_metrics  # noqa: E402
 from l2c_explorer.store import read_folder  # noqa: E402
 
 # name -> (what it tests, changes to the shipped recipe, views of the features it trains on)
@@ -57,18 +54,6 @@ VARIANTS = {
     "hidden 1024 to 128": ("a hidden ReLU layer of 1,024, then 128 dimensions, lr 1e-3 (weight decay 5e-4)",
                            {"hidden": 1024, "embedding_dim": 128, "lr": 1e-3, "weight_decay": 5e-4}, 1),
 }
-
-
-def sample_folder(source: Path, per_class: int, scratch: Path, seed: int = 0) -> Path:
-    """A folder of symlinks to ``per_class`` seeded random photos of every source class."""
-    rng = np.random.default_rng(seed)
-    dest = scratch / "sample"
-    for c in sorted(p for p in source.iterdir() if p.is_dir()):
-        files = sorted(c.iterdir())
-        (dest / c.name).mkdir(parents=True)
-        for f in rng.choice(files, min(per_class, len(files)), replace=False):
-            (dest / c.name / f.name).symlink_to(f.resolve())
-    return dest
 
 
 def encoder_features(folder: Path, name: str, size: int, scratch: Path, *, mirror: bool) -> tuple[torch.Tensor, list]:
@@ -91,27 +76,25 @@ def encoder_features(folder: Path, name: str, size: int, scratch: Path, *, mirro
 
 def scores(emb: np.ndarray, labels: np.ndarray, k: int, model: SimilarityModel, scratch: Path) -> dict:
     """k-means and our discovery (K known; the package's discovery settings) on unit embeddings (n, d)."""
-    from sklearn.cluster import KMeans
-
-    km = [cluster_accuracy(labels, KMeans(k, n_init=10, random_state=s).fit_predict(emb)) for s in range(3)]
+    kmeans = kmeans_accuracy(emb, labels, k=k, seeds=3)
     path = model.save(scratch / "variant")
     ours = L2CClusterer(similarity=str(path), n_clusters=k).fit_embeddings(emb, labels=[str(v) for v in labels])
-    return {"kmeans": float(np.mean(km)), "ours": float(cluster_accuracy(labels, ours.labels_))}
+    return {"kmeans": kmeans, "ours": float(cluster_accuracy(labels, ours.labels_))}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", default="../shared/data/tiny-imagenet/source")
+    parser.add_argument("--source", default=str(TINY_SOURCE), help="the Tiny ImageNet source classes")
     parser.add_argument("--per-class", type=int, default=40)
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--no-lite2", action="store_true", help="skip the larger encoder")
-    parser.add_argument("--threads", type=int, default=2)
+    add_common_flags(parser, threads=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     recipe = similarity_recipe("photos")
     with tempfile.TemporaryDirectory() as scratch:
-        folder = sample_folder(Path(args.source), args.per_class, Path(scratch))
+        folder = photo_sample(Path(args.source), args.per_class, Path(scratch))
         features, classes, lite0_seconds, lite0 = encoder_features(folder, recipe["backbone"], recipe["image_size"],
                                                             Path(scratch), mirror=True)
         names = sorted(set(classes))

@@ -36,35 +36,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine_description, write_results  # noqa: E402
+from common import RESULTS, add_common_flags, machine_description, subfolders, write_results
+from datasets import TINY_SOURCE, photo_validation_folders as validation_folders
 
 from l2c_explorer.clustering import L2CClusterer  # noqa: E402
 from l2c_explorer.graph import eigengap_k, self_tuning_spectrum  # noqa: E402
-from l2c_explorer.similarity import load_similarity_model  # noqa: E402
+from l2c_explorer.similarity_model import load_similarity_model  # noqa: E402
 
 GRAPHS = [(10, 5), (20, 7), (30, 10)]  # (neighbours, scale neighbour) of the self-tuning graph
 SIGNIFICANCES = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0]
 SHARPENED = [0.5, 0.7, 1.0]
 SELF_TRAINING = [0, 100]
 SMOOTHING = [(10, 1.0), (30, 1.0), (10, 3.0), (30, 3.0)]  # (n_neighbors, diffusion_time)
-
-
-def validation_folders(source: Path, classes: list[str], scratch: Path, *, per_class: int = 50, full: int = 3,
-                       subsets: int = 6, subset_size: int = 10, seed: int = 0) -> list[Path]:
-    """Folders of symlinks: ``full`` folders of every held-out class, ``subsets`` random class subsets."""
-    rng = np.random.default_rng(seed)
-    folders = []
-    plans = [list(classes)] * full + [sorted(rng.choice(classes, subset_size, replace=False)) for _ in range(subsets)]
-    for i, plan in enumerate(plans):
-        dest = scratch / f"val{i:02d}"
-        for c in plan:
-            files = sorted((source / c).iterdir())
-            (dest / c).mkdir(parents=True)
-            for f in rng.choice(files, per_class, replace=False):
-                (dest / c / f.name).symlink_to(f.resolve())
-        folders.append(dest)
-    return folders
 
 
 def first_rule_errors(model, folders: list[Path], max_k: int) -> dict:
@@ -93,9 +76,8 @@ def discover(model, folder: Path, *, k: int | None, seed: int, settings: dict) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="models/photos.safetensors")
-    parser.add_argument("--source", default="../shared/data/tiny-imagenet/source")
-    parser.add_argument("--max-k", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--source", default=str(TINY_SOURCE), help="the Tiny ImageNet source classes")
+    add_common_flags(parser, max_k=100, threads=2)
     parser.add_argument("--full", type=int, default=3, help="validation folders of all held-out classes")
     parser.add_argument("--subsets", type=int, default=6, help="validation folders of 10 random held-out classes")
     parser.add_argument("--write", action="store_true", help="store the chosen settings in the model file's card")
@@ -139,7 +121,7 @@ def main() -> None:
                          "k_error": float(np.mean([r["k_error"] for r in rs])), "runs": rs})
             print(f"{settings}: ACC {100 * runs[-1]['acc']:.1f} K error {runs[-1]['k_error']:.2f}", flush=True)
         best = max(runs, key=lambda r: (round(r["acc"], 3), -r["k_error"]))
-        known = [discover(model, f, k=len([c for c in f.iterdir()]), seed=0, settings=best["settings"]) for f in folders]
+        known = [discover(model, f, k=len(subfolders(f)), seed=0, settings=best["settings"]) for f in folders]
         smoothing = smoothing_runs(model, folders, best["settings"])
     total = time.perf_counter() - started
     chosen = dict(best["settings"], **best_smoothing(smoothing))
@@ -155,7 +137,7 @@ def smoothing_runs(model, folders: list[Path], settings: dict) -> list[dict]:
     """Step 3: mean ACC with K known over the folders for each (graph neighbours, diffusion time)."""
     out = []
     for n, t in SMOOTHING:
-        rs = [discover(model, f, k=sum(1 for c in f.iterdir() if c.is_dir()), seed=0,
+        rs = [discover(model, f, k=len(subfolders(f)), seed=0,
                        settings=dict(settings, n_neighbors=n, diffusion_time=t)) for f in folders]
         out.append({"n_neighbors": n, "diffusion_time": t, "acc": float(np.mean([r["acc"] for r in rs])), "runs": rs})
         print(f"n_neighbors {n}, diffusion time {t}: ACC {100 * out[-1]['acc']:.1f} with K known", flush=True)
@@ -228,7 +210,7 @@ def write_report(record: dict, model, held_out: list[str]) -> None:
 
 
 def store(model_path: str, chosen: dict) -> None:
-    from l2c_explorer.similarity import store_discovery_settings
+    from l2c_explorer.similarity_model import store_discovery_settings
 
     chosen = dict(chosen, chosen_by="Chosen by benchmarks/photos_settings.py on the model's 25 held-out source "
                                     "classes (never on the evaluation classes).")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,28 +22,32 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description, write_results  # noqa: E402
+from common import add_common_flags, machine_description, subfolders, write_results
+from datasets import TINY_SOURCE
+
+from l2c_explorer.nets import build_similarity_net
 
 from l2c_explorer.augment import as_augmentation, augment_batch  # noqa: E402
 from l2c_explorer.data import Preprocessing, channel_stats, load_image_folder, normalise, to_unit  # noqa: E402
 from l2c_explorer.device import bf16_supported  # noqa: E402
 from l2c_explorer.recipes import similarity_recipe  # noqa: E402
-from l2c_explorer.similarity import ClassBalancedSampler, ClassCentres, SimilarityLearner, train_one_step  # noqa: E402
+from l2c_explorer.class_sampling import ClassBalancedSampler  # noqa: E402
+from l2c_explorer.similarity_learner import SimilarityLearner  # noqa: E402
+from l2c_explorer.similarity_training import ClassCentres, train_one_step  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/tiny-imagenet/source")
+    add_common_flags(parser, data=TINY_SOURCE, data_help="a folder of photo classes")
     parser.add_argument("--classes", type=int, default=40, help="classes read (speed does not depend on them)")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
+    add_common_flags(parser, threads=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     recipe = similarity_recipe("photos-scratch")  # the from-scratch network (the shipped model is a top on a frozen encoder)
-    folders = sorted(p for p in Path(args.data).iterdir() if p.is_dir())[: args.classes]
+    folders = subfolders(args.data)[: args.classes]
     with tempfile.TemporaryDirectory() as scratch:
         for f in folders:  # copies: the folder reader does not follow links to folders
             shutil.copytree(f, Path(scratch) / f.name)
@@ -53,7 +56,12 @@ def main() -> None:
     mean, std = channel_stats(data.pixels)
     prep = Preprocessing(size=recipe["image_size"], channels=3, invert=False, mean=mean, std=std)
     augmentation = as_augmentation(recipe["augmentation"])
-    learner = SimilarityLearner(**{k: v for k, v in recipe.items() if k != "holdout"})
+    # the recipe's network, freshly initialised from the architecture record its model file would store
+    params = SimilarityLearner(**{k: v for k, v in recipe.items() if k != "holdout"}).get_params()
+    assert params["backbone"] == "resnet", "the photos-scratch recipe trains a ResNet"
+    arch = {"type": "resnet-cosine", "in_channels": params["channels"], "widths": list(params["widths"]),
+            "blocks": list(params["blocks"]), "stem_stride": params["stem_stride"],
+            "embedding_dim": params["embedding_dim"], "input_size": params["image_size"]}
     batch = recipe["classes_per_batch"] * recipe["images_per_class"]
     rows = []
     for mixed in (False, True):
@@ -62,7 +70,7 @@ def main() -> None:
                 continue
             torch.manual_seed(0)
             g = torch.Generator().manual_seed(0)
-            _, net = learner._build_net()
+            net = build_similarity_net(arch)
             fmt = torch.channels_last if channels_last else torch.contiguous_format
             net = net.to(memory_format=fmt)
             centres = ClassCentres(n_classes=len(folders), dim=recipe.get("embedding_dim", 128))

@@ -17,22 +17,20 @@ Writes benchmarks/results/photos_tuning.{json,md}.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import held_out_photo_folder, machine_description, write_results  # noqa: E402
+from common import add_common_flags, kmeans_accuracy, label_ids, machine_description, subfolders, write_results
+from datasets import TINY_SOURCE, held_out_photo_folder
 
 from l2c_explorer.clustering import L2CClusterer  # noqa: E402
 from l2c_explorer.metrics import cluster_accuracy  # noqa: E402
 from l2c_explorer.recipes import similarity_recipe  # noqa: E402
-from l2c_explorer.similarity import SimilarityLearner  # noqa: E402
+from l2c_explorer.similarity_learner import SimilarityLearner  # noqa: E402
 from l2c_explorer.store import read_folder  # noqa: E402
 
 # name -> (what it trains, changes to the `photos` recipe)
@@ -45,33 +43,31 @@ VARIANTS = {
 
 def scores(model, folder: Path, scratch: Path) -> dict:
     """k-means (3 seeds) and our discovery, K known, on the model's unit embeddings of a labelled folder."""
-    from sklearn.cluster import KMeans
-
     store = read_folder(folder, scratch / "held.u8", size=model.preprocessing.size, channels=3, labelled=True,
                         follow_links=True)
-    names = sorted(set(store.labels))
-    labels = np.array([names.index(c) for c in store.labels])
+    labels = label_ids(store.labels)
+    k = int(labels.max()) + 1
     emb = F.normalize(model.embed(store.rows(0, len(store))), dim=1).numpy()
-    km = [cluster_accuracy(labels, KMeans(len(names), n_init=10, random_state=s).fit_predict(emb)) for s in range(3)]
+    kmeans = kmeans_accuracy(emb, labels, k=k, seeds=3)
     path = model.save(scratch / "variant")
-    ours = L2CClusterer(similarity=str(path), n_clusters=len(names)).fit_embeddings(emb, labels=list(store.labels))
+    ours = L2CClusterer(similarity=str(path), n_clusters=k).fit_embeddings(emb, labels=list(store.labels))
     store.file.unlink()
-    return {"kmeans": float(np.mean(km)), "ours": float(cluster_accuracy(labels, ours.labels_))}
+    return {"kmeans": kmeans, "ours": float(cluster_accuracy(labels, ours.labels_))}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", default="../shared/data/tiny-imagenet/source")
+    parser.add_argument("--source", default=str(TINY_SOURCE), help="the Tiny ImageNet source classes")
     parser.add_argument("--per-class", type=int, default=60)
     parser.add_argument("--epochs", type=int, nargs="+", default=[2])
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
-    parser.add_argument("--threads", type=int, default=2)
+    add_common_flags(parser, threads=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     recipe = similarity_recipe("photos")
     source = Path(args.source)
-    names = sorted(p.name for p in source.iterdir() if p.is_dir())
+    names = [p.name for p in subfolders(source)]
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)

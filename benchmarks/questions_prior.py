@@ -23,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine_description, write_results  # noqa: E402
+from common import RESULTS, machine_description, write_results
 
 BUDGETS = (10, 25, 50)
 

@@ -1,6 +1,6 @@
 """Discovery at scale: 10k to 100k images, K unknown (at most --max-k) and K known.
 
-Each run is a fresh process (``--child``) on a set of benchmarks/scale_sets.py (labels kept in the folder
+Each run is a fresh process (``--child``) on a set of benchmarks/datasets.py (labels kept in the folder
 names, used for scoring only), with nothing cached (every run reads, embeds and searches from scratch).
 Pipelines:
 
@@ -34,13 +34,9 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-from common import RESULTS, machine_description  # noqa: E402
-from scale_sets import SETS, build_set, default_scratch, true_label  # noqa: E402
+from common import BASELINE, RESULTS, add_common_flags, baseline_package, machine_description
+from datasets import ROOT, SETS, build_set, default_scratch, set_images, true_label
 
-BASELINE = "f1b477a"  # main before the scale work: "today's" pipeline
 TARGETS = {"100k_minutes": 15, "100k_gb": 6, "10k_unknown_s": 120}
 
 
@@ -96,17 +92,6 @@ def child(spec: dict) -> dict:
         "load_before": load_before,
         "load_after": os.getloadavg(),
     }
-
-
-def baseline_package(scratch: Path, commit: str) -> Path:
-    """The package at ``commit``, extracted once into ``scratch/baseline-<commit>`` (for PYTHONPATH)."""
-    dest = scratch / f"baseline-{commit}"
-    if not (dest / "l2c_explorer").is_dir():
-        dest.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", commit, "l2c_explorer", "models"], cwd=ROOT, check=True,
-                                 capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    return dest
 
 
 def run(spec: dict, timeout_min: float, scratch: Path) -> dict:
@@ -210,8 +195,7 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=["10k", "25k", "50k", "100k"], choices=sorted(SETS))
     ap.add_argument("--k", nargs="+", default=["unknown", "known"], choices=("unknown", "known"))
     ap.add_argument("--pipelines", nargs="+", default=["new", "exact"], choices=("new", "exact", "today"))
-    ap.add_argument("--max-k", type=int, default=1000)
-    ap.add_argument("--threads", type=int, default=2)
+    add_common_flags(ap, max_k=1000, threads=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=60.0, help="minutes before a run is stopped")
     ap.add_argument("--baseline", default=BASELINE, help="commit of 'today's' pipeline")
@@ -231,8 +215,7 @@ def main() -> None:
     if not args.report_only:
         for name in args.sets:
             folder = build_set(name, scratch)
-            k_true = len({true_label(p.relative_to(folder).as_posix())
-                          for p in folder.rglob("*") if p.is_symlink() or p.suffix == ".png"})
+            k_true = len({true_label(p.relative_to(folder).as_posix()) for p in set_images(folder)})
             for k in args.k:
                 for pipeline in args.pipelines:
                     spec = {"set": name, "folder": str(folder), "model": SETS[name].model, "k": k, "k_true": k_true,

@@ -14,30 +14,26 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description, write_results  # noqa: E402
+from common import add_common_flags, machine_description, write_results
+from datasets import OMNIGLOT_EVALUATION
 
 from l2c_explorer.selftrain import batch_images, self_train  # noqa: E402
-from l2c_explorer.similarity import load_similarity_model  # noqa: E402
+from l2c_explorer.similarity_model import load_similarity_model  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 GROUPS = [2, 4, 6, 10, 15, 20, 30]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "omniglot" / "images_evaluation"
-                                              / "Kannada"))
+    add_common_flags(parser, data=OMNIGLOT_EVALUATION / "Kannada", data_help="a folder of drawings")
     parser.add_argument("--model", default="omniglot")
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--threads", type=int, default=2)
+    add_common_flags(parser, threads=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_similarity_model(args.model)

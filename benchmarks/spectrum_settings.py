@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,17 +28,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from common import RESULTS, machine_description, write_results  # noqa: E402
-from scale_sets import default_scratch, source_classes  # noqa: E402
+from common import RESULTS, add_common_flags, machine_description, write_results
+from datasets import default_scratch, source_classes
 
-from l2c_explorer import spectrum  # noqa: E402
-from l2c_explorer.clustering import L2CClusterer  # noqa: E402
-from l2c_explorer.discovery import PassOptions, embed_images, search_neighbours  # noqa: E402
-from l2c_explorer.graph import eigengap_k, k_estimate_graph, normalised_adjacency, top_eigenpairs  # noqa: E402
-from l2c_explorer.progress import Reporter  # noqa: E402
-from l2c_explorer.sources import open_images  # noqa: E402
+from l2c_explorer import spectrum
+from l2c_explorer.clustering import L2CClusterer
+from l2c_explorer.discovery import PassOptions, embed_images, search_neighbours
+from l2c_explorer.graph import eigengap_k, k_estimate_graph, normalised_adjacency, top_eigenpairs
+from l2c_explorer.progress import Reporter
+from l2c_explorer.sources import open_images
 
 SETTINGS = [(300, 48), (300, 128), (600, 64), (1000, 48), (1000, 64)]  # (degree, probes)
 SEEDS = (0, 1, 2)
@@ -109,9 +106,9 @@ def render(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
+    add_common_flags(parser, threads=2)
     parser.add_argument("--chars", type=int, default=500)
-    parser.add_argument("--max-k", type=int, default=1000)
+    add_common_flags(parser, max_k=1000)
     parser.add_argument("--scratch", default=None)
     parser.add_argument("--report-only", action="store_true", help="rewrite the table from the stored results")
     args = parser.parse_args()

@@ -21,7 +21,6 @@ Writes benchmarks/results/spn_speed.json and .md.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -30,15 +29,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description, write_results  # noqa: E402
+from common import add_common_flags, machine_description, write_results
+from datasets import OMNIGLOT
 
 from l2c_explorer.augment import AffineJitter, augment_batch  # noqa: E402
 from l2c_explorer.options import TRAIN_SIMILARITY  # noqa: E402
 from l2c_explorer.data import channel_stats, load_image_folder, normalise, Preprocessing, to_unit  # noqa: E402
 from l2c_explorer.metrics import pair_scores  # noqa: E402
 from l2c_explorer.nets import ConcatPairMLP, build_similarity_net, vggs_encoder  # noqa: E402
-from l2c_explorer.similarity import ClassBalancedSampler, adapted_copy, train_one_step  # noqa: E402
+from l2c_explorer.class_sampling import ClassBalancedSampler  # noqa: E402
+from l2c_explorer.similarity_model import adapted_copy  # noqa: E402
+from l2c_explorer.similarity_training import train_one_step  # noqa: E402
 
 OUR_ARCH = {"type": "conv-cosine", "in_channels": 1, "widths": [32, 64, 128, 128], "embedding_dim": 128, "input_size": 32}
 
@@ -88,10 +89,10 @@ def evaluate(prob_fn, inputs: torch.Tensor, labels: np.ndarray, seed: int = 0) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/omniglot", help="folder with images_background/ and images_evaluation/")
+    add_common_flags(parser, data=OMNIGLOT, data_help="folder with images_background/ and images_evaluation/")
     parser.add_argument("--steps", type=int, default=150, help="training steps for both formulations (default 150)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    add_common_flags(parser, threads=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = Path(args.data)

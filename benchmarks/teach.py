@@ -47,8 +47,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -56,86 +54,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine_description, write_results  # noqa: E402
+from common import (
+    RESULTS,
+    Oracle,
+    accuracy_and_k_error,
+    add_common_flags,
+    alphabet_folders,
+    label_ids,
+    machine_description,
+    run_ours,
+    subfolders,
+    write_results,
+)
+from datasets import OMNIGLOT_EVALUATION, ROOT, TINY_NOVEL, photo_subset, thousand_drawings
 
 from l2c_explorer.clustering import L2CClusterer  # noqa: E402
 from l2c_explorer.constraints import Answer, ConstraintSet  # noqa: E402
-from l2c_explorer.metrics import clustering_scores  # noqa: E402
 from l2c_explorer import questions as questions_module  # noqa: E402
-from l2c_explorer.similarity import list_models, load_similarity_model  # noqa: E402
+from l2c_explorer.similarity_model import list_models, load_similarity_model  # noqa: E402
 
 BUDGETS = (0, 10, 25, 50, 100)
 METHODS = ("ours", "relearn", "random", "cobras", "npu")
 METHOD_NAMES = {"ours": "our questions", "relearn": "our questions, relearnt at each budget",
                 "random": "random pairs", "cobras": "COBRAS", "npu": "NPU + PCKMeans (K from the run)"}
 OURS = ("ours", "relearn")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------------------------------------------
-# the oracle
-
-
-class Oracle:
-    """Answers "same category?" for a pair of images from their folder names, and counts the answers."""
-
-    def __init__(self, truth: np.ndarray, budget: int):
-        self.truth = np.asarray(truth)
-        self.budget = budget
-        self.asked = 0
-
-    def __call__(self, a: int, b: int) -> bool:
-        if self.asked >= self.budget:
-            raise RuntimeError("the budget of answers is spent")
-        self.asked += 1
-        return bool(self.truth[a] == self.truth[b])
-
-
-def score(truth, labels) -> tuple[float, int]:
-    s = clustering_scores(np.asarray(truth), np.asarray(labels))
-    return float(s["acc"]), int(len(np.unique(labels)) - s["k_true"])
-
-
-# ---------------------------------------------------------------------------------------------------
-# ours and random pairs: one refit per answer
-
-
-def run_ours(clusterer: L2CClusterer, truth, budgets, *, relearn: bool = False) -> dict:
-    oracle = Oracle(truth, max(budgets))
-    answers: list[Answer] = []
-    out, seconds, kinds, relearn_seconds, changed = {}, [], [], [], []
-    clusterer.refit([])
-    for t in range(max(budgets) + 1):
-        if t in budgets:
-            if relearn and answers:
-                started = time.perf_counter()
-                clusterer.relearn(answers)
-                relearn_seconds.append(time.perf_counter() - started)
-            out[t] = score(truth, clusterer.labels_)
-        if t == max(budgets):
-            break
-        found = clusterer.questions(1)
-        if not found:  # nothing left worth asking: the clustering stays
-            out.update({b: out[t] for b in budgets if b > t})
-            break
-        q = found[0]
-        answers.append(Answer(q.a, q.b, oracle(q.a, q.b), q.kind))
-        kinds.append(q.kind)
-        before = clusterer.labels_.copy()
-        started = time.perf_counter()
-        clusterer.refit(answers)
-        seconds.append(time.perf_counter() - started)
-        changed.append(not same_groups(before, clusterer.labels_))
-    clusterer.refit([])  # the run as it was, for the next method
-    return {"scores": out, "refit_seconds": seconds, "kinds": kinds, "relearn_seconds": relearn_seconds,
-            "changed": changed}
-
-
-def same_groups(x: np.ndarray, y: np.ndarray) -> bool:
-    """Whether two labelings group the images alike, whatever their numbers."""
-    pairs = len(set(zip(x.tolist(), y.tolist(), strict=True)))
-    return pairs == len(np.unique(x)) == len(np.unique(y))
+# ours (common.run_ours) and random pairs: one refit per answer
 
 
 def run_random(clusterer: L2CClusterer, truth, budgets, seed: int = 0) -> dict:
@@ -146,7 +92,7 @@ def run_random(clusterer: L2CClusterer, truth, budgets, seed: int = 0) -> dict:
     out = {}
     for t in range(max(budgets) + 1):
         if t in budgets:
-            out[t] = score(truth, clusterer.refit(cs).labels_)
+            out[t] = accuracy_and_k_error(truth, clusterer.refit(cs).labels_)
         if t == max(budgets):
             break
         while True:
@@ -278,7 +224,7 @@ def run_cobras(features: np.ndarray, truth, budgets) -> dict:
     for b in budgets:
         labels = np.zeros(len(truth), dtype=int) if b == 0 or not intermediate else \
             np.asarray(intermediate[min(b, len(intermediate)) - 1])
-        out[b] = score(truth, labels)
+        out[b] = accuracy_and_k_error(truth, labels)
     return {"scores": out, "questions_asked": oracle.asked}
 
 
@@ -311,7 +257,7 @@ def run_npu(features: np.ndarray, truth, budgets, k: int) -> dict:
     np.random.seed(0)  # NPU, PCKMeans and the random forest draw from numpy's global generator
     learner.clusterer = PCKMeans(n_clusters=k)
     learner.fit(features.astype(np.float64), oracle=SnapshotOracle())
-    out = {b: score(truth, snapshots[b]) for b in wanted}
+    out = {b: accuracy_and_k_error(truth, snapshots[b]) for b in wanted}
     return {"scores": out, "questions_asked": oracle.asked}
 
 
@@ -319,15 +265,11 @@ def run_npu(features: np.ndarray, truth, budgets, k: int) -> dict:
 # folders
 
 
-def alphabet_folders(data: Path) -> list[Path]:
-    return sorted(p for p in data.iterdir() if p.is_dir() and any(c.is_dir() for c in p.iterdir()))
-
-
 def run_folder(folder: Path, model, methods, budgets, seed: int) -> dict:
     started = time.perf_counter()
     clusterer = L2CClusterer(similarity=model, random_state=seed).fit(folder, labelled=True)
     fit_seconds = time.perf_counter() - started
-    truth = np.unique(np.asarray(clusterer.true_labels_), return_inverse=True)[1]
+    truth = label_ids(clusterer.true_labels_)
     features = np.asarray(clusterer.diffusion_features_)
     k_run = int(clusterer.n_clusters_)
     row = {"n_images": len(truth), "k_true": int(truth.max() + 1), "k_run": k_run, "fit_seconds": fit_seconds}
@@ -350,12 +292,9 @@ def run_folder(folder: Path, model, methods, budgets, seed: int) -> dict:
 def refit_speed(data: Path, model, seed: int, n_answers: int = 10) -> dict:
     """Seconds of each refit (one answer) on 1,000 images, with the load average before and after."""
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "folder"
-        chars = sorted((data / "Kannada").iterdir()) + sorted((data / "Keble").iterdir())[:9]
-        for c in chars:
-            shutil.copytree(c, folder / f"{c.parent.name}_{c.name}")
+        folder = thousand_drawings(data, Path(tmp) / "folder")
         clusterer = L2CClusterer(similarity=model, random_state=seed).fit(folder, labelled=True)
-        truth = np.unique(np.asarray(clusterer.true_labels_), return_inverse=True)[1]
+        truth = label_ids(clusterer.true_labels_)
         load_before = os.getloadavg()
         timing = run_ours(clusterer, truth, (0, n_answers))
         relearnt = run_ours(clusterer, truth, (0, n_answers), relearn=True)
@@ -556,21 +495,10 @@ def with_int_budgets(rows: dict) -> dict:
     return rows
 
 
-def photo_folder(source: Path, n_classes: int | None, per_class: int | None, into: Path) -> Path:
-    """``source`` itself, or a copy of its first ``n_classes`` classes with their first ``per_class`` images."""
-    if n_classes is None and per_class is None:
-        return source
-    for c in sorted(d for d in source.iterdir() if d.is_dir())[:n_classes]:
-        (into / c.name).mkdir(parents=True)
-        for f in sorted(x for x in c.rglob("*") if x.is_file())[:per_class]:
-            shutil.copy2(f, into / c.name / f.name)
-    return into
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--omniglot", default="../shared/data/omniglot/images_evaluation")
-    parser.add_argument("--photos", default="../shared/data/tiny-imagenet/novel-dev")
+    parser.add_argument("--omniglot", default=str(OMNIGLOT_EVALUATION), help="the Omniglot alphabets")
+    parser.add_argument("--photos", default=str(TINY_NOVEL), help="the photo folder")
     parser.add_argument("--omniglot-model", default="omniglot")
     parser.add_argument("--photo-model", default="photos")
     parser.add_argument("--photo-classes", type=int, default=None,
@@ -582,7 +510,7 @@ def main() -> None:
     parser.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS))
     parser.add_argument("--alphabets", nargs="*", default=None, help="only these alphabets (default: all)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    add_common_flags(parser, threads=2)
     parser.add_argument("--no-speed", action="store_true",
                         help="skip the timings (refit on 1,000 images, one answer in the app on the demo folder)")
     parser.add_argument("--timings-only", action="store_true",
@@ -648,8 +576,8 @@ def main() -> None:
         if args.photo_model in list_models() or Path(args.photo_model).is_file():
             model = load_similarity_model(args.photo_model)
             with tempfile.TemporaryDirectory() as tmp:
-                folder = photo_folder(Path(args.photos), args.photo_classes, args.photo_per_class, Path(tmp) / "photos")
-                classes = sorted(d for d in folder.iterdir() if d.is_dir())
+                folder = photo_subset(Path(args.photos), args.photo_classes, args.photo_per_class, Path(tmp) / "photos")
+                classes = subfolders(folder)
                 n_images = sum(1 for c in classes for f in c.rglob("*") if f.is_file())
                 subset = "" if folder == Path(args.photos) else \
                     f" (subset: the first {len(classes)} classes, first {args.photo_per_class or 'all'} images of each)"

@@ -17,8 +17,9 @@ for the same first clusterings (models `omniglot` and `photos`, K unknown, seed 
   answer about a pair of typical images each (`oracle_answers`), applied by `refit` and then relearnt from
   (`relearn`): what perfectly chosen questions can do when the splits come from the features.
 
-It calls the clusterer's internal steps (reading, self-training, embedding, clustering) directly, because
-no public call starts relearning from groups that no answers produced.
+It calls the package's discovery steps (`l2c_explorer.sources.open_images`, then
+`l2c_explorer.discovery.sharpen`: self-training, embedding, clustering) directly, because no method of the
+clusterer starts relearning from groups that no answers produced.
 
     python benchmarks/teach_ceiling.py                  # both parts; --only omniglot|photos for one
 
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,17 +37,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine_description, write_results  # noqa: E402
-from teach import photo_folder  # noqa: E402
+from common import (
+    RESULTS,
+    accuracy_and_k_error,
+    add_common_flags,
+    label_ids,
+    machine_description,
+    subfolders,
+    write_results,
+)
+from datasets import OMNIGLOT_EVALUATION, TINY_NOVEL, photo_subset
 
 from l2c_explorer.clustering import L2CClusterer  # noqa: E402
 from l2c_explorer.constraints import Answer  # noqa: E402
 from l2c_explorer.discovery import PassOptions, sharpen  # noqa: E402
-from l2c_explorer.metrics import clustering_scores  # noqa: E402
 from l2c_explorer.progress import Reporter  # noqa: E402
 from l2c_explorer.groups import representative  # noqa: E402
-from l2c_explorer.similarity import load_similarity_model  # noqa: E402
+from l2c_explorer.similarity_model import load_similarity_model  # noqa: E402
 from l2c_explorer.sources import open_images  # noqa: E402
 
 # A character counts as merged into a group when at least this many of its 20 drawings are there (fewer are
@@ -87,8 +93,8 @@ def relearn_from(clusterer: L2CClusterer, folder: Path, groups: np.ndarray) -> n
 
 def scored(truth: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
     """(accuracy %, K found minus true K)."""
-    s = clustering_scores(truth, labels)
-    return round(100 * float(s["acc"]), 2), int(len(np.unique(labels)) - s["k_true"])
+    acc, k_error = accuracy_and_k_error(truth, labels)
+    return round(100 * acc, 2), k_error
 
 
 def oracle_answers(labels: np.ndarray, truth: np.ndarray, embedding: np.ndarray, mixed: int = MIXED) -> list[Answer]:
@@ -117,7 +123,7 @@ def ceiling_row(folder: Path, model) -> dict:
     """One folder: its first clustering, what the oracle corrects, the oracle's groups and those relearnt,
     and the oracle's corrections given as answers (applied by a refit, and relearnt from)."""
     clusterer = L2CClusterer(similarity=model, random_state=0).fit(folder, labelled=True)
-    truth = np.unique(np.asarray(clusterer.true_labels_), return_inverse=True)[1]
+    truth = label_ids(clusterer.true_labels_)
     counts = np.zeros((clusterer.labels_.max() + 1, truth.max() + 1), dtype=int)
     np.add.at(counts, (clusterer.labels_, truth), 1)
     second = np.sort(counts, axis=1)[:, -2] if counts.shape[1] > 1 else np.zeros(len(counts))
@@ -189,13 +195,13 @@ def render(data: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--omniglot", default="../shared/data/omniglot/images_evaluation")
-    parser.add_argument("--photos", default="../shared/data/tiny-imagenet/novel-dev")
+    parser.add_argument("--omniglot", default=str(OMNIGLOT_EVALUATION), help="the Omniglot alphabets")
+    parser.add_argument("--photos", default=str(TINY_NOVEL), help="the photo folder")
     parser.add_argument("--photo-classes", type=int, default=25, help="as benchmarks/teach.py's photo part")
     parser.add_argument("--photo-per-class", type=int, default=20, help="as benchmarks/teach.py's photo part")
     parser.add_argument("--only", choices=("omniglot", "photos"), default=None)
     parser.add_argument("--resume", action="store_true", help="keep the parts already in the results")
-    parser.add_argument("--threads", type=int, default=2)
+    add_common_flags(parser, threads=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = {"machine": machine_description(), "seconds": 0.0, "mixed": MIXED, "parts": {}}
@@ -207,12 +213,12 @@ def main() -> None:
     if args.only in (None, "omniglot"):
         model = load_similarity_model("omniglot")
         rows = data["parts"]["omniglot"] = {}
-        for folder in sorted(p for p in Path(args.omniglot).iterdir() if p.is_dir()):
+        for folder in subfolders(args.omniglot):
             rows[folder.name] = ceiling_row(folder, model)
             print(folder.name, rows[folder.name], flush=True)
     if args.only in (None, "photos"):
         with tempfile.TemporaryDirectory() as tmp:
-            folder = photo_folder(Path(args.photos), args.photo_classes, args.photo_per_class, Path(tmp) / "photos")
+            folder = photo_subset(Path(args.photos), args.photo_classes, args.photo_per_class, Path(tmp) / "photos")
             data["photo_title"] = (f"the first {args.photo_classes} classes of Tiny ImageNet's `novel-dev`, the first "
                                    f"{args.photo_per_class} images of each (the folder `benchmarks/teach.py` uses)")
             data["parts"]["photos"] = {"novel-dev": ceiling_row(folder, load_similarity_model("photos"))}

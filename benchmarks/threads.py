@@ -22,10 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from common import machine_description, write_results  # noqa: E402
-from scale_sets import DATA  # noqa: E402
+from common import machine_description, subfolders, write_results
+from datasets import OMNIGLOT_EVALUATION
 
 HOG = "import time\nend = time.time() + 3600\nwhile time.time() < end:\n    pass\n"
 RUN = """
@@ -44,10 +42,9 @@ print(json.dumps({"seconds": time.perf_counter() - started, "threads": torch.get
 
 
 def subset(scratch: Path) -> tuple[Path, int]:
-    src = DATA / "omniglot" / "images_evaluation"
     dest = scratch / "threads-3-alphabets"
     k = 0
-    for alphabet in sorted(p for p in src.iterdir() if p.is_dir())[:3]:
+    for alphabet in subfolders(OMNIGLOT_EVALUATION)[:3]:
         for char in sorted(alphabet.iterdir()):
             k += 1
             target = dest / alphabet.name / char.name

@@ -20,22 +20,20 @@ import argparse
 import os
 import shlex
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description, write_results  # noqa: E402
+from common import add_common_flags, machine_description, write_results
+from datasets import OMNIGLOT_BACKGROUND, ROOT, TINY_SOURCE, shown
 
-from l2c_explorer.similarity import load_similarity_model  # noqa: E402
+from l2c_explorer.similarity_model import load_similarity_model  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = {"omniglot": "../shared/data/omniglot/images_background", "photos": "../shared/data/tiny-imagenet/source"}
+# each model's training folder, as its card's command (run from the repository root) names it
+DATA = {"omniglot": shown(OMNIGLOT_BACKGROUND), "photos": shown(TINY_SOURCE)}
 TARGET_MINUTES = {"omniglot": 10, "photos": 60}
 
 
-def command(name: str, out: str, data: str) -> list[str]:
-    return ["l2c-explorer", "train-similarity", data, "--recipe", name, "--out", out, "--name", name]
+def command(name: str, out: str, data: str, recipe: str | None = None) -> list[str]:
+    return ["l2c-explorer", "train-similarity", data, "--recipe", recipe or name, "--out", out, "--name", name]
 
 
 def pair_score_table(m: dict) -> str:
@@ -96,7 +94,7 @@ part of this model has seen. ImageNet's terms of use (non-commercial research an
 models derived from its images.
 
 **Training data.** {d['n_images']:,} photos{per_class} of {d['n_classes']} categories of Tiny ImageNet's `source`
-classes (Stanford CS231n's 64x64 subset of ImageNet; `../shared/data/tiny-imagenet/source`).
+classes (Stanford CS231n's 64x64 subset of ImageNet; `{shown(TINY_SOURCE)}`).
 {d['n_holdout_classes']} further source categories were held out: the scores below and the discovery
 settings are measured on them. None of the 25 `novel-dev` categories is among either.
 
@@ -177,16 +175,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", choices=sorted(CARDS), help="which shipped model")
     parser.add_argument("--out", default=None, help="model path without suffix (default models/<model>)")
-    parser.add_argument("--data", default=None, help="training folder (default: the one the card names)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="OMP_NUM_THREADS for the training (use 1 when another job shares a 2-core machine)")
+    add_common_flags(parser, data=None, data_help="training folder (default: the one the card names)")
+    add_common_flags(parser, threads=None,
+                     threads_help="OMP_NUM_THREADS for the training (use 1 when another job shares a 2-core machine)")
+    parser.add_argument("--recipe", default=None,
+                        help="train a candidate recipe (e.g. photos-lite2) under the model's card; use with --out")
     parser.add_argument("--card-only", action="store_true", help="do not train; rewrite the card of the existing file")
     parser.add_argument("--wall-seconds", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     name = args.model
     out = args.out or f"models/{name}"
-    cmd = command(name, out, args.data or DATA[name])
+    cmd = command(name, out, args.data or DATA[name], args.recipe)
     wall = args.wall_seconds
     if not args.card_only:
         env = dict(os.environ)
@@ -207,7 +207,7 @@ def main() -> None:
         + f". Held-out classes: pair precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
         f"F1 **{m['f1']:.3f}**, ROC-AUC {m['roc_auc']:.4f}. Target: at most {TARGET_MINUTES[name]} min."
     )
-    write_results(f"train_{name}_model", {"command": cmd, "wall_seconds": wall, "card": model.card,
+    write_results(f"train_{args.recipe or name}_model", {"command": cmd, "wall_seconds": wall, "card": model.card,
                                           "machine": machine, "sha256": model.digest}, summary)
     print(summary)
     print(f"Model card written to {card_path}")

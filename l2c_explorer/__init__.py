@@ -17,10 +17,10 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "L2CClusterer": "l2c_explorer.clustering",
-    "SimilarityLearner": "l2c_explorer.similarity",
-    "SimilarityModel": "l2c_explorer.similarity",
-    "load_similarity_model": "l2c_explorer.similarity",
-    "list_models": "l2c_explorer.similarity",
+    "SimilarityLearner": "l2c_explorer.similarity_learner",
+    "SimilarityModel": "l2c_explorer.similarity_model",
+    "load_similarity_model": "l2c_explorer.similarity_model",
+    "list_models": "l2c_explorer.similarity_model",
     "DomainAdapter": "l2c_explorer.adaptation",
     "ImageSet": "l2c_explorer.data",
     "load_image_folder": "l2c_explorer.data",

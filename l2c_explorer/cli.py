@@ -293,7 +293,7 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train_similarity(args) -> int:
-    from .similarity import SimilarityLearner
+    from .similarity_learner import SimilarityLearner
 
     bar = progress_display(args.quiet)
     learner = SimilarityLearner(**options_from(args, TRAIN_SIMILARITY))
@@ -362,7 +362,7 @@ def cmd_discover(args) -> int:
 def warn_if_the_model_does_not_fit(model_name: str, target: str, *, follow_links: bool = False) -> None:
     """Say so on stderr (the run goes on) when the similarity model does not suit the folder's images."""
     from .data import find_images
-    from .similarity import load_similarity_model, model_fit_advice
+    from .similarity_model import load_similarity_model, model_fit_advice
 
     better, message = model_fit_advice(load_similarity_model(model_name),
                                        find_images(target, follow_links=follow_links)[0])
@@ -452,7 +452,7 @@ def cmd_adapt(args) -> int:
 
 def cmd_models(args) -> int:
     from .model_fit import describe, model_statistics
-    from .similarity import SimilarityModel, list_models
+    from .similarity_model import SimilarityModel, list_models
 
     models = list_models()
     if not models:

@@ -63,7 +63,7 @@ from .options import DISCOVER, discovery_settings
 from .planning import Stopwatch, fit_stages, self_training_step_cost
 from .progress import Callback, Reporter
 from .runfile import RunFilesMixin
-from .similarity import SimilarityModel, load_similarity_model
+from .similarity_model import SimilarityModel, load_similarity_model
 from .sources import embedded_images, embedded_new_images, open_images, scratch_folder
 
 _DEFAULTS = DISCOVER.defaults

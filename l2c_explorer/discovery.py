@@ -48,7 +48,7 @@ from .paper import dominant_outputs, train_paper_ccn
 from .planning import Stopwatch
 from .progress import Reporter
 from .selftrain import self_train
-from .similarity import SimilarityModel
+from .similarity_model import SimilarityModel
 from .store import paths_digest
 
 # Each image's neighbour lists are searched once per pass, this long at least: the self-tuning graph of the
@@ -58,6 +58,12 @@ NEIGHBOUR_LISTS = 20
 # (a first pass: categories drawn in two styles stay one group), or of the sharpened similarity graph itself
 # (after self-training, or relearning: its spectrum has one clear drop).
 K_RULES = ("self-tuning", "sharpened")
+
+
+def check_k_rule(k_rule: str) -> None:
+    """Raise ValueError unless ``k_rule`` is one of :data:`K_RULES` (before any work is done with it)."""
+    if k_rule not in K_RULES:
+        raise ValueError(f"k_rule must be one of {', '.join(K_RULES)}, not {k_rule!r}")
 
 
 @dataclass(frozen=True)
@@ -267,6 +273,7 @@ def estimate_k(k_rule: str, options: PassOptions, *, embedding: torch.Tensor | N
     ``eigenvalues`` (computed with ``n_components`` diffusion features) and the ``k_sharpened_significance``
     setting.
     """
+    check_k_rule(k_rule)
     s, seed, method = options.settings, options.seed, options.spectrum
     if k_rule == "self-tuning":
         n = len(embedding)
@@ -275,7 +282,7 @@ def estimate_k(k_rule: str, options: PassOptions, *, embedding: torch.Tensor | N
                                  scale_neighbour=s["k_graph_scale_neighbour"], found=neighbours)
         eigenvalues = top_eigenvalues(normalised_adjacency(graph), max_k + 1, seed=seed, method=method)
         significance = s["k_significance"]
-    elif k_rule == "sharpened":
+    else:  # "sharpened"
         n = graph.shape[0]
         max_k, split_min, readings = _k_bounds(n, options)
         # one clear drop after self-training; an estimated spectrum blurs it over a few neighbouring gaps, so
@@ -285,8 +292,6 @@ def estimate_k(k_rule: str, options: PassOptions, *, embedding: torch.Tensor | N
         significance = s["k_sharpened_significance"]
         if stochastic_spectrum(n, max(n_components, max_k + 1), method):
             significance = min(significance, s["k_significance"])
-    else:
-        raise ValueError(f"k_rule must be one of {', '.join(K_RULES)}, not {k_rule!r}")
     k, parts = coarse_to_fine_k(graph, eigenvalues, max_k=max_k, significance=significance, readings=readings,
                                 seed=seed, method=method, split_min=split_min)
     return KEstimate(int(k), int(parts), eigenvalues, significance)
@@ -333,6 +338,7 @@ def cluster_pass(emb: torch.Tensor, options: PassOptions, *, k_rule: str, pass_l
     (:func:`~l2c_explorer.ccn.train_cluster_head`). History points are marked ``pass_label``. Raises
     :class:`StoppedError` when stopped before training.
     """
+    check_k_rule(k_rule)
     timings = timings if timings is not None else Stopwatch()
     settings = options.settings
     timings.start("graph")
@@ -413,12 +419,13 @@ def paper_pass(model: SimilarityModel, emb: torch.Tensor, options: PassOptions, 
 def first_pass(model: SimilarityModel, emb: torch.Tensor, options: PassOptions, *, method: str, device,
                report: Reporter, timings: Stopwatch | None = None, neighbours: Neighbours | None = None,
                on_neighbours: Callable[[Neighbours], None] | None = None,
-               on_k: Callable[[int], None] | None = None) -> PassResult:
-    """A fit's first clustering of ``model``'s embeddings ``emb``: :func:`cluster_pass` with the self-tuning K rule
-    (``method="graph"``), or :func:`paper_pass` (``method="paper"``, which hears neither hook)."""
+               on_k: Callable[[int], None] | None = None, k_rule: str = "self-tuning") -> PassResult:
+    """A fit's first clustering of ``model``'s embeddings ``emb``: :func:`cluster_pass` with the K rule ``k_rule``
+    (``method="graph"``; a fit's is the self-tuning rule, another of :data:`K_RULES` is for comparing rules), or
+    :func:`paper_pass` (``method="paper"``, which hears neither hook and reads no K rule)."""
     if method == "paper":
         return paper_pass(model, emb, options, device=device, report=report, timings=timings, neighbours=neighbours)
-    return cluster_pass(emb, options, k_rule="self-tuning", pass_label=1, device=device, report=report,
+    return cluster_pass(emb, options, k_rule=k_rule, pass_label=1, device=device, report=report,
                         timings=timings, neighbours=neighbours, on_neighbours=on_neighbours, on_k=on_k)
 
 
@@ -438,14 +445,16 @@ class Sharpened:
 def sharpen(model: SimilarityModel, source, labels: np.ndarray, confidence: np.ndarray, options: PassOptions, *,
             steps: int, device, report: Reporter, timings: Stopwatch | None = None, adapted=None,
             pass_label=2, message: str = "Sharpening the features on these images", what: str = "sharpened features",
-            client=None, answers: sp.spmatrix | None = None) -> Sharpened | None:
+            client=None, answers: sp.spmatrix | None = None, k_rule: str = "sharpened") -> Sharpened | None:
     """Self-train a copy of ``model`` on the clusters ``labels`` (n,) (the most ``confidence``-t members of each,
     :func:`~l2c_explorer.selftrain.self_train`; ``adapted``: the model with this folder's batch-norm statistics),
-    embed the images again and run :func:`cluster_pass` with the sharpened graph's K rule.
+    embed the images again and run :func:`cluster_pass` with the K rule ``k_rule`` (a fit's and a relearning's is
+    the sharpened graph's; another of :data:`K_RULES` is for comparing rules).
 
     A fit's second pass and a relearning (``answers`` among the pair targets) are this. Returns None when stopped
     or when there was nothing to learn from.
     """
+    check_k_rule(k_rule)
     timings = timings if timings is not None else Stopwatch()
     timings.start("self_training")
     tuned = self_train(
@@ -463,7 +472,7 @@ def sharpen(model: SimilarityModel, source, labels: np.ndarray, confidence: np.n
         embedded = embed_images(tuned, source, adapt_norm=options.adapt_norm, device=device, report=report,
                                 client=client, what=what)
         timings.stop("features")
-        result = cluster_pass(embedded.embeddings, options, k_rule="sharpened", pass_label=pass_label, device=device,
+        result = cluster_pass(embedded.embeddings, options, k_rule=k_rule, pass_label=pass_label, device=device,
                               report=report, timings=timings, answers=answers)
     except StoppedError:
         return None

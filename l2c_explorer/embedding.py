@@ -27,7 +27,7 @@ from .device import resolve_device
 from .errors import InputError, StoppedError
 from .nets import has_frozen_trunk
 from .pretrained import compute_trunk_features
-from .similarity import SimilarityModel, inference_copy, load_similarity_model, norm_statistics_copy
+from .similarity_model import SimilarityModel, inference_copy, load_similarity_model, norm_statistics_copy
 from .store import PixelStore, paths_digest
 
 # Batch-norm statistics are averaged over at most this many images (a seeded random sample of larger

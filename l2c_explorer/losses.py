@@ -117,3 +117,22 @@ def pair_bce_loss(logits: torch.Tensor, same: torch.Tensor, *, include_self: boo
         return F.binary_cross_entropy_with_logits(logits, target)
     off_diagonal = ~torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
     return F.binary_cross_entropy_with_logits(logits[off_diagonal], target[off_diagonal])
+
+
+def prototype_loss(emb: torch.Tensor, y: torch.Tensor, temperature: float = 10.0) -> torch.Tensor:
+    """Leave-one-out prototype classification inside a batch.
+
+    Each image is classified among the batch's classes by its cosine to each class's summed embedding, its
+    own embedding left out of its own class. Everything reduces to sums of pair cosines: ``emb @ sums.T``
+    and the squared norms of the sums, so no (b, c, d) tensor is formed.
+
+    emb (b, d) unit, y (b,) batch-local class ids -> scalar.
+    """
+    onehot = F.one_hot(y).to(emb.dtype)  # (b, c)
+    sums = onehot.T @ emb  # (c, d)
+    dots = emb @ sums.T  # (b, c): sum over the class's members of cos(i, member)
+    own = onehot  # 1 where the class is the image's own
+    dots_loo = dots - own  # cos(i, i) = 1 removed from its own class
+    sq_norm = (sums * sums).sum(1)[None, :] - 2.0 * own * dots + own  # |sum_c - [c = y_i] e_i|^2
+    cos = dots_loo / sq_norm.clamp_min(1e-6).sqrt()
+    return F.cross_entropy(temperature * cos, y)

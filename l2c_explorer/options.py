@@ -509,7 +509,7 @@ ASSIGN = RunSpec("assign", [FOLLOW_LINKS, THREADS, DEVICE])
 
 
 # ---------------------------------------------------------------------------------------------------
-# learning a similarity model (l2c_explorer.similarity.SimilarityLearner)
+# learning a similarity model (l2c_explorer.similarity_learner.SimilarityLearner)
 
 TRAIN_SIMILARITY = RunSpec("train-similarity", [
     Option("epochs", 20, "passes over the images", allowed=Number(0, low_open=True), flag="--epochs",

@@ -14,7 +14,7 @@ from .nets import has_frozen_trunk
 from .options import SELF_TRAINING_STEPS
 from .progress import Stage, calibrated
 from .selftrain import batch_images
-from .similarity import SimilarityModel
+from .similarity_model import SimilarityModel
 
 # Seconds per unit of work of each stage of a fit on 2 CPU cores (reading and features: per image of 32x32
 # pixels and pass; graph: per image and pass, growing with the folder up to the dense eigensolver's limit;

@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from .device import bf16_supported, place
 from .errors import ModelFileError, StoppedError
 
-if TYPE_CHECKING:  # for annotations only: similarity imports this module
-    from .similarity import SimilarityModel
+if TYPE_CHECKING:  # for annotations only: similarity_model imports this module
+    from .similarity_model import SimilarityModel
 
 FEATURE_DIM = 1280  # the head convolution's width: not scaled in the Lite variants
 # Pretrained encoders learnt from 224-260 pixel photos; below this side their features say little.
@@ -172,7 +172,7 @@ class EfficientNetLite(nn.Module):
         super().__init__()
         self._conv_stem = SamePadConv(3, 32, 3, stride=2, bias=False)  # stem not scaled in the Lite variants
         self._bn0 = _bn(32)
-        blocks = []
+        blocks, ends = [], []
         for i, (repeats, kernel, stride, expansion, dim_in, dim_out) in enumerate(STAGES):
             dim_in = 32 if i == 0 else _round_channels(dim_in, width)
             dim_out = _round_channels(dim_out, width)
@@ -181,7 +181,10 @@ class EfficientNetLite(nn.Module):
             for j in range(n):
                 blocks.append(MBConv(dim_in=dim_in if j == 0 else dim_out, dim_out=dim_out, kernel=kernel,
                                      stride=stride if j == 0 else 1, expansion=expansion))
+            ends.append(len(blocks))
         self._blocks = nn.ModuleList(blocks)
+        # how many blocks have run when each stage ends (the last: all of them), for the stages' own features
+        self.stage_ends: tuple[int, ...] = tuple(ends)
         self._conv_head = SamePadConv(dim_out, FEATURE_DIM, 1, bias=False)
         self._bn1 = _bn(FEATURE_DIM)
 
@@ -192,6 +195,13 @@ class EfficientNetLite(nn.Module):
         """The activations after the first ``cut`` blocks: (b, 3, s, s) -> (b, c, s', s')."""
         x = F.relu6(self._bn0(self._conv_stem(x)))
         for block in self._blocks[:cut]:
+            x = block(x)
+        return x
+
+    def forward_blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """The activations after block ``stop`` from those after block ``start``: (b, c, s, s) -> (b, c', s', s')
+        (with :meth:`forward_until` and :attr:`stage_ends`, each stage's output in one pass)."""
+        for block in self._blocks[start:stop]:
             x = block(x)
         return x
 

@@ -134,6 +134,9 @@ class RunPlan:
         self.read_back = [False] * len(self.stages)  # complete at their first report: no measure of pace
         self.last_step, self.last_done = 0, 0.0  # position in the current stage
         self.last_time = 0.0  # of the last report of a planned stage
+        # the current stage's first report: the work before it is the stage's set-up (a relearning's
+        # self-training builds its batches and prototypes before its first 15 ms step), not its pace
+        self.first_time, self.first_done = 0.0, 0.0
         self.after_current = 0.0  # seconds planned after the current stage, as of the last update
 
     def _advance(self, name: str, step: int, total: int, now: float) -> bool:
@@ -157,7 +160,8 @@ class RunPlan:
         self.current = following[0]
         self.started_at[self.current] = began
         self.read_back[self.current] = total > 0 and step >= total
-        self.last_time = now
+        self.last_time = self.first_time = now
+        self.first_done = step / total if total else 0.0
         return True
 
     def _paced(self, i: int) -> bool:
@@ -217,13 +221,20 @@ class RunPlan:
         stage = self.stages[self.current]
         spent = now - self.started_at[self.current]
         done = self.last_done
-        speed = self._speed(spent, done)
+        # the stage's own pace: from its first report on once it has reported again, its set-up before that
+        # counted once rather than extrapolated over every step
+        setup, paced_spent, paced_done = 0.0, spent, done
+        if done > self.first_done:
+            setup = self.first_time - self.started_at[self.current]
+            paced_spent, paced_done = spent - setup, done - self.first_done
+        speed = self._speed(paced_spent, paced_done)
         pace = self._measured_pace(stage.name)
         expected = stage.prior * (pace if pace is not None else speed)
         if done > 0:
-            # trust the stage's own pace more the further it has gone (its first steps carry its set-up)
+            # trust the stage's own pace more the further it has gone
             trust = done ** 0.5
-            expected = trust * (spent / done) + (1 - trust) * expected
+            own = setup + paced_spent / paced_done * (1 - done + paced_done)
+            expected = trust * own + (1 - trust) * expected
         after = 0.0
         for later in self.stages[self.current + 1:]:
             pace = self._measured_pace(later.name)

@@ -45,7 +45,7 @@ from .errors import InputError, ModelFileError
 from .files import file_sha256
 from .model_io import read_model_file, save_model_file
 from .options import MODEL_SETTINGS, discovery_settings
-from .similarity import SimilarityModel
+from .similarity_model import SimilarityModel
 
 RUN_FILE = "run.safetensors"
 MODEL_FILE = "embedding_model.safetensors"

@@ -18,11 +18,13 @@ import numpy as np
 import torch
 
 from .augment import Augmentation, augment_batch, augmentation_from_dict
+from .class_sampling import ClassBalancedSampler
 from .data import normalise, to_unit
 from .device import bf16_supported, place
 from .nets import has_frozen_trunk
 from .options import SELF_TRAINING_KEEP, SELF_TRAINING_STEPS  # tuned values, with how they were chosen
-from .similarity import ClassBalancedSampler, SimilarityModel, adapted_copy, train_one_step
+from .similarity_model import SimilarityModel, adapted_copy
+from .similarity_training import train_one_step
 
 # A step's batch: this many images of each of up to this many clusters (the pair loss needs several of
 # each; 20 x 5 matches the similarity models' own training batches).

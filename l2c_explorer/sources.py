@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .similarity import SimilarityModel
+from .similarity_model import SimilarityModel
 
 
 @dataclass
@@ -82,7 +82,7 @@ def embedded_images(embedded, paths: list[str] | None = None, *, root=None, labe
     (n, d), described by ``paths`` (default: generated names), ``root`` and ``labels`` and made by ``similarity``.
     """
     from .embedding import EmbeddedImages
-    from .similarity import load_similarity_model
+    from .similarity_model import load_similarity_model
     from .store import PixelStore
 
     if isinstance(embedded, EmbeddedImages):

@@ -165,7 +165,7 @@ def test_train_similarity_end_to_end(tmp_path, omniglot_background):
     result = run_cli("train-similarity", source, "--out", tmp_path / "mine.pt", "--epochs", 3, "--quiet", "--seed", 3)
     assert result.returncode == 0, result.stderr
     assert "F1" in result.stdout and "ROC-AUC" in result.stdout
-    from l2c_explorer.similarity import SimilarityModel
+    from l2c_explorer.similarity_model import SimilarityModel
 
     model = SimilarityModel.load(tmp_path / "mine.pt")  # the name asked for; safetensors inside
     card = model.card
@@ -188,7 +188,7 @@ def test_train_similarity_with_the_photo_recipe_on_real_photos(tmp_path, demo_ph
     result = run_cli("train-similarity", demo_photos, "--recipe", "photos", "--out", tmp_path / "photos_small",
                      "--epochs", 2, "--holdout", 2, "--quiet")
     assert result.returncode == 0, result.stderr
-    from l2c_explorer.similarity import SimilarityModel
+    from l2c_explorer.similarity_model import SimilarityModel
 
     model = SimilarityModel.load(tmp_path / "photos_small.safetensors")
     card, arch = model.card, model.card["architecture"]

@@ -166,7 +166,7 @@ def test_bad_parameters_are_explained(keble_subset, kwargs, message):
 
 def test_a_model_carries_its_own_discovery_settings(tmp_path, keble_subset):
     from l2c_explorer.options import MODEL_SETTINGS
-    from l2c_explorer.similarity import load_similarity_model, resolve_model_path, store_discovery_settings
+    from l2c_explorer.similarity_model import load_similarity_model, resolve_model_path, store_discovery_settings
 
     path = tmp_path / "tuned.safetensors"
     path.write_bytes(resolve_model_path("omniglot").read_bytes())

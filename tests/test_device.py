@@ -6,7 +6,7 @@ from numerics import assert_close, fan_ins
 
 from l2c_explorer.device import place, resolve_device
 from l2c_explorer.errors import InputError
-from l2c_explorer.similarity import SimilarityModel, load_similarity_model
+from l2c_explorer.similarity_model import SimilarityModel, load_similarity_model
 
 
 @pytest.mark.numerical

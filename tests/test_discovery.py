@@ -70,7 +70,7 @@ def test_k_is_read_by_the_rule_asked_for():
 
 @pytest.mark.numerical
 def test_a_fits_first_pass_is_ours_or_the_papers():
-    from l2c_explorer.similarity import load_similarity_model
+    from l2c_explorer.similarity_model import load_similarity_model
 
     emb, _ = blobs()
     model = load_similarity_model("omniglot")
@@ -103,7 +103,7 @@ def test_a_pass_returns_everything_it_found_and_writes_nothing_else():
 
 
 def test_a_pass_stopped_before_training_raises_and_sharpening_stopped_gives_nothing():
-    from l2c_explorer.similarity import load_similarity_model
+    from l2c_explorer.similarity_model import load_similarity_model
 
     emb, truth = blobs()
     stop = threading.Event()
@@ -114,3 +114,32 @@ def test_a_pass_stopped_before_training_raises_and_sharpening_stopped_gives_noth
     pixels = torch.zeros((100, 1, model.preprocessing.size, model.preprocessing.size), dtype=torch.uint8)
     assert sharpen(model, pixels, truth, np.ones(100), options(), steps=5, device=torch.device("cpu"),
                    report=Reporter(None, stop)) is None
+
+
+@pytest.mark.numerical
+def test_the_k_rule_of_a_first_pass_and_of_a_sharpening_is_a_plug_in():
+    # a fit reads the self-tuning graph first and the sharpened graph after self-training; the other rule can be
+    # plugged into either step (benchmarks/omniglot_k_rule.py compares them); an unknown rule is refused up front
+    from l2c_explorer.data import images_from_arrays
+    from l2c_explorer.similarity_model import load_similarity_model
+    from l2c_explorer.store import from_image_set
+
+    emb, truth = blobs()
+    model = load_similarity_model("omniglot")
+    o, cpu = options(), torch.device("cpu")
+    default = first_pass(model, emb, o, method="graph", device=cpu, report=Reporter(None))
+    plugged = first_pass(model, emb, o, method="graph", device=cpu, report=Reporter(None), k_rule="sharpened")
+    assert default.estimate.significance == o.settings["k_significance"]
+    assert plugged.estimate.significance == o.settings["k_sharpened_significance"] and plugged.estimate.k == 4
+
+    size = model.preprocessing.size
+    pixels = np.random.default_rng(0).integers(0, 255, (100, size, size), dtype=np.uint8)
+    source = from_image_set(images_from_arrays(pixels, size=size, channels=model.preprocessing.channels))
+    sharpened = sharpen(model, source, truth, np.ones(100), o, steps=2, device=cpu, report=Reporter(None),
+                        adapted=model, k_rule="self-tuning")
+    assert sharpened.result.estimate.significance == o.settings["k_significance"]
+    assert {p["pass"] for p in sharpened.result.history} == {2}
+    with pytest.raises(ValueError, match="k_rule"):
+        sharpen(model, source, truth, np.ones(100), o, steps=2, device=cpu, report=Reporter(None), k_rule="largest")
+    with pytest.raises(ValueError, match="k_rule"):
+        cluster_pass(emb, o, k_rule="largest", pass_label=1, device=cpu, report=Reporter(None))

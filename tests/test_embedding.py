@@ -6,7 +6,7 @@ import torch
 
 from l2c_explorer.clustering import L2CClusterer
 from l2c_explorer.embedding import adapt_model, embed_folder, embed_store, sample_indices
-from l2c_explorer.similarity import load_similarity_model
+from l2c_explorer.similarity_model import load_similarity_model
 from l2c_explorer.store import read_folder
 
 

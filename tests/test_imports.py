@@ -97,7 +97,7 @@ def test_the_import_graph_is_read_from_relative_and_absolute_imports():
     assert "l2c_explorer.constraints" in graph["l2c_explorer.questions"]  # from .constraints import ...
     assert "l2c_explorer.workbench" not in graph  # only modules of the package
     assert "l2c_explorer.app.teaching" in graph["l2c_explorer.app.workbench"]  # inside a method
-    assert "l2c_explorer.similarity" not in graph["l2c_explorer.pretrained"]  # for annotations only
+    assert "l2c_explorer.similarity_model" not in graph["l2c_explorer.pretrained"]  # for annotations only
 
 
 def test_the_core_runs_one_way():

@@ -2,10 +2,13 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from numerics import assert_close
 
-from l2c_explorer.losses import EPS, kcl_loss, mcl_loss, pair_bce_loss
+from l2c_explorer.losses import EPS, kcl_loss, mcl_loss, pair_bce_loss, prototype_loss
 
 pytestmark = pytest.mark.numerical  # .ci/run runs these again on one thread
 
@@ -104,3 +107,20 @@ def test_pair_bce_excludes_the_diagonal_by_default():
     same = torch.tensor([[True, True], [True, True]])
     assert pair_bce_loss(logits, same).item() == pytest.approx(torch.nn.functional.softplus(torch.tensor(-3.0)).item())
     assert pair_bce_loss(logits, same, include_self=True).item() > 10
+
+
+def test_prototype_loss_matches_brute_force():
+    g = torch.Generator().manual_seed(0)
+    emb = F.normalize(torch.randn(12, 5, generator=g), dim=1)
+    y = torch.arange(4).repeat_interleave(3)
+    exact = emb.double()  # the brute force in float64, from the same float32 embeddings
+    logits = torch.zeros(12, 4, dtype=torch.float64)
+    smallest_sum = np.inf
+    for i in range(12):
+        for c in range(4):
+            others = [j for j in range(12) if y[j] == c and j != i]
+            v = exact[others].sum(0)
+            smallest_sum = min(smallest_sum, float(v.norm()))
+            logits[i, c] = 10 * (exact[i] @ v) / v.norm()
+    # float32 sums of 12 images x 5 dimensions; cosines divided by |sum| and scaled by the temperature 10
+    assert_close(prototype_loss(emb, y), F.cross_entropy(logits, y), n_terms=12 * 5, scale=10 / smallest_sum)

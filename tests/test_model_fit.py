@@ -7,7 +7,7 @@ import pytest
 
 from l2c_explorer.data import find_images
 from l2c_explorer.model_fit import best_model, check_fit, model_statistics, pixel_statistics, sample_statistics
-from l2c_explorer.similarity import load_similarity_model
+from l2c_explorer.similarity_model import load_similarity_model
 
 
 @pytest.fixture(scope="module")

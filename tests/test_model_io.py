@@ -12,7 +12,7 @@ from l2c_explorer.data import Preprocessing
 from l2c_explorer.errors import ModelFileError
 from l2c_explorer.model_io import read_model_file, save_model_file
 from l2c_explorer.nets import build_similarity_net
-from l2c_explorer.similarity import SimilarityModel, load_similarity_model, resolve_model_path
+from l2c_explorer.similarity_model import SimilarityModel, load_similarity_model, resolve_model_path
 
 ARCH = {"type": "conv-cosine", "in_channels": 1, "widths": [8, 8], "embedding_dim": 16, "input_size": 8}
 
@@ -127,12 +127,12 @@ def test_model_file_path_adds_the_suffix_only_when_there_is_none(tmp_path):
 def test_a_config_asking_for_a_huge_network_is_refused_before_it_is_built(tmp_path, small_model, monkeypatch):
     """A valid file (checksum and all) whose architecture asks for 136 M weights (545 MB) and holds none: refused
     from its description, nothing allocated (building it would be the first allocation)."""
-    import l2c_explorer.similarity as similarity
+    import l2c_explorer.similarity_model as similarity_model
 
     path = small_model.save(tmp_path / "ok.safetensors")
     _, config, _ = read_model_file(path, kind="similarity")
     built = []
-    monkeypatch.setattr(similarity, "build_similarity_net", lambda arch: built.append(arch))
+    monkeypatch.setattr(similarity_model, "build_similarity_net", lambda arch: built.append(arch))
     cases = {"more than the 100,000,000": {"widths": [32, 64, 128, 2048], "embedding_dim": 16384,
                                                    "input_size": 32},
              "input size": {"input_size": 1 << 20},

@@ -15,7 +15,7 @@ from l2c_explorer.errors import InputError
 from l2c_explorer.options import ADAPT, APP, DISCOVER, TRAIN_SIMILARITY, RunSpec
 
 ESTIMATORS = {"discover": "l2c_explorer.clustering.L2CClusterer",
-              "train-similarity": "l2c_explorer.similarity.SimilarityLearner",
+              "train-similarity": "l2c_explorer.similarity_learner.SimilarityLearner",
               "adapt": "l2c_explorer.adaptation.DomainAdapter"}
 MINIMAL_COMMANDS = {"discover": ["discover", "FOLDER", "--out", "OUT"],
                     "train-similarity": ["train-similarity", "FOLDER", "--out", "OUT"],

@@ -7,7 +7,7 @@ import torch
 
 from l2c_explorer.metrics import clustering_scores
 from l2c_explorer.paper import dense_pair_targets, dominant_clusters, train_paper_ccn
-from l2c_explorer.similarity import load_similarity_model
+from l2c_explorer.similarity_model import load_similarity_model
 
 
 def test_dense_targets_threshold_at_one_half_and_ignore_nothing():

@@ -13,7 +13,7 @@ from l2c_explorer.planning import (
     relearn_stages,
     self_training_step_cost,
 )
-from l2c_explorer.similarity import load_similarity_model
+from l2c_explorer.similarity_model import load_similarity_model
 
 
 @pytest.fixture(scope="module")

@@ -148,7 +148,7 @@ def small_photo_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def trained_on_trunk(small_photo_folder):
     from l2c_explorer.recipes import PRETRAINED_TOP, similarity_recipe
-    from l2c_explorer.similarity import SimilarityLearner
+    from l2c_explorer.similarity_learner import SimilarityLearner
 
     recipe = similarity_recipe(PRETRAINED_TOP) | {"epochs": 3, "image_size": 96, "holdout": 0,
                                                   "classes_per_batch": 4, "images_per_class": 3}
@@ -159,7 +159,7 @@ def trained_on_trunk(small_photo_folder):
 def tuned_on_trunk(small_photo_folder):
     """The `photos-tuned` recipe (the encoder's last five blocks train with the top) on the small folder."""
     from l2c_explorer.recipes import similarity_recipe
-    from l2c_explorer.similarity import SimilarityLearner
+    from l2c_explorer.similarity_learner import SimilarityLearner
 
     recipe = similarity_recipe("photos-tuned") | {"epochs": 3, "image_size": 96, "holdout": 0, "classes_per_batch": 4,
                                             "images_per_class": 3, "max_images_per_class": 5}
@@ -183,7 +183,7 @@ def test_the_pretrained_top_recipe_trains_a_top_on_the_frozen_trunk(trained_on_t
 def test_a_model_file_holds_the_top_only_and_reloads_to_the_same_embeddings(trained_on_trunk, tmp_path):
     from safetensors import safe_open
 
-    from l2c_explorer.similarity import SimilarityModel
+    from l2c_explorer.similarity_model import SimilarityModel
 
     model = trained_on_trunk.model_
     path = model.save(tmp_path / "mine")
@@ -230,7 +230,7 @@ def test_train_similarity_takes_a_pretrained_backbone_by_name(small_photo_folder
     out = tmp_path / "birds"
     assert main(["train-similarity", str(small_photo_folder), "--backbone", NAME, "--epochs", "1",
                  "--holdout", "0", "--out", str(out), "--quiet"]) == 0
-    from l2c_explorer.similarity import load_similarity_model
+    from l2c_explorer.similarity_model import load_similarity_model
 
     model = load_similarity_model(str(out) + ".safetensors")
     # the symbol models' default input (32) is read as the encoder's own size
@@ -264,6 +264,23 @@ def test_the_trunk_split_at_any_block_composes_to_the_whole_network():
     assert len(pretrained.pretrained_block_count(NAME)) == len(trunk._blocks) == 16
 
 
+def test_the_trunk_runs_stage_by_stage_to_the_whole_network():
+    # each stage's output in one pass (benchmarks/photos_features.py pools them): a stage ends where the
+    # blocks' width changes, and the stages run one after the other compose to the whole network
+    for name in PRETRAINED:
+        trunk = EfficientNetLite(width=PRETRAINED[name].width, depth=PRETRAINED[name].depth)
+        widths = [block._project_conv.out_channels for block in trunk._blocks]
+        changes = [i + 1 for i in range(len(widths)) if i + 1 == len(widths) or widths[i + 1] != widths[i]]
+        assert list(trunk.stage_ends) == changes and len(trunk.stage_ends) == len(pretrained.STAGES), name
+    trunk = pretrained_trunk(NAME)
+    x, _ = photo_inputs(per_class=1, size=96)
+    with torch.no_grad():
+        h, done = trunk.forward_until(x, 0), 0
+        for end in trunk.stage_ends:
+            h, done = trunk.forward_blocks(h, done, end), end
+        assert_close(trunk.forward_from(h, done), trunk(x), n_terms=20_000, scale=6.0)
+
+
 def test_the_tuned_recipe_trains_the_last_blocks_and_keeps_the_rest_of_the_trunk(tuned_on_trunk):
     model = tuned_on_trunk.model_
     encoder = model.net.encoder
@@ -282,7 +299,7 @@ def test_a_tuned_model_file_holds_the_tuned_blocks_and_reloads_to_the_same_featu
     from safetensors import safe_open
 
     from l2c_explorer.embedding import trunk_key
-    from l2c_explorer.similarity import SimilarityModel
+    from l2c_explorer.similarity_model import SimilarityModel
 
     model = tuned_on_trunk.model_
     path = model.save(tmp_path / "tuned")
@@ -302,7 +319,7 @@ def test_a_tuned_model_file_holds_the_tuned_blocks_and_reloads_to_the_same_featu
 
 def test_stored_weights_without_a_tuned_block_are_refused(tuned_on_trunk):
     from l2c_explorer.nets import build_similarity_net, package_supplied
-    from l2c_explorer.similarity import load_stored_weights
+    from l2c_explorer.similarity_model import load_stored_weights
 
     model = tuned_on_trunk.model_
     stored = {k: v for k, v in model.net.state_dict().items() if not package_supplied(model.net, k)}
@@ -314,8 +331,9 @@ def test_stored_weights_without_a_tuned_block_are_refused(tuned_on_trunk):
 
 
 def test_tuning_and_sampling_options_are_checked_in_one_place(small_photo_folder):
+    from l2c_explorer.class_sampling import sample_per_class
     from l2c_explorer.errors import InputError
-    from l2c_explorer.similarity import SimilarityLearner, sample_per_class
+    from l2c_explorer.similarity_learner import SimilarityLearner
     from l2c_explorer.store import folder_listing
 
     with pytest.raises(InputError, match="pretrained backbone"):

@@ -213,3 +213,18 @@ def test_a_stage_never_measured_borrows_the_others_pace_only_within_limits():
     assert later[1].prior == pytest.approx(100 * 0.04 * BORROWED_PACE_LIMIT)
     quick = calibrated([Stage("self-training", 100, 0.04)], [(Stage("training", 30, 0.001), 0.003)])
     assert quick[0].prior == pytest.approx(100 * 0.04 / BORROWED_PACE_LIMIT)
+
+
+def test_a_stages_set_up_is_counted_once_not_per_step():
+    """A relearning's self-training spends 0.3 s building its batches before its first 15 ms step (its
+    features were read back): the time left after its next steps must not extrapolate that set-up over the
+    100 steps (it said 2.2x the truth)."""
+    plan = RunPlan([Stage("features", 500, 0.0), Stage("self-training", 100, 0.015), Stage("training", 50, 0.01)])
+    plan.update("features", 500, 500, 0.0)
+    plan.update("self-training", 1, 100, 0.3)
+    now, truth_left = 0.3, 99 * 0.015 + 50 * 0.01
+    for step in range(2, 11):
+        now += 0.015
+        truth_left -= 0.015
+        left = plan.update("self-training", step, 100, now)
+        assert 0.8 <= left / truth_left <= 1.25, (step, left, truth_left)

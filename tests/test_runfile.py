@@ -11,7 +11,7 @@ from l2c_explorer.errors import InputError
 from l2c_explorer.files import write_csv
 from l2c_explorer.model_io import read_model_file
 from l2c_explorer.runfile import SUMMARY_FILE, SUMMARY_KEY, RunState, read_run, read_run_state, write_run
-from l2c_explorer.similarity import load_similarity_model
+from l2c_explorer.similarity_model import load_similarity_model
 
 
 def finished(folder, state) -> None:

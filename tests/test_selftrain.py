@@ -6,7 +6,7 @@ import torch
 
 from l2c_explorer.augment import NO_JITTER, AffineJitter, PhotoAugment
 from l2c_explorer.selftrain import confident_members, model_augmentation, self_train
-from l2c_explorer.similarity import load_similarity_model
+from l2c_explorer.similarity_model import load_similarity_model
 
 pytestmark = pytest.mark.numerical  # .ci/run runs these again on one thread
 

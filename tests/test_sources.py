@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from l2c_explorer.errors import InputError
-from l2c_explorer.similarity import load_similarity_model
+from l2c_explorer.similarity_model import load_similarity_model
 from l2c_explorer.sources import FileSource, embedded_new_images, open_images, scratch_folder
 
 

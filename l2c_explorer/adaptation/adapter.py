@@ -5,7 +5,7 @@
 1. read both folders (bad files are skipped and listed); the source classes are its first-level subfolders;
 2. choose each domain's input normalisation on its own images (inversion to a dark background, mean/std);
 3. for ``ccn+``/``ccn++``, learn a pairwise similarity model on the source (a short
-   :class:`~l2c_explorer.similarity.SimilarityLearner` run) and embed the target with it, its batch-norm
+   :class:`~l2c_explorer.similarity_learner.SimilarityLearner` run) and embed the target with it, its batch-norm
    statistics taken from the target;
 4. train one network on mini-batches of both domains with the method's losses (below), each domain
    normalised by its own batch-norm statistics;
@@ -74,7 +74,7 @@ from ..metrics import classification_scores, dense_pair_scores
 from ..nets import ConvEncoder
 from ..options import ADAPT
 from ..progress import Callback, Reporter
-from ..similarity import SimilarityLearner, check_image_size
+from ..similarity_learner import SimilarityLearner, check_image_size
 from .nets import AdaptationNet, DomainNormStats
 from .trainer import Trainer
 
@@ -123,7 +123,7 @@ class DomainAdapter(BaseEstimator):
         folder's size.
     similarity_proto_weight : float
         Weight of the in-batch prototype loss added to the similarity model's pair loss (see
-        :class:`~l2c_explorer.similarity.SimilarityLearner`); it sharpens the pair predictions on the target.
+        :class:`~l2c_explorer.similarity_learner.SimilarityLearner`); it sharpens the pair predictions on the target.
     domain_weight : float
         Final strength of the gradient reversal (``dann``, ``ccn++``).
     srdc_detach_q : bool

@@ -18,7 +18,7 @@ from ..augment import as_augmentation, augment_batch
 from ..data import Preprocessing, normalise
 from ..losses import CLUSTERING_LOSSES
 from ..progress import Reporter
-from ..similarity import SimilarityModel
+from ..similarity_model import SimilarityModel
 from .functional import dann_ramp, domain_adversarial_loss, grad_reverse, hard_pair_targets
 from .nets import AdaptationNet, DomainClassifier, DomainNormStats
 from .srdc import SRDC

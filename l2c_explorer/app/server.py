@@ -45,7 +45,7 @@ def warm_up(bench=None, include_map: bool = True) -> threading.Thread:
     def work():
         try:
             import l2c_explorer.clustering  # noqa: F401  (torch and the core)
-            import l2c_explorer.similarity  # noqa: F401
+            import l2c_explorer.similarity_learner  # noqa: F401
 
             if bench is not None:
                 bench.warm_up()

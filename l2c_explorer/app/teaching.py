@@ -107,6 +107,7 @@ class Teacher:
         self._shown_before: list[np.ndarray] = []
         self.last_change = ""  # what the last change did to the groups, in words
         self.showing_seconds: float | None = None  # writing and showing the groups at the last relearning's end
+        self.writing_seconds = float(result.summary.get("writing_seconds", 0.0))  # the run's first results
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -286,9 +287,13 @@ class Teacher:
         return None if seconds is None else seconds + self._showing_seconds()
 
     def _showing_seconds(self) -> float:
-        """Seconds to write and show new groups, as measured at the last relearning's end, else at the last
-        change's (an answer's refit takes milliseconds: the rest is showing its groups)."""
-        return self.showing_seconds or self.seconds or 0.0
+        """Seconds to write and show new groups, as measured at the last relearning's end; before the first,
+        the longer of the run's writing of its first results and the last change's (an answer's refit takes
+        milliseconds: the rest is showing its groups): a relearning rewrites the run file's new features
+        and graph, which an answer leaves as they were."""
+        if self.showing_seconds:
+            return self.showing_seconds
+        return max(self.writing_seconds, self.seconds or 0.0)
 
     def stop_relearning(self) -> bool:
         """Ask a relearning under way to stop (it ends within a training step; nothing changes); False when

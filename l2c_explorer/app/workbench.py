@@ -14,6 +14,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,19 +243,19 @@ class Workbench:
     # -- models -----------------------------------------------------------------------------------------
 
     def models_dirs(self) -> list[Path]:
-        from ..similarity import default_models_dirs
+        from ..similarity_model import default_models_dirs
 
         return [*self.extra_models_dirs, *default_models_dirs(), self.workspace.models]
 
     def models(self) -> dict[str, Path]:
         """Similarity model name -> file, from the user's folders, the shipped ``models/`` and the app's own."""
-        from ..similarity import list_models
+        from ..similarity_model import list_models
 
         return list_models(self.models_dirs())
 
     def model_card(self, name: str) -> dict:
         """The model card of a model found by name (or a file path)."""
-        from ..similarity import SimilarityModel
+        from ..similarity_model import SimilarityModel
 
         path = self.resolve_model(name)
         key = (str(path), path.stat().st_mtime_ns)
@@ -264,7 +265,7 @@ class Workbench:
 
     def resolve_model(self, name: str) -> Path:
         """The file of a model given by name (looked up in :meth:`models_dirs`) or path."""
-        from ..similarity import resolve_model_path
+        from ..similarity_model import resolve_model_path
 
         return resolve_model_path(name, self.models_dirs())
 
@@ -283,7 +284,7 @@ class Workbench:
         import numpy as np
 
         from ..clustering import L2CClusterer
-        from ..similarity import load_similarity_model
+        from ..similarity_model import load_similarity_model
 
         name = self.default_model()
         if name is not None:
@@ -306,7 +307,7 @@ class Workbench:
     def model_advice(self, folder: str | os.PathLike, model: str | None) -> tuple[str | None, str]:
         """Whether the model suits the folder's images: (a better available model or None, a message or "")."""
         from ..data import find_images
-        from ..similarity import load_similarity_model, model_fit_advice
+        from ..similarity_model import load_similarity_model, model_fit_advice
 
         if not model:
             return None, ""
@@ -373,8 +374,10 @@ class Workbench:
         kind); return it as the explorer sees it."""
         callback(Progress("finishing", message="Writing the results"))
         run_dir = self.workspace.run_dir(job_id)
+        started = time.perf_counter()
         summary = write(fitted, run_dir, score=score)
         summary["stopped_early"] = stop.is_set()
+        summary["writing_seconds"] = time.perf_counter() - started  # the prior of a relearning's own writing
         return run_result(fitted, run_dir, summary, stop.is_set())
 
     def _checked(self, spec: RunSpec, options: dict, *, given_elsewhere: tuple[str, ...] = ()) -> dict:
@@ -462,7 +465,7 @@ class Workbench:
         params = dict(folder=str(root), name=clean, **options)
 
         def target(callback, stop):
-            from ..similarity import SimilarityLearner
+            from ..similarity_learner import SimilarityLearner
 
             learner = SimilarityLearner(name=clean, **options)
             learner.fit(root, callback=callback, stop=stop)
@@ -703,8 +706,6 @@ class Workbench:
         out_dir = result.run_dir / f"added-{new_job_id()[:8]}"
 
         def target(callback, stop):
-            import time
-
             from ..results import check_output_folder, write_assignment_results
 
             started = time.perf_counter()

@@ -1,10 +1,8 @@
-"""The similarity model (SPN): P(two images show the same category), learnt from a labelled folder.
+"""Learning a similarity model (SPN) from a labelled folder.
 
-* :class:`SimilarityModel` is a trained model: network + preprocessing + model card. It embeds images and
-  scores all pairs of a set with one matrix product. Load one with :func:`load_similarity_model` (a path
-  or the name of a shipped model).
-* :class:`SimilarityLearner` trains one, scikit-learn style: ``SimilarityLearner(epochs=20).fit(folder)``
-  then ``.model_``, ``.history_``, ``.holdout_metrics_``.
+:class:`SimilarityLearner` trains one, scikit-learn style: ``SimilarityLearner(epochs=20).fit(folder)``
+then ``.model_`` (a :class:`~l2c_explorer.similarity_model.SimilarityModel`), ``.history_``,
+``.holdout_metrics_``.
 
 Training uses class-balanced mini-batches (``classes_per_batch`` classes x ``images_per_class`` images) and
 a binary cross-entropy over *every* pair in the batch (dense pair enumeration). Because the pair head is
@@ -14,28 +12,24 @@ product on top of embedding each image once.
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import math
 import os
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 
 from . import __version__
 from .augment import as_augmentation, augment_batch
+from .class_sampling import ClassBalancedSampler, sample_per_class, split_classes, usable_classes
 from .data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    ImageSet,
     Preprocessing,
     as_image_set,
     channel_stats,
@@ -44,301 +38,16 @@ from .data import (
     normalise,
     to_unit,
 )
-from .device import bf16_supported, place, resolve_device
-from .errors import InputError, ModelFileError, StoppedError
-from .losses import pair_bce_loss
-from .metrics import pair_scores
+from .device import bf16_supported, resolve_device
+from .errors import InputError, StoppedError
 from .model_fit import image_statistics
-from .model_io import MODEL_SUFFIX, model_file_path, read_model_file, save_model_file
-from .nets import (BackboneEncoder, CosinePairHead, SimilarityNet, build_similarity_net, has_frozen_trunk,
-                   package_supplied)
+from .nets import BackboneEncoder, CosinePairHead, SimilarityNet, build_similarity_net
 from .options import TRAIN_SIMILARITY
 from .pretrained import (PRETRAINED, compute_trunk_features, compute_trunk_maps, is_pretrained,
                          pretrained_block_count, pretrained_input_size)
 from .progress import Callback, Reporter
-
-# ---------------------------------------------------------------------------------------------------
-# the trained model
-
-
-class SimilarityModel:
-    """A trained pairwise similarity model and everything needed to use it.
-
-    Parameters
-    ----------
-    net : SimilarityNet
-    preprocessing : Preprocessing
-    card : dict
-        The model card: architecture, training data summary, hold-out pair metrics, version, ...
-    """
-
-    def __init__(self, net: SimilarityNet, preprocessing: Preprocessing, card: dict):
-        self.net = net.eval()
-        self.preprocessing = preprocessing
-        self.card = card
-        self.digest: str | None = None
-        self.source: str | None = None  # where it was loaded from
-
-    # -- identity ---------------------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        return self.card.get("name") or (Path(self.source).stem if self.source else "unsaved model")
-
-    def __repr__(self) -> str:
-        p = self.preprocessing
-        return f"SimilarityModel({self.name!r}, input={p.channels}x{p.size}x{p.size})"
-
-    # -- images -> embeddings -> pair probabilities ------------------------------------------------
-
-    def prepare(self, images, **folder_kwargs) -> ImageSet:
-        """Read a folder (or arrays) at this model's input size and channel count."""
-        p = self.preprocessing
-        return as_image_set(images, size=p.size, channels=p.channels, **folder_kwargs)
-
-    def inputs(self, pixels: torch.Tensor) -> torch.Tensor:
-        """uint8 pixels (n, C, S, S) -> normalised float input."""
-        return normalise(to_unit(pixels, self.preprocessing.invert), self.preprocessing)
-
-    def embed(self, pixels: torch.Tensor, **options) -> torch.Tensor:
-        """Unit embeddings of shape (n, d) for uint8 images of shape (n, C, S, S) (options: :meth:`embed_inputs`)."""
-        return self.embed_inputs(self.inputs(pixels), **options)
-
-    @torch.no_grad()
-    def embed_inputs(
-        self,
-        inputs: torch.Tensor,
-        *,
-        device: str | torch.device = "auto",
-        adapt_norm: bool = True,
-        batch_size: int = 512,
-        progress=None,
-        should_stop=None,
-    ) -> torch.Tensor:
-        """Unit embeddings (n, d), on the CPU, of normalised model inputs (n, C, S, S).
-
-        With ``adapt_norm`` the batch-norm statistics are re-estimated on these very images first (in a
-        copy of the network, see :func:`adapted_copy`), so a new set of categories is normalised by its
-        own statistics: the authors' "SPN in train mode" trick, done once for the whole set instead of
-        per mini-batch. ``progress(done, total)`` is called after each batch; when ``should_stop()``
-        becomes true, :class:`~l2c_explorer.errors.StoppedError` is raised.
-        """
-        dev = resolve_device(device)
-        if progress is not None:  # this stage has begun (the batch-norm pass below reports nothing)
-            progress(0, len(inputs))
-        if has_frozen_trunk(self.net):  # nothing to adapt: the trunk's features in small batches, then the top
-            features = compute_trunk_features(self, lambda a, b: inputs[a:b], len(inputs), device=dev,
-                                              progress=progress, should_stop=should_stop, normalised=True)
-            return F.normalize(self.net.encoder.from_features(features), dim=1)
-        net = inference_copy(adapted_copy(self.net, inputs, dev, batch_size) if adapt_norm else self.net, dev)
-        out = []
-        for i in range(0, len(inputs), batch_size):
-            if should_stop is not None and should_stop():
-                raise StoppedError("Stopped while computing features; nothing was learnt.")
-            batch = inputs[i : i + batch_size].to(dev)
-            emb = net.embed(batch)
-            if self.preprocessing.mirror_average:
-                emb = F.normalize(emb + net.embed(batch.flip(-1)), dim=1)
-            out.append(emb.cpu())
-            if progress is not None:
-                progress(min(i + batch_size, len(inputs)), len(inputs))
-        return torch.cat(out)
-
-    @torch.no_grad()
-    def pair_probabilities(self, emb_a: torch.Tensor, emb_b: torch.Tensor | None = None) -> torch.Tensor:
-        """P(same category) for every pair, on the CPU: unit embeddings (n, d), (m, d) -> (n, m)."""
-        head = self.net.head
-        where = head.scale.device
-        emb_b = emb_a if emb_b is None else emb_b
-        return torch.sigmoid(head(emb_a.to(where), emb_b.to(where))).float().cpu()
-
-    # -- files ------------------------------------------------------------------------------------
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the model (weights, architecture, preprocessing, card) to one ``.safetensors`` file."""
-        path = model_file_path(path)
-        config = {
-            "architecture": self.card["architecture"],
-            "preprocessing": self.preprocessing.to_dict(),
-            "card": self.card,
-        }
-        state = self.net.state_dict()
-        # a pretrained trunk's weights come from their package, checked by sha256 (all but a tuned tail)
-        state = {k: v for k, v in state.items() if not package_supplied(self.net, k)}
-        saved = save_model_file(path, state, kind="similarity", config=config)
-        self.source = str(saved)
-        return saved
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> SimilarityModel:
-        """Read a model file written by :meth:`save`; foreign or altered files are refused."""
-        tensors, config, digest = read_model_file(path, kind="similarity")
-        try:
-            from .nets import check_net_size
-
-            check_net_size(config["architecture"])  # before anything is allocated
-            net = build_similarity_net(config["architecture"])
-            load_stored_weights(net, tensors)
-            prep = Preprocessing.from_dict(config["preprocessing"])
-        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-            raise ModelFileError(f"{Path(path).name}: the stored model does not match its description ({exc}).") from None
-        model = cls(net, prep, dict(config.get("card", {})))
-        model.digest = digest
-        model.source = str(path)
-        return model
-
-
-def load_stored_weights(net: SimilarityNet, tensors: dict[str, torch.Tensor]) -> None:
-    """Load a model file's tensors: all of them, or all but a frozen trunk's (which its package supplies)."""
-    if not has_frozen_trunk(net):
-        net.load_state_dict(tensors, strict=True)
-        return
-    result = net.load_state_dict(tensors, strict=False)
-    missing = [k for k in result.missing_keys if not package_supplied(net, k)]
-    if missing or result.unexpected_keys:
-        raise RuntimeError(f"missing {missing[:5]}, unexpected {list(result.unexpected_keys)[:5]}")
-
-
-def norm_statistics_copy(net: nn.Module, batches: Iterable[torch.Tensor], device: torch.device) -> nn.Module:
-    """A copy of ``net`` whose batch-norm statistics are the average over ``batches`` of model inputs.
-
-    The one place batch-norm statistics are re-estimated. Not ``torch.optim.swa_utils.update_bn``: that
-    runs the whole forward pass (here: every pair of a batch), includes a last batch of one image, and
-    restores the old momentum, so statistics kept updating later would no longer be a plain average.
-    """
-    net = place(copy.deepcopy(net), device)
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
-        return net.eval()  # nothing to re-estimate (a folded pretrained trunk and its top): no pass over the images
-    for m in net.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches below
-    net.train()
-    with torch.no_grad():
-        for chunk in batches:
-            if len(chunk) > 1:
-                net.embed(chunk.to(device)) if hasattr(net, "embed") else net(chunk.to(device))
-    return net.eval()
-
-
-def inference_copy(net: nn.Module, device: torch.device) -> nn.Module:
-    """A copy of ``net`` in eval mode for computing embeddings only, on ``device``.
-
-    Each batch norm is folded into the convolution before it (``torch.fx``): the same function to float32
-    rounding, one pass less over every activation. With :func:`~l2c_explorer.device.place`'s layout the
-    embedding pass of both shipped models ran about 1.9x faster on a 2-core CPU (``benchmarks/conv_layout.py``).
-    Never trained or saved: its batch norms are gone.
-    """
-    from torch.fx.experimental.optimization import fuse
-
-    fast = copy.deepcopy(net).eval()
-    with contextlib.suppress(Exception):  # torch.fx cannot trace every torchvision model; unfused is only slower
-        fast.encoder = fuse(fast.encoder, inplace=True)
-    return place(fast, device)
-
-
-def adapted_copy(net: nn.Module, inputs: torch.Tensor, device: torch.device, batch_size: int = 512) -> nn.Module:
-    """A copy of ``net`` whose batch-norm statistics are the average over ``inputs`` (n, C, S, S)."""
-    return norm_statistics_copy(net, (inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size)), device)
-
-
-def check_image_size(image_size: int, widths) -> None:
-    """Refuse an input size the convolutional blocks ``widths`` (each halving the side) cannot take."""
-    blocks = len(widths)
-    if not blocks or image_size < 2**blocks or image_size % (2**blocks):
-        raise InputError(
-            f"image size must be a multiple of {2 ** blocks} (the network halves it {blocks} times), not {image_size}."
-        )
-
-
-# ---------------------------------------------------------------------------------------------------
-# finding models by name
-
-
-def default_models_dirs() -> list[Path]:
-    """Where shipped and user models are looked up by name, in order.
-
-    ``$L2C_MODELS_DIR`` (a ``os.pathsep``-separated list), then the ``models/`` folder of the source checkout,
-    then models bundled inside the installed package.
-    """
-    dirs: list[Path] = []
-    env = os.environ.get("L2C_MODELS_DIR")
-    if env:
-        dirs += [Path(p) for p in env.split(os.pathsep) if p]
-    here = Path(__file__).resolve().parent
-    dirs += [here.parent / "models", here / "_models"]
-    return [d for d in dirs if d.is_dir()]
-
-
-def list_models(dirs: list[Path] | None = None) -> dict[str, Path]:
-    """Model name -> file, for every similarity model file found in ``dirs`` (first one wins)."""
-    found: dict[str, Path] = {}
-    for d in dirs if dirs is not None else default_models_dirs():
-        for f in sorted(Path(d).glob(f"*{MODEL_SUFFIX}")):
-            found.setdefault(f.name[: -len(MODEL_SUFFIX)], f)
-    return found
-
-
-def resolve_model_path(name_or_path: str | os.PathLike, dirs: list[Path] | None = None) -> Path:
-    """A file path as given, or the file of a model found by name (see :func:`default_models_dirs`)."""
-    text = str(name_or_path)
-    path = Path(text).expanduser()
-    if path.is_file():
-        return path
-    if path.with_name(path.name + MODEL_SUFFIX).is_file():  # saved as "name" -> "name.safetensors"
-        return path.with_name(path.name + MODEL_SUFFIX)
-    if path.suffix == "" and os.sep not in text and "/" not in text:
-        models = list_models(dirs)
-        if text in models:
-            return models[text]
-        known = ", ".join(sorted(models)) or "none"
-        raise ModelFileError(f"No model named {text!r} (models available: {known}); give a file path or a model name.")
-    raise ModelFileError(f"Model file not found: {path}")
-
-
-def store_discovery_settings(path: str | os.PathLike, settings: dict) -> Path:
-    """Write discovery settings into a model file's card (``"discovery"``): the model then carries its own
-    (see :data:`l2c_explorer.options.MODEL_SETTINGS`). ``settings`` may also hold a ``"chosen_by"`` note.
-
-    The file is rewritten (atomically), so its sha256 changes.
-    """
-    from .options import MODEL_SETTINGS
-
-    unknown = set(settings) - set(MODEL_SETTINGS) - {"chosen_by"}
-    if unknown:
-        raise InputError(f"Not discovery settings: {', '.join(sorted(unknown))}; known: {', '.join(MODEL_SETTINGS)}.")
-    model = SimilarityModel.load(path)
-    model.card["discovery"] = dict(settings)
-    return model.save(path)
-
-
-def model_fit_advice(model: SimilarityModel, image_files, dirs: list[Path] | None = None) -> tuple[str | None, str]:
-    """Whether ``model`` suits these image files; if not, which available model does, and a message.
-
-    Returns ``(better_model_name or None, message)``; ``(None, "")`` when the model fits (see
-    :mod:`l2c_explorer.model_fit`).
-    """
-    from .model_fit import advice, model_statistics, sample_statistics
-
-    folder_stats = sample_statistics(image_files)
-    others = {}
-    for name, path in list_models(dirs).items():
-        if name == model.name:
-            continue
-        try:
-            other = SimilarityModel.load(path)
-        except ModelFileError:  # an unusable file is reported where models are listed, not here
-            continue
-        others[name] = model_statistics(other.card, other.preprocessing.to_dict())
-    return advice(model.name, model_statistics(model.card, model.preprocessing.to_dict()), folder_stats, others)
-
-
-def load_similarity_model(name_or_path: str | os.PathLike | SimilarityModel = "omniglot") -> SimilarityModel:
-    """Load a similarity model from a file path or by name (e.g. ``"omniglot"``)."""
-    if isinstance(name_or_path, SimilarityModel):
-        return name_or_path
-    return SimilarityModel.load(resolve_model_path(name_or_path))
-
+from .similarity_model import SimilarityModel
+from .similarity_training import ClassCentres, embedding_pair_metrics, holdout_pair_metrics, train_one_step
 
 # ---------------------------------------------------------------------------------------------------
 # training
@@ -352,127 +61,13 @@ class EpochRecord:
     holdout: dict = field(default_factory=dict)
 
 
-class ClassBalancedSampler:
-    """Batches of ``classes_per_batch`` classes x ``images_per_class`` images, drawn without replacement.
-
-    Classes with fewer images than ``images_per_class`` contribute all they have. With ``groups`` (a group
-    id per class, e.g. the alphabet of a character), a share ``same_group`` of the batches is drawn inside a
-    single group: hard negatives that look like the target task (telling apart the letters of one script).
-    """
-
-    def __init__(
-        self,
-        labels: np.ndarray,
-        *,
-        classes_per_batch: int,
-        images_per_class: int,
-        groups: np.ndarray | None = None,
-        same_group: float = 0.0,
-        generator: torch.Generator,
-    ):
-        self.by_class = [torch.from_numpy(np.flatnonzero(labels == c)) for c in range(int(labels.max()) + 1)]
-        self.by_class = [ix for ix in self.by_class if len(ix)]
-        self.n_classes = len(self.by_class)
-        self.classes_per_batch = min(classes_per_batch, self.n_classes)
-        self.images_per_class = images_per_class
-        self.g = generator
-        self.same_group = same_group if groups is not None else 0.0
-        if groups is not None:
-            groups = np.asarray(groups)
-            self.group_classes = [
-                torch.from_numpy(np.flatnonzero(groups == gid)) for gid in np.unique(groups)
-            ]
-            self.group_classes = [gc for gc in self.group_classes if len(gc) >= 2]
-            if not self.group_classes:
-                self.same_group = 0.0
-
-    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Indices of one batch and the batch-local class id of each."""
-        if self.same_group and torch.rand(1, generator=self.g).item() < self.same_group:
-            pool = self.group_classes[int(torch.randint(len(self.group_classes), (1,), generator=self.g))]
-            classes = pool[torch.randperm(len(pool), generator=self.g)[: self.classes_per_batch]]
-        else:
-            classes = torch.randperm(self.n_classes, generator=self.g)[: self.classes_per_batch]
-        idx, cls = [], []
-        for local, c in enumerate(classes.tolist()):
-            members = self.by_class[c]
-            pick = members[torch.randperm(len(members), generator=self.g)[: self.images_per_class]]
-            idx.append(pick)
-            cls.append(torch.full((len(pick),), local, dtype=torch.long))
-        return torch.cat(idx), torch.cat(cls)
-
-
-class ClassCentres(nn.Module):
-    """Training-only cosine classifier over the training classes (NormFace): ``scale * cos(e, w_c)``.
-
-    Classifying each image among all training classes gives every step a signal about every class, where the
-    pair loss only compares the batch's few classes; both shape the same unit embedding, so the cosine the
-    pair head reads becomes the quantity the classifier separates. Not saved with the model.
-    """
-
-    def __init__(self, *, n_classes: int, dim: int, scale: float = 16.0):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(n_classes, dim) * 0.01)
-        self.scale = scale
-
-    def forward(self, unit_emb: torch.Tensor) -> torch.Tensor:  # (b, d) -> (b, n_classes)
-        return self.scale * unit_emb @ F.normalize(self.weight, dim=1).T
-
-
-def train_one_step(
-    net: SimilarityNet,
-    optimizer: torch.optim.Optimizer,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    proto_weight: float = 0.0,
-    classes: torch.Tensor | None = None,
-    centres: ClassCentres | None = None,
-    class_weight: float = 0.0,
-    label_smoothing: float = 0.0,
-    mixed_precision: bool = False,
-    encode=None,
-) -> float:
-    """One optimisation step on a batch ``x`` (b, C, S, S) with batch-local classes ``y`` (b,).
-
-    With ``centres`` and ``classes`` (global class ids (b,)), a cosine-classifier cross-entropy weighted by
-    ``class_weight`` is added. ``mixed_precision`` runs the encoder under bfloat16 autocast (float16 on
-    CUDA would need loss scaling; bfloat16 does not); losses are computed in float32. ``encode`` replaces
-    ``net.encoder`` (a frozen trunk's top, when ``x`` holds the trunk's features (b, f)).
-    """
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=mixed_precision):
-        features = (encode or net.encoder)(x)
-    emb = F.normalize(features.float(), dim=1)  # (b, d), unit norm
-    logits = net.head(emb)  # (b, b)
-    same = y[:, None] == y[None, :]
-    loss = pair_bce_loss(logits, same)
-    if proto_weight:
-        loss = loss + proto_weight * prototype_loss(emb, y)
-    if class_weight and centres is not None and classes is not None:
-        loss = loss + class_weight * F.cross_entropy(centres(emb), classes, label_smoothing=label_smoothing)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return float(loss.detach())
-
-
-def prototype_loss(emb: torch.Tensor, y: torch.Tensor, temperature: float = 10.0) -> torch.Tensor:
-    """Leave-one-out prototype classification inside a batch.
-
-    Each image is classified among the batch's classes by its cosine to each class's summed embedding, its
-    own embedding left out of its own class. Everything reduces to sums of pair cosines: ``emb @ sums.T``
-    and the squared norms of the sums, so no (b, c, d) tensor is formed.
-
-    emb (b, d) unit, y (b,) batch-local class ids -> scalar.
-    """
-    onehot = F.one_hot(y).to(emb.dtype)  # (b, c)
-    sums = onehot.T @ emb  # (c, d)
-    dots = emb @ sums.T  # (b, c): sum over the class's members of cos(i, member)
-    own = onehot  # 1 where the class is the image's own
-    dots_loo = dots - own  # cos(i, i) = 1 removed from its own class
-    sq_norm = (sums * sums).sum(1)[None, :] - 2.0 * own * dots + own  # |sum_c - [c = y_i] e_i|^2
-    cos = dots_loo / sq_norm.clamp_min(1e-6).sqrt()
-    return F.cross_entropy(temperature * cos, y)
+def check_image_size(image_size: int, widths) -> None:
+    """Refuse an input size the convolutional blocks ``widths`` (each halving the side) cannot take."""
+    blocks = len(widths)
+    if not blocks or image_size < 2**blocks or image_size % (2**blocks):
+        raise InputError(
+            f"image size must be a multiple of {2 ** blocks} (the network halves it {blocks} times), not {image_size}."
+        )
 
 
 class SimilarityLearner(BaseEstimator):
@@ -968,40 +563,6 @@ class SimilarityLearner(BaseEstimator):
         return self
 
 
-def sample_per_class(listing, most: int, class_depth: int, seed: int):
-    """A folder listing with at most ``most`` files of each class (a seeded sample; the listing's order kept)."""
-    root, files, ignored, digest = listing
-    by_class: dict[tuple, list[int]] = {}
-    for i, path in enumerate(files):
-        by_class.setdefault(path.relative_to(root).parts[:class_depth], []).append(i)
-    rng = np.random.default_rng(seed)
-    keep = sorted(i for members in by_class.values()
-                  for i in (members if len(members) <= most else rng.choice(members, most, replace=False)))
-    return root, [files[i] for i in keep], ignored, digest
-
-
-def usable_classes(labels: list[str] | None) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """(class id per image (n,), the sorted class names, the ids of classes with 2 or more images).
-
-    Raises
-    ------
-    InputError
-        No labels (not one subfolder per class), or fewer than 2 classes of 2 images or more.
-    """
-    if labels is None:
-        raise InputError("Training a similarity model needs labelled images (one subfolder per class).")
-    names, ids = np.unique(np.asarray(labels, dtype=object), return_inverse=True)
-    names = [str(n) for n in names]
-    counts = np.bincount(ids, minlength=len(names))
-    usable = np.flatnonzero(counts >= 2)
-    if len(usable) < 2:
-        raise InputError(
-            "A similarity model needs at least 2 classes with 2 or more images each "
-            f"(found {len(names)} class folder(s) with {int(counts.max())} image(s) at most)."
-        )
-    return ids, names, usable
-
-
 def _trunk_pass(model: SimilarityModel, rows, n: int, device, report: Reporter, what: str,
                 cut: int | None = None) -> torch.Tensor:
     """Pooled trunk features of ``n`` images, or with ``cut`` the activations after the first ``cut`` blocks."""
@@ -1010,70 +571,3 @@ def _trunk_pass(model: SimilarityModel, rows, n: int, device, report: Reporter, 
         return compute_trunk_maps(model, rows, n, cut=cut, device=device, should_stop=report.should_stop,
                                   progress=progress)
     return compute_trunk_features(model, rows, n, device=device, should_stop=report.should_stop, progress=progress)
-
-
-def split_classes(classes: np.ndarray, holdout: float, g: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Split class ids into (train, held-out); at least 2 classes stay on each side when holding out.
-
-    ``holdout`` is a share of the classes (below 1) or a number of classes (1 or more).
-    """
-    classes = np.asarray(classes)
-    n_hold = int(holdout) if holdout >= 1 else int(round(holdout * len(classes)))
-    if holdout > 0 and len(classes) >= 4:
-        n_hold = min(max(n_hold, 2), len(classes) - 2)
-    else:
-        n_hold = 0
-    order = torch.randperm(len(classes), generator=g).numpy()
-    return np.sort(classes[order[n_hold:]]), np.sort(classes[order[:n_hold]])
-
-
-@torch.no_grad()
-def holdout_pair_metrics(
-    model: SimilarityModel,
-    inputs: torch.Tensor,
-    labels: np.ndarray,
-    *,
-    device: torch.device,
-    **protocol,
-) -> dict:
-    """Pair precision/recall/F1/ROC-AUC/PR-AUC on classes never trained on.
-
-    Protocol: batch-norm statistics re-estimated on the held-out images (as when clustering a new set),
-    then class-balanced batches as in the authors' evaluation (:func:`embedding_pair_metrics`, which takes
-    ``protocol``'s keywords).
-    """
-    return embedding_pair_metrics(model, model.embed_inputs(inputs, device=device), labels, **protocol)
-
-
-@torch.no_grad()
-def embedding_pair_metrics(
-    model: SimilarityModel,
-    emb: torch.Tensor,
-    labels: np.ndarray,
-    *,
-    classes_per_batch: int = 20,
-    images_per_class: int = 5,
-    n_batches: int = 50,
-    seed: int = 0,
-) -> dict:
-    """Pair scores of held-out images already embedded: unit embeddings (n, d), labels (n,).
-
-    ``n_batches`` class-balanced batches of ``classes_per_batch`` x ``images_per_class`` images; every
-    unordered pair of distinct images in a batch is scored (self-pairs excluded).
-    """
-    g = torch.Generator().manual_seed(seed)
-    labels = np.unique(labels, return_inverse=True)[1]
-    sampler = ClassBalancedSampler(labels, classes_per_batch=classes_per_batch, images_per_class=images_per_class, generator=g)
-    probs, same = [], []
-    for _ in range(n_batches):
-        idx, y = sampler.sample()
-        p = model.pair_probabilities(emb[idx]).numpy()
-        iu = np.triu_indices(len(idx), k=1)
-        probs.append(p[iu])
-        same.append((y[:, None] == y[None, :]).numpy()[iu])
-    scores = pair_scores(np.concatenate(probs), np.concatenate(same))
-    scores["protocol"] = (
-        f"{n_batches} batches of {sampler.classes_per_batch} held-out classes x {images_per_class} images, "
-        "unordered pairs without self-pairs, threshold 0.5, batch-norm adapted to the held-out images"
-    )
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}
