@@ -90,8 +90,9 @@ SECTIONS = [
      "`python benchmarks/scale.py --sets 10k 25k --k unknown --pipelines exact`, "
      "`python benchmarks/scale.py --sets 10k 25k 50k 100k --k known --pipelines new`, then "
      "`python benchmarks/scale.py --sets 100k 50k 25k 10k --k unknown --pipelines new` (`--max-k 1000` by default)"),
-    ("knn_search", "Nearest-neighbour search at scale: exact, inverted-file (IVF) and pynndescent",
-     "`python benchmarks/knn_search.py --threads 2`"),
+    ("knn_search", "Nearest-neighbour search at scale: exact, inverted-file (IVF), pynndescent and faiss",
+     "`pip install faiss-cpu==1.15.1` (for the faiss rows only), then "
+     "`python benchmarks/knn_search.py --threads 2 --also-threads 1`"),
     ("assign", "New images into a finished run (`assign`) against discovery on the union",
      "`python benchmarks/assign.py`"),
     ("threads", "Threads: a discovery run alone and beside a busy process", "`python benchmarks/threads.py`"),

@@ -297,12 +297,14 @@ class L2CClusterer(AnswersMixin, RunFilesMixin, ClusterMixin, BaseEstimator):
 
         cached = ["pixels"] * opened.pixels_cached + ["embeddings"] * embedded.cached
         # neighbour lists are kept only next to the embeddings they were found in
-        neighbours = cached_neighbours(folder_cache, model, options, len(source)) if embedded.cached else None
+        neighbours = (cached_neighbours(folder_cache, model, options, len(source), device) if embedded.cached
+                      else None)
         if neighbours is not None:
             cached.append("neighbours")
         result = first_pass(
             model, embedded.embeddings, options, method=self.method, device=device, report=report, timings=timings,
-            neighbours=neighbours, on_neighbours=lambda found: keep_neighbours(folder_cache, model, options, found),
+            neighbours=neighbours,
+            on_neighbours=lambda found: keep_neighbours(folder_cache, model, options, found, device),
             # the self-training batch follows from the groups found
             on_k=lambda k: report.revise("self-training", self_training_step_cost(k, model)))
         history, final_model = list(result.history), embedded.model

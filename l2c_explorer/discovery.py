@@ -42,7 +42,7 @@ from .graph import (
     stochastic_spectrum,
     top_eigenvalues,
 )
-from .neighbours import Neighbours, nearest_neighbours, rerank
+from .neighbours import Neighbours, nearest_neighbours, rerank, search_backend
 from .nets import has_frozen_trunk
 from .paper import dominant_outputs, train_paper_ccn
 from .planning import Stopwatch
@@ -208,27 +208,40 @@ def search_neighbours(emb: torch.Tensor, options: PassOptions, device=None) -> N
     return Neighbours(found.indices.cpu(), found.cosines.cpu(), found.exact)
 
 
-def neighbour_cache_key(model: SimilarityModel, options: PassOptions) -> str:
-    """Where a first pass's neighbour lists are kept in the folder's cache."""
+def neighbour_backend(n_images: int, options: PassOptions, device=None) -> str:
+    """The search :func:`search_neighbours` makes for ``n_images`` on ``device``: exact, faiss-ivf or ivf."""
+    return search_backend(n_images, min(options.neighbour_lists, n_images - 1), method=options.neighbours,
+                          device=device or "cpu")
+
+
+def neighbour_cache_key(model: SimilarityModel, options: PassOptions, backend: str) -> str:
+    """Where a first pass's neighbour lists are kept in the folder's cache; ``backend`` (:func:`neighbour_backend`)
+    keeps the lists of faiss's IVF search and of ours apart (they can differ slightly)."""
     return (f"neighbours-{model.digest[:16]}-{'norm' if options.adapt_norm else 'raw'}-{options.neighbour_lists}-"
-            f"{options.neighbours}-{options.seed}")
+            f"{options.neighbours}-{options.seed}-{backend}")
 
 
-def cached_neighbours(folder_cache, model: SimilarityModel, options: PassOptions, n_images: int) -> Neighbours | None:
-    """A first pass's neighbour lists read back from the folder's cache (None when there are none)."""
+def cached_neighbours(folder_cache, model: SimilarityModel, options: PassOptions, n_images: int,
+                      device=None) -> Neighbours | None:
+    """A first pass's neighbour lists read back from the folder's cache (None when there are none), where they
+    were found by the search that would be made now on ``device``."""
     if folder_cache is None or not model.digest:
         return None
-    cached = folder_cache.load(neighbour_cache_key(model, options), ("indices", "cosines"))
+    key = neighbour_cache_key(model, options, neighbour_backend(n_images, options, device))
+    cached = folder_cache.load(key, ("indices", "cosines"))
     if cached is None or len(cached["indices"]) != n_images:
         return None
     return Neighbours(torch.from_numpy(cached["indices"].astype(np.int64)), torch.from_numpy(cached["cosines"]),
                       exact=bool(cached["exact"]))
 
 
-def keep_neighbours(folder_cache, model: SimilarityModel, options: PassOptions, neighbours: Neighbours) -> None:
-    """Keep a first pass's neighbour lists in the folder's cache (see :func:`cached_neighbours`)."""
+def keep_neighbours(folder_cache, model: SimilarityModel, options: PassOptions, neighbours: Neighbours,
+                    device=None) -> None:
+    """Keep a first pass's neighbour lists, searched on ``device``, in the folder's cache (see
+    :func:`cached_neighbours`)."""
     if folder_cache is not None and model.digest:
-        folder_cache.save(neighbour_cache_key(model, options), indices=neighbours.indices.numpy().astype(np.int32),
+        key = neighbour_cache_key(model, options, neighbour_backend(len(neighbours.indices), options, device))
+        folder_cache.save(key, indices=neighbours.indices.numpy().astype(np.int32),
                           cosines=neighbours.cosines.numpy(), exact=np.array(neighbours.exact))
 
 

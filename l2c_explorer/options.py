@@ -486,9 +486,9 @@ DISCOVER = RunSpec("discover", [
            allowed=Whole(2), none=_model_setting("k_graph_neighbours")),
     Option("k_graph_scale_neighbour", None, "the neighbour whose distance sets each image's local scale in that graph",
            allowed=Whole(1), none=_model_setting("k_graph_scale_neighbour")),
-    Option("neighbours", "auto", "nearest-neighbour search: exact, or ivf (approximate, an inverted-file search); "
-           "auto: exact up to 20,000 images (l2c_explorer.neighbours)", allowed=OneOf(NEIGHBOUR_SEARCHES),
-           flag="--neighbour-search"),
+    Option("neighbours", "auto", "nearest-neighbour search: exact, or ivf (approximate, an inverted-file search: "
+           "faiss's on the CPU, else torch's); auto: exact up to 20,000 images (l2c_explorer.neighbours)",
+           allowed=OneOf(NEIGHBOUR_SEARCHES), flag="--neighbour-search"),
     Option("spectrum", "auto", "graph spectrum and diffusion features: exact eigenpairs, or stochastic (estimated "
            "at a cost linear in the folder); auto: estimated when exact ones would cost much",
            allowed=OneOf(SPECTRUM_METHODS), flag="--spectrum"),

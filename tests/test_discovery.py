@@ -9,9 +9,12 @@ import torch
 from l2c_explorer.discovery import (
     K_RULES,
     PassOptions,
+    cached_neighbours,
     cluster_pass,
     estimate_k,
     first_pass,
+    keep_neighbours,
+    neighbour_backend,
     search_neighbours,
     sharpen,
     spectrum_details,
@@ -47,6 +50,42 @@ def test_neighbour_lists_come_nearest_first():
     assert found.exact and found.indices.shape == (100, options().neighbour_lists)
     assert (found.cosines[:, :-1] >= found.cosines[:, 1:] - 1e-6).all()
     assert not (found.indices == torch.arange(100)[:, None]).any()  # never itself
+
+
+class DictCache:
+    """A folder cache in memory: what cached_neighbours and keep_neighbours use of it."""
+
+    def __init__(self):
+        self.entries = {}
+
+    def save(self, name, **arrays):
+        self.entries[name] = {k: np.atleast_1d(v) for k, v in arrays.items()}
+
+    def load(self, name, keys):
+        return self.entries.get(name)
+
+
+def test_cached_neighbour_lists_are_read_back_only_by_the_search_that_found_them(monkeypatch):
+    from types import SimpleNamespace
+
+    from l2c_explorer import neighbours
+
+    monkeypatch.setattr(neighbours, "faiss_available", lambda: True)  # the choice only: nothing is searched by faiss
+    emb, _ = blobs()
+    o, model, cache = options(), SimpleNamespace(digest="0123456789abcdef" * 4), DictCache()
+    found = search_neighbours(emb, o)
+    # exact below the limit on any device: one entry serves both
+    assert neighbour_backend(100, o, "cpu") == neighbour_backend(100, o, torch.device("cuda")) == "exact"
+    keep_neighbours(cache, model, o, found, "cpu")
+    again = cached_neighbours(cache, model, o, 100, torch.device("cuda"))
+    assert again is not None and torch.equal(again.indices, found.indices) and again.exact
+    # above it faiss's IVF lists on the CPU and ours on a GPU are kept apart
+    monkeypatch.setattr(neighbours, "EXACT_LIMIT", 50)
+    assert neighbour_backend(100, o, None) == "faiss-ivf" and neighbour_backend(100, o, "cuda") == "ivf"
+    keep_neighbours(cache, model, o, found, "cpu")
+    assert cached_neighbours(cache, model, o, 100, "cpu") is not None
+    assert cached_neighbours(cache, model, o, 100, "cuda") is None
+    assert len(cache.entries) == 2
 
 
 @pytest.mark.numerical
