@@ -20,7 +20,7 @@ card (``--write``), so `discover`, the app and the API use them for this model.
     python benchmarks/photos_settings.py --model models/photos.safetensors --write
     python benchmarks/photos_settings.py --store-only    # store the recorded choice (same weights) without rerunning
 
-Writes benchmarks/results/photos_settings.{json,md}.
+Writes benchmarks/results/photos_settings.{json,md} (``--name``: another stem).
 """
 
 from __future__ import annotations
@@ -80,6 +80,8 @@ def main() -> None:
     add_common_flags(parser, max_k=100, threads=2)
     parser.add_argument("--full", type=int, default=3, help="validation folders of all held-out classes")
     parser.add_argument("--subsets", type=int, default=6, help="validation folders of 10 random held-out classes")
+    parser.add_argument("--name", default="photos_settings",
+                        help="results file stem (default photos_settings; e.g. photos_lite2_settings for a candidate)")
     parser.add_argument("--write", action="store_true", help="store the chosen settings in the model file's card")
     parser.add_argument("--smoothing-only", action="store_true",
                         help="run step 3 alone, on top of the steps 1-2 recorded for this model's weights")
@@ -88,7 +90,7 @@ def main() -> None:
                              "if it was made for this model's weights")
     args = parser.parse_args()
     if args.store_only:
-        recorded = json.loads((RESULTS / "photos_settings.json").read_text())
+        recorded = json.loads((RESULTS / f"{args.name}.json").read_text())
         digest = load_similarity_model(args.model).digest
         if recorded["model_sha256"] != digest:
             sys.exit(f"The recorded settings were chosen for weights {recorded['model_sha256'][:12]}…, not for "
@@ -150,7 +152,7 @@ def best_smoothing(smoothing: list[dict]) -> dict:
 
 
 def smoothing_only(args, started: float) -> None:
-    record = json.loads((RESULTS / "photos_settings.json").read_text())
+    record = json.loads((RESULTS / f"{args.name}.json").read_text())
     model = load_similarity_model(args.model)
     step3 = ("n_neighbors", "diffusion_time")
     settings = {k: v for k, v in record["chosen"].items() if k not in step3}
@@ -205,7 +207,7 @@ def write_report(record: dict, model, held_out: list[str]) -> None:
                   "| neighbours | diffusion time | ACC % |", "|---|---|---|"]
         lines += [f"| {r['n_neighbors']} | {r['diffusion_time']:g} | {100 * r['acc']:.1f} |" for r in record["smoothing"]]
     lines += ["", f"Chosen: {', '.join(f'`{k}` = {v}' for k, v in chosen.items())}; {total / 60:.1f} min in all."]
-    write_results("photos_settings", record, "\n".join(lines))
+    write_results(args.name, record, "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -146,7 +146,7 @@ class AnswersMixin:
         if len(cs) == 0:
             raise InputError("Relearning learns from answers: answer some questions (or merge or split groups) first.")
         report = Reporter(callback, stop)
-        report.plan(self._relearn_stages())  # every report carries the time left
+        report.plan(self._relearn_stages(), calibrated=True)  # every report carries the time left
         started = time.perf_counter()
         device = resolve_device(self.device)
         confidence = self.confidence_.astype(np.float64)

@@ -126,8 +126,14 @@ class RunPlan:
     this machine's pace.
     """
 
-    def __init__(self, stages: list[Stage]):
+    def __init__(self, stages: list[Stage], *, calibrated: bool = False):
         self.stages = [s for s in stages if s.units > 0]
+        # priors already measured on this machine by the run being followed up (a relearning's,
+        # :func:`calibrated`): a stage running off its prior may be the machine slowing down, or that stage
+        # alone (a relearning's sharpening ran at 2x its prior and its graph and training at theirs: passed
+        # on in full, the time left said 3.5x the truth), so the stages still to come take half of it (in
+        # ratio: 2x becomes 1.41x, within a factor of 2 of either truth up to 4x)
+        self.calibrated = calibrated
         self.current = -1
         self.started_at: list[float | None] = [None] * len(self.stages)
         self.seconds: list[float | None] = [None] * len(self.stages)  # measured durations of finished stages
@@ -228,6 +234,7 @@ class RunPlan:
             setup = self.first_time - self.started_at[self.current]
             paced_spent, paced_done = spent - setup, done - self.first_done
         speed = self._speed(paced_spent, paced_done)
+        later_speed = speed ** 0.5 if self.calibrated else speed
         pace = self._measured_pace(stage.name)
         expected = stage.prior * (pace if pace is not None else speed)
         if done > 0:
@@ -240,7 +247,7 @@ class RunPlan:
             pace = self._measured_pace(later.name)
             if pace is None:
                 same = later.name == stage.name and stage.prior > 0 and not self.read_back[self.current]
-                pace = expected / stage.prior if same else speed
+                pace = expected / stage.prior if same else later_speed
             after += later.prior * pace
         self.after_current = after
         return max(expected - spent, 0.0) + after
@@ -298,9 +305,10 @@ class Reporter:
     def should_stop(self) -> bool:
         return self.stop is not None and self.stop.is_set()
 
-    def plan(self, stages: list[Stage]) -> None:
-        """Declare the stages still to come, in order (see :class:`RunPlan`)."""
-        self.run_plan = RunPlan(stages)
+    def plan(self, stages: list[Stage], *, calibrated: bool = False) -> None:
+        """Declare the stages still to come, in order (see :class:`RunPlan`; ``calibrated``: their priors were
+        measured here, by the run this one follows up)."""
+        self.run_plan = RunPlan(stages, calibrated=calibrated)
 
     def revise(self, stage: str, cost: float) -> None:
         """A better prior for the planned stages of this name still to come (see :meth:`RunPlan.revise`)."""

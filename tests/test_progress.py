@@ -228,3 +228,13 @@ def test_a_stages_set_up_is_counted_once_not_per_step():
         truth_left -= 0.015
         left = plan.update("self-training", step, 100, now)
         assert 0.8 <= left / truth_left <= 1.25, (step, left, truth_left)
+
+
+@pytest.mark.parametrize("calibrated, expected_after", [(False, 2 * 1.0), (True, 2 ** 0.5 * 1.0)])
+def test_a_calibrated_plan_passes_on_half_of_a_stages_pace(calibrated, expected_after):
+    """Priors measured on this machine (a relearning's): a stage running at twice its prior stretches the
+    stages after it by 1.41x, not 2x (a plan of priors on a reference machine passes its pace on in full)."""
+    plan = RunPlan([Stage("self-training", 10, 0.1), Stage("graph", 1, 1.0)], calibrated=calibrated)
+    plan.update("self-training", 0, 10, 0.0)
+    left = plan.update("self-training", 10, 10, 2.0)  # done, at twice its prior
+    assert left == pytest.approx(expected_after)
