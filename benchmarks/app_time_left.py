@@ -31,7 +31,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
 from common import add_common_flags, machine_description, write_results
 from datasets import OMNIGLOT_EVALUATION, ROOT, thousand_drawings
 

@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import add_common_flags, machine_description, matched_accuracy, write_results
 from datasets import TINY_IMAGENET, TINY_NOVEL, build_set, default_scratch, link_tree, true_label
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from datasets import ROOT, shown
 
 RESULTS = Path(__file__).resolve().parent / "results"

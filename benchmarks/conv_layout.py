@@ -20,11 +20,10 @@ import copy
 import time
 
 import torch
-
 from common import add_common_flags, machine_description, write_results
 
-from l2c_explorer.similarity_model import inference_copy, load_similarity_model  # noqa: E402
-from l2c_explorer.similarity_training import train_one_step  # noqa: E402
+from l2c_explorer.similarity_model import inference_copy, load_similarity_model
+from l2c_explorer.similarity_training import train_one_step
 
 BATCH = 512  # images per forward pass, as embedding does
 STEP_IMAGES = 100  # 20 pseudo-classes x 5 images, a self-training step's batch

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import RESULTS, add_common_flags, machine_description, write_results
 from datasets import DATA, mnist_test, usps
 

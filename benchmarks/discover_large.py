@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import BASELINE, add_common_flags, baseline_package, machine_description, write_results
 from datasets import OMNIGLOT_EVALUATION, ROOT, shown
 

@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import machine_description, write_results
 from datasets import ROOT
 

@@ -39,11 +39,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import RESULTS, add_common_flags, machine_description, write_results
 from datasets import build_set
 
-from l2c_explorer.neighbours import exact_neighbours, ivf_neighbours  # noqa: E402
+from l2c_explorer.neighbours import exact_neighbours, ivf_neighbours
 
 K = 20
 

@@ -13,7 +13,6 @@ import json
 import re
 
 import numpy as np
-
 from common import COLUMN, PUBLISHED_BY_KEY, PUBLISHED_MEANS, RESULTS, normalise_name
 from datasets import OMNIGLOT_BACKGROUND, OMNIGLOT_EVALUATION, ROOT, TINY_SOURCE, shown
 

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import (
     COLUMN,
     PUBLISHED_BY_KEY,
@@ -35,9 +34,10 @@ from common import (
 )
 from datasets import OMNIGLOT_EVALUATION, shown
 
-from l2c_explorer.clustering import L2CClusterer  # noqa: E402
-from l2c_explorer.options import DISCOVER  # noqa: E402
-from l2c_explorer.similarity_model import load_similarity_model  # noqa: E402
+from l2c_explorer.clustering import L2CClusterer
+from l2c_explorer.options import DISCOVER
+from l2c_explorer.similarity_model import load_similarity_model
+
 
 def run_one(folder: Path, model, *, k: int | None, loss: str, seed: int, max_k: int, device: str,
             self_training_steps: int) -> dict:

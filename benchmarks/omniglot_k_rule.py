@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import SIGNIFICANCE_CANDIDATES, add_common_flags, machine_description, scores, write_results
 from datasets import N_FOLDS, OMNIGLOT_BACKGROUND, validation_setup
 
@@ -51,7 +50,7 @@ from l2c_explorer.graph import (
 )
 from l2c_explorer.options import DISCOVER, discovery_settings
 from l2c_explorer.progress import Reporter
-from l2c_explorer.similarity_model import load_similarity_model  # noqa: E402
+from l2c_explorer.similarity_model import load_similarity_model
 from l2c_explorer.sources import open_images, scratch_folder
 
 USED_GRAPH = f"self-tuning, k={K_GRAPH_NEIGHBOURS}"

@@ -22,12 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import add_common_flags, label_ids, machine_description, run_ours, subfolders, write_results
 from datasets import OMNIGLOT_BACKGROUND, VALIDATION_FOLD, background_split, train_fold_model
 
-from l2c_explorer.clustering import L2CClusterer  # noqa: E402
-from l2c_explorer.similarity_model import load_similarity_model  # noqa: E402
+from l2c_explorer.clustering import L2CClusterer
+from l2c_explorer.similarity_model import load_similarity_model
 
 SIZES = (32, 48)
 BUDGETS = (0, 10, 25)

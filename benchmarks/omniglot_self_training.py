@@ -23,14 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import SIGNIFICANCE_CANDIDATES, add_common_flags, machine_description, write_results
 from datasets import OMNIGLOT_BACKGROUND, validation_setup
 
-from l2c_explorer.clustering import L2CClusterer  # noqa: E402
-from l2c_explorer.graph import SHARPENED_SIGNIFICANT_GAP, eigengap_k  # noqa: E402
-from l2c_explorer.options import DISCOVER  # noqa: E402
-from l2c_explorer.similarity_model import load_similarity_model  # noqa: E402
+from l2c_explorer.clustering import L2CClusterer
+from l2c_explorer.graph import SHARPENED_SIGNIFICANT_GAP, eigengap_k
+from l2c_explorer.options import DISCOVER
+from l2c_explorer.similarity_model import load_similarity_model
 
 # (steps, keep): steps 0 is discovery without self-training
 SETTINGS = ((0, 0.5), (100, 0.3), (100, 0.5), (100, 0.7), (100, 1.0), (200, 0.5))

@@ -39,17 +39,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import add_common_flags, class_folders, kmeans_labels, machine_description, scores, write_results
-from datasets import DATA, PHOTO_SETS as SETS, link_folders
+from datasets import DATA, link_folders
+from datasets import PHOTO_SETS as SETS
 
-from l2c_explorer.clustering import L2CClusterer  # noqa: E402
-from l2c_explorer.embedding import trunk_features  # noqa: E402
-from l2c_explorer.nets import build_similarity_net  # noqa: E402
-from l2c_explorer.recipes import PRETRAINED_TOP, similarity_recipe  # noqa: E402
-from l2c_explorer.similarity_learner import SimilarityLearner  # noqa: E402
-from l2c_explorer.similarity_model import SimilarityModel, load_similarity_model  # noqa: E402
-from l2c_explorer.store import read_folder  # noqa: E402
+from l2c_explorer.clustering import L2CClusterer
+from l2c_explorer.embedding import trunk_features
+from l2c_explorer.nets import build_similarity_net
+from l2c_explorer.recipes import PRETRAINED_TOP, similarity_recipe
+from l2c_explorer.similarity_learner import SimilarityLearner
+from l2c_explorer.similarity_model import SimilarityModel, load_similarity_model
+from l2c_explorer.store import read_folder
 
 HERE = Path(__file__).resolve().parent
 PREVIOUS = HERE / "models" / "photos-scratch.safetensors"

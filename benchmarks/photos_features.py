@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from common import add_common_flags, kmeans_accuracy, label_ids, machine_description, write_results
-from datasets import DATA, PHOTO_SETS as SETS, held_out_photo_folder
+from datasets import DATA, held_out_photo_folder
+from datasets import PHOTO_SETS as SETS
 
 from l2c_explorer.data import IMAGENET_MEAN, IMAGENET_STD
 from l2c_explorer.device import bf16_supported

@@ -32,12 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import RESULTS, add_common_flags, kmeans_accuracy, machine_description, subfolders, write_results
 from datasets import DATA, OMNIGLOT_EVALUATION, PHOTO_SETS, TINY_NOVEL, TINY_SOURCE, photo_validation_folders
 
 from l2c_explorer.metrics import dense_pair_scores
-from l2c_explorer.similarity_model import load_similarity_model  # noqa: E402
+from l2c_explorer.similarity_model import load_similarity_model
 
 NEIGHBOURS = 10
 

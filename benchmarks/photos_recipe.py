@@ -27,21 +27,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from common import add_common_flags, kmeans_accuracy, machine_description, write_results
 from datasets import TINY_SOURCE, photo_sample
 
-from l2c_explorer.clustering import L2CClusterer  # noqa: E402
-from l2c_explorer.data import IMAGENET_MEAN, IMAGENET_STD, Preprocessing  # noqa: E402
-from l2c_explorer.metrics import cluster_accuracy  # noqa: E402
-from l2c_explorer.nets import build_similarity_net  # noqa: E402
-from l2c_explorer.pretrained import PRETRAINED, compute_trunk_features  # noqa: E402
-from l2c_explorer.recipes import similarity_recipe  # noqa: E402
-from l2c_explorer.class_sampling import split_classes  # noqa: E402
-from l2c_explorer.similarity_learner import SimilarityLearner  # noqa: E402
-from l2c_explorer.similarity_model import SimilarityModel  # noqa: E402
-from l2c_explorer.similarity_training import embedding_pair_metrics  # noqa: E402
-from l2c_explorer.store import read_folder  # noqa: E402
+from l2c_explorer.class_sampling import split_classes
+from l2c_explorer.clustering import L2CClusterer
+from l2c_explorer.data import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from l2c_explorer.metrics import cluster_accuracy
+from l2c_explorer.nets import build_similarity_net
+from l2c_explorer.pretrained import PRETRAINED, compute_trunk_features
+from l2c_explorer.recipes import similarity_recipe
+from l2c_explorer.similarity_learner import SimilarityLearner
+from l2c_explorer.similarity_model import SimilarityModel
+from l2c_explorer.similarity_training import embedding_pair_metrics
+from l2c_explorer.store import read_folder
 
 # name -> (what it tests, changes to the shipped recipe, views of the features it trains on)
 VARIANTS = {

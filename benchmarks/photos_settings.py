@@ -35,13 +35,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import RESULTS, add_common_flags, machine_description, subfolders, write_results
-from datasets import TINY_SOURCE, photo_validation_folders as validation_folders
+from datasets import TINY_SOURCE
+from datasets import photo_validation_folders as validation_folders
 
-from l2c_explorer.clustering import L2CClusterer  # noqa: E402
-from l2c_explorer.graph import eigengap_k, self_tuning_spectrum  # noqa: E402
-from l2c_explorer.similarity_model import load_similarity_model  # noqa: E402
+from l2c_explorer.clustering import L2CClusterer
+from l2c_explorer.graph import eigengap_k, self_tuning_spectrum
+from l2c_explorer.similarity_model import load_similarity_model
 
 GRAPHS = [(10, 5), (20, 7), (30, 10)]  # (neighbours, scale neighbour) of the self-tuning graph
 SIGNIFICANCES = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0]
@@ -130,7 +130,7 @@ def main() -> None:
     record = {"args": vars(args), "model_sha256": model.digest, "first": {
         f"{g[0]},{g[1]},{s}": e for (g, s), e in first.items()}, "runs": runs, "known": known,
         "smoothing": smoothing, "chosen": chosen, "machine": machine_description(args.threads), "seconds": total}
-    write_report(record, model, held_out)
+    write_report(record, model, held_out, args.name)
     if args.write:
         store(args.model, chosen)
 
@@ -168,12 +168,12 @@ def smoothing_only(args, started: float) -> None:
     record["seconds"] = record["seconds"] + time.perf_counter() - started
     record["smoothing_machine"] = machine_description(args.threads)
     record["smoothing_model_sha256"] = model.digest
-    write_report(record, model, held_out)
+    write_report(record, model, held_out, args.name)
     if args.write:
         store(args.model, record["chosen"])
 
 
-def write_report(record: dict, model, held_out: list[str]) -> None:
+def write_report(record: dict, model, held_out: list[str], name: str) -> None:
     first = {tuple(int(x) for x in key.split(",")[:2]): None for key in record["first"]}  # graphs, in order
     runs, known, chosen, total = record["runs"], record["known"], record["chosen"], record["seconds"]
     a = record["args"]
@@ -207,7 +207,7 @@ def write_report(record: dict, model, held_out: list[str]) -> None:
                   "| neighbours | diffusion time | ACC % |", "|---|---|---|"]
         lines += [f"| {r['n_neighbors']} | {r['diffusion_time']:g} | {100 * r['acc']:.1f} |" for r in record["smoothing"]]
     lines += ["", f"Chosen: {', '.join(f'`{k}` = {v}' for k, v in chosen.items())}; {total / 60:.1f} min in all."]
-    write_results(args.name, record, "\n".join(lines))
+    write_results(name, record, "\n".join(lines))
     print("\n".join(lines))
 
 

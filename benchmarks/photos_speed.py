@@ -21,19 +21,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import add_common_flags, machine_description, subfolders, write_results
 from datasets import TINY_SOURCE
 
+from l2c_explorer.augment import as_augmentation, augment_batch
+from l2c_explorer.class_sampling import ClassBalancedSampler
+from l2c_explorer.data import Preprocessing, channel_stats, load_image_folder, normalise, to_unit
+from l2c_explorer.device import bf16_supported
 from l2c_explorer.nets import build_similarity_net
-
-from l2c_explorer.augment import as_augmentation, augment_batch  # noqa: E402
-from l2c_explorer.data import Preprocessing, channel_stats, load_image_folder, normalise, to_unit  # noqa: E402
-from l2c_explorer.device import bf16_supported  # noqa: E402
-from l2c_explorer.recipes import similarity_recipe  # noqa: E402
-from l2c_explorer.class_sampling import ClassBalancedSampler  # noqa: E402
-from l2c_explorer.similarity_learner import SimilarityLearner  # noqa: E402
-from l2c_explorer.similarity_training import ClassCentres, train_one_step  # noqa: E402
+from l2c_explorer.recipes import similarity_recipe
+from l2c_explorer.similarity_learner import SimilarityLearner
+from l2c_explorer.similarity_training import ClassCentres, train_one_step
 
 
 def main() -> None:

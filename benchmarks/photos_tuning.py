@@ -23,15 +23,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from common import add_common_flags, kmeans_accuracy, label_ids, machine_description, subfolders, write_results
 from datasets import TINY_SOURCE, held_out_photo_folder
 
-from l2c_explorer.clustering import L2CClusterer  # noqa: E402
-from l2c_explorer.metrics import cluster_accuracy  # noqa: E402
-from l2c_explorer.recipes import similarity_recipe  # noqa: E402
-from l2c_explorer.similarity_learner import SimilarityLearner  # noqa: E402
-from l2c_explorer.store import read_folder  # noqa: E402
+from l2c_explorer.clustering import L2CClusterer
+from l2c_explorer.metrics import cluster_accuracy
+from l2c_explorer.recipes import similarity_recipe
+from l2c_explorer.similarity_learner import SimilarityLearner
+from l2c_explorer.store import read_folder
 
 # name -> (what it trains, changes to the `photos` recipe)
 VARIANTS = {

@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from common import RESULTS, machine_description, write_results
 
 BUDGETS = (10, 25, 50)

@@ -18,12 +18,11 @@ import time
 
 import numpy as np
 import torch
-
 from common import add_common_flags, machine_description, write_results
 from datasets import OMNIGLOT_EVALUATION
 
-from l2c_explorer.selftrain import batch_images, self_train  # noqa: E402
-from l2c_explorer.similarity_model import load_similarity_model  # noqa: E402
+from l2c_explorer.selftrain import batch_images, self_train
+from l2c_explorer.similarity_model import load_similarity_model
 
 GROUPS = [2, 4, 6, 10, 15, 20, 30]
 

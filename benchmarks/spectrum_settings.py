@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import RESULTS, add_common_flags, machine_description, write_results
 from datasets import default_scratch, source_classes
 

@@ -28,18 +28,17 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from common import add_common_flags, machine_description, write_results
 from datasets import OMNIGLOT
 
-from l2c_explorer.augment import AffineJitter, augment_batch  # noqa: E402
-from l2c_explorer.options import TRAIN_SIMILARITY  # noqa: E402
-from l2c_explorer.data import channel_stats, load_image_folder, normalise, Preprocessing, to_unit  # noqa: E402
-from l2c_explorer.metrics import pair_scores  # noqa: E402
-from l2c_explorer.nets import ConcatPairMLP, build_similarity_net, vggs_encoder  # noqa: E402
-from l2c_explorer.class_sampling import ClassBalancedSampler  # noqa: E402
-from l2c_explorer.similarity_model import adapted_copy  # noqa: E402
-from l2c_explorer.similarity_training import train_one_step  # noqa: E402
+from l2c_explorer.augment import AffineJitter, augment_batch
+from l2c_explorer.class_sampling import ClassBalancedSampler
+from l2c_explorer.data import Preprocessing, channel_stats, load_image_folder, normalise, to_unit
+from l2c_explorer.metrics import pair_scores
+from l2c_explorer.nets import ConcatPairMLP, build_similarity_net, vggs_encoder
+from l2c_explorer.options import TRAIN_SIMILARITY
+from l2c_explorer.similarity_model import adapted_copy
+from l2c_explorer.similarity_training import train_one_step
 
 OUR_ARCH = {"type": "conv-cosine", "in_channels": 1, "widths": [32, 64, 128, 128], "embedding_dim": 128, "input_size": 32}
 

@@ -53,7 +53,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import (
     RESULTS,
     Oracle,
@@ -68,10 +67,10 @@ from common import (
 )
 from datasets import OMNIGLOT_EVALUATION, ROOT, TINY_NOVEL, photo_subset, thousand_drawings
 
-from l2c_explorer.clustering import L2CClusterer  # noqa: E402
-from l2c_explorer.constraints import Answer, ConstraintSet  # noqa: E402
-from l2c_explorer import questions as questions_module  # noqa: E402
-from l2c_explorer.similarity_model import list_models, load_similarity_model  # noqa: E402
+from l2c_explorer import questions as questions_module
+from l2c_explorer.clustering import L2CClusterer
+from l2c_explorer.constraints import Answer, ConstraintSet
+from l2c_explorer.similarity_model import list_models, load_similarity_model
 
 BUDGETS = (0, 10, 25, 50, 100)
 METHODS = ("ours", "relearn", "random", "cobras", "npu")

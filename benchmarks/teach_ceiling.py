@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import (
     RESULTS,
     accuracy_and_k_error,
@@ -48,13 +47,13 @@ from common import (
 )
 from datasets import OMNIGLOT_EVALUATION, TINY_NOVEL, photo_subset
 
-from l2c_explorer.clustering import L2CClusterer  # noqa: E402
-from l2c_explorer.constraints import Answer  # noqa: E402
-from l2c_explorer.discovery import PassOptions, sharpen  # noqa: E402
-from l2c_explorer.progress import Reporter  # noqa: E402
-from l2c_explorer.groups import representative  # noqa: E402
-from l2c_explorer.similarity_model import load_similarity_model  # noqa: E402
-from l2c_explorer.sources import open_images  # noqa: E402
+from l2c_explorer.clustering import L2CClusterer
+from l2c_explorer.constraints import Answer
+from l2c_explorer.discovery import PassOptions, sharpen
+from l2c_explorer.groups import representative
+from l2c_explorer.progress import Reporter
+from l2c_explorer.similarity_model import load_similarity_model
+from l2c_explorer.sources import open_images
 
 # A character counts as merged into a group when at least this many of its 20 drawings are there (fewer are
 # the scattered errors no group-level answer moves). Not tuned: a quarter of a character's drawings.

@@ -25,7 +25,7 @@ import time
 from common import add_common_flags, machine_description, write_results
 from datasets import OMNIGLOT_BACKGROUND, ROOT, TINY_SOURCE, shown
 
-from l2c_explorer.similarity_model import load_similarity_model  # noqa: E402
+from l2c_explorer.similarity_model import load_similarity_model
 
 # each model's training folder, as its card's command (run from the repository root) names it
 DATA = {"omniglot": shown(OMNIGLOT_BACKGROUND), "photos": shown(TINY_SOURCE)}
