@@ -42,7 +42,7 @@ from . import __version__
 from .answering import AnswersMixin
 from .assignment import UNLIKE_QUANTILE, assign_embeddings, unlike_threshold
 from .ccn import Clusters, ranked_clusters
-from .constraints import ConstraintSet
+from .constraints import ConstraintSet, check_answers_file
 from .corrections import AnswerHistory
 from .data import truth_problem
 from .device import resolve_device
@@ -251,6 +251,9 @@ class L2CClusterer(AnswersMixin, RunFilesMixin, ClusterMixin, BaseEstimator):
         from .threads import limited_threads
 
         self._validate()
+        if isinstance(constraints, (str, os.PathLike)) and isinstance(images, (str, os.PathLike)) \
+                and Path(images).expanduser().is_dir():  # a bad answers file is said before the folder is clustered
+            check_answers_file(constraints, images, follow_links=self.follow_links)
         started = time.perf_counter()
         with limited_threads(self.n_jobs), scratch_folder() as scratch:
             self._discover(images, Reporter(callback, stop), labelled, client, scratch)

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from .data import find_images
 from .errors import InputError
 from .groups import is_representative, typicality
 
@@ -308,6 +309,18 @@ def read_constraints_csv(path: str | os.PathLike, paths: list[str]) -> list[Answ
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"Cannot read the answers file {path}: {exc}") from None
     return parse_constraints_csv(text, paths, source=str(path))
+
+
+def check_answers_file(path: str | os.PathLike, folder: str | os.PathLike, *, follow_links: bool = False) -> None:
+    """Check a ``path_a,path_b,same`` file against the images of ``folder`` before any work is done on it.
+
+    A missing file, a malformed line, a path that is not an image of the folder or contradictory answers
+    raise :class:`InputError` now, in a second, instead of after the folder is clustered. (An image the
+    clustering then finds unreadable is reported when the answers are applied.)
+    """
+    root = Path(folder).expanduser()
+    paths = [f.relative_to(root).as_posix() for f in find_images(root, follow_links=follow_links)[0]]
+    ConstraintSet(len(paths), read_constraints_csv(path, paths), names=paths)
 
 
 def parse_constraints_csv(text: str, paths: list[str], *, source: str = "the answers") -> list[Answer]:

@@ -314,3 +314,18 @@ def test_the_init_is_written_out_with_the_specs_options_and_stores_only_them():
     c = L2CClusterer("photos", n_clusters=3)
     assert vars(c) == {**{p.name: p.default for p in parameters}, "similarity": "photos", "n_clusters": 3}
 
+
+
+def test_a_bad_answers_file_is_refused_before_the_folder_is_clustered(tmp_path, keble_subset, monkeypatch):
+    """``fit(folder, constraints=FILE)`` checks the file against the folder first: a user with a bad file is
+    told at once, not after a whole clustering."""
+    import l2c_explorer.clustering as clustering
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the folder was read before the answers file was checked")
+
+    monkeypatch.setattr(clustering, "open_images", no_work)
+    answers = tmp_path / "answers.csv"
+    answers.write_text("path_a,path_b,same\nnowhere/a.png,nowhere/b.png,1\n")
+    with pytest.raises(InputError, match="not images of this folder"):
+        L2CClusterer("omniglot").fit(keble_subset, constraints=answers)

@@ -9,6 +9,7 @@ from l2c_explorer.constraints import (
     ConstraintSet,
     ContradictionError,
     apply_answers,
+    check_answers_file,
     parse_constraints_csv,
     read_constraints_csv,
     spread_labels,
@@ -182,3 +183,21 @@ def test_the_kind_of_question_answered_goes_through_the_answers_file(tmp_path):
     (tmp_path / "q.csv").write_text("path_a,path_b,kind,same\nc0/a.png,c1/a.png,member,0\n")
     assert read_constraints_csv(tmp_path / "q.csv", paths) == [Answer(0, 2, False, "member")]
     assert read_constraints_csv(tmp_path / "q.csv", paths)[0].kind == "member"
+
+
+@pytest.mark.parametrize("content, message", [
+    ("path_a,path_b,same\nnowhere/a.png,nowhere/b.png,1\n", "not images of this folder: nowhere/a.png"),
+    ("path_a,path_b,same\n{a},{b},maybe\n", "'same' must be 1"),
+    ("path_a,path_b,same\n{a},{b},1\n{b},{c},1\n{a},{c},0\n", "Contradictory answers"),
+])
+def test_an_answers_file_is_checked_against_the_folder_before_any_work(tmp_path, keble_subset, content, message):
+    """Before the folder is clustered: a path not in it, a bad value or contradictory answers are refused;
+    a good file passes (and nothing in the folder changes)."""
+    files = sorted(p.relative_to(keble_subset).as_posix() for p in keble_subset.rglob("*.png"))
+    answers = tmp_path / "answers.csv"
+    answers.write_text(content.format(a=files[0], b=files[1], c=files[2]))
+    with pytest.raises(InputError, match=message):
+        check_answers_file(answers, keble_subset)
+    answers.write_text(f"path_a,path_b,same\n{files[0]},{files[1]},1\n{files[0]},{files[40]},0\n")
+    check_answers_file(answers, keble_subset)
+    assert sorted(p.relative_to(keble_subset).as_posix() for p in keble_subset.rglob("*.png")) == files
