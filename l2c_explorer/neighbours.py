@@ -144,12 +144,18 @@ def ivf_neighbours(
     top = torch.topk(best_cosine, k, dim=1)
     indices = torch.gather(best_index.view(n, n_probe * k), 1, top.indices).long()
     cosines = top.values
-    missing = indices < 0  # fewer than k candidates (tiny lists): fall back to exact rows
+    exact_short_rows(x, indices, cosines, k)  # tiny lists
+    return Neighbours(indices, cosines, exact=False)
+
+
+def exact_short_rows(x: torch.Tensor, indices: torch.Tensor, cosines: torch.Tensor, k: int) -> None:
+    """Search exactly, in place, the rows of an approximate search that found fewer than ``k`` candidates
+    (index -1)."""
+    missing = indices < 0
     if bool(missing.any()):
         rows = torch.nonzero(missing.any(1)).flatten()
         fixed = exact_rows(x, rows, k)
         indices[rows], cosines[rows] = fixed.indices, fixed.cosines
-    return Neighbours(indices, cosines, exact=False)
 
 
 def exact_rows(x: torch.Tensor, rows: torch.Tensor, k: int) -> Neighbours:
@@ -216,11 +222,7 @@ def faiss_ivf_neighbours(
     drop[~drop.any(1), -1] = True
     indices = torch.from_numpy(found[~drop].reshape(n, k))
     cosines = torch.from_numpy(found_cos[~drop].reshape(n, k))
-    missing = indices < 0  # faiss's -1: fewer than k candidates in the probed lists; exact rows instead
-    if bool(missing.any()):
-        rows = torch.nonzero(missing.any(1)).flatten()
-        fixed = exact_rows(x, rows, k)
-        indices[rows], cosines[rows] = fixed.indices, fixed.cosines
+    exact_short_rows(x, indices, cosines, k)  # faiss's -1: fewer than k candidates in the probed lists
     return Neighbours(indices.to(embedding.device), cosines.to(embedding.device), exact=False)
 
 
