@@ -14,9 +14,10 @@ For each set and seed, in the same run:
   the dominant-cluster count) on the same model, K unknown and K known;
 * **k-means on the frozen encoder's features** (the pooled features of the pretrained encoder the model
   stands on, as its package ships it, L2-normalised; K known): what a user gets from the backbone alone;
-* **other `photos` models**: the first (trained from scratch, ``benchmarks/models/photos-scratch.safetensors``)
-  and `photos-tuned` (the encoder's last two stages trained too, ``benchmarks/models/photos-tuned.safetensors``,
-  not shipped): ours with each, K known and K unknown.
+* **other `photos` models**: the previous one (the same top on the smaller, frozen EfficientNet-Lite0,
+  ``benchmarks/models/photos-lite0.safetensors``), the first (trained from scratch,
+  ``benchmarks/models/photos-scratch.safetensors``) and `photos-tuned` (Lite0 with its last two stages trained
+  too, ``benchmarks/models/photos-tuned.safetensors``, not shipped): ours with each, K known and K unknown.
 
 On birds-dev also the **cross-task** setting: a top trained on the frozen encoder (the recipe
 `train-similarity FOLDER --backbone efficientnet-lite0` uses) on 20 of the 40 species (a fixed seeded split, ``--cross-seed``), then discovery of the other 20, K known and unknown.
@@ -52,10 +53,11 @@ from l2c_explorer.similarity_model import SimilarityModel, load_similarity_model
 from l2c_explorer.store import read_folder
 
 HERE = Path(__file__).resolve().parent
+LITE0 = HERE / "models" / "photos-lite0.safetensors"
 PREVIOUS = HERE / "models" / "photos-scratch.safetensors"
 TUNED = HERE / "models" / "photos-tuned.safetensors"
 METHODS = ("ours-known", "ours-unknown", "ours-unknown-cached", "paper-known", "paper-unknown", "kmeans-backbone",
-           "frozen-known", "frozen-unknown", "tuned-known", "tuned-unknown", "previous-known", "previous-unknown")
+           "lite0-known", "lite0-unknown", "tuned-known", "tuned-unknown", "previous-known", "previous-unknown")
 LABELS = {
     "ours-known": "ours, K known",
     "ours-unknown": "ours, K estimated (first run, from the files)",
@@ -63,8 +65,8 @@ LABELS = {
     "paper-known": "paper's pipeline, K known",
     "paper-unknown": "paper's pipeline, K estimated (100 outputs)",
     "kmeans-backbone": "k-means on the frozen encoder's features, K known",
-    "frozen-known": "second `photos` model (frozen encoder, trained top), ours, K known",
-    "frozen-unknown": "second `photos` model (frozen encoder, trained top), ours, K estimated",
+    "lite0-known": "previous `photos` model (the top on the frozen Lite0), ours, K known",
+    "lite0-unknown": "previous `photos` model (the top on the frozen Lite0), ours, K estimated",
     "tuned-known": "`photos-tuned` model (the encoder's last two stages trained too; not shipped), ours, K known",
     "tuned-unknown": "`photos-tuned` model (the encoder's last two stages trained too; not shipped), ours, K estimated",
     "previous-known": "first `photos` model (from scratch), ours, K known",
@@ -163,7 +165,7 @@ def main() -> None:
     parser.add_argument("--sets", default=",".join(SETS), help="comma-separated: " + ", ".join(SETS))
     parser.add_argument("--model", default="photos", help="similarity model: shipped name or file")
     parser.add_argument("--previous", default=str(PREVIOUS), help="the first photos model ('' to skip)")
-    parser.add_argument("--frozen-top", default="", help="a frozen-encoder photos model besides --model ('' to skip)")
+    parser.add_argument("--lite0", default=str(LITE0), help="the previous photos model, on Lite0 ('' to skip)")
     parser.add_argument("--tuned", default=str(TUNED), help="the photos-tuned model ('' to skip)")
     add_common_flags(parser, seeds=1)
     parser.add_argument("--cross-seed", type=int, default=0, help="seed of the 20/20 split of birds-dev")
@@ -174,7 +176,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     model = load_similarity_model(args.model)
-    earlier = {name: load_similarity_model(path) for name, path in (("frozen", args.frozen_top), ("tuned", args.tuned),
+    earlier = {name: load_similarity_model(path) for name, path in (("lite0", args.lite0), ("tuned", args.tuned),
                                                                      ("previous", args.previous))
                if path and Path(path).is_file()}
     results: dict[str, list[dict]] = {}

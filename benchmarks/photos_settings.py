@@ -3,7 +3,10 @@
 The K rule and the graph settings were chosen for Omniglot; photos may need others. The `photos` model was
 trained with 25 of Tiny ImageNet's 152 source classes held out (listed in its card). From those classes'
 400 photos each, this script builds validation folders shaped like the benchmark's: 3 folders of all 25
-classes x 50 random photos, and 6 random 10-class subsets x 50 photos. Then:
+classes x 50 random photos, and 6 random 10-class subsets x 50 photos; and, because people bring small
+categories too, 2 folders of all 25 classes x 20 photos (``--small``: on those, graphs of 20 neighbours read
+a handful of groups where there are 25). Each folder's encoder features are computed once (a folder cache
+in the scratch folder: the runs' results are those of runs from the files). Then:
 
 1. **First K estimate** (cheap: spectra only): for each graph (self-tuning, ``k`` neighbours, local scale
    at neighbour ``s``) and each eigengap significance, the mean |K_est - K_true| over the folders.
@@ -64,10 +67,23 @@ def first_rule_errors(model, folders: list[Path], max_k: int) -> dict:
     return {key: float(np.mean(v)) for key, v in errors.items()}
 
 
+def settings_folders(args, held_out: list[str], scratch: Path) -> list[Path]:
+    """The validation folders: ``args.full`` of all held-out classes and ``args.subsets`` 10-class subsets at 50
+    photos per class, then ``args.small`` of all held-out classes at ``args.small_per_class``."""
+    source = Path(args.source)
+    folders = validation_folders(source, held_out, scratch, full=args.full, subsets=args.subsets)
+    small = getattr(args, "small", 0)
+    if small:
+        (scratch / "small").mkdir()
+        folders += validation_folders(source, held_out, scratch / "small", per_class=args.small_per_class,
+                                      full=small, subsets=0, seed=1)
+    return folders
+
+
 def discover(model, folder: Path, *, k: int | None, seed: int, settings: dict) -> dict:
     t0 = time.perf_counter()
     c = L2CClusterer(similarity=model, n_clusters=k, random_state=seed, device="cpu", follow_links=True,
-                     **settings).fit(folder, labelled=True)
+                     cache=str(folder.parent / "cache"), **settings).fit(folder, labelled=True)
     s = c.scores()
     return {"acc": s["acc"], "nmi": s["nmi"], "k_error": abs(c.n_clusters_ - s["k_true"]), "k_est": c.n_clusters_,
             "k_true": s["k_true"], "seconds": time.perf_counter() - t0}
@@ -80,8 +96,11 @@ def main() -> None:
     add_common_flags(parser, max_k=100, threads=2)
     parser.add_argument("--full", type=int, default=3, help="validation folders of all held-out classes")
     parser.add_argument("--subsets", type=int, default=6, help="validation folders of 10 random held-out classes")
+    parser.add_argument("--small", type=int, default=2,
+                        help="validation folders of all held-out classes with --small-per-class photos each")
+    parser.add_argument("--small-per-class", type=int, default=20, help="photos per class of the small folders")
     parser.add_argument("--name", default="photos_settings",
-                        help="results file stem (default photos_settings; e.g. photos_lite2_settings for a candidate)")
+                        help="results file stem (default photos_settings; e.g. photos_lite0_settings for another model)")
     parser.add_argument("--write", action="store_true", help="store the chosen settings in the model file's card")
     parser.add_argument("--smoothing-only", action="store_true",
                         help="run step 3 alone, on top of the steps 1-2 recorded for this model's weights")
@@ -106,8 +125,7 @@ def main() -> None:
     model = load_similarity_model(args.model)
     held_out = model.card["trained_on"]["holdout_classes"]
     with tempfile.TemporaryDirectory() as scratch:
-        folders = validation_folders(Path(args.source), held_out, Path(scratch), full=args.full,
-                                     subsets=args.subsets)
+        folders = settings_folders(args, held_out, Path(scratch))
         first = first_rule_errors(model, folders, args.max_k)
         (graph, significance), first_error = min(first.items(), key=lambda kv: (kv[1], kv[0][1]))
         print(f"first estimate: graph {graph}, significance {significance}: K error {first_error:.2f}", flush=True)
@@ -162,7 +180,8 @@ def smoothing_only(args, started: float) -> None:
                  "settings they chose): rerun without --smoothing-only.")
     held_out = model.card["trained_on"]["holdout_classes"]
     with tempfile.TemporaryDirectory() as scratch:
-        folders = validation_folders(Path(args.source), held_out, Path(scratch))
+        folders = settings_folders(argparse.Namespace(**{**record["args"], "source": args.source}), held_out,
+                                   Path(scratch))
         record["smoothing"] = smoothing_runs(model, folders, settings)
     record["chosen"] = dict(settings, **best_smoothing(record["smoothing"]))
     record["seconds"] = record["seconds"] + time.perf_counter() - started
@@ -177,12 +196,14 @@ def write_report(record: dict, model, held_out: list[str], name: str) -> None:
     first = {tuple(int(x) for x in key.split(",")[:2]): None for key in record["first"]}  # graphs, in order
     runs, known, chosen, total = record["runs"], record["known"], record["chosen"], record["seconds"]
     a = record["args"]
-    n = a.get("full", 3) + a.get("subsets", 6)
+    n = a.get("full", 3) + a.get("subsets", 6) + a.get("small", 0)
+    small = (f", and {a['small']} folder(s) of all of them at {a['small_per_class']} photos per class"
+             if a.get("small") else "")
     best = max(runs, key=lambda r: (round(r["acc"], 3), -r["k_error"]))
     lines = [
         f"Machine: {record['machine']}. Model `{model.name}` (sha256 {record['model_sha256'][:12]}…); "
         f"validation: its {len(held_out)} held-out source classes, {a.get('full', 3)} folder(s) of all of them and "
-        f"{a.get('subsets', 6)} random 10-class subsets, 50 photos per class; {total / 60:.1f} min.",
+        f"{a.get('subsets', 6)} random 10-class subsets, 50 photos per class{small}; {total / 60:.1f} min.",
         "",
         f"**First K estimate** (self-tuning graph: neighbours, scale neighbour; mean |K error| over the {n} folders):",
         "",

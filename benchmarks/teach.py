@@ -517,6 +517,9 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true",
                         help="keep the folders (and the refit timing) already in benchmarks/results/NAME.json, "
                              "measured with the same methods, budgets and seed, and add the others")
+    parser.add_argument("--rerun", action="store_true",
+                        help="with --resume: measure the folders of the parts asked for again (e.g. after a new "
+                             "model), keeping the other parts")
     parser.add_argument("--name", default="teach")
     parser.add_argument("--prior-answers", type=float, default=None,
                         help="how many answers the model's own P(same) is worth when answers recalibrate it "
@@ -555,7 +558,7 @@ def main() -> None:
         rows = data["results"].setdefault(part, {})
         data["titles"][part] = title
         for folder, name in folders:
-            if name in rows:
+            if name in rows and not args.rerun:
                 print(f"{name}: kept from {previous.name}", flush=True)
                 continue
             print(name, flush=True)

@@ -34,10 +34,12 @@ def pixel_scale(model: SimilarityModel) -> float:
     return (model.preprocessing.size / 32) ** 2 * model.preprocessing.channels
 
 
-# A pretrained trunk's pass per image (EfficientNet-Lite0 at 224x224 in bfloat16: about 80 photos/s on 2 cores,
-# benchmarks/photos.py's features stage), and its top's share of that: the second pass reuses the trunk's
-# features, so it costs only the top.
-TRUNK_SECONDS = 0.0125
+# A pretrained trunk's pass per image, in bfloat16 on 2 cores, measured as the features stage of a discovery of
+# Tiny ImageNet's novel-dev (1,250 photos) with nothing else running: EfficientNet-Lite0 at 224x224 about 80
+# photos/s (13.6 ms), Lite2 at 260x260 about 38 photos/s (26.6 ms; `discover --model photos`, its summary's
+# timings). Other trunks: Lite0's, scaled by their input's pixels. The top's share of that: the second pass
+# reuses the trunk's features, so it costs only the top.
+TRUNK_SECONDS = {"efficientnet-lite0": 0.0125, "efficientnet-lite2": 0.027}
 TOP_SHARE = 0.01
 # A self-training step of a frozen trunk's top, per trainable weight of the top: its cost is the pair and
 # prototype losses and Adam over those weights, whatever the batch (10 to 100 features cost the same). Chosen
@@ -48,10 +50,18 @@ TOP_SHARE = 0.01
 TOP_STEP_SECONDS_PER_WEIGHT = 8e-9
 
 
+def trunk_seconds(model: SimilarityModel) -> float:
+    """Prior seconds per image of a pretrained trunk's pass (:data:`TRUNK_SECONDS`)."""
+    backbone = model.card.get("architecture", {}).get("backbone")
+    if backbone in TRUNK_SECONDS:
+        return TRUNK_SECONDS[backbone]
+    return TRUNK_SECONDS["efficientnet-lite0"] * (model.preprocessing.size / 224) ** 2
+
+
 def feature_cost(model: SimilarityModel, *, again: bool = False) -> float:
     """Prior seconds per image of a features stage (``again``: a later pass over the same images)."""
     if has_frozen_trunk(model.net):
-        return TRUNK_SECONDS * (TOP_SHARE if again else 1.0)
+        return trunk_seconds(model) * (TOP_SHARE if again else 1.0)
     return STAGE_COSTS["features"] * pixel_scale(model)
 
 

@@ -1,6 +1,7 @@
 """The time-left plan: the stages of a fit and of a relearning, and the stopwatch."""
 
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,6 +13,7 @@ from l2c_explorer.planning import (
     fit_stages,
     relearn_stages,
     self_training_step_cost,
+    trunk_seconds,
 )
 from l2c_explorer.similarity_model import load_similarity_model
 
@@ -30,6 +32,15 @@ def test_a_fit_plans_two_passes_with_self_training_and_the_paper_one(model):
     assert paper == ["reading", "features", "training"]
     again = fit_stages(500, model, method="graph", steps=100, self_training_steps=50, groups=30)[5]
     assert again.prior == pytest.approx(500 * feature_cost(model, again=True))  # 500 images, a later pass
+
+
+def test_a_pretrained_trunk_is_priced_by_its_own_measured_pass_else_by_its_input_pixels():
+    def trunk(backbone, size):
+        return SimpleNamespace(card={"architecture": {"backbone": backbone}}, preprocessing=SimpleNamespace(size=size))
+
+    lite0, lite2 = trunk_seconds(trunk("efficientnet-lite0", 224)), trunk_seconds(trunk("efficientnet-lite2", 260))
+    assert lite2 > 1.5 * lite0 > 0  # measured: Lite2 at 260 px takes about twice Lite0's time per photo
+    assert trunk_seconds(trunk("efficientnet-lite1", 448)) == pytest.approx(4 * lite0)
 
 
 def test_training_priors_grow_with_the_pairs_a_step_sees_and_a_relearning_reads_nothing_kept(model):

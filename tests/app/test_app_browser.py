@@ -135,7 +135,7 @@ def test_try_the_photo_demo_switches_to_the_photo_model_and_runs(page, served_ap
     page.wait_for_function(IN_VIEW, arg="#discover-progress [data-status]", timeout=300_000)
     assert page.input_value("#model input") == "photos"
     # the shipped photo model stands on the installed pretrained encoder, and its card says so
-    page.wait_for_function("() => document.querySelector('#model-card')?.innerText.includes('efficientnet-lite0')",
+    page.wait_for_function("() => document.querySelector('#model-card')?.innerText.includes('efficientnet-lite2')",
                            timeout=60_000)
     assert "photos_everyday" in page.input_value("#folder textarea, #folder input")
     assert page.input_value("#steps input[type=number]") == str(DISCOVER.defaults.steps)
