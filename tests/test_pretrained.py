@@ -180,22 +180,6 @@ def test_the_pretrained_top_recipe_trains_a_top_on_the_frozen_trunk(trained_on_t
     assert model.card["training"]["steps"] == 3 * (24 // 12)
 
 
-def test_the_photos_recipe_builds_the_shipped_model_on_lite2_at_its_own_input_size(small_photo_folder):
-    """`train-similarity ... --recipe photos` (here one epoch of a small folder) makes a model of the shipped
-    `photos` model's kind: the same encoder and weights file, input size and top."""
-    from l2c_explorer.recipes import similarity_recipe
-    from l2c_explorer.similarity_learner import SimilarityLearner
-    from l2c_explorer.similarity_model import load_similarity_model
-
-    recipe = similarity_recipe("photos") | {"epochs": 1, "holdout": 0, "classes_per_batch": 4, "images_per_class": 3}
-    arch = SimilarityLearner(**recipe).fit(small_photo_folder).model_.card["architecture"]
-    shipped = load_similarity_model("photos").card["architecture"]
-    assert arch["backbone"] == "efficientnet-lite2"
-    assert arch["input_size"] == PRETRAINED["efficientnet-lite2"].native_size == 260
-    assert arch["backbone_sha256"] == PRETRAINED["efficientnet-lite2"].sha256
-    assert arch == shipped
-
-
 def test_a_model_file_holds_the_top_only_and_reloads_to_the_same_embeddings(trained_on_trunk, tmp_path):
     from safetensors import safe_open
 
