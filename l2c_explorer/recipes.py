@@ -132,7 +132,8 @@ SIMILARITY_RECIPES["photos-tuned"] = {
 # 74.5% with K known, against 67.4% (0.8) and 71.0% for the Lite0 model
 # (benchmarks/results/photos_lite2_candidate_settings.md against photos_lite0_settings.md). Its settings were
 # then chosen again with two folders of 20 photos per class added (photos_settings.md). It costs more time:
-# 1,250 photos discovered with K unknown in 37 s on 2 quiet cores against 25 s (benchmarks/results/photos.md).
+# its encoder pass over novel-dev's 1,250 photos took 27.8 s against Lite0's 15.4 s, and the whole discovery
+# with K unknown 38 s on 2 quiet cores (the features stages of benchmarks/results/photos.json).
 SIMILARITY_RECIPES["photos"] = {
     **SIMILARITY_RECIPES["photos-lite0"],
     "backbone": "efficientnet-lite2",
