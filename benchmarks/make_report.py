@@ -112,6 +112,8 @@ SECTIONS = [
     ("app_explore_100k", "The app's explorer with 100,000 images", "`python benchmarks/app_explore_20k.py --n 100000`"),
     ("app_time_left", "The time left the app shows during a discovery and a relearning",
      "`python benchmarks/app_time_left.py --repeats 3`"),
+    ("app_time_left_quiet", "The same, with nothing else running (the `photos` model on Lite2)",
+     "`python benchmarks/app_time_left.py --repeats 3 --name app_time_left_quiet`, alone on the machine"),
     ("kill_test", "Killing `discover` at random moments: a finished run or a refused folder, never a misread one",
      "`python benchmarks/kill_test.py`"),
 ]
@@ -132,7 +134,8 @@ GROUPS = {
         "spn_speed", "discover_speed", "discover_large", "discover_large_gpu", "scale", "knn_search", "assign",
         "threads", "conv_layout",
     ),
-    "Does the app stay responsive": ("app_explore_20k", "app_explore_100k", "app_time_left", "kill_test"),
+    "Does the app stay responsive": ("app_explore_20k", "app_explore_100k", "app_time_left", "app_time_left_quiet",
+                                     "kill_test"),
 }
 
 # Reading notes (no numbers here: those are in the tables above each note).
