@@ -35,10 +35,11 @@ def pixel_scale(model: SimilarityModel) -> float:
 
 
 # A pretrained trunk's pass per image, in bfloat16 on 2 cores, measured as the features stage of a discovery of
-# Tiny ImageNet's novel-dev (1,250 photos) with nothing else running: EfficientNet-Lite0 at 224x224 about 80
-# photos/s (13.6 ms), Lite2 at 260x260 about 38 photos/s (26.6 ms; `discover --model photos`, its summary's
-# timings). Other trunks: Lite0's, scaled by their input's pixels. The top's share of that: the second pass
-# reuses the trunk's features, so it costs only the top.
+# Tiny ImageNet's novel-dev (1,250 photos) with nothing else running: EfficientNet-Lite0 at 224x224 12.5 to
+# 13.6 ms a photo (benchmarks/photos.py, then `discover` on the same folder), Lite2 at 260x260 22 to 27 ms
+# (benchmarks/results/photos.json: 27.8 s; `discover --model photos`: 33.3 s). Other trunks: Lite0's, scaled by
+# their input's pixels. The top's share of that: the second pass reuses the trunk's features, so it costs only
+# the top.
 TRUNK_SECONDS = {"efficientnet-lite0": 0.0125, "efficientnet-lite2": 0.027}
 TOP_SHARE = 0.01
 # A self-training step of a frozen trunk's top, per trainable weight of the top: its cost is the pair and
