@@ -196,7 +196,7 @@ def run_ours(clusterer, truth, budgets, *, relearn: bool = False) -> dict:
 
     oracle = Oracle(truth, max(budgets))
     answers: list[Answer] = []
-    out, seconds, kinds, relearn_seconds, changed = {}, [], [], [], []
+    out, seconds, kinds, relearn_seconds, changed, contradicted = {}, [], [], [], [], []
     clusterer.refit([])
     for t in range(max(budgets) + 1):
         if t in budgets:
@@ -214,6 +214,7 @@ def run_ours(clusterer, truth, budgets, *, relearn: bool = False) -> dict:
         q = found[0]
         answers.append(Answer(q.a, q.b, oracle(q.a, q.b), q.kind))
         kinds.append(q.kind)
+        contradicted.append(answers[-1].same != bool(clusterer.labels_[q.a] == clusterer.labels_[q.b]))
         before = clusterer.labels_.copy()
         started = time.perf_counter()
         clusterer.refit(answers)
@@ -221,7 +222,41 @@ def run_ours(clusterer, truth, budgets, *, relearn: bool = False) -> dict:
         changed.append(not same_groups(before, clusterer.labels_))
     clusterer.refit([])  # the run as it was, for the next method
     return {"scores": out, "refit_seconds": seconds, "kinds": kinds, "relearn_seconds": relearn_seconds,
-            "changed": changed}
+            "changed": changed, "contradicted": contradicted}
+
+
+def run_rounds(fit, truth, budgets, *, per_round: int = 5) -> dict:
+    """The README's batch flow: rounds of ``questions --n per_round`` answered by the :class:`Oracle` in one
+    sitting, then ``discover --constraints FILE --relearn`` (a new run from the folder with every answer so far,
+    relearnt from them), whose questions make the next round. ``fit(answers)``: that run (a fitted
+    clusterer; no answers: the first discovery). The scores ``(accuracy, K error)`` at each of ``budgets``
+    (multiples of ``per_round``), the kinds asked and whether each answer contradicted the groups it was asked
+    about (an answer that changes the groups)."""
+    from l2c_explorer.constraints import Answer
+
+    if any(b % per_round for b in budgets):
+        raise ValueError(f"the budgets of the batch flow are whole rounds of {per_round} answers")
+    oracle = Oracle(truth, max(budgets))
+    answers: list[Answer] = []
+    out, kinds, contradicted, fit_seconds = {}, [], [], []
+    clusterer = fit([])
+    for t in range(0, max(budgets) + 1, per_round):
+        if t in budgets:
+            out[t] = accuracy_and_k_error(truth, clusterer.labels_)
+        if t == max(budgets):
+            break
+        batch = clusterer.questions(per_round)
+        if not batch:
+            out.update({b: out[t] for b in budgets if b > t})
+            break
+        for q in batch:
+            answers.append(Answer(q.a, q.b, oracle(q.a, q.b), q.kind))
+            kinds.append(q.kind)
+            contradicted.append(answers[-1].same != bool(clusterer.labels_[q.a] == clusterer.labels_[q.b]))
+        started = time.perf_counter()
+        clusterer = fit(answers)
+        fit_seconds.append(time.perf_counter() - started)
+    return {"scores": out, "kinds": kinds, "contradicted": contradicted, "relearn_seconds": fit_seconds}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ benchmarks/results/omniglot.json (every run) and omniglot.md (the tables).
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from common import (
     COLUMN,
+    RESULTS,
     PUBLISHED_BY_KEY,
     PUBLISHED_MEANS,
     add_common_flags,
@@ -117,6 +119,10 @@ def main() -> None:
     parser.add_argument("--self-training-steps", type=int, default=DISCOVER.defaults.self_training_steps,
                         help="self-training steps of the similarity model on each alphabet (0: off)")
     parser.add_argument("--name", default="omniglot", help="results file stem (default omniglot)")
+    parser.add_argument("--add", action="store_true",
+                        help="keep the other settings (loss, K) already in benchmarks/results/NAME.json when they were "
+                             "measured with the same model, seeds and data, and add these (the parts can run at "
+                             "different times)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -125,6 +131,17 @@ def main() -> None:
     losses = ["mcl", "kcl"] if args.loss == "both" else [args.loss]
     kmodes = ["known", "unknown"] if args.k == "both" else [args.k]
     results: dict[str, dict[str, list[dict]]] = {}
+    earlier_seconds = 0.0
+    stored = RESULTS / f"{args.name}.json"
+    if args.add and stored.is_file():
+        old = json.loads(stored.read_text())
+        same = (old.get("model_sha256") == model.digest and old["args"]["seeds"] == args.seeds
+                and old["args"]["data"] == args.data)
+        if same:
+            results = old["results"]
+            earlier_seconds = old["seconds"]
+        else:
+            print(f"{stored} was measured with another model, seeds or data: not kept", flush=True)
     started = time.perf_counter()
     for loss in losses:
         for kmode in kmodes:
@@ -141,7 +158,7 @@ def main() -> None:
                     print(f"{setting:12s} {folder.name:32s} seed {seed}: ACC {100 * r['acc']:.1f} NMI {r['nmi']:.3f} "
                           f"K {r['k_est']}/{r['k_true']} {r['seconds']:.1f}s", flush=True)
                 results[setting][folder.name] = runs
-    total = time.perf_counter() - started
+    total = time.perf_counter() - started + earlier_seconds
 
     card = model.card.get("training", {})
     lines = [

@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--folds", default=",".join(map(str, range(N_FOLDS))), help="comma-separated folds to run")
     parser.add_argument("--pipeline", action="store_true",
                         help="also run whole discoveries (K unknown) with each K rule")
+    parser.add_argument("--name", default="omniglot_k_rule", help="results file stem")
     add_common_flags(parser, threads=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -183,7 +184,7 @@ def main() -> None:
     record = {"k_true": k_true, "errors": errors, "pipeline": pipeline if args.pipeline else None,
               "used": {"graph": USED_GRAPH, "significance": SIGNIFICANT_GAP},
               "machine": machine_description(args.threads)}
-    write_results("omniglot_k_rule", record, "\n".join(lines))
+    write_results(args.name, record, "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -37,6 +37,8 @@ from pathlib import Path
 from common import BASELINE, RESULTS, add_common_flags, baseline_package, machine_description
 from datasets import ROOT, SETS, build_set, default_scratch, set_images, true_label
 
+from l2c_explorer.similarity_model import load_similarity_model
+
 TARGETS = {"100k_minutes": 15, "100k_gb": 6, "10k_unknown_s": 120}
 
 
@@ -139,20 +141,22 @@ def markdown(entries: list[dict], machine: str) -> str:
         "and on this 2-core machine anything above 2 means the run did not have the cores to itself.",
         "",
         "| set | images | K | pipeline | K found / true | ACC % | NMI | reading | features | graph + K | training "
-        "| self-training | total s | peak GB | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| self-training | total s | peak GB | load | model, measured |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in entries:
         head = f"| {r['set']} | {r.get('n_images', '–'):,} | {r['k']} | {r['pipeline']} |" if r.get("n_images") else \
             f"| {r['set']} | – | {r['k']} | {r['pipeline']} |"
         if not r.get("finished"):
-            lines.append(head + f" not finished ({r.get('why', '?')}) | | | | | | | | | | |")
+            lines.append(head + f" not finished ({r.get('why', '?')}) | | | | | | | | | | | |")
             continue
         cells = [f"{r['k_found']} / {r['k_true']}", f"{100 * r['acc']:.1f}", f"{r['nmi']:.3f}"]
         for name in ("reading", "features", "graph", "training", "self_training"):
             cells.append(f"{stage(r, name)} ({stage(r, name, True)})")
         cells += [f"**{r['seconds']:.0f}** ({r['cpu_seconds']:.0f})", f"{r['peak_rss_gb']:.2f}",
-                  f"{r['load_before'][0]:.1f}"]
+                  f"{r['load_before'][0]:.1f}",
+                  f"`{r['model']}` {r['model_sha256'][:8]}, {r.get('date', '?')}" if r.get("model_sha256") else
+                  f"`{r['model']}` as shipped on {r.get('date', '?')}"]
         lines.append(head + " " + " | ".join(cells) + " |")
     lines += ["", "Targets (2-core CPU): 100k images, K unknown up to 1,000, at most 15 min and 6 GB; 10k, K unknown, "
               "at most 2 min; accuracy within 1 point of the exact pipeline at 10k-25k."]
@@ -180,7 +184,7 @@ def markdown(entries: list[dict], machine: str) -> str:
     parts = [r for r in entries if r.get("finished") and r.get("by_source") and len(r["by_source"]) > 1]
     if parts:
         lines += ["", "Each source's images scored on their own (its classes against the clusters its images fell "
-                  "in; the `omniglot` model sees digits and photos as grey 32 x 32 images it was never meant for):",
+                  "in; the `omniglot` model sees digits and photos as grey images it was never meant for):",
                   "", "| set | K | pipeline | " + " | ".join(["source: images, ACC %, classes / clusters used"]) + " |",
                   "|---|---|---|---|"]
         for r in parts:
@@ -218,7 +222,9 @@ def main() -> None:
             k_true = len({true_label(p.relative_to(folder).as_posix()) for p in set_images(folder)})
             for k in args.k:
                 for pipeline in args.pipelines:
-                    spec = {"set": name, "folder": str(folder), "model": SETS[name].model, "k": k, "k_true": k_true,
+                    digest = load_similarity_model(SETS[name].model).digest
+                    spec = {"set": name, "folder": str(folder), "model": SETS[name].model, "model_sha256": digest,
+                            "k": k, "k_true": k_true,
                             "max_k": args.max_k, "pipeline": pipeline, "threads": args.threads, "seed": args.seed,
                             "baseline": args.baseline}
                     print(f"{name} K {k} {pipeline} ...", flush=True)

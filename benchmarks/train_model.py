@@ -136,6 +136,8 @@ def omniglot_card(model, cmd: list[str], wall_seconds: float | None, machine: st
     t, m, d, a = card["training"], card.get("holdout_pair_metrics", {}), card["trained_on"], card["architecture"]
     wall = f"; the whole command took {wall_seconds / 60:.1f} min including reading the images" if wall_seconds else ""
     env = f"OMP_NUM_THREADS={threads} " if threads else ""
+    jitter = {k: v for k, v in (t.get("augmentation") or t.get("jitter") or {}).items() if k != "kind"}
+    precision = "; the network in bfloat16 where the CPU has it (losses in float32)" if t.get("mixed_precision") else ""
     return f"""# Model card: `omniglot` similarity model
 
 **What it does.** Given two images of handwritten symbols, it predicts the probability that they show the
@@ -153,7 +155,7 @@ sigmoid(scale x cosine + bias). Input {a['input_size']}x{a['input_size']} graysc
 **Training.** {t['epochs']} epochs = {t['steps']} steps of {t['classes_per_batch']} characters x
 {t['images_per_class']} images, all pairs of each batch (binary cross-entropy) plus a prototype loss
 (weight {t['proto_weight']}), Adam lr {t['lr']} with cosine decay, affine jitter
-{t.get('augmentation', t.get('jitter'))}, random quarter turns, half of each batch's characters from one alphabet; seed {t['seed']}.
+{jitter}, random quarter turns, half of each batch's characters from one alphabet{precision}; seed {t['seed']}.
 It took **{t['seconds'] / 60:.1f} min** of training on {t['device']} ({machine}){wall}.
 
 **Held-out pair scores** ({m.get('protocol', '')}):

@@ -16,7 +16,9 @@ The score of a question is the probability of its changing answer (from the simi
 probability, sigmoid(scale * cos + bias), of the two images shown, its bias shifted for each kind of question
 by the answers to that kind so far: :func:`kind_bias_shifts`) times the images that would move. A
 pair whose answer follows from the answers so far is never asked, nor a group question already settled
-(a group whose halves are said to be the same, two groups said to be different).
+(a group whose halves are said to be the same, two groups said to be different). A batch of questions (for a
+person answering several in one sitting) asks about each group once for splits and merges, and about each
+suspected mix-up of two groups once (a merge question, or one stray image between them).
 
 Pure numpy on the clusterer's arrays; :meth:`l2c_explorer.clustering.L2CClusterer.questions` calls
 :func:`next_questions` on a fitted run.
@@ -44,6 +46,12 @@ MEMBER_CANDIDATES = 100
 # learning (25 answers: 91.9 / 91.9 / 91.8% against 91.3%; answers that changed the groups 21-22% against 17%);
 # 4 had the lowest |K error| among them after 10 and 25 answers.
 PRIOR_ANSWERS = 4.0
+# P(a split question is answered "different") = sigmoid(w_pair * pair logit + w_cut * normalised cut + intercept):
+# the similarity model's logit of P(same) for the two images shown, and the normalised cut of the proposed split
+# (a small cut: two loosely linked parts), combined by logistic regression on the groups of the first
+# clusterings of Omniglot background alphabets held out from their fold's model (benchmarks/questions_split.py;
+# never the evaluation alphabets).
+SPLIT_WEIGHTS = None
 # A group larger than this is split on a seeded sample of its members (the others join the half they have
 # more links to), so that proposing a split never builds a matrix larger than this squared.
 SPLIT_SAMPLE = 1500
@@ -124,6 +132,12 @@ def kind_bias_shifts(embedding: np.ndarray, constraints: ConstraintSet, *, scale
                 break
         shifts[kind] = float(shift)
     return shifts
+
+
+def split_difference_probability(pair_logit, ncut, weights=None):
+    """P(the two halves of a proposed split are different categories) (:data:`SPLIT_WEIGHTS`)."""
+    w_pair, w_cut, intercept = SPLIT_WEIGHTS if weights is None else weights
+    return 1.0 / (1.0 + np.exp(-(w_pair * np.asarray(pair_logit) + w_cut * np.asarray(ncut) + intercept)))
 
 
 def split_in_two(graph: sp.spmatrix, members: np.ndarray) -> tuple[np.ndarray, float]:
@@ -225,11 +239,15 @@ def next_questions(
         for c, members in enumerate(groups):
             if len(members) < 4:
                 continue
-            first, second, ra, rb, _ = group_split(graph, embedding, members)
+            first, second, ra, rb, ncut = group_split(graph, embedding, members)
             if np.intersect1d(comp[first], comp[second]).size:  # its halves were said to be one category
                 continue
-            found.append(Question(ra, rb, "split", (1.0 - p_same(ra, rb, "split")) * min(len(first), len(second)), (c,),
-                                  (first, second)))
+            if SPLIT_WEIGHTS is None:
+                p_different = 1.0 - p_same(ra, rb, "split")
+            else:
+                logit = same_logit(float(np.dot(embedding[ra], embedding[rb])), scale=scale, bias=bias + shift["split"])
+                p_different = float(split_difference_probability(logit, ncut))
+            found.append(Question(ra, rb, "split", p_different * min(len(first), len(second)), (c,), (first, second)))
     if ("merge" in kinds or "member" in kinds) and k > 1:
         centres = np.stack([embedding[g].mean(0) for g in groups])
         centres /= np.linalg.norm(centres, axis=1, keepdims=True) + 1e-12
@@ -258,17 +276,23 @@ def next_questions(
 
     found.sort(key=lambda q: (-q.score, q.a, q.b))
     chosen: list[Question] = []
-    used_groups: set[int] = set()
+    used_groups: set[int] = set()  # groups a chosen split or merge question is about
+    # the mix-up each chosen merge or member question suspects (two groups): a batch asks about each once, as
+    # one answer about it changes what the others would be worth
+    suspected: set[frozenset[int]] = set()
     asked: set[tuple[int, int]] = set()
     for q in found:
         if q.a == q.b or constraints.known(q.a, q.b) is not None:
             continue
         key = (min(q.a, q.b), max(q.a, q.b))
-        if key in asked or (q.kind != "member" and used_groups & set(q.groups)):
+        mix_up = frozenset(q.groups) if q.kind != "split" else None
+        if key in asked or mix_up in suspected or (q.kind != "member" and used_groups & set(q.groups)):
             continue
         asked.add(key)
         if q.kind != "member":
             used_groups |= set(q.groups)
+        if mix_up is not None:
+            suspected.add(mix_up)
         chosen.append(q)
         if len(chosen) >= n:
             break

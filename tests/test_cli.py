@@ -376,9 +376,10 @@ def test_sigterm_stops_discover_as_ctrl_c_does_and_a_killed_runs_files_are_clean
     # a run killed outright (no clean-up) leaves a temporary file: the next run over the same cache removes it
     folder = next(p for p in cache.iterdir() if p.is_dir())
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    left = folder / f"pixels-1x32x32.u8.{int(gone.stdout)}.partial"
+    pixels = next(folder.glob("pixels-*.u8"))  # the folder's images at the model's input size
+    left = pixels.with_name(f"{pixels.name}.{int(gone.stdout)}.partial")
     left.write_bytes(b"\0" * 1024)
-    (folder / "pixels-1x32x32.u8").unlink(missing_ok=True)  # so that the folder is read again
+    pixels.unlink()  # so that the folder is read again
     started = time.monotonic()
     assert main(["discover", str(demo_keble), "--model", "omniglot", "--out", str(out), "--cache", str(cache),
                  "--self-training-steps", "0", "--quiet"]) == 0, time.monotonic() - started

@@ -14,7 +14,8 @@ def test_streamed_embeddings_equal_the_in_memory_ones(tmp_path, keble_subset):
     model = load_similarity_model("omniglot")
     memory = model.prepare(keble_subset)
     expected = model.embed(memory.pixels, device="cpu")  # batch-norm statistics of all 120 images
-    store = read_folder(keble_subset, tmp_path / "px.u8", size=32, channels=1, chunk=40)
+    size = model.preprocessing.size
+    store = read_folder(keble_subset, tmp_path / "px.u8", size=size, channels=1, chunk=40)
     adapted = adapt_model(model, store.take, len(store), device=torch.device("cpu"))
     streamed = embed_store(adapted, store, device=torch.device("cpu"), batch_size=50)
     assert torch.allclose(streamed, expected, atol=1e-5)

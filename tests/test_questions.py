@@ -162,3 +162,24 @@ def test_merge_questions_answered_different_score_lower_for_the_rest_of_the_fold
     after = next_questions(emb, graph, labels, one_hot(labels, 4), told, **args)
     other = [q for q in after if set(q.groups) == {2, 3}]
     assert other and other[0].score < [q for q in fresh if set(q.groups) == {2, 3}][0].score
+
+
+def test_a_batch_asks_once_about_each_suspected_mix_up_of_two_groups():
+    # groups 0 and 1 share four unsure images (each as likely in the other group); groups 2 and 3 share one
+    truth = np.repeat(np.arange(4), 8)
+    emb = embedding_of(truth.tolist(), spread=0.3)
+    graph = cliques([8] * 4)
+    labels = truth.copy()
+    probs = one_hot(labels, 4)
+    for i in (0, 1, 2, 3):
+        probs[i] = [0.5, 0.45, 0.025, 0.025]
+    probs[16] = [0.025, 0.025, 0.5, 0.45]
+    batch = next_questions(emb, graph, labels, probs, ConstraintSet(32), scale=10.0, bias=-5.0, n=5,
+                           kinds=("member",))
+    mix_ups = [frozenset(q.groups) for q in batch]
+    assert len(mix_ups) == len(set(mix_ups))
+    assert frozenset((0, 1)) in mix_ups and frozenset((2, 3)) in mix_ups
+    # asked one at a time, the question is the batch's first
+    first = next_questions(emb, graph, labels, probs, ConstraintSet(32), scale=10.0, bias=-5.0, n=1,
+                           kinds=("member",))[0]
+    assert (first.a, first.b) == (batch[0].a, batch[0].b)

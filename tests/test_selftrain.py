@@ -26,9 +26,12 @@ def test_confident_members_keeps_at_least_two():
 
 def test_the_augmentation_comes_from_the_model_card():
     model = load_similarity_model("omniglot")
-    jitter = model_augmentation(model)  # a model card from before photo augmentation: "jitter"
+    jitter = model_augmentation(model)
     assert isinstance(jitter, AffineJitter)
-    assert jitter.rotation == model.card["training"]["jitter"]["rotation"] > 0
+    assert jitter.rotation == model.card["training"]["augmentation"]["rotation"] > 0
+    # a model card from before photo augmentation calls it "jitter"
+    model.card = {"training": {"jitter": {"rotation": 7.0, "scale": 0.1, "shift": 0.1, "shear": 0.1}}}
+    assert model_augmentation(model) == AffineJitter(rotation=7.0, scale=0.1, shift=0.1, shear=0.1)
     photo = PhotoAugment(min_area=0.5, aspect=1.2, flip=0.5, brightness=0.1, contrast=0.1, saturation=0.1)
     model.card = {"training": {"augmentation": photo.to_dict()}}
     assert model_augmentation(model) == photo
