@@ -16,7 +16,6 @@ Writes benchmarks/results/omniglot_self_training.{json,md}.
 from __future__ import annotations
 
 import argparse
-import inspect
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from datasets import OMNIGLOT_BACKGROUND, validation_setup
 
 from l2c_explorer.clustering import L2CClusterer
 from l2c_explorer.graph import SHARPENED_SIGNIFICANT_GAP, eigengap_k
-from l2c_explorer.options import DISCOVER
+from l2c_explorer.options import DISCOVER, MODEL_SETTINGS
 from l2c_explorer.similarity_model import load_similarity_model
 
 # (steps, keep): steps 0 is discovery without self-training
@@ -36,8 +35,8 @@ SETTINGS = ((0, 0.5), (100, 0.3), (100, 0.5), (100, 0.7), (100, 1.0), (200, 0.5)
 
 
 def defaults() -> tuple[int, float]:
-    params = inspect.signature(L2CClusterer).parameters
-    return params["self_training_steps"].default, params["self_training_keep"].default
+    """The self-training steps and share kept a discovery uses when neither the options nor the model say."""
+    return MODEL_SETTINGS["self_training_steps"], MODEL_SETTINGS["self_training_keep"]
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ budget is scored (accuracy with images in extra clusters counted as errors, |K e
   questions are about the relearnt groups. The score after b answers is the relearnt clustering's.
 * **ours, 5 at a time** (the README's batch flow): `questions --n 5` answered in one sitting, then
   `discover --constraints FILE --relearn` with every answer so far (the run's discovery, the answers applied,
-  relearnt from them), whose questions make the next round; up to 50 answers. The score after b answers is
+  relearnt from them), whose questions make the next round; up to 25 answers. The score after b answers is
   that of the run after b / 5 rounds. Which answers "changed the groups" is counted the same way for every
   flow: an answer that contradicts the groups it was asked about.
 * **random pairs**: the same, but the pair is drawn at random among the pairs whose answer does not follow
@@ -86,7 +86,7 @@ METHOD_NAMES = {"ours": "our questions", "relearn": "our questions, relearnt at 
                 "random": "random pairs", "cobras": "COBRAS", "npu": "NPU + PCKMeans (K from the run)"}
 OURS = ("ours", "relearn", "rounds")
 PER_ROUND = 5  # the README's batch flow: `questions --n 5`, answered in one sitting
-ROUNDS_UP_TO = 50  # each round is a relearning (seconds each): the batch flow stops at 50 answers
+ROUNDS_UP_TO = 25  # each round is a relearning (seconds each): the batch flow stops at 25 answers
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -555,6 +555,9 @@ def main() -> None:
                         help="with --resume: measure the folders of the parts asked for again (e.g. after a new "
                              "model), keeping the other parts")
     parser.add_argument("--name", default="teach")
+    parser.add_argument("--merge", nargs="+", default=[], metavar="NAME",
+                        help="with --resume: also keep the folders measured by runs saved as NAME (e.g. the same "
+                             "methods on other alphabets in a parallel process, with --name NAME --alphabets ...)")
     parser.add_argument("--prior-answers", type=float, default=None,
                         help="how many answers the model's own P(same) is worth when answers recalibrate it "
                              "(default: the package's PRIOR_ANSWERS); for choosing that constant")
@@ -577,6 +580,15 @@ def main() -> None:
                 with_int_budgets(rows)
         else:
             print(f"{previous} has other methods, budgets or seed: starting afresh", flush=True)
+        for other in args.merge:
+            part = json.loads((RESULTS / f"{other}.json").read_text())
+            if (part.get("methods"), part.get("budgets"), part.get("seed")) != (data["methods"], budgets, args.seed):
+                raise SystemExit(f"{other}.json has other methods, budgets or seed than {previous.name}")
+            for key, rows in part["results"].items():
+                data["results"].setdefault(key, {}).update(with_int_budgets(rows))
+                data["titles"].setdefault(key, part["titles"][key])
+            data["seconds"] += part["seconds"]
+            data["runs"] += part["runs"]
     data["runs"].append({"args": vars(args), "load_average_start": os.getloadavg()})
     started = time.perf_counter()
 

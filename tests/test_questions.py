@@ -183,3 +183,20 @@ def test_a_batch_asks_once_about_each_suspected_mix_up_of_two_groups():
     first = next_questions(emb, graph, labels, probs, ConstraintSet(32), scale=10.0, bias=-5.0, n=1,
                            kinds=("member",))[0]
     assert (first.a, first.b) == (batch[0].a, batch[0].b)
+
+
+def test_a_split_is_asked_first_of_the_group_whose_halves_are_least_linked():
+    from l2c_explorer.questions import split_difference_probability
+
+    # the same two kinds of drawings in each group (same pair probability of the halves' typical images),
+    # but group 1's halves are linked by one edge, group 0's by many: group 1 more likely holds two categories
+    emb = embedding_of([0] * 8 + [1] * 8 + [0] * 8 + [1] * 8, spread=0.05)
+    bridges = [(i, 8 + j) for i in range(8) for j in range(8) if (i + j) % 2 == 0] + [(23, 24)]
+    graph = cliques([8, 8, 8, 8], bridges=bridges)
+    labels = np.repeat([0, 1], 16)
+    q = next_questions(emb, graph, labels, one_hot(labels, 2), ConstraintSet(32), scale=10.0, bias=-5.0, n=2,
+                       kinds=("split",))
+    assert [x.groups for x in q] == [(1,), (0,)] and q[0].score > q[1].score
+    # the probability falls as the cut grows and as the pair model says "same" more strongly
+    assert split_difference_probability(0.0, 0.05) > split_difference_probability(0.0, 0.8)
+    assert split_difference_probability(-3.0, 0.3) > split_difference_probability(3.0, 0.3)
