@@ -165,7 +165,7 @@ def markdown(entries: list[dict], machine: str) -> str:
     for s in ("10k", "25k"):
         for k in ("unknown", "known"):
             new, exact = done.get(f"{s}/{k}/new"), done.get(f"{s}/{k}/exact")
-            if new and exact:
+            if new and exact and new.get("model_sha256") == exact.get("model_sha256"):  # the same model only
                 diff = 100 * (new["acc"] - exact["acc"])
                 notes.append(f"{s}, K {k}: new - exact = {diff:+.1f} points "
                              f"({'at most 1 point below: met' if diff >= -1 else 'MORE than 1 point below: not met'})")
