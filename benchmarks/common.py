@@ -187,6 +187,11 @@ def same_groups(x: np.ndarray, y: np.ndarray) -> bool:
     return pairs == len(np.unique(x)) == len(np.unique(y))
 
 
+def contradicts(answer, labels: np.ndarray) -> bool:
+    """Whether an answer goes against the groups it was asked about (an answer that changes them)."""
+    return answer.same != bool(labels[answer.a] == labels[answer.b])
+
+
 def run_ours(clusterer, truth, budgets, *, relearn: bool = False) -> dict:
     """Our questions (``L2CClusterer.questions``) answered by the :class:`Oracle` one at a time, a ``refit`` after
     each (and with ``relearn``, a ``relearn`` at each budget); the scores ``(accuracy, K error)`` after each of
@@ -214,7 +219,7 @@ def run_ours(clusterer, truth, budgets, *, relearn: bool = False) -> dict:
         q = found[0]
         answers.append(Answer(q.a, q.b, oracle(q.a, q.b), q.kind))
         kinds.append(q.kind)
-        contradicted.append(answers[-1].same != bool(clusterer.labels_[q.a] == clusterer.labels_[q.b]))
+        contradicted.append(contradicts(answers[-1], clusterer.labels_))
         before = clusterer.labels_.copy()
         started = time.perf_counter()
         clusterer.refit(answers)
@@ -252,7 +257,7 @@ def run_rounds(fit, truth, budgets, *, per_round: int = 5) -> dict:
         for q in batch:
             answers.append(Answer(q.a, q.b, oracle(q.a, q.b), q.kind))
             kinds.append(q.kind)
-            contradicted.append(answers[-1].same != bool(clusterer.labels_[q.a] == clusterer.labels_[q.b]))
+            contradicted.append(contradicts(answers[-1], clusterer.labels_))
         started = time.perf_counter()
         clusterer = fit(answers)
         fit_seconds.append(time.perf_counter() - started)

@@ -30,8 +30,7 @@ from common import add_common_flags, label_ids, machine_description, write_resul
 from datasets import OMNIGLOT_BACKGROUND, validation_setup
 
 from l2c_explorer.clustering import L2CClusterer
-from l2c_explorer.groups import same_logit
-from l2c_explorer.questions import group_split
+from l2c_explorer.questions import group_split, pair_logit
 
 
 def examples(folder: Path, model: str, seed: int = 0) -> list[dict]:
@@ -45,8 +44,7 @@ def examples(folder: Path, model: str, seed: int = 0) -> list[dict]:
         if len(members) < 4:
             continue
         first, second, ra, rb, ncut = group_split(c.graph_, c.embedding_, members)
-        cos = float(np.dot(c.embedding_[ra], c.embedding_[rb]))
-        rows.append({"pair_logit": float(same_logit(cos, scale=scale, bias=bias)), "ncut": float(ncut),
+        rows.append({"pair_logit": float(pair_logit(c.embedding_, ra, rb, scale=scale, bias=bias)), "ncut": float(ncut),
                      "smaller_half": int(min(len(first), len(second))), "different": bool(truth[ra] != truth[rb]),
                      "categories": int(len(np.unique(truth[members])))})
     return rows

@@ -220,9 +220,9 @@ def main() -> None:
         for name in args.sets:
             folder = build_set(name, scratch)
             k_true = len({true_label(p.relative_to(folder).as_posix()) for p in set_images(folder)})
+            digest = load_similarity_model(SETS[name].model).digest
             for k in args.k:
                 for pipeline in args.pipelines:
-                    digest = load_similarity_model(SETS[name].model).digest
                     spec = {"set": name, "folder": str(folder), "model": SETS[name].model, "model_sha256": digest,
                             "k": k, "k_true": k_true,
                             "max_k": args.max_k, "pipeline": pipeline, "threads": args.threads, "seed": args.seed,

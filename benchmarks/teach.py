@@ -368,14 +368,19 @@ def app_speed(folder: Path, seed: int, n_answers: int = 5) -> dict:
 # report
 
 
+def at_budget(rows: dict, m: str, b: int) -> list[tuple[float, int]]:
+    """(accuracy, K error) of method ``m`` after ``b`` answers, for each folder where it was measured there."""
+    return [r[m]["scores"][b] for r in rows.values() if b in r.get(m, {}).get("scores", {})]
+
+
 def summary_table(rows: dict, methods, budgets) -> list[str]:
     head = "| method | " + " | ".join(f"{b} answers" for b in budgets) + " |"
     lines = [head, "|---|" + "---|" * len(budgets)]
     for m in methods:
         cells = []
         for b in budgets:
-            acc = [100 * r[m]["scores"][b][0] for r in rows.values() if b in r.get(m, {}).get("scores", {})]
-            kerr = [abs(r[m]["scores"][b][1]) for r in rows.values() if b in r.get(m, {}).get("scores", {})]
+            acc = [100 * a for a, _ in at_budget(rows, m, b)]
+            kerr = [abs(e) for _, e in at_budget(rows, m, b)]
             cells.append(f"{np.mean(acc):.1f} (min {np.min(acc):.1f}), K err {np.mean(kerr):.2f}" if acc else "not run")
         lines.append(f"| {METHOD_NAMES[m]} | " + " | ".join(cells) + " |")
     return lines
@@ -401,7 +406,7 @@ def targets(rows: dict, methods, budgets, *, accuracy_targets: bool = True) -> l
     """The targets, met or not (the accuracy and K ones are about all 10 Omniglot development alphabets: with
     fewer measured, their numbers are shown and the verdict is left open)."""
     def acc(m, b):
-        return [100 * r[m]["scores"][b][0] for r in rows.values() if b in r.get(m, {}).get("scores", {})]
+        return [100 * a for a, _ in at_budget(rows, m, b)]
 
     def verdict(met: bool) -> str:
         if accuracy_targets and len(rows) < N_ALPHABETS:
@@ -411,13 +416,13 @@ def targets(rows: dict, methods, budgets, *, accuracy_targets: bool = True) -> l
     out = []
     ours = [m for m in OURS if m in methods]
     for m in ours if accuracy_targets else []:
-        if 25 in budgets and acc(m, 25):
-            a = acc(m, 25)
+        a = acc(m, 25) if 25 in budgets else []
+        if a:
             met = np.mean(a) >= 95 and np.min(a) >= 91
             out.append(f"- {METHOD_NAMES[m]}, after 25 answers: mean accuracy {np.mean(a):.1f}%, lowest "
                        f"{np.min(a):.1f}% (target: mean >= 95%, every alphabet >= 91%): **{verdict(met)}**.")
-        if 50 in budgets and acc(m, 50):
-            e = np.mean([abs(r[m]["scores"][50][1]) for r in rows.values()])
+        if 50 in budgets and at_budget(rows, m, 50):
+            e = np.mean([abs(err) for _, err in at_budget(rows, m, 50)])
             out.append(f"- {METHOD_NAMES[m]}, after 50 answers: mean |K error| {e:.2f} (target <= 0.3): "
                        f"**{verdict(e <= 0.3)}**.")
     others = [m for m in methods if m not in OURS]

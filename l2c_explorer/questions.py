@@ -137,9 +137,14 @@ def kind_bias_shifts(embedding: np.ndarray, constraints: ConstraintSet, *, scale
     return shifts
 
 
-def split_difference_probability(pair_logit, ncut, weights=None):
+def pair_logit(embedding: np.ndarray, a, b, *, scale: float, bias: float) -> np.ndarray:
+    """The logit of the similarity model's P(same), scale * cos + bias, of images ``a`` and ``b`` (indices)."""
+    return same_logit(np.sum(embedding[np.asarray(a)] * embedding[np.asarray(b)], axis=-1), scale=scale, bias=bias)
+
+
+def split_difference_probability(pair_logit, ncut):
     """P(the two halves of a proposed split are different categories) (:data:`SPLIT_WEIGHTS`)."""
-    w_pair, w_cut, intercept = SPLIT_WEIGHTS if weights is None else weights
+    w_pair, w_cut, intercept = SPLIT_WEIGHTS
     return 1.0 / (1.0 + np.exp(-(w_pair * np.asarray(pair_logit) + w_cut * np.asarray(ncut) + intercept)))
 
 
@@ -245,7 +250,7 @@ def next_questions(
             first, second, ra, rb, ncut = group_split(graph, embedding, members)
             if np.intersect1d(comp[first], comp[second]).size:  # its halves were said to be one category
                 continue
-            logit = same_logit(float(np.dot(embedding[ra], embedding[rb])), scale=scale, bias=bias + shift["split"])
+            logit = pair_logit(embedding, ra, rb, scale=scale, bias=bias + shift["split"])
             p_different = float(split_difference_probability(logit, ncut))
             found.append(Question(ra, rb, "split", p_different * min(len(first), len(second)), (c,), (first, second)))
     if ("merge" in kinds or "member" in kinds) and k > 1:
