@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import SIGNIFICANCE_CANDIDATES, add_common_flags, machine_description, write_results
-from datasets import OMNIGLOT_BACKGROUND, validation_setup
+from datasets import OMNIGLOT_BACKGROUND, VALIDATION_FOLD, validation_setup
 
 from l2c_explorer.clustering import L2CClusterer
 from l2c_explorer.graph import SHARPENED_SIGNIFICANT_GAP, eigengap_k
@@ -31,7 +31,7 @@ from l2c_explorer.options import DISCOVER, MODEL_SETTINGS
 from l2c_explorer.similarity_model import load_similarity_model
 
 # (steps, keep): steps 0 is discovery without self-training
-SETTINGS = ((0, 0.5), (100, 0.3), (100, 0.5), (100, 0.7), (100, 1.0), (200, 0.5))
+SETTINGS = ((0, 0.5), (50, 0.5), (100, 0.3), (100, 0.5), (100, 0.7), (100, 1.0), (200, 0.5))
 
 
 def defaults() -> tuple[int, float]:
@@ -43,17 +43,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--background", default=str(OMNIGLOT_BACKGROUND), help="the Omniglot background alphabets")
     parser.add_argument("--model", default=None, help="a model already trained on the 25 training alphabets")
+    parser.add_argument("--fold", type=int, default=VALIDATION_FOLD,
+                        help="which background fold (omniglot_k_rule.py's)")
+    parser.add_argument("--settings", nargs="+", default=None, metavar="STEPS/KEEP",
+                        help="only these settings (default: all of SETTINGS); the used one is always needed")
+    parser.add_argument("--name", default="omniglot_self_training", help="results file name")
+    parser.add_argument("--k-sharpened-significance", type=float, default=None,
+                        help="the sharpened graph's K rule for these runs (default: the package's)")
     add_common_flags(parser, threads=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
 
+    settings = SETTINGS if args.settings is None else \
+        tuple((int(x.split("/")[0]), float(x.split("/")[1])) for x in args.settings)
     runs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        valid, model_path = validation_setup(Path(args.background), Path(tmp), args.model)
+        valid, model_path = validation_setup(Path(args.background), Path(tmp), args.model, args.fold)
         model = load_similarity_model(model_path)
         sets = {a.name: model.prepare(str(a), labelled=True) for a in sorted(valid.iterdir())}
-        for steps, keep in SETTINGS:
+        for steps, keep in settings:
             key = f"{steps}/{keep}"
             runs[key] = {}
             for name, data in sets.items():
@@ -61,7 +70,8 @@ def main() -> None:
                 row = {}
                 for kmode in ("known", "unknown"):
                     c = L2CClusterer(similarity=model, n_clusters=k_true if kmode == "known" else None,
-                                     self_training_steps=steps, self_training_keep=keep, random_state=0)
+                                     self_training_steps=steps, self_training_keep=keep, random_state=0,
+                                     k_sharpened_significance=args.k_sharpened_significance)
                     t0 = time.perf_counter()
                     c.fit(data)
                     row[f"acc_{kmode}"] = c.score(data.label_ids())
@@ -79,14 +89,14 @@ def main() -> None:
     used = defaults()
     names = list(next(iter(runs.values())))
     lines = [
-        f"Machine: {machine_description(args.threads)}. Validation alphabets (held out from the similarity "
+        f"Machine: {machine_description(args.threads)}. Background fold {args.fold}'s validation alphabets (held out from the similarity "
         f"model's training, never used for evaluation): {', '.join(names)}. MCL, seed 0; whole run "
         f"{(time.perf_counter() - started) / 60:.1f} min.",
         "",
         "| self-training steps | share kept | ACC % K known | ACC % K unknown | mean abs K error | s per alphabet (K unknown) |",
         "|---|---|---|---|---|---|",
     ]
-    for (steps, keep), (key, rows) in zip(SETTINGS, runs.items()):
+    for (steps, keep), (key, rows) in zip(settings, runs.items(), strict=True):
         r = list(rows.values())
         chosen = " (used)" if (steps, keep) == used else ""
         lines.append(
@@ -105,7 +115,8 @@ def main() -> None:
             for s in SIGNIFICANCE_CANDIDATES
         ) + ".",
     ]
-    write_results("omniglot_self_training", {"runs": runs, "used": list(used), "machine": machine_description(args.threads)},
+    write_results(args.name, {"runs": runs, "used": list(used), "fold": args.fold,
+                              "machine": machine_description(args.threads)},
                   "\n".join(lines))
     print("\n".join(lines))
 

@@ -2,12 +2,13 @@
 
 `l2c_explorer.questions.kind_bias_shifts` shifts the bias of the similarity model's P(same) for each kind of
 question (split, merge, member) by what the answers to that kind said, under a prior worth `PRIOR_ANSWERS`
-answers. This script runs `benchmarks/teach.py` (our questions, one answer at a time, refit after each, on the
-10 Omniglot development alphabets) once per prior weight, 1e9 standing for "no learning from the answers"
+answers. This script runs `benchmarks/teach.py` (our questions, one answer at a time, refit after each) on the 5
+validation alphabets of background fold 5 with that fold's similarity model (`omniglot_k_rule.py`'s folds;
+never the evaluation alphabets) once per prior weight, 1e9 standing for "no learning from the answers"
 (the questions as they were before), and tabulates accuracy, |K error| and the share of answers that changed the
 groups (the rest only confirmed what the clustering said), in total and per kind of question.
 
-    python benchmarks/questions_prior.py [--priors 1e9 2 4 8] [--skip-runs]
+    python benchmarks/questions_prior.py --model FOLD5_MODEL [--priors 1e9 2 4 8] [--skip-runs]
 
 Writes benchmarks/results/questions_prior.{json,md} (and teach_prior_<P>.{json,md}, one per prior).
 """
@@ -19,16 +20,19 @@ import collections
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from common import RESULTS, machine_description, write_results
+from datasets import OMNIGLOT_BACKGROUND, VALIDATION_FOLD, validation_setup
 
 BUDGETS = (10, 25, 50)
 
 
-def run(prior: str) -> None:
+def run(prior: str, valid: Path, model: str) -> None:
     subprocess.run([sys.executable, str(Path(__file__).with_name("teach.py")), "--only", "omniglot", "--methods", "ours",
+                    "--omniglot", str(valid), "--omniglot-model", model,
                     "--budgets", *map(str, BUDGETS), "--no-speed", "--name", f"teach_prior_{prior}",
                     "--prior-answers", prior], check=True)
 
@@ -51,7 +55,9 @@ def summarise(prior: str) -> dict:
 
 def render(summaries: list[dict]) -> str:
     lines = [f"Machine: {machine_description()}. Our questions, one answer at a time (refit after each), on the "
-             f"{summaries[0]['n_folders']} Omniglot development alphabets (model `omniglot`, K unknown); cells: mean "
+             f"{summaries[0]['n_folders']} validation alphabets of Omniglot background fold {VALIDATION_FOLD} "
+             "(the fold's "
+             "similarity model, trained by the shipped recipe on the other 25; K unknown); cells: mean "
              "accuracy % (lowest), mean |K error|. \"Changed\": answers after which the groups differed (the others "
              "confirmed what the clustering already said), by the kind of question asked.", "",
              "| prior (answers) | " + " | ".join(f"{b} answers" for b in BUDGETS) + " | changed | split | merge | member |",
@@ -72,10 +78,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--priors", nargs="+", default=["1e9", "2", "4", "8"])
     parser.add_argument("--skip-runs", action="store_true", help="only tabulate the teach_prior_* results there are")
+    parser.add_argument("--background", default=str(OMNIGLOT_BACKGROUND))
+    parser.add_argument("--model", default=None, help="a model trained on the fold's 25 training alphabets "
+                        "(trained by the shipped recipe when missing)")
     args = parser.parse_args()
-    for prior in args.priors:
-        if not args.skip_runs:
-            run(prior)
+    with tempfile.TemporaryDirectory() as tmp:
+        valid, model = validation_setup(Path(args.background), Path(tmp), args.model)
+        for prior in args.priors:
+            if not args.skip_runs:
+                run(prior, valid, model)
     summaries = [summarise(p) for p in args.priors if (RESULTS / f"teach_prior_{p}.json").is_file()]
     write_results("questions_prior", {"machine": machine_description(), "summaries": summaries}, render(summaries))
     print(render(summaries))

@@ -15,7 +15,8 @@ of pairs are worth a person's time, each scored by the number of images its like
 The score of a question is the probability of its changing answer (from the similarity model's pair
 probability, sigmoid(scale * cos + bias), of the two images shown, its bias shifted for each kind of question
 by the answers to that kind so far: :func:`kind_bias_shifts`; for a split, combined with how loosely the
-group's two halves are linked, :func:`split_difference_probability`) times the images that would move. A
+group's two halves are linked, :func:`split_difference_probability`; for a merge, with how much the two
+groups are linked, :func:`merge_same_probability`) times the images that would move. A
 pair whose answer follows from the answers so far is never asked, nor a group question already settled
 (a group whose halves are said to be the same, two groups said to be different). A batch of questions (for a
 person answering several in one sitting) asks about each group once for splits and merges, and about each
@@ -55,6 +56,14 @@ PRIOR_ANSWERS = 4.0
 # split. Scored on each alphabet with weights fitted on the others, the combination ranks those 45 first better
 # (ROC-AUC 0.929) than the pair model alone (0.865, what split questions used before) or the cut alone (0.896).
 SPLIT_WEIGHTS = (-0.754, -8.045, 4.045)
+# P(a merge question is answered "same") = sigmoid(w_pair * pair logit + w_link * link share + intercept): the
+# similarity model's logit for the two groups' typical images, and the share of the smaller group's links
+# (graph weight) that go to the other group (:func:`group_link_shares`: two halves of one category stay
+# linked). Fitted like SPLIT_WEIGHTS on the merge questions the same first clusterings offer
+# (benchmarks/questions_split.py, its merge table): of 867, only 4 (0.5%) would be answered "same" where the
+# pair model alone expects 6.8% (a first clustering seldom cuts a category in two), so the intercept carries
+# most of the fit; the link share alone ranks those 4 first with ROC-AUC 0.94 (the pair model 0.74).
+MERGE_WEIGHTS = (0.578, 1.784, -3.847)
 # A group larger than this is split on a seeded sample of its members (the others join the half they have
 # more links to), so that proposing a split never builds a matrix larger than this squared.
 SPLIT_SAMPLE = 1500
@@ -146,6 +155,38 @@ def split_difference_probability(pair_logit, ncut):
     """P(the two halves of a proposed split are different categories) (:data:`SPLIT_WEIGHTS`)."""
     w_pair, w_cut, intercept = SPLIT_WEIGHTS
     return 1.0 / (1.0 + np.exp(-(w_pair * np.asarray(pair_logit) + w_cut * np.asarray(ncut) + intercept)))
+
+
+def merge_same_probability(pair_logit, link_share):
+    """P(two groups are one category), the answer "same" to their merge question (:data:`MERGE_WEIGHTS`)."""
+    w_pair, w_link, intercept = MERGE_WEIGHTS
+    return 1.0 / (1.0 + np.exp(-(w_pair * np.asarray(pair_logit) + w_link * np.asarray(link_share) + intercept)))
+
+
+def merge_candidates(embedding: np.ndarray, groups: list[np.ndarray]) -> list[tuple[int, int]]:
+    """Pairs of groups (c < d) worth a merge question: each group with its :data:`MERGE_NEIGHBOURS` nearest
+    groups by mean direction, sorted."""
+    centres = np.stack([embedding[g].mean(0) if len(g) else np.zeros(embedding.shape[1]) for g in groups])
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True) + 1e-12
+    near = centres @ centres.T
+    np.fill_diagonal(near, -np.inf)
+    k = len(groups)
+    return sorted({(min(c, int(d)), max(c, int(d))) for c in range(k) for d in np.argsort(-near[c])[:MERGE_NEIGHBOURS]})
+
+
+def group_link_shares(graph: sp.spmatrix, labels: np.ndarray) -> np.ndarray:
+    """Share of each pair of groups' links that join them: ``W[c, d] / min(vol c, vol d)``, shape (k, k).
+
+    ``W[c, d]`` is the graph weight between the members of groups c and d, ``vol c`` the total weight of the
+    links of c's members (to any image). One sparse product with the membership matrix, never a pair loop.
+    """
+    labels = np.asarray(labels)
+    k = int(labels.max()) + 1 if len(labels) else 0
+    membership = sp.csr_matrix((np.ones(len(labels)), (np.arange(len(labels)), labels)), shape=(len(labels), k))
+    between = (membership.T @ sp.csr_matrix(graph, dtype=np.float64) @ membership).toarray()
+    volume = between.sum(1)
+    smaller = np.maximum(np.minimum(volume[:, None], volume[None, :]), 1e-12)
+    return between / smaller
 
 
 def split_in_two(graph: sp.spmatrix, members: np.ndarray) -> tuple[np.ndarray, float]:
@@ -253,21 +294,17 @@ def next_questions(
             logit = pair_logit(embedding, ra, rb, scale=scale, bias=bias + shift["split"])
             p_different = float(split_difference_probability(logit, ncut))
             found.append(Question(ra, rb, "split", p_different * min(len(first), len(second)), (c,), (first, second)))
-    if ("merge" in kinds or "member" in kinds) and k > 1:
-        centres = np.stack([embedding[g].mean(0) for g in groups])
-        centres /= np.linalg.norm(centres, axis=1, keepdims=True) + 1e-12
     if "merge" in kinds and k > 1:
         settled = set()  # pairs of groups with a "different" answer between them
         for a, b in constraints.cannot_pairs().tolist():
             settled.add((min(labels[a], labels[b]), max(labels[a], labels[b])))
-        near = centres @ centres.T
-        np.fill_diagonal(near, -np.inf)
-        pairs = {(min(c, int(d)), max(c, int(d))) for c in range(k) for d in np.argsort(-near[c])[:MERGE_NEIGHBOURS]}
-        for c, d in sorted(pairs):
+        links = group_link_shares(graph, labels)
+        for c, d in merge_candidates(embedding, groups):
             if (c, d) in settled:
                 continue
-            found.append(Question(int(reps[c]), int(reps[d]), "merge",
-                                  p_same(reps[c], reps[d], "merge") * min(len(groups[c]), len(groups[d])), (c, d)))
+            logit = pair_logit(embedding, reps[c], reps[d], scale=scale, bias=bias + shift["merge"])
+            p = float(merge_same_probability(logit, links[c, d]))
+            found.append(Question(int(reps[c]), int(reps[d]), "merge", p * min(len(groups[c]), len(groups[d])), (c, d)))
     if "member" in kinds and k > 1:
         probs = np.asarray(probabilities)
         other = probs.copy()

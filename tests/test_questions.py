@@ -200,3 +200,34 @@ def test_a_split_is_asked_first_of_the_group_whose_halves_are_least_linked():
     # the probability falls as the cut grows and as the pair model says "same" more strongly
     assert split_difference_probability(0.0, 0.05) > split_difference_probability(0.0, 0.8)
     assert split_difference_probability(-3.0, 0.3) > split_difference_probability(3.0, 0.3)
+
+
+def test_group_link_shares_are_the_links_between_groups_over_the_smaller_volume():
+    from l2c_explorer.questions import group_link_shares
+
+    rng = np.random.default_rng(0)
+    dense = rng.random((12, 12)) * (rng.random((12, 12)) < 0.4)
+    dense = np.triu(dense, 1) + np.triu(dense, 1).T
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2])
+    shares = group_link_shares(sp.csr_matrix(dense), labels)
+    volume = [dense[labels == c].sum() for c in range(3)]
+    for c in range(3):
+        for d in range(3):
+            between = dense[np.ix_(labels == c, labels == d)].sum()
+            assert np.isclose(shares[c, d], between / min(volume[c], volume[d]), rtol=1e-9)
+
+
+def test_a_merge_is_asked_first_of_the_groups_most_linked_to_each_other():
+    from l2c_explorer.questions import merge_same_probability
+
+    # four groups, two pairs of them equally alike (same pair probability of their typical images), but
+    # groups 0 and 1 share many links where 2 and 3 share one: 0 and 1 are more likely one category
+    emb = embedding_of([0] * 8 + [0] * 8 + [1] * 8 + [1] * 8, spread=0.05)
+    bridges = [(i, 8 + j) for i in range(8) for j in range(8) if (i + j) % 2 == 0] + [(23, 24)]
+    graph = cliques([8, 8, 8, 8], bridges=bridges)
+    labels = np.repeat([0, 1, 2, 3], 8)
+    q = next_questions(emb, graph, labels, one_hot(labels, 4), ConstraintSet(32), scale=10.0, bias=-5.0, n=2,
+                       kinds=("merge",))
+    assert [x.groups for x in q] == [(0, 1), (2, 3)] and q[0].score > q[1].score
+    assert merge_same_probability(0.0, 0.5) > merge_same_probability(0.0, 0.01)
+    assert merge_same_probability(3.0, 0.1) > merge_same_probability(-3.0, 0.1)

@@ -10,15 +10,36 @@ from l2c_explorer.constraints import Answer, ContradictionError, write_constrain
 from l2c_explorer.errors import InputError
 
 
+# a run with a few self-training steps, for the tests of what answers and relearnings do rather than how good
+# the groups are: a relearning takes the run's self-training steps, so it is quick too
+QUICK = dict(random_state=1, self_training_steps=10)
+
+
 @pytest.fixture(scope="module")
-def tengwar(tmp_path_factory, omniglot_evaluation):
-    """10 Tengwar characters (200 drawings), clustered with K unknown: two look-alikes end up merged."""
+def tengwar10(tmp_path_factory, omniglot_evaluation):
+    """10 Tengwar characters (200 drawings)."""
     dest = tmp_path_factory.mktemp("data") / "tengwar10"
     for char_dir in sorted((omniglot_evaluation / "Tengwar").iterdir())[:10]:
         shutil.copytree(char_dir, dest / char_dir.name)
-    clusterer = L2CClusterer(random_state=1).fit(dest, labelled=True)
+    return dest
+
+
+def clustered(folder, **options):
+    clusterer = L2CClusterer(**options).fit(folder, labelled=True)
     truth = np.unique(np.asarray(clusterer.true_labels_), return_inverse=True)[1]
-    return clusterer, truth, dest
+    return clusterer, truth, folder
+
+
+@pytest.fixture(scope="module")
+def tengwar(tengwar10):
+    """The 10 Tengwar characters clustered with K unknown: two look-alikes end up merged."""
+    return clustered(tengwar10, random_state=1)
+
+
+@pytest.fixture(scope="module")
+def tengwar_quick(tengwar10):
+    """The same, clustered with the ``QUICK`` options."""
+    return clustered(tengwar10, **QUICK)
 
 
 def oracle_answers(clusterer, truth, n):
@@ -185,8 +206,8 @@ def test_relearning_learns_from_the_answers(tengwar):
     assert np.array_equal(clusterer.embedding_, run_embedding) and clusterer.relearnings_ == []
 
 
-def test_answers_after_a_relearning_start_from_it_and_undo_goes_back(tengwar):
-    clusterer, truth, _ = tengwar
+def test_answers_after_a_relearning_start_from_it_and_undo_goes_back(tengwar_quick):
+    clusterer, truth, _ = tengwar_quick
     clusterer.refit([])
     answers = oracle_answers(clusterer, truth, 4)
     three = clusterer.refit(answers[:3]).labels_.copy()  # before any relearning
@@ -202,15 +223,15 @@ def test_answers_after_a_relearning_start_from_it_and_undo_goes_back(tengwar):
     clusterer.refit([])
 
 
-def test_answers_from_a_file_relearn_as_in_the_app(tengwar, tmp_path):
+def test_answers_from_a_file_relearn_as_in_the_app(tengwar_quick, tmp_path):
     """fit(constraints=file, relearn=True), what `discover --constraints FILE --relearn` runs, gives the groups
     that the same answers given one by one and one relearning give."""
-    clusterer, truth, folder = tengwar
+    clusterer, truth, folder = tengwar_quick
     clusterer.refit([])
     answers = oracle_answers(clusterer, truth, 5)
     live = clusterer.relearn().labels_.copy()
     path = write_constraints_csv(tmp_path / "answers.csv", answers, clusterer.paths_)
-    again = L2CClusterer(random_state=1).fit(folder, constraints=str(path), relearn=True)
+    again = L2CClusterer(**QUICK).fit(folder, constraints=str(path), relearn=True)
     assert again.relearnings_ == [5]
     assert np.array_equal(again.labels_, live)
     clusterer.refit([])
@@ -241,7 +262,8 @@ def test_relearning_stopped_or_impossible_changes_nothing(tengwar):
 
 
 def test_relearning_refuses_a_folder_that_changed(keble_subset):
-    c = L2CClusterer(random_state=0, self_training_steps=0, steps=10).fit(keble_subset)
+    # a relearning takes the run's self-training steps (100 when the run had none): a few suffice here
+    c = L2CClusterer(random_state=0, self_training_steps=5, steps=10).fit(keble_subset)
     first = next(keble_subset.iterdir())
     shutil.copy(next(first.iterdir()), first / "added_later.png")
     with pytest.raises(InputError, match="changed since this run"):

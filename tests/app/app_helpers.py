@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +19,12 @@ def need_demo_and_model() -> None:
         pytest.skip("demo_data/omniglot_keble is missing")
     if not (MODELS / "omniglot.safetensors").is_file():
         pytest.skip("the shipped models/omniglot.safetensors is missing")
+
+
+def close_client(client) -> None:
+    """Close a ``gradio_client.Client`` without waiting for it: its ``close()`` gives its heartbeat thread,
+    held in a streaming request until the server's next heartbeat, a second to end, and then leaves it anyway."""
+    threading.Thread(target=client.close, daemon=True).start()
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):

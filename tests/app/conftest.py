@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from app_helpers import DEMO, need_demo_and_model
+from app_helpers import DEMO, close_client, need_demo_and_model
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -33,7 +33,7 @@ def client(served_app):
 
     c = Client(served_app.base_url, verbose=False, download_files=False, headers=served_app.headers)
     yield c
-    c.close()
+    close_client(c)
 
 
 @pytest.fixture

@@ -17,13 +17,24 @@ from l2c_explorer.errors import InputError
 OPTIONS = dict(self_training_steps=0, steps=30, random_state=0, device="cpu")
 
 
+def a_run(work, folder, **options):
+    bench = Workbench(work)
+    job = bench.start_discovery(folder, model="omniglot", labelled=True, make_map=False, **{**OPTIONS, **options})
+    assert job.wait(600) and job.result is not None, job.error
+    yield bench, job, folder
+    bench.close()
+
+
 @pytest.fixture
 def taught(tmp_path, keble6):
-    bench = Workbench(tmp_path / "work")
-    job = bench.start_discovery(keble6, model="omniglot", labelled=True, make_map=False, **OPTIONS)
-    assert job.wait(600) and job.result is not None, job.error
-    yield bench, job, keble6
-    bench.close()
+    yield from a_run(tmp_path / "work", keble6)
+
+
+@pytest.fixture
+def sharpened(tmp_path, keble6):
+    """The run with a few self-training steps, for relearnings that need not be long: a relearning takes the
+    run's self-training steps (100 after a run without)."""
+    yield from a_run(tmp_path / "work", keble6, self_training_steps=5)
 
 
 def same_partition(x, y) -> bool:
@@ -182,10 +193,10 @@ def test_relearning_in_the_app_continues_the_curves_and_matches_a_file(taught):
     assert len(teacher.answers) == 2 and np.array_equal(back.labels, two.labels_)
 
 
-def test_relearning_can_be_stopped_from_another_thread(taught):
+def test_relearning_can_be_stopped_from_another_thread(sharpened):
     import threading
 
-    bench, job, _ = taught
+    bench, job, _ = sharpened
     teacher = bench.teacher(job.id)
     assert not teacher.stop_relearning()  # nothing under way
     truth = truth_of(job.result)
@@ -209,10 +220,10 @@ def test_relearning_can_be_stopped_from_another_thread(taught):
     assert teacher.relearn().n_clusters >= 1 and teacher.clusterer.relearnings_ == [2]  # a new one runs to the end
 
 
-def test_a_page_reloaded_during_a_relearning_follows_it_and_shows_its_groups(taught):
+def test_a_page_reloaded_during_a_relearning_follows_it_and_shows_its_groups(sharpened):
     from l2c_explorer.app.ui import build_app
 
-    bench, job, _ = taught
+    bench, job, _ = sharpened
     _, handlers = build_app(bench)
     run, explore = handlers.page.run, handlers.page.explore
     poll = handlers.poller("discover", run, explore)
