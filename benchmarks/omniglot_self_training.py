@@ -87,11 +87,12 @@ def main() -> None:
                       f"K error {row['k_error']:+d}", flush=True)
 
     used = defaults()
+    significance = SHARPENED_SIGNIFICANT_GAP if args.k_sharpened_significance is None else args.k_sharpened_significance
     names = list(next(iter(runs.values())))
     lines = [
         f"Machine: {machine_description(args.threads)}. Background fold {args.fold}'s validation alphabets (held out from the similarity "
-        f"model's training, never used for evaluation): {', '.join(names)}. MCL, seed 0; whole run "
-        f"{(time.perf_counter() - started) / 60:.1f} min.",
+        f"model's training, never used for evaluation): {', '.join(names)}. MCL, seed 0; the sharpened graph's K rule "
+        f"at significance {significance}; whole run {(time.perf_counter() - started) / 60:.1f} min.",
         "",
         "| self-training steps | share kept | ACC % K known | ACC % K unknown | mean abs K error | s per alphabet (K unknown) |",
         "|---|---|---|---|---|---|",
@@ -110,12 +111,12 @@ def main() -> None:
         "Eigengap significance on the graph of the self-trained features (with the used self-training setting; "
         "mean abs K error; the first pass keeps the significance chosen by omniglot_k_rule.py): "
         + ", ".join(
-            f"{s}{' (used)' if s == SHARPENED_SIGNIFICANT_GAP else ''}: "
+            f"{s}{' (these runs)' if s == significance else ''}: "
             f"{np.mean([abs(x['k_error_by_significance'][str(s)]) for x in used_rows]):.2f}"
             for s in SIGNIFICANCE_CANDIDATES
         ) + ".",
     ]
-    write_results(args.name, {"runs": runs, "used": list(used), "fold": args.fold,
+    write_results(args.name, {"runs": runs, "used": list(used), "fold": args.fold, "k_sharpened_significance": significance,
                               "machine": machine_description(args.threads)},
                   "\n".join(lines))
     print("\n".join(lines))

@@ -8,7 +8,7 @@ never the evaluation alphabets) once per prior weight, 1e9 standing for "no lear
 (the questions as they were before), and tabulates accuracy, |K error| and the share of answers that changed the
 groups (the rest only confirmed what the clustering said), in total and per kind of question.
 
-    python benchmarks/questions_prior.py --model FOLD5_MODEL [--priors 1e9 2 4 8] [--skip-runs]
+    python benchmarks/questions_prior.py --model FOLD5_MODEL [--priors 1e9 2 4 8] [--skip-runs] [--threads N]
 
 Writes benchmarks/results/questions_prior.{json,md} (and teach_prior_<P>.{json,md}, one per prior).
 """
@@ -30,9 +30,9 @@ from datasets import OMNIGLOT_BACKGROUND, VALIDATION_FOLD, validation_setup
 BUDGETS = (10, 25, 50)
 
 
-def run(prior: str, valid: Path, model: str) -> None:
+def run(prior: str, valid: Path, model: str, threads: int) -> None:
     subprocess.run([sys.executable, str(Path(__file__).with_name("teach.py")), "--only", "omniglot", "--methods", "ours",
-                    "--omniglot", str(valid), "--omniglot-model", model,
+                    "--omniglot", str(valid), "--omniglot-model", model, "--threads", str(threads),
                     "--budgets", *map(str, BUDGETS), "--no-speed", "--name", f"teach_prior_{prior}",
                     "--prior-answers", prior], check=True)
 
@@ -81,12 +81,13 @@ def main() -> None:
     parser.add_argument("--background", default=str(OMNIGLOT_BACKGROUND))
     parser.add_argument("--model", default=None, help="a model trained on the fold's 25 training alphabets "
                         "(trained by the shipped recipe when missing)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of each teach run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         valid, model = validation_setup(Path(args.background), Path(tmp), args.model)
         for prior in args.priors:
             if not args.skip_runs:
-                run(prior, valid, model)
+                run(prior, valid, model, args.threads)
     summaries = [summarise(p) for p in args.priors if (RESULTS / f"teach_prior_{p}.json").is_file()]
     write_results("questions_prior", {"machine": machine_description(), "summaries": summaries}, render(summaries))
     print(render(summaries))

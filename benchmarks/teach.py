@@ -274,9 +274,9 @@ def run_npu(features: np.ndarray, truth, budgets, k: int) -> dict:
 # folders
 
 
-def run_folder(folder: Path, model, methods, budgets, seed: int) -> dict:
+def run_folder(folder: Path, model, methods, budgets, seed: int, relearn_steps: int | None = None) -> dict:
     started = time.perf_counter()
-    clusterer = L2CClusterer(similarity=model, random_state=seed).fit(folder, labelled=True)
+    clusterer = L2CClusterer(similarity=model, random_state=seed, relearn_steps=relearn_steps).fit(folder, labelled=True)
     fit_seconds = time.perf_counter() - started
     truth = label_ids(clusterer.true_labels_)
     features = np.asarray(clusterer.diffusion_features_)
@@ -566,6 +566,9 @@ def main() -> None:
     parser.add_argument("--prior-answers", type=float, default=None,
                         help="how many answers the model's own P(same) is worth when answers recalibrate it "
                              "(default: the package's PRIOR_ANSWERS); for choosing that constant")
+    parser.add_argument("--relearn-steps", type=int, default=None,
+                        help="self-training steps of each relearning (default: the package's RELEARN_STEPS); for "
+                             "choosing that constant")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.prior_answers is not None:
@@ -613,7 +616,7 @@ def main() -> None:
                 print(f"{name}: kept from {previous.name}", flush=True)
                 continue
             print(name, flush=True)
-            rows[name] = run_folder(folder, model, args.methods, budgets, args.seed)
+            rows[name] = run_folder(folder, model, args.methods, budgets, args.seed, args.relearn_steps)
             rows[name]["load_average"] = os.getloadavg()
             save()  # after every folder: a stopped run keeps what it measured
 

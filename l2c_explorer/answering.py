@@ -24,7 +24,6 @@ from .corrections import corrected_labels
 from .device import resolve_device
 from .discovery import reopen_images, sharpen
 from .errors import InputError
-from .options import SELF_TRAINING_STEPS
 from .planning import relearn_stages
 from .progress import Callback, Reporter
 from .sources import scratch_folder
@@ -122,8 +121,8 @@ class AnswersMixin:
         :meth:`refit` moves images between groups; this teaches the similarity model what the answers
         mean for the rest of the folder. With the groups as the answers left them (``constraints``, applied
         first when given; else the answers of the last refit): self-train the run's embedding model on
-        them (:func:`~l2c_explorer.discovery.sharpen`, the images some answer is about always among the
-        examples), compute the features and the similarity graph again, estimate K again from the sharpened
+        them for ``relearn_steps`` steps, at most the run's own (:func:`~l2c_explorer.discovery.sharpen`, the
+        images some answer is about always among the examples), compute the features and the similarity graph again, estimate K again from the sharpened
         graph (unless K was given), train the clustering network again, the answers among its pair targets
         with a strong weight (:func:`~l2c_explorer.ccn.answer_weights`), and apply every answer to the new
         clusters. A look-alike the answers separated in one place is then told apart everywhere.
@@ -157,7 +156,7 @@ class AnswersMixin:
                                    cache=self.cache, scratch=scratch, device=device, report=report)
             sharpened = sharpen(
                 self.embedding_model_, source, self.labels_.copy(), confidence, self._pass_options(),
-                steps=self.settings_["self_training_steps"] or SELF_TRAINING_STEPS, device=device, report=report,
+                steps=self._relearn_steps(), device=device, report=report,
                 adapted=self.embedding_model_, pass_label="relearn", message="Relearning from the answers",
                 what="relearnt features", answers=cs.pair_matrix())
         if sharpened is None:
@@ -180,13 +179,19 @@ class AnswersMixin:
             return None
         return sum(s.prior for s in self._relearn_stages())
 
+    def _relearn_steps(self) -> int:
+        """Self-training steps of a relearning: the ``relearn_steps`` setting, and no more than the run's own
+        sharpening took (a run sharpened briefly, for speed, relearns as briefly)."""
+        steps, run_steps = self.settings_["relearn_steps"], self.settings_["self_training_steps"]
+        return min(steps, run_steps) if run_steps else steps
+
     def _relearn_stages(self) -> list:
         """The stages of a relearning with their priors (:func:`~l2c_explorer.planning.relearn_stages`)."""
         from .cache import resolve_cache_dir
 
         return relearn_stages(len(self.paths_), self.embedding_model_,
                               pixels_kept=resolve_cache_dir(self.cache) is not None, steps=self.steps,
-                              self_training_steps=self.settings_["self_training_steps"], n_clusters=self.n_clusters_,
+                              relearn_steps=self._relearn_steps(), n_clusters=self.n_clusters_,
                               measured=getattr(self, "stage_seconds_", []))
 
     @property

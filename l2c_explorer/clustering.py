@@ -79,9 +79,9 @@ class L2CClusterer(AnswersMixin, RunFilesMixin, ClusterMixin, BaseEstimator):
     n_clusters, max_clusters, loss, steps, method, ... : see :data:`l2c_explorer.options.DISCOVER`
         Every other parameter is an option of a discovery, in the spec's order (``n_clusters``,
         ``max_clusters``, ``loss``, ``steps``, ``method``, ``n_neighbors``, ``diffusion_time``, ``adapt_norm``,
-        ``self_training_steps``, ``self_training_keep``, ``k_significance``, ``k_sharpened_significance``,
-        ``k_graph_neighbours``, ``k_graph_scale_neighbour``, ``neighbours``, ``spectrum``, ``cache``,
-        ``follow_links``, ``n_jobs``, ``device``, ``random_state``). The spec declares each one's meaning,
+        ``self_training_steps``, ``self_training_keep``, ``relearn_steps``, ``k_significance``,
+        ``k_sharpened_significance``, ``k_graph_neighbours``, ``k_graph_scale_neighbour``, ``neighbours``,
+        ``spectrum``, ``cache``, ``follow_links``, ``n_jobs``, ``device``, ``random_state``). The spec declares each one's meaning,
         default and allowed values once, for this class, the ``discover`` command (its ``--help``) and the app.
         The steps they tune are listed in this module's docstring; ``method="paper"`` runs the L2C paper's
         clustering network instead (:mod:`l2c_explorer.paper`), a baseline.
@@ -172,6 +172,7 @@ class L2CClusterer(AnswersMixin, RunFilesMixin, ClusterMixin, BaseEstimator):
         adapt_norm: bool = _DEFAULTS.adapt_norm,
         self_training_steps: int | None = _DEFAULTS.self_training_steps,
         self_training_keep: float | None = _DEFAULTS.self_training_keep,
+        relearn_steps: int | None = _DEFAULTS.relearn_steps,
         k_significance: float | None = _DEFAULTS.k_significance,
         k_sharpened_significance: float | None = _DEFAULTS.k_sharpened_significance,
         k_graph_neighbours: int | None = _DEFAULTS.k_graph_neighbours,
@@ -196,6 +197,7 @@ class L2CClusterer(AnswersMixin, RunFilesMixin, ClusterMixin, BaseEstimator):
         self.adapt_norm = adapt_norm
         self.self_training_steps = self_training_steps
         self.self_training_keep = self_training_keep
+        self.relearn_steps = relearn_steps
         self.k_significance = k_significance
         self.k_sharpened_significance = k_sharpened_significance
         self.k_graph_neighbours = k_graph_neighbours

@@ -11,7 +11,6 @@ import time
 
 from .ccn import FULL_BATCH, MINI_BATCH
 from .nets import has_frozen_trunk
-from .options import SELF_TRAINING_STEPS
 from .progress import Stage, calibrated
 from .selftrain import batch_images
 from .similarity_model import SimilarityModel
@@ -104,16 +103,15 @@ def fit_stages(n_images: int, model: SimilarityModel, *, method: str, steps: int
     return stages
 
 
-def relearn_stages(n_images: int, model: SimilarityModel, *, pixels_kept: bool, steps: int,
-                   self_training_steps: int | None, n_clusters: int, measured) -> list[Stage]:
+def relearn_stages(n_images: int, model: SimilarityModel, *, pixels_kept: bool, steps: int, relearn_steps: int,
+                   n_clusters: int, measured) -> list[Stage]:
     """The stages of a relearning, with priors from a run's measured pace ``measured`` (its ``stage_seconds_``,
     :func:`~l2c_explorer.progress.calibrated`). ``pixels_kept``: the fit left the pixels (and a trunk's
     features) in the folder's cache."""
     stages = [Stage("reading", n_images, 0.0 if pixels_kept else STAGE_COSTS["reading"], calibrates=False)]
     if has_frozen_trunk(model.net):
         stages.append(Stage("features", n_images, 0.0 if pixels_kept else feature_cost(model)))
-    st_steps = self_training_steps or SELF_TRAINING_STEPS
-    stages += [Stage("self-training", st_steps, self_training_step_cost(n_clusters, model)),
+    stages += [Stage("self-training", relearn_steps, self_training_step_cost(n_clusters, model)),
                Stage("features", n_images, feature_cost(model, again=True)), *clustering_stages(n_images, steps)]
     return calibrated(stages, measured)
 

@@ -46,7 +46,7 @@ def test_a_pretrained_trunk_is_priced_by_its_own_measured_pass_else_by_its_input
 def test_training_priors_grow_with_the_pairs_a_step_sees_and_a_relearning_reads_nothing_kept(model):
     small, large = clustering_stages(100, 10)[1], clustering_stages(1000, 10)[1]
     assert large.prior > small.prior > STAGE_COSTS["training"]
-    stages = relearn_stages(200, model, pixels_kept=True, steps=100, self_training_steps=None, n_clusters=10,
+    stages = relearn_stages(200, model, pixels_kept=True, steps=100, relearn_steps=50, n_clusters=10,
                             measured=[])
     assert [s.name for s in stages] == ["reading", "self-training", "features", "graph", "training"]
     assert stages[0].prior == 0.0 and stages[1].units > 0
