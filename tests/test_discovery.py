@@ -88,6 +88,13 @@ def test_cached_neighbour_lists_are_read_back_only_by_the_search_that_found_them
     assert len(cache.entries) == 2
 
 
+def test_a_k_rule_is_named_in_words():
+    from l2c_explorer.discovery import KEstimate
+
+    names = [KEstimate(3, 1, np.zeros(4), s).rule for s in (1.0, 0.5, 0.6)]
+    assert names == ["largest drop", "half the largest drop", "60% of the largest drop"]
+
+
 @pytest.mark.numerical
 def test_k_is_read_by_the_rule_asked_for():
     from l2c_explorer.graph import NEIGHBOUR_SHARE, diffusion_features, knn_adjacency, neighbourhood
