@@ -15,12 +15,14 @@ import json
 import os
 import platform
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import ROOT, shown
+from datasets import OMNIGLOT_BACKGROUND, ROOT, shown, validation_setup
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -262,6 +264,32 @@ def run_rounds(fit, truth, budgets, *, per_round: int = 5) -> dict:
         clusterer = fit(answers)
         fit_seconds.append(time.perf_counter() - started)
     return {"scores": out, "kinds": kinds, "contradicted": contradicted, "relearn_seconds": fit_seconds}
+
+
+def add_validation_teach_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of the scripts that choose a teach constant with `teach.py` on background fold 5's validation
+    alphabets (questions_prior.py, relearn_steps.py)."""
+    parser.add_argument("--skip-runs", action="store_true", help="only tabulate the teach results there are")
+    parser.add_argument("--background", default=str(OMNIGLOT_BACKGROUND))
+    parser.add_argument("--model", default=None, help="a model trained on the fold's 25 training alphabets "
+                        "(trained by the shipped recipe when missing)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of each teach run")
+
+
+def choose_on_validation(args: argparse.Namespace, results: str, runs: dict[str, list[str]], summarise, render) -> None:
+    """Run `teach.py` on the Omniglot folder of fold 5's validation alphabets with the fold's model (``args`` from
+    :func:`add_validation_teach_flags`), once per entry of ``runs`` (teach results name -> its other teach
+    arguments), then write ``results`` from ``summarise(name)`` of each run there is, as ``render`` tabulates them."""
+    if not args.skip_runs:
+        with tempfile.TemporaryDirectory() as tmp:
+            valid, model = validation_setup(Path(args.background), Path(tmp), args.model)
+            for name, extra in runs.items():
+                subprocess.run([sys.executable, str(Path(__file__).with_name("teach.py")), "--only", "omniglot",
+                                "--omniglot", str(valid), "--omniglot-model", model, "--threads", str(args.threads),
+                                "--no-speed", "--name", name, *extra], check=True)
+    summaries = [summarise(name) for name in runs if (RESULTS / f"{name}.json").is_file()]
+    write_results(results, {"machine": machine_description(), "summaries": summaries}, render(summaries))
+    print(render(summaries))
 
 
 # ---------------------------------------------------------------------------------------------------

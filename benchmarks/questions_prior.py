@@ -18,27 +18,17 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
-from common import RESULTS, machine_description, write_results
-from datasets import OMNIGLOT_BACKGROUND, VALIDATION_FOLD, validation_setup
+from common import RESULTS, add_validation_teach_flags, choose_on_validation, machine_description
+from datasets import VALIDATION_FOLD
 
 BUDGETS = (10, 25, 50)
 
 
-def run(prior: str, valid: Path, model: str, threads: int) -> None:
-    subprocess.run([sys.executable, str(Path(__file__).with_name("teach.py")), "--only", "omniglot", "--methods", "ours",
-                    "--omniglot", str(valid), "--omniglot-model", model, "--threads", str(threads),
-                    "--budgets", *map(str, BUDGETS), "--no-speed", "--name", f"teach_prior_{prior}",
-                    "--prior-answers", prior], check=True)
-
-
-def summarise(prior: str) -> dict:
-    data = json.loads((RESULTS / f"teach_prior_{prior}.json").read_text())
+def summarise(name: str) -> dict:
+    prior = name.removeprefix("teach_prior_")
+    data = json.loads((RESULTS / f"{name}.json").read_text())
     rows = data["results"]["omniglot"]
     asked, changed = collections.Counter(), collections.Counter()
     for r in rows.values():
@@ -77,20 +67,11 @@ def render(summaries: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--priors", nargs="+", default=["1e9", "2", "4", "8"])
-    parser.add_argument("--skip-runs", action="store_true", help="only tabulate the teach_prior_* results there are")
-    parser.add_argument("--background", default=str(OMNIGLOT_BACKGROUND))
-    parser.add_argument("--model", default=None, help="a model trained on the fold's 25 training alphabets "
-                        "(trained by the shipped recipe when missing)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of each teach run")
+    add_validation_teach_flags(parser)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        valid, model = validation_setup(Path(args.background), Path(tmp), args.model)
-        for prior in args.priors:
-            if not args.skip_runs:
-                run(prior, valid, model, args.threads)
-    summaries = [summarise(p) for p in args.priors if (RESULTS / f"teach_prior_{p}.json").is_file()]
-    write_results("questions_prior", {"machine": machine_description(), "summaries": summaries}, render(summaries))
-    print(render(summaries))
+    runs = {f"teach_prior_{p}": ["--methods", "ours", "--budgets", *map(str, BUDGETS), "--prior-answers", p]
+            for p in args.priors}
+    choose_on_validation(args, "questions_prior", runs, summarise, render)
 
 
 if __name__ == "__main__":

@@ -15,29 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
-from common import RESULTS, machine_description, write_results
-from datasets import OMNIGLOT_BACKGROUND, VALIDATION_FOLD, validation_setup
+from common import RESULTS, add_validation_teach_flags, choose_on_validation, machine_description
+from datasets import VALIDATION_FOLD
 
 from l2c_explorer.options import RELEARN_STEPS
 
 BUDGETS = (10, 25, 50)
 
 
-def run(steps: str, valid: Path, model: str, threads: int) -> None:
-    subprocess.run([sys.executable, str(Path(__file__).with_name("teach.py")), "--only", "omniglot", "--methods",
-                    "relearn", "--omniglot", str(valid), "--omniglot-model", model, "--threads", str(threads),
-                    "--budgets", *map(str, BUDGETS), "--no-speed", "--name", f"teach_relearn_{steps}",
-                    "--relearn-steps", steps], check=True)
-
-
-def summarise(steps: str) -> dict:
-    data = json.loads((RESULTS / f"teach_relearn_{steps}.json").read_text())
+def summarise(name: str) -> dict:
+    steps = name.removeprefix("teach_relearn_")
+    data = json.loads((RESULTS / f"{name}.json").read_text())
     rows = data["results"]["omniglot"]
     scores = {b: [r["relearn"]["scores"][str(b)] for r in rows.values()] for b in BUDGETS}
     return {"steps": int(steps), "n_folders": len(rows),
@@ -66,20 +56,11 @@ def render(summaries: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", nargs="+", default=["50", "100"])
-    parser.add_argument("--skip-runs", action="store_true", help="only tabulate the teach_relearn_* results there are")
-    parser.add_argument("--background", default=str(OMNIGLOT_BACKGROUND))
-    parser.add_argument("--model", default=None, help="a model trained on the fold's 25 training alphabets "
-                        "(trained by the shipped recipe when missing)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of each teach run")
+    add_validation_teach_flags(parser)
     args = parser.parse_args()
-    if not args.skip_runs:
-        with tempfile.TemporaryDirectory() as tmp:
-            valid, model = validation_setup(Path(args.background), Path(tmp), args.model)
-            for steps in args.steps:
-                run(steps, valid, model, args.threads)
-    summaries = [summarise(s) for s in args.steps if (RESULTS / f"teach_relearn_{s}.json").is_file()]
-    write_results("relearn_steps", {"machine": machine_description(), "summaries": summaries}, render(summaries))
-    print(render(summaries))
+    runs = {f"teach_relearn_{s}": ["--methods", "relearn", "--budgets", *map(str, BUDGETS), "--relearn-steps", s]
+            for s in args.steps}
+    choose_on_validation(args, "relearn_steps", runs, summarise, render)
 
 
 if __name__ == "__main__":

@@ -118,14 +118,14 @@ class AnswersMixin:
                 stop: threading.Event | None = None) -> AnswersMixin:
         """Relearn the features and the clusters from the answers; return ``self``.
 
-        :meth:`refit` moves images between groups; this teaches the similarity model what the answers
-        mean for the rest of the folder. With the groups as the answers left them (``constraints``, applied
-        first when given; else the answers of the last refit): self-train the run's embedding model on
-        them for ``relearn_steps`` steps, at most the run's own (:func:`~l2c_explorer.discovery.sharpen`, the
-        images some answer is about always among the examples), compute the features and the similarity graph again, estimate K again from the sharpened
-        graph (unless K was given), train the clustering network again, the answers among its pair targets
-        with a strong weight (:func:`~l2c_explorer.ccn.answer_weights`), and apply every answer to the new
-        clusters. A look-alike the answers separated in one place is then told apart everywhere.
+        :meth:`refit` moves images between groups; this teaches the similarity model what the answers mean for the
+        rest of the folder. With the groups as the answers left them (``constraints``, applied first when given;
+        else the answers of the last refit): self-train the run's embedding model on them for ``relearn_steps``
+        steps, at most the run's own (:func:`~l2c_explorer.discovery.sharpen`, the images some answer is about
+        always among the examples), compute the features and the similarity graph again, estimate K again from the
+        sharpened graph (unless K was given), train the clustering network again, the answers among its pair targets
+        with a strong weight (:func:`~l2c_explorer.ccn.answer_weights`), and apply every answer to the new clusters.
+        A look-alike the answers separated in one place is then told apart everywhere.
 
         Needs the run's images (``root_``; they are read again, from the cache when there is one). Later
         refits start from the relearnt clusters; a refit without one of the answers used here goes back to

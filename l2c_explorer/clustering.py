@@ -77,14 +77,14 @@ class L2CClusterer(AnswersMixin, RunFilesMixin, ClusterMixin, BaseEstimator):
     similarity : str, path or SimilarityModel
         The similarity model: a shipped name (``"omniglot"``), a model file, or a loaded model.
     n_clusters, max_clusters, loss, steps, method, ... : see :data:`l2c_explorer.options.DISCOVER`
-        Every other parameter is an option of a discovery, in the spec's order (``n_clusters``,
-        ``max_clusters``, ``loss``, ``steps``, ``method``, ``n_neighbors``, ``diffusion_time``, ``adapt_norm``,
+        Every other parameter is an option of a discovery, in the spec's order (``n_clusters``, ``max_clusters``,
+        ``loss``, ``steps``, ``method``, ``n_neighbors``, ``diffusion_time``, ``adapt_norm``,
         ``self_training_steps``, ``self_training_keep``, ``relearn_steps``, ``k_significance``,
         ``k_sharpened_significance``, ``k_graph_neighbours``, ``k_graph_scale_neighbour``, ``neighbours``,
-        ``spectrum``, ``cache``, ``follow_links``, ``n_jobs``, ``device``, ``random_state``). The spec declares each one's meaning,
-        default and allowed values once, for this class, the ``discover`` command (its ``--help``) and the app.
-        The steps they tune are listed in this module's docstring; ``method="paper"`` runs the L2C paper's
-        clustering network instead (:mod:`l2c_explorer.paper`), a baseline.
+        ``spectrum``, ``cache``, ``follow_links``, ``n_jobs``, ``device``, ``random_state``). The spec declares each
+        one's meaning, default and allowed values once, for this class, the ``discover`` command (its ``--help``)
+        and the app. The steps they tune are listed in this module's docstring; ``method="paper"`` runs the L2C
+        paper's clustering network instead (:mod:`l2c_explorer.paper`), a baseline.
 
     Every optional setting left at None is the similarity model's own (chosen for it on its held-out
     classes and stored in its card), else the package's (:data:`l2c_explorer.options.MODEL_SETTINGS`);
