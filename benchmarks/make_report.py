@@ -218,8 +218,8 @@ shows the same estimate on 19,000 drawings of 1,000 characters.
 The "exact" and "today" rows were measured with earlier `omniglot` models (the last column says which); the
 accuracy check between the default pipeline and the exact one is drawn only between rows of the same model, so
 it waits for those rows to be rerun with the shipped model. With the 48x48 model the mixed 25k and 50k sets
-score lower than with the 32x32 one, drawings included (the per-source table): the digits and photos, which
-this model was not made for, now take more of the drawings' groups.
+score lower than with the 32x32 one, drawings included (the per-source table), while 10k drawings alone score
+the same; not analysed further.
 """,
     "photos_limits": """
 **Reading the limits.** Our accuracy with K known follows the share of each image's nearest neighbours
