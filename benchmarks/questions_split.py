@@ -51,7 +51,7 @@ def examples(folder: Path, model: str, seed: int = 0) -> tuple[list[dict], list[
                      "categories": int(len(np.unique(truth[members])))})
     links = group_link_shares(c.graph_, c.labels_)
     merges = []
-    for g, h in merge_candidates(c.embedding_, groups):
+    for g, h in merge_candidates(c.embedding_, c.labels_):
         ra, rb = representative(c.embedding_, groups[g]), representative(c.embedding_, groups[h])
         merges.append({"pair_logit": float(pair_logit(c.embedding_, ra, rb, scale=scale, bias=bias)),
                        "link_share": float(links[g, h]), "smaller_group": int(min(len(groups[g]), len(groups[h]))),

@@ -34,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .constraints import ConstraintSet
-from .groups import representative, same_logit, same_probability
+from .groups import group_directions, representative, same_logit, same_probability
 
 KINDS = ("split", "merge", "member")
 # Groups each group is compared with for merge questions, and how many of the least certain images are
@@ -164,14 +164,13 @@ def merge_same_probability(pair_logit, link_share):
     return 1.0 / (1.0 + np.exp(-(w_pair * np.asarray(pair_logit) + w_link * np.asarray(link_share) + intercept)))
 
 
-def merge_candidates(embedding: np.ndarray, groups: list[np.ndarray]) -> list[tuple[int, int]]:
+def merge_candidates(embedding: np.ndarray, labels: np.ndarray) -> list[tuple[int, int]]:
     """Pairs of groups (c < d) worth a merge question: each group with its :data:`MERGE_NEIGHBOURS` nearest
-    groups by mean direction, sorted."""
-    centres = np.stack([embedding[g].mean(0) if len(g) else np.zeros(embedding.shape[1]) for g in groups])
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True) + 1e-12
+    groups by mean direction (:func:`~l2c_explorer.groups.group_directions`), sorted."""
+    centres = group_directions(embedding, labels)
     near = centres @ centres.T
     np.fill_diagonal(near, -np.inf)
-    k = len(groups)
+    k = len(centres)
     return sorted({(min(c, int(d)), max(c, int(d))) for c in range(k) for d in np.argsort(-near[c])[:MERGE_NEIGHBOURS]})
 
 
@@ -300,7 +299,7 @@ def next_questions(
         for a, b in constraints.cannot_pairs().tolist():
             settled.add((min(labels[a], labels[b]), max(labels[a], labels[b])))
         links = group_link_shares(graph, labels)
-        for c, d in merge_candidates(embedding, groups):
+        for c, d in merge_candidates(embedding, labels):
             if (c, d) in settled:
                 continue
             logit = pair_logit(embedding, reps[c], reps[d], scale=scale, bias=bias + shift["merge"])
