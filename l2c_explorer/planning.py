@@ -17,20 +17,30 @@ from .similarity_model import SimilarityModel
 
 # Seconds per unit of work of each stage of a fit on 2 CPU cores (reading and features: per image of 32x32
 # pixels and pass; graph: per image and pass, growing with the folder up to the dense eigensolver's limit;
-# training: per step, growing with the pairs it sees; self-training: per step, plus per image of its batch).
-# Only priors for the time left (:class:`~l2c_explorer.progress.RunPlan`), which scales them by how fast this
-# machine has been so far, so what matters is their ratios. Fitted to the per-stage times of a quiet run of
-# benchmarks/omniglot.py (benchmarks/results/omniglot.json: 120 fits of 400-900 images, 2 threads; times
-# only, no accuracy): 0.08 s per 100-image self-training step, split 29% / 71% between the step and its
-# images as benchmarks/self_training_cost.py measured. benchmarks/app_time_left.py measures how well the
-# resulting estimate holds.
+# training: per step, growing with the pairs it sees; self-training: per step, plus per image of its batch, of
+# up to 48x48 pixels, see SELF_TRAINING_PIXELS). Only priors for the time left
+# (:class:`~l2c_explorer.progress.RunPlan`), which scales them by how fast this machine has been so far, so
+# what matters is their ratios. Fitted to the per-stage times of a quiet run of benchmarks/omniglot.py
+# (benchmarks/results/omniglot.json: 120 fits of 400-900 images, 2 threads; times only, no accuracy): 0.08 s
+# per 100-image self-training step, split 29% / 71% between the step and its images as
+# benchmarks/self_training_cost.py measured (22.5 ms + 0.57 ms per image on the 48x48 omniglot model, as on
+# the 32x32 one before it). benchmarks/app_time_left.py measures how well the resulting estimate holds.
 STAGE_COSTS = {"reading": 4e-4, "features": 9e-4, "graph": 2.7e-4, "graph_squared": 4e-8, "training": 1e-3,
                "training_pair": 2.8e-8, "self-training": 0.023, "self-training_image": 5.7e-4}
 
 
-def pixel_scale(model: SimilarityModel) -> float:
-    """How much more a model's input holds than the 32x32 grayscale images the priors were measured on."""
-    return (model.preprocessing.size / 32) ** 2 * model.preprocessing.channels
+def pixel_scale(model: SimilarityModel, reference: int = 32) -> float:
+    """How much more a model's input holds than the ``reference`` x ``reference`` grayscale images a prior was
+    measured on."""
+    return (model.preprocessing.size / reference) ** 2 * model.preprocessing.channels
+
+
+# A self-training step costs the same on 32x32 and 48x48 drawings (benchmarks/self_training_cost.py: 89 ms
+# and 80 ms a 100-image step, the 32x32 and 48x48 omniglot models; its fixed costs, the losses and Adam, hide
+# the convolutions at these sizes): its prior grows with the input's pixels only beyond 48x48 grayscale.
+# Scaled by pixels from 32x32, it priced the 48x48 model's sharpening at 2.6x what it took, and the demo's
+# first time-left readings up to 2.25x the truth, a relearning after a run without sharpening 2x.
+SELF_TRAINING_PIXELS = 48
 
 
 # A pretrained trunk's pass per image, in bfloat16 on 2 cores, measured as the features stage of a discovery of
@@ -72,7 +82,7 @@ def self_training_step_cost(n_clusters: int, model: SimilarityModel) -> float:
         return TOP_STEP_SECONDS_PER_WEIGHT * sum(
             w.numel() for w in (*top.hidden.parameters(), *top.project.parameters()))
     per_step = STAGE_COSTS["self-training"] + STAGE_COSTS["self-training_image"] * batch_images(n_clusters)
-    return per_step * pixel_scale(model)
+    return per_step * max(1.0, pixel_scale(model, SELF_TRAINING_PIXELS))
 
 
 def clustering_stages(n_images: int, steps: int) -> list[Stage]:

@@ -53,6 +53,17 @@ def test_training_priors_grow_with_the_pairs_a_step_sees_and_a_relearning_reads_
     assert self_training_step_cost(50, model) > self_training_step_cost(5, model) > 0
 
 
+
+def test_a_self_training_step_is_priced_the_same_up_to_48x48_drawings_and_by_pixels_beyond(model):
+    def sized(size, channels=1):
+        return SimpleNamespace(net=model.net, preprocessing=SimpleNamespace(size=size, channels=channels))
+
+    drawings = self_training_step_cost(20, sized(32))
+    assert self_training_step_cost(20, sized(48)) == pytest.approx(drawings)  # measured: 89 and 80 ms a step
+    assert self_training_step_cost(20, model) == pytest.approx(drawings)  # the shipped 48x48 model
+    assert self_training_step_cost(20, sized(96)) == pytest.approx(4 * drawings)
+    assert self_training_step_cost(20, sized(48, channels=3)) == pytest.approx(3 * drawings)
+
 def test_the_stopwatch_adds_up_each_stage():
     watch = Stopwatch()
     for _ in range(2):
