@@ -14,9 +14,10 @@ import gradio as gr
 
 from ..files import write_bytes
 from .access import Access, AccessGuard, same_origin_only
+from .folders import demo_folders
 from .handlers import Handlers
 from .layout import ExplorePanel, Page, RunPanel, asset
-from .workbench import Workbench, demo_folders
+from .workbench import Workbench
 
 PLOTLY_FILE = "plotly.min.js"
 # Events the page needs but the API does not offer. Their own name keeps Gradio from naming them after their
@@ -60,7 +61,7 @@ def _confirm_js(progress_id: str, what: str, taught: str | None = None) -> str:
     Throwing cancels the event (Gradio then sends nothing to the server); the arguments go on unchanged.
     """
     ask_taught = ""
-    if taught is not None:  # the marker the teach panel writes (Handlers._teach_marker)
+    if taught is not None:  # the marker the teach panel writes (TeachHandlers._teach_marker)
         ask_taught = (" const t = document.querySelector('#discover-teach-question .l2c-taught');"
                       " const n = t ? Number(t.dataset.answers) : 0;"
                       f" if (!busy && n > 0 && !window.confirm({taught!r}.replace('{{n}}', n)))"

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from app_helpers import wait_until
-from app_helpers import DEMO, close_client
+from app_helpers import DEMO, close_client, wait_until
 
 # Outputs of /poll_discovery and /poll_adaptation, in order (see App._wire_explore).
 POLL = ("progress", "curves", "timer", "map", "results", "skipped", "cluster", "clusters", "download")

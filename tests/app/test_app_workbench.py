@@ -13,7 +13,7 @@ import pytest
 from app_helpers import wait_until
 
 from l2c_explorer.app import views
-from l2c_explorer.app.workbench import RunResult, Workbench, check_image_folder, list_subfolders
+from l2c_explorer.app.workbench import RunResult, Workbench
 from l2c_explorer.errors import FolderNotEmptyError, InputError
 from l2c_explorer.jobs import DONE, STOPPED
 
@@ -46,21 +46,6 @@ def test_workspace_serves_only_its_own_folders(bench, tmp_path):
         assert d != home and d not in home.parents  # never a home folder or one above it
 
 
-def test_check_folder_reports_counts_skips_and_sample(bench, keble6):
-    (keble6 / "notes.txt").write_text("not an image")
-    (keble6 / "character01" / "broken.png").write_bytes(b"\x89PNG broken")
-    before = snapshot(keble6)
-    report = check_image_folder(keble6, bench.thumbs, sample=200)
-    assert report.n_images == 120 and report.looks_labelled and len(report.subfolders) == 6 and report.checked_all
-    reasons = dict(report.skipped)
-    assert "notes.txt" in reasons and "not an image" in reasons["notes.txt"]
-    assert "character01/broken.png" in reasons and "not an image" in reasons["character01/broken.png"]
-    assert len(report.sample) == 120 and all(Path(p).parent == bench.workspace.thumbnails for p, _ in report.sample)
-    assert snapshot(keble6) == before
-    text = views.folder_markdown(report)
-    assert "Found **120 images**, **2 files skipped**" in text
-
-
 @pytest.mark.parametrize("bad, message", [("/definitely/not/here", "Folder not found"), (__file__, "Not a folder")])
 def test_bad_folders_are_rejected_clearly(bench, bad, message):
     with pytest.raises(InputError, match=message):
@@ -77,14 +62,6 @@ def test_a_folder_without_images_is_explained_before_a_run_starts(bench, tmp_pat
     assert not bench.registry.jobs(kind="discover")
     text = views.folder_markdown(bench.check_folder(tmp_path / "docs"))
     assert "l2c-problem" in text and "No images in" in text
-
-
-def test_list_subfolders_hides_dot_folders(tmp_path):
-    for name in ("b", "A", ".hidden"):
-        (tmp_path / name).mkdir()
-    (tmp_path / "file.txt").write_text("x")
-    assert list_subfolders(tmp_path) == ["A", "b"]
-    assert list_subfolders(tmp_path / "missing") == []
 
 
 def test_models_and_card_in_plain_words(bench):
