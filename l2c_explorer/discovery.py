@@ -263,7 +263,9 @@ class KEstimate:
     def rule(self) -> str:
         """The K rule in words."""
         s = self.significance
-        return "largest drop" if s >= 1 else ("half the largest drop" if s == 0.5 else f"{s:.0%} of the largest drop")
+        if s >= 1:
+            return "the largest drop"
+        return f"the last drop at least {'half' if s == 0.5 else f'{s:.0%} of'} the largest"
 
 
 def _k_bounds(n: int, options: PassOptions) -> tuple[int, int, int]:

@@ -92,7 +92,8 @@ def test_a_k_rule_is_named_in_words():
     from l2c_explorer.discovery import KEstimate
 
     names = [KEstimate(3, 1, np.zeros(4), s).rule for s in (1.0, 0.5, 0.6)]
-    assert names == ["largest drop", "half the largest drop", "60% of the largest drop"]
+    assert names == ["the largest drop", "the last drop at least half the largest",
+                     "the last drop at least 60% of the largest"]
 
 
 @pytest.mark.numerical
@@ -103,7 +104,7 @@ def test_k_is_read_by_the_rule_asked_for():
     o = options()
     found = search_neighbours(emb, o)
     first = estimate_k("self-tuning", o, embedding=emb, neighbours=found)
-    assert first.k == 4 and first.parts == 1 and first.rule == "half the largest drop"
+    assert first.k == 4 and first.parts == 1 and first.rule == "the last drop at least half the largest"
     graph = knn_adjacency(found, neighbourhood(o.settings["n_neighbors"], 100, share=NEIGHBOUR_SHARE))
     _, values = diffusion_features(graph, n_components=20, diffusion_time=o.settings["diffusion_time"], n_values=11)
     sharpened = estimate_k("sharpened", o, graph=graph, eigenvalues=values, n_components=20)

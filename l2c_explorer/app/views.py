@@ -263,10 +263,10 @@ def spectrum_chart(spectrum: dict | None, k_true: int | None = None) -> dict | N
     title = "How many categories: the spectrum" + (" (second round)" if second else "")
     if spectrum.get("k_given"):
         note = (f"K = {k} was given. The spectrum alone would suggest {k_gap}: the drop after eigenvalue {k_gap}"
-                f" is the {spectrum['rule']} rule's choice.")
+                f" is the one the rule picks ({spectrum['rule']}).")
     elif spectrum.get("parts", 1) > 1:
         note = (f"K = {k}: the first few drops of this spectrum set a few large parts of the folder apart; "
-                f"read again inside each of its {spectrum['parts']} parts (the {spectrum['rule']} rule), the "
+                f"read again inside each of its {spectrum['parts']} parts (rule: {spectrum['rule']}), the "
                 f"parts' spectra add up to {k} groups.")
     else:
         note = f"K = {k}: {_drop_words(shown, k, spectrum['rule'])}"
@@ -278,7 +278,7 @@ def _drop_words(values: list[float], k: int, rule: str) -> str:
     """The eigenvalues either side of the chosen K and how that drop compares with the others the chart
     shows, from the numbers: a drop is called clear only when the chart shows one."""
     if not 1 <= k < len(values):
-        return f"the {rule} rule's choice."
+        return f"the choice of the rule ({rule})."
     steps = [a - b for a, b in itertools.pairwise(values)]
     drop = steps[k - 1]
     others = steps[: k - 1] + steps[k:]
@@ -288,13 +288,13 @@ def _drop_words(values: list[float], k: int, rule: str) -> str:
             f"{k + 1} is {values[k]:.3f}")
     if drop < 2 * typical or drop <= 0:
         return (f"{head}: a step of {drop:.3f}, no larger than those around it. The chart shows no clear drop "
-                f"there, so this number is uncertain (the {rule} rule chose it).")
+                f"there, so this number is uncertain (chosen by the rule: {rule}).")
     if largest == k - 1:
-        return (f"{head}: a drop of {drop:.3f}, the largest in the chart (the {rule} rule). Each well-separated "
+        return (f"{head}: a drop of {drop:.3f}, the largest in the chart (rule: {rule}). Each well-separated "
                 "group of images gives one eigenvalue near 1.")
     larger = f"{drop / typical:.0f} times a typical step between neighbours, " if typical > 0 else ""
     return (f"{head}: a drop of {drop:.3f}, {larger}though not the largest in the chart ({steps[largest]:.3f}, "
-            f"after eigenvalue {largest + 1}; the {rule} rule).")
+            f"after eigenvalue {largest + 1}; rule: {rule}).")
 
 
 def _round(v):

@@ -48,14 +48,16 @@ def test_each_series_has_a_chart_and_a_title_of_its_own():
 
 def test_the_spectrum_note_claims_a_drop_only_where_the_numbers_show_one():
     flat = [round(1.0 - 0.012 * i, 5) for i in range(40)]  # evenly falling: no drop anywhere
-    note = views.spectrum_chart({"eigenvalues": flat, "k": 14, "k_eigengap": 14, "rule": "half the largest drop"})["note"]
+    half = "the last drop at least half the largest"
+    note = views.spectrum_chart({"eigenvalues": flat, "k": 14, "k_eigengap": 14, "rule": half})["note"]
     assert note.startswith("K = 14:") and "0.844" in note and "0.832" in note  # eigenvalues 14 and 15
     assert "no clear drop" in note and "uncertain" in note and "close to 1" not in note
+    assert f"(chosen by the rule: {half})" in note
     clear = [1.0, 0.99, 0.98, 0.4, 0.3] + [0.2] * 60
-    note = views.spectrum_chart({"eigenvalues": clear, "k": 3, "k_eigengap": 3, "rule": "largest drop"})["note"]
-    assert "a drop of 0.580, the largest in the chart" in note and "uncertain" not in note
+    note = views.spectrum_chart({"eigenvalues": clear, "k": 3, "k_eigengap": 3, "rule": "the largest drop"})["note"]
+    assert "a drop of 0.580, the largest in the chart (rule: the largest drop)" in note and "uncertain" not in note
     second = [1.0, 0.99, 0.7, 0.69, 0.5] + [round(0.49 - 0.005 * i, 5) for i in range(30)]
-    note = views.spectrum_chart({"eigenvalues": second, "k": 4, "k_eigengap": 4, "rule": "largest drop"})["note"]
+    note = views.spectrum_chart({"eigenvalues": second, "k": 4, "k_eigengap": 4, "rule": "the largest drop"})["note"]
     assert "not the largest in the chart (0.290, after eigenvalue 2" in note
 
 

@@ -185,7 +185,7 @@ def test_views_progress_and_curves():
     assert data["points"] == [{"step": 1, "stage": "training", "loss": 0.5}] and data["spectrum"] is None
     assert {s["key"] for s in data["series"]} == {"loss"}  # one chart per phase (test_app_views_curves.py)
     spectrum = {"eigenvalues": [1.0, 0.99, 0.98, 0.4, 0.3] + [0.2] * 60, "k_eigengap": 3, "k": 3, "k_given": False,
-                "pass": 2, "rule": "largest drop"}
+                "pass": 2, "rule": "the largest drop"}
     chart = json.loads(views.curves_json([], views.DISCOVER_SERIES, spectrum=spectrum, k_true=4))["spectrum"]
     assert chart["k"] == 3 and chart["k_true"] == 4 and "second round" in chart["title"]
     assert len(chart["eigenvalues"]) == 30 and chart["note"].startswith("K = 3: the first 3 eigenvalues")
