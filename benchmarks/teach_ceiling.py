@@ -168,11 +168,12 @@ def render(data: dict) -> str:
     if "omniglot" in parts:
         rows = parts["omniglot"]
         lines += ["", "#### Omniglot, the 10 development alphabets (model `omniglot`)", "", *part_table(rows)]
-        reach = [key for key in ("oracle", "relearnt") if np.mean([r[key][0] for r in rows.values()]) >= 97
-                 and np.min([r[key][0] for r in rows.values()]) >= 93]
+        reach = [key for key in ("oracle", "relearnt") if np.mean([r[key][0] for r in rows.values()]) >= 95
+                 and np.min([r[key][0] for r in rows.values()]) >= 91]
         mean = {key: np.mean([r[key][0] for r in rows.values()]) for key, _ in COLUMNS}
-        lines.append("\nThe teach targets ask for a mean of 97% and every alphabet at 93% after 25 answers: "
-                     + ("within reach of " + " and ".join(reach) + "." if reach else
+        lines.append("\nThe teach targets ask for a mean of 95% and every alphabet at 91% after 25 answers: "
+                     + ("within reach of the " + " and of ".join(f"{dict(COLUMNS)[key]} ({mean[key]:.1f}% mean)"
+                                                                  for key in reach) + "." if reach else
                         f"neither the oracle's exact corrections ({mean['oracle']:.1f}% mean) nor relearning from "
                         f"them ({mean['relearnt']:.1f}%) reach it; what remains is drawings scattered a few per group, "
                         "placed by the similarity model's features.")
@@ -184,11 +185,17 @@ def render(data: dict) -> str:
         rows = parts["photos"]
         lines += ["", f"#### Photos, {data['photo_title']} (model `photos`)", "", *part_table(rows)]
         r = next(iter(rows.values()))
-        lines.append(f"\nOn photos the exact corrections would move the accuracy from {r['first'][0]:.1f}% to "
-                     f"{r['oracle'][0]:.1f}%, but given as the {r['answers_needed']} answers a person would give, "
-                     f"they reach {r['answers_applied'][0]:.1f}% ({r['answers_relearnt'][0]:.1f}% relearnt): a "
-                     "\"different\" answer splits a group only as far as the features tell its categories apart, "
-                     "and the `photos` model's features barely do.")
+        first, oracle, best = r["first"][0], r["oracle"][0], max(r["answers_applied"][0], r["answers_relearnt"][0])
+        way = (best - first) / (oracle - first) if oracle > first else 1.0
+        lines.append(f"\nOn photos the exact corrections would move the accuracy from {first:.1f}% to {oracle:.1f}%; "
+                     f"given as the {r['answers_needed']} answers a person would give, they reach "
+                     f"{r['answers_applied'][0]:.1f}% applied and {r['answers_relearnt'][0]:.1f}% relearnt: "
+                     f"{way:.0%} of the way"
+                     + (". A \"different\" answer splits a group only as far as the features tell its categories "
+                        "apart." if way < 0.5 else ".")
+                     + (f" Relearning from the oracle's exact groups ends at {r['relearnt'][0]:.1f}%: features "
+                        "sharpened on those groups and a new clustering do not keep apart what the encoder's features "
+                        "do not." if r["relearnt"][0] < oracle - 5 else ""))
     return "\n".join(lines)
 
 
@@ -196,8 +203,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--omniglot", default=str(OMNIGLOT_EVALUATION), help="the Omniglot alphabets")
     parser.add_argument("--photos", default=str(TINY_NOVEL), help="the photo folder")
-    parser.add_argument("--photo-classes", type=int, default=25, help="as benchmarks/teach.py's photo part")
-    parser.add_argument("--photo-per-class", type=int, default=20, help="as benchmarks/teach.py's photo part")
+    parser.add_argument("--photo-classes", type=int, default=None,
+                        help="only the first N classes of --photos (default: all, as benchmarks/teach.py)")
+    parser.add_argument("--photo-per-class", type=int, default=None,
+                        help="only the first N images of each photo class (default: all, as benchmarks/teach.py)")
     parser.add_argument("--only", choices=("omniglot", "photos"), default=None)
     parser.add_argument("--resume", action="store_true", help="keep the parts already in the results")
     add_common_flags(parser, threads=2)
@@ -218,8 +227,10 @@ def main() -> None:
     if args.only in (None, "photos"):
         with tempfile.TemporaryDirectory() as tmp:
             folder = photo_subset(Path(args.photos), args.photo_classes, args.photo_per_class, Path(tmp) / "photos")
-            data["photo_title"] = (f"the first {args.photo_classes} classes of Tiny ImageNet's `novel-dev`, the first "
-                                   f"{args.photo_per_class} images of each (the folder `benchmarks/teach.py` uses)")
+            classes = "all the classes" if args.photo_classes is None else f"the first {args.photo_classes} classes"
+            images = "all" if args.photo_per_class is None else f"the first {args.photo_per_class}"
+            data["photo_title"] = (f"{classes} of Tiny ImageNet's `novel-dev`, {images} images of each (the folder "
+                                   "`benchmarks/teach.py` uses)")
             data["parts"]["photos"] = {"novel-dev": ceiling_row(folder, load_similarity_model("photos"))}
             print("novel-dev", data["parts"]["photos"], flush=True)
     data["seconds"] += time.perf_counter() - started
