@@ -1,6 +1,6 @@
 """The app's folders: its own working folder (:class:`Workspace`: thumbnails, maps, run outputs, models trained
 in the app; the only folders ever served to the browser) and a first look at the user's image folders
-(:func:`check_image_folder`: images, files skipped and why, a sample), without reading them twice.
+(:func:`check_image_folder`: how many images, which files are skipped and why, a sample).
 
 Light on imports (no torch, no gradio): the page imports this before anything heavy.
 """
