@@ -168,9 +168,9 @@ def render(data: dict) -> str:
     if "omniglot" in parts:
         rows = parts["omniglot"]
         lines += ["", "#### Omniglot, the 10 development alphabets (model `omniglot`)", "", *part_table(rows)]
-        reach = [key for key in ("oracle", "relearnt") if np.mean([r[key][0] for r in rows.values()]) >= 95
-                 and np.min([r[key][0] for r in rows.values()]) >= 91]
         mean = {key: np.mean([r[key][0] for r in rows.values()]) for key, _ in COLUMNS}
+        lowest = {key: np.min([r[key][0] for r in rows.values()]) for key, _ in COLUMNS}
+        reach = [key for key in ("oracle", "relearnt") if mean[key] >= 95 and lowest[key] >= 91]
         lines.append("\nThe teach targets ask for a mean of 95% and every alphabet at 91% after 25 answers: "
                      + ("within reach of the " + " and of ".join(f"{dict(COLUMNS)[key]} ({mean[key]:.1f}% mean)"
                                                                   for key in reach) + "." if reach else
