@@ -100,6 +100,14 @@ SECTIONS = [
      "`python benchmarks/photos_settings.py --model benchmarks/models/photos-lite2.safetensors --full 2 --subsets 3 "
      "--small 0 --write --name photos_lite2_settings`, run while the Lite2 model was a candidate (its results then "
      "renamed); the same folders as the Lite0 model's section below"),
+    ("photos_lite2_224_settings", "Lite2 at 224 against 260 pixels: a candidate model's discovery settings on the "
+     "7 held-out folders the shipped model's were chosen on",
+     f"`l2c-explorer train-similarity {shown(TINY_SOURCE)} --recipe photos --image-size 224 --out "
+     "DIR/photos-lite2-224 --name photos` (23 min), then `python benchmarks/photos_settings.py --model "
+     "DIR/photos-lite2-224.safetensors --full 2 --subsets 3 --name photos_lite2_224_settings --write`; the same "
+     "folders as the shipped model's section above"),
+    ("photos_k_sizes", "The first K estimate by photos per category: held-out source classes",
+     "`python benchmarks/photos_k_sizes.py`"),
     ("photos_lite0_settings", "Choosing the previous `photos` model's (Lite0) discovery settings on its held-out "
      "source classes",
      "`python benchmarks/photos_settings.py --model benchmarks/models/photos-lite0.safetensors --full 2 --subsets 3 "
@@ -151,7 +159,7 @@ GROUPS = {
         "omniglot_self_training_fold4", "sharpened_significance", "train_omniglot_model", "omniglot_resolution",
         "questions_split", "questions_prior", "relearn_steps",
         "photos_recipe", "photos_tuning", "photos_features", "train_photos_model", "photos_settings", "photos_lite2_candidate_settings",
-        "photos_lite0_settings",
+        "photos_lite2_224_settings", "photos_k_sizes", "photos_lite0_settings",
         "photos_tuned_settings", "spectrum_settings", "self_training_cost",
     ),
     "How fast": (
@@ -163,7 +171,64 @@ GROUPS = {
 }
 
 # Reading notes (no numbers here: those are in the tables above each note).
+def input_size_note() -> str:
+    """Whether the 224-pixel candidate beat the shipped 260-pixel `photos` model on the same held-out folders."""
+    if not all((RESULTS / f"{n}.json").exists() for n in ("photos_settings", "photos_lite2_224_settings")):
+        return ""
+    shipped, candidate = (json.loads((RESULTS / f"{n}.json").read_text())
+                          for n in ("photos_settings", "photos_lite2_224_settings"))
+
+    def best(record: dict) -> tuple[float, float, float]:
+        run = max(record["runs"], key=lambda r: (round(r["acc"], 3), -r["k_error"]))
+        known = max(r["acc"] for r in record["smoothing"])
+        return 100 * run["acc"], run["k_error"], 100 * known
+
+    (s_acc, s_err, s_known), (c_acc, c_err, c_known) = best(shipped), best(candidate)
+    adopted = c_acc > s_acc and c_known > s_known
+    features = json.loads((RESULTS / "photos_features.json").read_text())["results"]["held-out source classes"]
+    alone = (f"On the frozen Lite2 features alone, k-means clustered the held-out source classes at "
+             f"{features['Lite2 head, 224 px']:.1f}% from 224-pixel inputs and {features['Lite2 head, 260 px']:.1f}% "
+             "from the encoder's own 260 (`photos_features` above). " if "Lite2 head, 224 px" in features else "")
+    return (
+        "**Reading the input size.** " + alone + "With the top trained at 224 "
+        f"and its settings chosen on the same 7 folders, discovery scored {c_acc:.1f}% with K estimated (|K error| "
+        f"{c_err:.2f}) and {c_known:.1f}% with K known, against {s_acc:.1f}% ({s_err:.2f}) and {s_known:.1f}% for "
+        "the shipped 260-pixel model. "
+        + ("The candidate is better on both: adopt it." if adopted else
+           "Not better on both, so the shipped model stays at 260 pixels (224-pixel inputs have (224/260)^2 = "
+           "0.74 of the pixels, and discovery already meets its time target).")
+    )
+
+
+def k_sizes_note() -> str:
+    """What the first estimate's errors by folder shape say (from benchmarks/results/photos_k_sizes.json)."""
+    path = RESULTS / "photos_k_sizes.json"
+    if not path.exists():
+        return ""
+    record = json.loads(path.read_text())
+    rows, settings = record["rows"], record["settings"]
+    shipped = f"{settings['k_graph_neighbours']},{settings['k_graph_scale_neighbour']},{settings['k_significance']}"
+
+    def error(key: str, keep=lambda r: True) -> float:
+        return float(np.mean([abs(r["fixed"][key] - r["classes"]) for r in rows if keep(r)]))
+
+    best = min(rows[0]["fixed"], key=error)
+    smallest = min(r["per_class"] for r in rows)
+    few = [error(key, lambda r: r["classes"] == 25 and r["per_class"] <= 1.5 * smallest) for key in rows[0]["fixed"]]
+    return (
+        f"**Reading the first estimate by folder shape.** The lowest mean |K error| over all shapes is the fixed "
+        f"graph {best}'s, {error(best):.2f}, against {error(shipped):.2f} for the model's settings; no rule is best "
+        "on every shape, and neither is a graph sized by the folder's own first estimate (the adaptive rows). On "
+        f"folders of 25 categories with at most {int(1.5 * smallest)} photos each, every rule misses by "
+        f"{min(few):.1f} to {max(few):.1f} groups on average: the spectrum of so few photos per category does not "
+        "show the categories. The model's settings stay (they were chosen on the whole discovery, whose second "
+        "estimate on sharpened features is the one shown; `photos_settings` above)."
+    )
+
+
 NOTES = {
+    "photos_k_sizes": k_sizes_note,
+    "photos_lite2_224_settings": input_size_note,
     "teach": """
 The Omniglot rows were measured with the 48x48 `omniglot` model and this version's questions: split and merge
 questions scored by the weights `questions.py` holds, refitted on background folds 3-5 for this version's
@@ -462,7 +527,8 @@ def main() -> None:
             parts += [f"### {title}", "", f"Command: {command}", ""]
             parts += [md.read_text().rstrip() if md.exists() else "_Not run yet._", ""]
             if name in NOTES:
-                parts += [NOTES[name].strip(), ""]
+                note = NOTES[name]
+                parts += [(note() if callable(note) else note).strip(), ""]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(parts).rstrip() + "\n")
 
     readme = ROOT / "README.md"

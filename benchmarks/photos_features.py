@@ -8,7 +8,8 @@ in several ways, L2-normalised, and clustered by k-means with K known (mean of 2
 * **input size**: photos read at 160, 224 (the encoder's own) or 320 pixels;
 * **mirror**: each photo's features averaged with its mirror image's;
 * **centred**: the folder's mean feature subtracted before normalising;
-* **larger encoder**: EfficientNet-Lite2 at its own 260 pixels.
+* **larger encoder**: EfficientNet-Lite2 at 192, 224 and its own 260 pixels (Tiny ImageNet's photos are
+  64x64: every size enlarges them).
 
 Folders: the `photos` model's 25 held-out source classes (50 photos each, as benchmarks/photos_tuning.py
 builds them; the only folder a choice could be made on), and the three development sets, to show what
@@ -58,6 +59,11 @@ def stage_features(name: str, store, *, mirror: bool = False) -> list[torch.Tens
     return [torch.cat([batch[j] for batch in out]) for j in range(len(out[0]))]
 
 
+# EfficientNet-Lite2 below and at its own input size (260): the `photos` recipe's input size is chosen on the
+# held-out source classes' column
+LITE2_SIZES = (192, 224, PRETRAINED["efficientnet-lite2"].native_size)
+
+
 def kmeans(features: torch.Tensor, labels: np.ndarray, seeds: int = 2) -> float:
     """k-means accuracy % (K known, mean of ``seeds`` seeds) on the L2-normalised features."""
     return 100 * kmeans_accuracy(F.normalize(features.float(), dim=1).numpy(), labels, seeds=seeds, n_init=5)
@@ -82,10 +88,11 @@ def study(folder: Path, scratch: Path) -> dict:
             rows["head, mirror averaged and centred, 224 px"] = kmeans((head + mirrored) - (head + mirrored).mean(0),
                                                                        labels)
         store.file.unlink()
-    size = PRETRAINED["efficientnet-lite2"].native_size
-    store = read_folder(folder, scratch / "px.u8", size=size, channels=3, labelled=True, follow_links=True)
-    rows[f"Lite2 head, {size} px"] = kmeans(stage_features("efficientnet-lite2", store)[-1], label_ids(store.labels))
-    store.file.unlink()
+    for size in LITE2_SIZES:
+        store = read_folder(folder, scratch / "px.u8", size=size, channels=3, labelled=True, follow_links=True)
+        rows[f"Lite2 head, {size} px"] = kmeans(stage_features("efficientnet-lite2", store)[-1],
+                                                label_ids(store.labels))
+        store.file.unlink()
     return rows
 
 
