@@ -296,7 +296,7 @@ def explore_panel(prefix: str, head: str, *, group_word: str, groups_word: str, 
                     "and `summary.json`.", elem_classes="l2c-help")
         with gr.Row():
             out_dir = gr.Textbox(label="Output folder (created if needed; not inside your image folder)", scale=3,
-                                 elem_id=f"{prefix}-out")
+                                 placeholder=f"a new folder, e.g. ~/Pictures/by-{group_word}", elem_id=f"{prefix}-out")
             mode = gr.Radio([("Copy the images", "copy"), ("Link to them (saves space)", "symlink")],
                             value="copy", label="How", scale=2)
             export_btn = gr.Button("Export", elem_id=f"{prefix}-export", scale=1)

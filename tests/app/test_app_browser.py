@@ -20,6 +20,7 @@ from l2c_explorer.options import DISCOVER
 pytestmark = [pytest.mark.browser]
 
 SHOTS = REPO / "docs" / "screenshots" if os.environ.get("L2C_UPDATE_SCREENSHOTS") == "1" else ARTIFACTS / "steps"
+EXPORTS_TO_REMOVE: list[Path] = []
 
 
 def shot(page, selector: str | None, name: str) -> None:
@@ -28,6 +29,24 @@ def shot(page, selector: str | None, name: str) -> None:
         page.screenshot(path=str(SHOTS / name))
     else:
         page.locator(selector).screenshot(path=str(SHOTS / name))
+
+
+def export_folder(tmp_path: Path, name: str) -> Path:
+    """Where a walk exports: a folder a person would choose when the README's pictures are retaken (removed when
+    these tests end), else the test's own temporary folder."""
+    if SHOTS != REPO / "docs" / "screenshots":
+        return tmp_path / name
+    folder = Path.home() / "l2c-explorer exports" / name
+    shutil.rmtree(folder, ignore_errors=True)
+    EXPORTS_TO_REMOVE.append(folder.parent)
+    return folder
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_screenshot_exports():
+    yield
+    for folder in EXPORTS_TO_REMOVE:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def fill(page, elem_id: str, value: str) -> None:
@@ -339,7 +358,7 @@ def test_discover_explore_rename_and_export(page, served_app, tmp_path):
 
     # 5 · results: metrics, export into per-group folders that sort; the target folder is untouched
     assert "ACC" in page.inner_text("#discover-results")
-    out = tmp_path / "exported"
+    out = export_folder(tmp_path, "Aurek-Besh by group")
     fill(page, "discover-out", str(out))
     page.click("#discover-export")
     page.wait_for_function("() => document.querySelector('#discover-export-md').innerText.includes('520 images')",
