@@ -136,6 +136,8 @@ SECTIONS = [
     ("assign", "New images into a finished run (`assign`) against discovery on the union",
      "`python benchmarks/assign.py`"),
     ("threads", "Threads: a discovery run alone and beside a busy process", "`python benchmarks/threads.py`"),
+    ("eigen_solvers", "Eigenpairs of the graphs: dense against Lanczos by folder size (where the solver switches)",
+     "`python benchmarks/eigen_solvers.py`"),
     ("conv_layout", "The models' convolutions on the CPU: contiguous against channels-last memory layout",
      "`python benchmarks/conv_layout.py`"),
     ("app_explore_20k", "The app's explorer with 20,000 images", "`python benchmarks/app_explore_20k.py`"),
@@ -164,7 +166,7 @@ GROUPS = {
     ),
     "How fast": (
         "spn_speed", "discover_speed", "discover_large", "discover_large_gpu", "scale", "knn_search", "assign",
-        "threads", "conv_layout",
+        "threads", "eigen_solvers", "conv_layout",
     ),
     "Does the app stay responsive": ("app_explore_20k", "app_explore_100k", "app_time_left", "app_time_left_quiet",
                                      "kill_test"),

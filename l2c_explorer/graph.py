@@ -29,8 +29,15 @@ from .neighbours import Neighbours, exact_neighbours
 from .options import MODEL_SETTINGS, SPECTRUM_METHODS
 from .spectrum import chebyshev_moments, estimated_eigenvalues, lowpass_features
 
-# above this many images the eigenvectors come from Lanczos on the sparse graph
+# Up to this many images the spectrum and eigenvectors are always computed exactly (see stochastic_spectrum)
 DENSE_EIGEN_LIMIT = 3000
+# A connected component of more than LANCZOS_FROM images has its m largest eigenpairs computed by Lanczos on
+# the sparse graph while m is at most LANCZOS_SHARE of its images, else by a dense solver (every eigenpair).
+# Measured on the graphs of photos (benchmarks/eigen_solvers.py): for 101 eigenpairs the two take the same time
+# at 1,000 images, Lanczos 2.2-2.7x less at 1,500, 4-4.6x at 2,000 and 10-18x at 3,000 (26 eigenpairs: 8-10x
+# less from 1,000); eigenvalues agree to 1e-14, the diffusion features' cosines to 1e-6.
+LANCZOS_FROM = 1000
+LANCZOS_SHARE = 0.1
 # relative accuracy asked of Lanczos for each eigenvalue (ARPACK's ``tol``)
 LANCZOS_TOL = 1e-6
 # diffusion features kept at least (more when more clusters are allowed)
@@ -229,7 +236,7 @@ def top_eigenpairs(matrix: sp.spmatrix, n_components: int, *, seed: int = 0) -> 
 def _component_eigenpairs(matrix: sp.csr_matrix, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     n = matrix.shape[0]
     m = min(m, n)
-    if n <= DENSE_EIGEN_LIMIT or m >= n - 1:
+    if n <= LANCZOS_FROM or m > LANCZOS_SHARE * n:
         values, vectors = np.linalg.eigh(matrix.toarray())
         return values[::-1][:m].copy(), vectors[:, ::-1][:, :m].copy()
     from scipy.sparse.linalg import eigsh
