@@ -15,6 +15,7 @@ import re
 import numpy as np
 from common import COLUMN, PUBLISHED_BY_KEY, PUBLISHED_MEANS, RESULTS, normalise_name
 from datasets import OMNIGLOT_BACKGROUND, OMNIGLOT_EVALUATION, ROOT, TINY_SOURCE, shown
+from photos_settings import best_run
 
 # BENCHMARKS.md's sections, in order: (name of the results file benchmarks/results/<name>.md, title, command).
 SECTIONS = [
@@ -172,7 +173,7 @@ GROUPS = {
                                      "kill_test"),
 }
 
-# Reading notes (no numbers here: those are in the tables above each note).
+
 def input_size_note() -> str:
     """Whether the 224-pixel candidate beat the shipped 260-pixel `photos` model on the same held-out folders."""
     if not all((RESULTS / f"{n}.json").exists() for n in ("photos_settings", "photos_lite2_224_settings")):
@@ -181,7 +182,7 @@ def input_size_note() -> str:
                           for n in ("photos_settings", "photos_lite2_224_settings"))
 
     def best(record: dict) -> tuple[float, float, float]:
-        run = max(record["runs"], key=lambda r: (round(r["acc"], 3), -r["k_error"]))
+        run = best_run(record["runs"])
         known = max(r["acc"] for r in record["smoothing"])
         return 100 * run["acc"], run["k_error"], 100 * known
 
@@ -228,6 +229,7 @@ def k_sizes_note() -> str:
     )
 
 
+# Reading notes: fixed text, or a function that words the note from the results files.
 NOTES = {
     "photos_k_sizes": k_sizes_note,
     "photos_lite2_224_settings": input_size_note,

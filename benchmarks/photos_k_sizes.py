@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from common import RESULTS, add_common_flags, machine_description, write_results
 from datasets import TINY_SOURCE, link_sample
+from photos_settings import SIGNIFICANCES
 
 from l2c_explorer.graph import eigengap_k, self_tuning_spectrum
 from l2c_explorer.similarity_model import load_similarity_model
@@ -38,7 +39,6 @@ PER_CLASS = (10, 15, 20, 30, 50, 100)
 POOL = 200  # photos embedded per class, from which the folders are drawn (twice the largest: draws differ)
 N_CLASSES = (25, 10)
 GRAPHS = [(5, 2), (7, 3), (10, 4), (15, 5), (20, 7), (30, 10)]  # (neighbours, scale neighbour)
-SIGNIFICANCES = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0]
 RATIOS = [1.5, 2.0, 3.0]  # photos per group / graph neighbours below which the graph is made smaller
 
 

@@ -140,7 +140,7 @@ def main() -> None:
             runs.append({"settings": settings, "acc": float(np.mean([r["acc"] for r in rs])),
                          "k_error": float(np.mean([r["k_error"] for r in rs])), "runs": rs})
             print(f"{settings}: ACC {100 * runs[-1]['acc']:.1f} K error {runs[-1]['k_error']:.2f}", flush=True)
-        best = max(runs, key=lambda r: (round(r["acc"], 3), -r["k_error"]))
+        best = best_run(runs)
         known = [discover(model, f, k=len(subfolders(f)), seed=0, settings=best["settings"]) for f in folders]
         smoothing = smoothing_runs(model, folders, best["settings"])
     total = time.perf_counter() - started
@@ -151,6 +151,11 @@ def main() -> None:
     write_report(record, model, held_out, args.name)
     if args.write:
         store(args.model, chosen)
+
+
+def best_run(runs: list[dict]) -> dict:
+    """The whole-discovery run with the best mean ACC with K unknown (ties: the lower K error)."""
+    return max(runs, key=lambda r: (round(r["acc"], 3), -r["k_error"]))
 
 
 def smoothing_runs(model, folders: list[Path], settings: dict) -> list[dict]:
@@ -199,7 +204,7 @@ def write_report(record: dict, model, held_out: list[str], name: str) -> None:
     n = a.get("full", 3) + a.get("subsets", 6) + a.get("small", 0)
     small = (f", and {a['small']} folder(s) of all of them at {a['small_per_class']} photos per class"
              if a.get("small") else "")
-    best = max(runs, key=lambda r: (round(r["acc"], 3), -r["k_error"]))
+    best = best_run(runs)
     lines = [
         f"Machine: {record['machine']}. Model `{model.name}` (sha256 {record['model_sha256'][:12]}…); "
         f"validation: its {len(held_out)} held-out source classes, {a.get('full', 3)} folder(s) of all of them and "

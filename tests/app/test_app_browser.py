@@ -19,8 +19,8 @@ from l2c_explorer.options import DISCOVER
 
 pytestmark = [pytest.mark.browser]
 
-SHOTS = REPO / "docs" / "screenshots" if os.environ.get("L2C_UPDATE_SCREENSHOTS") == "1" else ARTIFACTS / "steps"
-EXPORTS_TO_REMOVE: list[Path] = []
+UPDATING_SCREENSHOTS = os.environ.get("L2C_UPDATE_SCREENSHOTS") == "1"
+SHOTS = REPO / "docs" / "screenshots" if UPDATING_SCREENSHOTS else ARTIFACTS / "steps"
 
 
 def shot(page, selector: str | None, name: str) -> None:
@@ -31,22 +31,19 @@ def shot(page, selector: str | None, name: str) -> None:
         page.locator(selector).screenshot(path=str(SHOTS / name))
 
 
-def export_folder(tmp_path: Path, name: str) -> Path:
-    """Where a walk exports: a folder a person would choose when the README's pictures are retaken (removed when
-    these tests end), else the test's own temporary folder."""
-    if SHOTS != REPO / "docs" / "screenshots":
-        return tmp_path / name
-    folder = Path.home() / "l2c-explorer exports" / name
-    shutil.rmtree(folder, ignore_errors=True)
-    EXPORTS_TO_REMOVE.append(folder.parent)
-    return folder
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _remove_screenshot_exports():
-    yield
-    for folder in EXPORTS_TO_REMOVE:
-        shutil.rmtree(folder, ignore_errors=True)
+@pytest.fixture
+def export_folder(tmp_path):
+    """Where a walk exports (a function of the folder's name): the test's own temporary folder, or, when the
+    README's pictures are retaken, a folder a person would choose, removed after the test (a folder of that name
+    that was there before is never touched)."""
+    if not UPDATING_SCREENSHOTS:
+        yield lambda name: tmp_path / name
+        return
+    root = Path.home() / "l2c-explorer exports"
+    if root.exists():
+        pytest.fail(f"{root} already exists: move it away to retake the screenshots")
+    yield lambda name: root / name
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def fill(page, elem_id: str, value: str) -> None:
@@ -226,7 +223,7 @@ def test_a_tiny_messy_folder_is_counted_right_and_sorted(page, served_app, tmp_p
     assert "rough estimate" in results and "4 file(s) were skipped" in results
 
 
-def test_discover_explore_rename_and_export(page, served_app, tmp_path):
+def test_discover_explore_rename_and_export(page, served_app, tmp_path, export_folder):
     target = DEMO / "omniglot_keble"
     before = snapshot(target)
     open_app(page, served_app)
@@ -358,7 +355,7 @@ def test_discover_explore_rename_and_export(page, served_app, tmp_path):
 
     # 5 · results: metrics, export into per-group folders that sort; the target folder is untouched
     assert "ACC" in page.inner_text("#discover-results")
-    out = export_folder(tmp_path, "Aurek-Besh by group")
+    out = export_folder("Aurek-Besh by group")
     fill(page, "discover-out", str(out))
     page.click("#discover-export")
     page.wait_for_function("() => document.querySelector('#discover-export-md').innerText.includes('520 images')",
